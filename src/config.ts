@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+
+export type Mode = 'sandbox' | 'production';
+
+export interface Config {
+  readonly mode: Mode;
+  readonly port: number;
+  readonly host: string;
+  readonly dataDir: string;
+  /** Unset: the embedded PGlite database under `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolMax: number;
+  /** Unset outside production: generated into `dataDir` by `resolveAdminToken`. */
+  readonly adminToken: string | undefined;
+  readonly logLevel: string;
+  readonly shutdownTimeoutMs: number;
+}
+
+/** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const ADMIN_TOKEN_MIN_LENGTH = 32;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const problems: string[] = [];
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+
+  const modeRaw = env.APIBANK_MODE ?? 'sandbox';
+  if (modeRaw !== 'sandbox' && modeRaw !== 'production') {
+    problems.push(`APIBANK_MODE must be "sandbox" or "production", got "${modeRaw}"`);
+  }
+  const mode: Mode = modeRaw === 'production' ? 'production' : 'sandbox';
+
+  const host = env.HOST || '127.0.0.1';
+  if (host !== 'localhost' && isIP(host) === 0) {
+    problems.push(`HOST must be an IP address or "localhost", got "${host}"`);
+  }
+
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    // Never echo the URL: it may carry a password.
+    problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+
+  const adminToken = env.APIBANK_ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < ADMIN_TOKEN_MIN_LENGTH) {
+    problems.push(`APIBANK_ADMIN_TOKEN must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters`);
+  }
+  if (mode === 'production' && adminToken === undefined) {
+    problems.push('APIBANK_ADMIN_TOKEN is required when APIBANK_MODE=production');
+  }
+  if (mode === 'production' && databaseUrl === undefined) {
+    problems.push('DATABASE_URL is required when APIBANK_MODE=production (the embedded database is for sandboxes)');
+  }
+
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const config: Config = {
+    mode,
+    port: integer('PORT', 8080, 0, 65535),
+    host,
+    dataDir: resolve(env.APIBANK_DATA_DIR || './data'),
+    databaseUrl,
+    databasePoolMax: integer('DATABASE_POOL_MAX', 10, 1, 200),
+    adminToken,
+    logLevel,
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * The operator token: the configured one, or (outside production) one generated on first start and kept
+ * in the data directory, readable by its owner only, so restarts keep the same token.
+ */
+export function resolveAdminToken(config: Config): { token: string; file?: string } {
+  if (config.adminToken !== undefined) return { token: config.adminToken };
+  if (config.mode === 'production') throw new ConfigError(['APIBANK_ADMIN_TOKEN is required in production']);
+  const file = join(config.dataDir, 'admin-token');
+  mkdirSync(config.dataDir, { recursive: true });
+  try {
+    const token = readFileSync(file, 'utf8').trim();
+    if ((statSync(file).mode & 0o077) !== 0) {
+      throw new ConfigError([`${file} must be readable by its owner only (chmod 600)`]);
+    }
+    if (token.length >= ADMIN_TOKEN_MIN_LENGTH) return { token, file };
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return { token, file };
+}
