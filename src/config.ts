@@ -70,7 +70,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     problems.push('APIBANK_ADMIN_TOKEN is required when APIBANK_MODE=production');
   }
   if (mode === 'production' && databaseUrl === undefined) {
-    problems.push('DATABASE_URL is required when APIBANK_MODE=production (the embedded database is for sandboxes)');
+    problems.push(
+      'DATABASE_URL is required when APIBANK_MODE=production (the embedded database is for sandboxes)',
+    );
   }
 
   const logLevel = env.LOG_LEVEL || 'info';

@@ -17,6 +17,8 @@ export interface PoolStats {
 
 export interface Db extends Sql {
   readonly kind: 'pglite' | 'postgres';
+  // `query` on the Db itself runs one autocommit statement, retried (bounded) on deadlock or serialisation
+  // failure: a statement that failed that way changed nothing, so running it again is safe.
   /** Runs `work` in one transaction, retried (bounded) on deadlock or serialisation failure. */
   transaction<T>(work: (tx: Sql) => Promise<T>): Promise<T>;
   /** A dedicated session for session-level state such as advisory locks. */
@@ -64,10 +66,13 @@ async function openPglite(options: DbOptions): Promise<Db> {
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
   const pg = await PGlite.create({
     dataDir: options.dataDir,
-    parsers: { [types.NUMERIC]: (value: string) => value },
+    // Same types as the postgres driver gives: int8 as bigint (money), numeric as an exact string.
+    parsers: { [types.INT8]: (value: string) => BigInt(value), [types.NUMERIC]: (value: string) => value },
   });
   if (options.schema) {
-    await pg.exec(`create schema if not exists ${quoteIdent(options.schema)}; set search_path to ${quoteIdent(options.schema)}`);
+    await pg.exec(
+      `create schema if not exists ${quoteIdent(options.schema)}; set search_path to ${quoteIdent(options.schema)}`,
+    );
   }
   // PGlite is one in-process connection: everything else queues behind the one running.
   const track = activityCounter();
@@ -81,7 +86,7 @@ async function openPglite(options: DbOptions): Promise<Db> {
   };
   return {
     kind: 'pglite',
-    query: (text, params) => track(() => sql.query(text, params)),
+    query: (text, params) => track(() => withRetries(() => sql.query(text, params))),
     script: (text) => track(() => sql.script(text)),
     transaction: (work) =>
       track(() =>
@@ -126,7 +131,7 @@ async function openPostgres(url: string, options: DbOptions): Promise<Db> {
   const sql = wrap(client);
   return {
     kind: 'postgres',
-    query: (text, params) => track(() => sql.query(text, params)),
+    query: (text, params) => track(() => withRetries(() => sql.query(text, params))),
     script: (text) => track(() => sql.script(text)),
     transaction: (work) =>
       track(() =>
@@ -161,7 +166,11 @@ function activityCounter() {
     }
   };
   return Object.assign(track, {
-    stats: (max: number): PoolStats => ({ max, busy: Math.min(active, max), waiting: Math.max(0, active - max) }),
+    stats: (max: number): PoolStats => ({
+      max,
+      busy: Math.min(active, max),
+      waiting: Math.max(0, active - max),
+    }),
   });
 }
 

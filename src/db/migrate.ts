@@ -18,7 +18,11 @@ export function listMigrations(): Migration[] {
     .sort()
     .map((name) => {
       const sql = readFileSync(new URL(name, MIGRATIONS_DIR), 'utf8');
-      return { version: name.replace(/\.sql$/, ''), sql, checksum: createHash('sha256').update(sql).digest('hex') };
+      return {
+        version: name.replace(/\.sql$/, ''),
+        sql,
+        checksum: createHash('sha256').update(sql).digest('hex'),
+      };
     });
 }
 
@@ -42,9 +46,11 @@ export async function migrate(db: Db): Promise<string[]> {
         applied_at timestamptz not null default now()
       )`);
       const applied = new Map(
-        (await session.query<{ version: string; checksum: string }>('select version, checksum from schema_migrations')).map(
-          (row) => [row.version, row.checksum],
-        ),
+        (
+          await session.query<{ version: string; checksum: string }>(
+            'select version, checksum from schema_migrations',
+          )
+        ).map((row) => [row.version, row.checksum]),
       );
       const done: string[] = [];
       for (const migration of migrations) {
@@ -78,9 +84,10 @@ export async function migrate(db: Db): Promise<string[]> {
 
 /** True when every migration this code knows has been applied (readiness). */
 export async function isMigrated(db: Db): Promise<boolean> {
-  const rows = await db.query<{ version: string }>(
-    `select version from schema_migrations where version = $1`,
-    [listMigrations().at(-1)?.version ?? ''],
-  ).catch(() => []);
+  const rows = await db
+    .query<{ version: string }>(`select version from schema_migrations where version = $1`, [
+      listMigrations().at(-1)?.version ?? '',
+    ])
+    .catch(() => []);
   return rows.length === 1;
 }

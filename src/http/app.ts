@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+import { QueueFullError } from '../ledger/batcher.ts';
+import { type FieldError, Problem, type ProblemCode } from './problems.ts';
+
+export type App = FastifyInstance<
+  import('node:http').Server,
+  import('node:http').IncomingMessage,
+  import('node:http').ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export const JSON_BODY_LIMIT_BYTES = 256 * 1024;
+// A caller's X-Request-Id is kept when it is a plain token; anything else is replaced, never echoed.
+const REQUEST_ID_SHAPE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface HttpOptions {
+  readonly logger?: Logger;
+  /** Per-request timeout for reading the request (Node's `requestTimeout`). */
+  readonly requestTimeoutMs?: number;
+}
+
+/** The Fastify instance with the cross-cutting behaviour every route shares: ids, problems, limits. */
+export function createHttpServer(options: HttpOptions = {}): App {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: JSON_BODY_LIMIT_BYTES,
+    requestTimeout: options.requestTimeoutMs ?? 30_000,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_SHAPE.test(given) ? given : randomUUID();
+    },
+    ajv: {
+      customOptions: {
+        // Report every offending field at once; reject, never silently drop, unknown fields; never turn a
+        // JSON number into an amount string (coercion would accept `"amount": 10`).
+        allErrors: true,
+        removeAdditional: false,
+        coerceTypes: false,
+        useDefaults: true,
+      },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new Problem('route_not_found')));
+  app.setErrorHandler((error: FastifyError, request, reply) =>
+    sendProblem(reply, request, toProblem(error, request)),
+  );
+  return app;
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, problem: Problem): FastifyReply {
+  if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="apibank"');
+  if (problem.status === 503) reply.header('retry-after', '1');
+  return reply
+    .code(problem.status)
+    .type('application/problem+json')
+    .send(JSON.stringify(problem.toJSON(request.url.split('?')[0])));
+}
+
+// Fastify's own request errors (lib/errors.js) by code, as our catalogue's problems.
+const FASTIFY_ERRORS: Readonly<Record<string, ProblemCode>> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'malformed_json',
+};
+
+function toProblem(error: FastifyError, request: FastifyRequest): Problem {
+  if (error instanceof Problem) return error;
+  if (error.validation) {
+    const errors = error.validation.map((issue): FieldError => {
+      const params = issue.params as Record<string, unknown>;
+      const child = params.missingProperty ?? params.additionalProperty;
+      const field = `/${error.validationContext ?? 'body'}${issue.instancePath}${child === undefined ? '' : `/${String(child)}`}`;
+      const message =
+        params.additionalProperty !== undefined ? 'is not a known field' : (issue.message ?? 'is not valid');
+      return { field, message };
+    });
+    return new Problem('validation_failed', errors.map((e) => `${e.field} ${e.message}`).join('; '), {
+      errors,
+    });
+  }
+  const fastifyProblem = error.code && FASTIFY_ERRORS[error.code];
+  if (fastifyProblem) return new Problem(fastifyProblem, error.message);
+  if (error instanceof SyntaxError && error.statusCode === 400)
+    return new Problem('malformed_json', error.message);
+  if (error instanceof QueueFullError)
+    return new Problem('service_unavailable', 'the ledger is at capacity; retry shortly');
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new Problem('validation_failed', error.message);
+  }
+  // A programmer error: log it whole, answer opaquely with the id that finds the log line.
+  request.log.error({ err: error }, 'unhandled error');
+  return new Problem('internal_error', `request ${request.id} failed; quote this id when reporting it`);
+}

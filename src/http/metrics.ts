@@ -1,0 +1,53 @@
+import client from 'prom-client';
+import type { Db } from '../db/db.ts';
+import type { App } from './app.ts';
+
+/**
+ * Prometheus metrics at `/metrics`: requests by route and status, their latency, and the database pool.
+ * One registry per app (no global state), so tests and several apps in one process never share counters.
+ */
+export function registerMetrics(app: App, db: Db): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const labelNames = ['method', 'route', 'status'] as const;
+  const requests = new client.Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests by route template and status',
+    labelNames,
+    registers: [registry],
+  });
+  const latency = new client.Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request latency by route template and status',
+    labelNames,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const pool = (name: string, help: string, read: (stats: ReturnType<Db['poolStats']>) => number) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(db.poolStats()));
+      },
+    });
+  pool('db_pool_connections_max', 'Database connections the pool may open', (s) => s.max);
+  pool('db_pool_connections_busy', 'Database connections running a query', (s) => s.busy);
+  pool('db_pool_waiting', 'Database operations waiting for a connection', (s) => s.waiting);
+
+  app.addHook('onResponse', async (request, reply) => {
+    // The route template, never the raw URL: ids in paths would make unbounded label sets.
+    const labels = {
+      method: request.method,
+      route: request.routeOptions.url ?? 'unmatched',
+      status: String(reply.statusCode),
+    };
+    requests.inc(labels);
+    latency.observe(labels, reply.elapsedTime / 1000);
+  });
+  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
+  );
+  return registry;
+}

@@ -1,0 +1,96 @@
+// Every error the API can answer with, by stable code. docs/errors.md documents the same set; a test keeps
+// the two equal. Codes never change meaning once published: clients branch on them, not on titles.
+
+export const PROBLEMS = {
+  // Request shape (RFC 9110 §15.5)
+  validation_failed: { status: 400, title: 'The request does not match its schema' },
+  malformed_json: { status: 400, title: 'The request body is not valid JSON' },
+  invalid_cursor: { status: 400, title: 'The pagination cursor is not valid' },
+  unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
+  payload_too_large: { status: 413, title: 'The request body is too large' },
+  route_not_found: { status: 404, title: 'No such route' },
+  unauthorized: { status: 401, title: 'A valid bearer token is required' },
+  internal_error: { status: 500, title: 'Internal error' },
+  service_unavailable: { status: 503, title: 'The service is not ready' },
+  // Idempotency (draft-ietf-httpapi-idempotency-key-header)
+  idempotency_key_missing: { status: 400, title: 'This request requires an Idempotency-Key header' },
+  idempotency_key_invalid: { status: 400, title: 'The Idempotency-Key header is not valid' },
+  idempotency_key_reused: {
+    status: 422,
+    title: 'The Idempotency-Key was already used for a different request',
+  },
+  idempotency_key_in_flight: {
+    status: 409,
+    title: 'A request with this Idempotency-Key is still in progress',
+  },
+  // Ledger
+  not_found: { status: 404, title: 'No such resource' },
+  unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },
+  amount_scale_mismatch: { status: 400, title: "The amount does not have the currency's number of decimals" },
+  accounts_must_be_different: { status: 422, title: 'A posting cannot debit and credit the same account' },
+  account_not_found: { status: 422, title: 'A posting names an account that does not exist' },
+  currency_mismatch: { status: 422, title: 'A posting moves money between accounts in different currencies' },
+  balance_overflow: { status: 422, title: 'The transfer would overflow an account balance' },
+  insufficient_funds: { status: 422, title: 'The transfer would take an account below zero' },
+  invalid_expiry: { status: 422, title: 'expiresAt must be in the future and within the allowed window' },
+  transfer_not_found: { status: 404, title: 'No such transfer' },
+  transfer_already_posted: { status: 409, title: 'The transfer is already posted' },
+  transfer_already_voided: { status: 409, title: 'The transfer is already voided' },
+  transfer_expired: { status: 409, title: 'The pending transfer has expired' },
+  transfer_not_expired: { status: 409, title: 'The pending transfer has not reached its expiry' },
+  partial_post_requires_single_posting: {
+    status: 422,
+    title: 'Only a transfer with one posting can be posted for a smaller amount',
+  },
+  amount_exceeds_pending: { status: 422, title: 'The amount to post exceeds the pending amount' },
+  duplicate_key_in_batch: { status: 400, title: 'Two transfers in one batch share a key' },
+  batch_failed: { status: 422, title: 'An atomic batch failed; nothing was written' },
+  batch_aborted: { status: 422, title: 'Not written because another transfer in the atomic batch failed' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+export interface FieldError {
+  /** JSON Pointer (RFC 6901) into the request part, e.g. `/body/postings/0/amount`. */
+  readonly field: string;
+  readonly message: string;
+}
+
+/** An expected failure on its way to becoming an `application/problem+json` response (RFC 9457). */
+export class Problem extends Error {
+  readonly code: ProblemCode;
+  readonly status: number;
+  readonly detail: string | undefined;
+  readonly extensions: Readonly<Record<string, unknown>>;
+
+  constructor(code: ProblemCode, detail?: string, extensions: Record<string, unknown> = {}) {
+    super(detail ?? PROBLEMS[code].title);
+    this.name = 'Problem';
+    this.code = code;
+    this.status = PROBLEMS[code].status;
+    this.detail = detail;
+    this.extensions = extensions;
+  }
+
+  toJSON(instance?: string): Record<string, unknown> {
+    return problemBody(this.code, this.detail, instance, this.extensions);
+  }
+}
+
+export function problemBody(
+  code: ProblemCode,
+  detail?: string,
+  instance?: string,
+  extensions: Readonly<Record<string, unknown>> = {},
+): Record<string, unknown> {
+  const { status, title } = PROBLEMS[code];
+  return {
+    type: `/problems/${code}`,
+    title,
+    status,
+    code,
+    ...(detail === undefined ? {} : { detail }),
+    ...(instance === undefined ? {} : { instance }),
+    ...extensions,
+  };
+}

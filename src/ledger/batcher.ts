@@ -1,0 +1,70 @@
+/** Thrown when the queue is full: the caller should shed load (503) rather than queue without bound. */
+export class QueueFullError extends Error {
+  override name = 'QueueFullError';
+}
+
+export interface BatcherOptions<Item, Result> {
+  /** Runs one call for many items; must return one result per item, in order. */
+  readonly run: (items: Item[]) => Promise<Result[]>;
+  readonly itemsPerCallMax: number;
+  readonly callsInFlightMax: number;
+  readonly queuedMax: number;
+}
+
+interface Waiting<Item, Result> {
+  readonly item: Item;
+  readonly resolve: (result: Result) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Merges items submitted concurrently into calls of `run`. No timer: an item submitted while fewer than
+ * `callsInFlightMax` calls run goes at once (a lone request pays no wait); under load, items queue while
+ * calls run and the next call takes everything queued, so the batch size follows the load by itself.
+ */
+export class Batcher<Item, Result> {
+  readonly #options: BatcherOptions<Item, Result>;
+  #queue: Waiting<Item, Result>[] = [];
+  #callsInFlight = 0;
+
+  constructor(options: BatcherOptions<Item, Result>) {
+    if (options.itemsPerCallMax < 1 || options.callsInFlightMax < 1)
+      throw new RangeError('batcher limits must be >= 1');
+    this.#options = options;
+  }
+
+  submit(item: Item): Promise<Result> {
+    if (this.#queue.length >= this.#options.queuedMax)
+      return Promise.reject(new QueueFullError('ledger queue is full'));
+    const result = new Promise<Result>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
+    // Let the rest of this tick's submissions join the same call.
+    if (this.#queue.length === 1) queueMicrotask(() => this.#drain());
+    return result;
+  }
+
+  #drain(): void {
+    while (this.#callsInFlight < this.#options.callsInFlightMax && this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, this.#options.itemsPerCallMax);
+      this.#callsInFlight++;
+      this.#options
+        .run(batch.map((waiting) => waiting.item))
+        .then(
+          (results) => {
+            if (results.length !== batch.length)
+              throw new Error(`run returned ${results.length} of ${batch.length} results`);
+            for (const [i, waiting] of batch.entries()) waiting.resolve(results[i] as Result);
+          },
+          (error: unknown) => {
+            for (const waiting of batch) waiting.reject(error);
+          },
+        )
+        .catch((error: unknown) => {
+          for (const waiting of batch) waiting.reject(error);
+        })
+        .finally(() => {
+          this.#callsInFlight--;
+          this.#drain();
+        });
+    }
+  }
+}

@@ -1,0 +1,313 @@
+import type { Sql } from '../db/db.ts';
+import type { Minor, ParsedAmount } from '../money.ts';
+import type {
+  Account,
+  Entry,
+  LedgerErrorCode,
+  LedgerResult,
+  NormalBalance,
+  Transfer,
+  TransferRequest,
+  TransferStatus,
+} from './model.ts';
+
+/** One operation for `ledger_execute`. A null key means no idempotency (the sweeper's expiries). */
+export type LedgerItem = {
+  readonly scope: string;
+  readonly key: string | null;
+  readonly hash: string | null;
+} & (
+  | { readonly op: 'transfer'; readonly id: string; readonly request: TransferRequest }
+  | { readonly op: 'post' | 'void' | 'expire'; readonly id: string; readonly amount?: ParsedAmount }
+);
+
+interface AccountRow {
+  id: string;
+  currency: string;
+  exponent: number;
+  normal_balance: NormalBalance;
+  allow_overdraft: boolean;
+  code: string | null;
+  metadata: Record<string, unknown>;
+  debits_posted: bigint;
+  credits_posted: bigint;
+  debits_pending: bigint;
+  credits_pending: bigint;
+  version: bigint;
+  created_at: Date;
+}
+
+const accountFromRow = (row: AccountRow): Account => ({
+  id: row.id,
+  currency: row.currency,
+  exponent: row.exponent,
+  normalBalance: row.normal_balance,
+  allowOverdraft: row.allow_overdraft,
+  code: row.code,
+  metadata: row.metadata,
+  debitsPosted: row.debits_posted as Minor,
+  creditsPosted: row.credits_posted as Minor,
+  debitsPending: row.debits_pending as Minor,
+  creditsPending: row.credits_pending as Minor,
+  version: row.version,
+  createdAt: row.created_at,
+});
+
+export interface NewAccount {
+  readonly id: string;
+  readonly currency: string;
+  readonly exponent: number;
+  readonly normalBalance: NormalBalance;
+  readonly allowOverdraft: boolean;
+  readonly code: string | null;
+  readonly metadata: Record<string, unknown>;
+  readonly createdAt: Date;
+}
+
+export async function insertAccount(sql: Sql, account: NewAccount): Promise<Account> {
+  const [row] = await sql.query<AccountRow>(
+    `insert into ledger_accounts (id, currency, exponent, normal_balance, allow_overdraft, code, metadata, created_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8) returning *`,
+    [
+      account.id,
+      account.currency,
+      account.exponent,
+      account.normalBalance,
+      account.allowOverdraft,
+      account.code,
+      JSON.stringify(account.metadata),
+      account.createdAt,
+    ],
+  );
+  if (!row) throw new Error('insert into ledger_accounts returned no row');
+  return accountFromRow(row);
+}
+
+export async function findAccount(sql: Sql, id: string): Promise<Account | undefined> {
+  const [row] = await sql.query<AccountRow>('select * from ledger_accounts where id = $1', [id]);
+  return row && accountFromRow(row);
+}
+
+/** Entries newest first, strictly older than `beforeSeq` when given. */
+export async function listEntries(
+  sql: Sql,
+  accountId: string,
+  beforeSeq: bigint | undefined,
+  limit: number,
+): Promise<Entry[]> {
+  const rows = await sql.query<{
+    seq: bigint;
+    transfer_id: string;
+    side: NormalBalance;
+    amount: bigint;
+    balance: bigint;
+    created_at: Date;
+  }>(
+    `select seq, transfer_id, side, amount, balance, created_at from ledger_entries
+      where account_id = $1 and ($2::bigint is null or seq < $2) order by seq desc limit $3`,
+    [accountId, beforeSeq ?? null, limit],
+  );
+  return rows.map((row) => ({
+    seq: row.seq,
+    transferId: row.transfer_id,
+    side: row.side,
+    amount: row.amount as Minor,
+    balance: row.balance,
+    createdAt: row.created_at,
+  }));
+}
+
+// The JSON shape ledger_execute stores and returns for a transfer (amounts as strings: JSON has no int64).
+interface TransferJson {
+  id: string;
+  status: TransferStatus;
+  postings: { debitAccountId: string; creditAccountId: string; amount: string; exponent: number }[];
+  postedAmount?: string | null;
+  expiresAt: string | null;
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  resolvedAt?: string | null;
+}
+
+export function transferFromJson(json: TransferJson): Transfer {
+  return {
+    id: json.id,
+    status: json.status,
+    postings: json.postings.map((p) => ({
+      debitAccountId: p.debitAccountId,
+      creditAccountId: p.creditAccountId,
+      amount: BigInt(p.amount) as Minor,
+      exponent: p.exponent,
+    })),
+    postedAmount: json.postedAmount ? (BigInt(json.postedAmount) as Minor) : null,
+    expiresAt: json.expiresAt ? new Date(json.expiresAt) : null,
+    metadata: json.metadata,
+    createdAt: new Date(json.createdAt),
+    resolvedAt: json.resolvedAt ? new Date(json.resolvedAt) : null,
+  };
+}
+
+function itemJson(item: LedgerItem): Record<string, unknown> {
+  const common = { op: item.op, scope: item.scope, key: item.key, hash: item.hash, id: item.id };
+  if (item.op !== 'transfer') {
+    return { ...common, amount: item.amount?.minor.toString() ?? null, scale: item.amount?.scale ?? null };
+  }
+  const { request } = item;
+  return {
+    ...common,
+    pending: request.pending,
+    expiresAt: request.expiresAt?.toISOString() ?? null,
+    metadata: request.metadata,
+    postings: request.postings.map((p) => ({
+      debitAccountId: p.debitAccountId,
+      creditAccountId: p.creditAccountId,
+      amount: p.amount.minor.toString(),
+      scale: p.amount.scale,
+    })),
+  };
+}
+
+type ResultJson =
+  | { ok: true; replayed: boolean; transfer: TransferJson }
+  | { ok: false; code: LedgerErrorCode; posting?: number };
+
+/** Runs a batch through `ledger_execute`: one statement, one round trip, one commit. */
+export async function executeItems(
+  sql: Sql,
+  items: readonly LedgerItem[],
+  atomic: boolean,
+  now: Date,
+): Promise<LedgerResult[]> {
+  const [row] = await sql.query<{ results: ResultJson[] }>(
+    'select ledger_execute($1::jsonb, $2, $3) as results',
+    [JSON.stringify(items.map(itemJson)), atomic, now],
+  );
+  const results = row?.results;
+  if (!Array.isArray(results) || results.length !== items.length) {
+    throw new Error(`ledger_execute returned ${results?.length} results for ${items.length} items`);
+  }
+  return results.map((result) =>
+    result.ok ? { ok: true, replayed: result.replayed, transfer: transferFromJson(result.transfer) } : result,
+  );
+}
+
+export async function findTransfer(sql: Sql, id: string): Promise<Transfer | undefined> {
+  const [row] = await sql.query<{ transfer: TransferJson }>(
+    `select jsonb_build_object('id', id, 'status', status, 'postings', postings, 'postedAmount', posted_amount::text,
+       'expiresAt', expires_at, 'metadata', metadata, 'createdAt', created_at, 'resolvedAt', resolved_at) as transfer
+       from ledger_transfers where id = $1`,
+    [id],
+  );
+  return row && transferFromJson(row.transfer);
+}
+
+/** Pending transfers past their expiry, oldest first. */
+export async function findExpiredPending(sql: Sql, now: Date, limit: number): Promise<string[]> {
+  const rows = await sql.query<{ id: string }>(
+    `select id from ledger_transfers where status = 'pending' and expires_at <= $1 order by expires_at limit $2`,
+    [now, limit],
+  );
+  return rows.map((row) => row.id);
+}
+
+export interface AccountDiscrepancy {
+  readonly accountId: string;
+  readonly field: string;
+  readonly stored: bigint;
+  readonly recomputed: bigint;
+}
+
+/**
+ * Every account whose stored sums differ from its entries (posted) or from its pending transfers
+ * (pending), or whose latest entry's running balance disagrees with the stored balance.
+ */
+export async function findAccountDiscrepancies(sql: Sql, limit: number): Promise<AccountDiscrepancy[]> {
+  const rows = await sql.query<{ account_id: string; field: string; stored: bigint; recomputed: bigint }>(
+    `with posted as (
+       select account_id,
+              coalesce(sum(amount) filter (where side = 'debit'), 0)::bigint as debits,
+              coalesce(sum(amount) filter (where side = 'credit'), 0)::bigint as credits
+         from ledger_entries group by account_id),
+     pending as (
+       select (p->>'debitAccountId')::uuid as account_id, (p->>'amount')::bigint as debit, 0::bigint as credit
+         from ledger_transfers t, jsonb_array_elements(t.postings) p where t.status = 'pending'
+       union all
+       select (p->>'creditAccountId')::uuid, 0, (p->>'amount')::bigint
+         from ledger_transfers t, jsonb_array_elements(t.postings) p where t.status = 'pending'),
+     pending_sums as (
+       select account_id, sum(debit)::bigint as debits, sum(credit)::bigint as credits from pending group by account_id),
+     last_entry as (
+       select distinct on (account_id) account_id, balance from ledger_entries order by account_id, seq desc),
+     checks as (
+       select a.id, 'debitsPosted' as field, a.debits_posted as stored, coalesce(p.debits, 0) as recomputed
+         from ledger_accounts a left join posted p on p.account_id = a.id
+       union all
+       select a.id, 'creditsPosted', a.credits_posted, coalesce(p.credits, 0)
+         from ledger_accounts a left join posted p on p.account_id = a.id
+       union all
+       select a.id, 'debitsPending', a.debits_pending, coalesce(s.debits, 0)
+         from ledger_accounts a left join pending_sums s on s.account_id = a.id
+       union all
+       select a.id, 'creditsPending', a.credits_pending, coalesce(s.credits, 0)
+         from ledger_accounts a left join pending_sums s on s.account_id = a.id
+       union all
+       select a.id, 'lastEntryBalance',
+              case a.normal_balance when 'credit' then a.credits_posted - a.debits_posted
+                                    else a.debits_posted - a.credits_posted end,
+              e.balance
+         from ledger_accounts a join last_entry e on e.account_id = a.id)
+     select id as account_id, field, stored, recomputed from checks where stored <> recomputed
+      order by id, field limit $1`,
+    [limit],
+  );
+  return rows.map((row) => ({
+    accountId: row.account_id,
+    field: row.field,
+    stored: row.stored,
+    recomputed: row.recomputed,
+  }));
+}
+
+export interface CurrencyTotals {
+  readonly currency: string;
+  readonly accounts: number;
+  readonly debitsPosted: bigint;
+  readonly creditsPosted: bigint;
+  readonly debitsPending: bigint;
+  readonly creditsPending: bigint;
+}
+
+/** Per currency, the sums of every account's balances: double entry means debits equal credits. */
+export async function currencyTotals(sql: Sql): Promise<CurrencyTotals[]> {
+  // numeric, not bigint: the sum over many accounts can exceed int8; it arrives as an exact string.
+  const rows = await sql.query<{
+    currency: string;
+    accounts: bigint;
+    dp: string;
+    cp: string;
+    dpe: string;
+    cpe: string;
+  }>(
+    `select currency, count(*)::bigint as accounts, sum(debits_posted)::numeric as dp, sum(credits_posted)::numeric as cp,
+            sum(debits_pending)::numeric as dpe, sum(credits_pending)::numeric as cpe
+       from ledger_accounts group by currency order by currency`,
+  );
+  return rows.map((row) => ({
+    currency: row.currency,
+    accounts: Number(row.accounts),
+    debitsPosted: BigInt(row.dp),
+    creditsPosted: BigInt(row.cp),
+    debitsPending: BigInt(row.dpe),
+    creditsPending: BigInt(row.cpe),
+  }));
+}
+
+/** Entries whose account and transfer disagree on money: each transfer's entries must balance. */
+export async function findUnbalancedTransfers(sql: Sql, limit: number): Promise<string[]> {
+  const rows = await sql.query<{ transfer_id: string }>(
+    `select transfer_id from ledger_entries group by transfer_id
+     having sum(case side when 'debit' then amount else -amount end) <> 0 limit $1`,
+    [limit],
+  );
+  return rows.map((row) => row.transfer_id);
+}

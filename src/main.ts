@@ -1,0 +1,108 @@
+// The composition root: the one place that builds the parts and passes them down (STYLE.md §9).
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { type Config, resolveAdminToken } from './config.ts';
+import { type Db, openDb } from './db/db.ts';
+import { migrate } from './db/migrate.ts';
+import { type App, createHttpServer } from './http/app.ts';
+import { requireBearerToken } from './http/auth.ts';
+import { registerHealth } from './http/health.ts';
+import { registerMetrics } from './http/metrics.ts';
+import { pruneIdempotencyKeys } from './idempotency.ts';
+import { registerLedgerRoutes } from './ledger/routes.ts';
+import { Ledger } from './ledger/service.ts';
+
+export interface AppParts {
+  readonly db: Db;
+  readonly adminToken: string;
+  readonly logger?: Logger;
+  readonly now?: () => Date;
+}
+
+/** The HTTP application over an open, migrated database. Tests build it directly and call `inject()`. */
+export function buildApp(parts: AppParts): { app: App; ledger: Ledger } {
+  const ledger = new Ledger({ db: parts.db, ...(parts.now && { now: parts.now }) });
+  const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
+  registerMetrics(app, parts.db);
+  registerHealth(app, parts.db);
+  // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
+  app.register(async (operator) => {
+    operator.addHook('onRequest', requireBearerToken(parts.adminToken));
+    registerLedgerRoutes(operator as App, ledger);
+  });
+  return { app, ledger };
+}
+
+export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
+  return pino({
+    level: config.logLevel,
+    // Secrets never reach a log line, even if a future serializer starts logging headers or bodies.
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.token', '*.secret'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+export function openConfiguredDb(config: Config): Promise<Db> {
+  return config.databaseUrl
+    ? openDb({ url: config.databaseUrl, poolMax: config.databasePoolMax })
+    : openDb({ dataDir: join(config.dataDir, 'pglite') });
+}
+
+const SWEEP_INTERVAL_MS = 1000;
+const PRUNE_INTERVAL_MS = 60_000;
+
+/** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
+export async function serve(config: Config, logger: Logger): Promise<void> {
+  const admin = resolveAdminToken(config);
+  const db = await openConfiguredDb(config);
+  const applied = await migrate(db);
+  if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
+  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger });
+
+  // Background work. Each runs alone (no overlap with itself) and is safe in several processes at once.
+  const every = (intervalMs: number, name: string, work: () => Promise<unknown>) => {
+    let running = false;
+    const timer = setInterval(async () => {
+      if (running) return;
+      running = true;
+      try {
+        await work();
+      } catch (error) {
+        logger.error({ err: error }, `${name} failed`);
+      } finally {
+        running = false;
+      }
+    }, intervalMs);
+    timer.unref();
+    return timer;
+  };
+  const timers = [
+    every(SWEEP_INTERVAL_MS, 'expiring pending transfers', () => ledger.expireDue()),
+    every(PRUNE_INTERVAL_MS, 'pruning idempotency keys', () => pruneIdempotencyKeys(db, new Date())),
+  ];
+
+  await app.listen({ port: config.port, host: config.host });
+  const where = config.databaseUrl ? 'PostgreSQL' : `embedded PGlite in ${join(config.dataDir, 'pglite')}`;
+  logger.info(`apibank ${config.mode} listening on http://${config.host}:${config.port} (${where})`);
+  if (admin.file) logger.info(`operator token: ${admin.file} (send it as Authorization: Bearer <token>)`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    const force = setTimeout(() => {
+      logger.error('shutdown timed out; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    force.unref();
+    for (const timer of timers) clearInterval(timer);
+    await app.close();
+    await db.close();
+    logger.info('stopped');
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
