@@ -91,7 +91,7 @@ export async function runIdempotent(
     const response = await work(tx);
     await tx.query(
       `insert into idempotency_keys (scope, key, request_hash, status_code, response, created_at)
-       values ($1, $2, $3, $4, $5, now())`,
+       values ($1, $2, $3, $4, $5::text::jsonb, now())`,
       [request.scope, request.key, request.hash, response.statusCode, JSON.stringify(response.body)],
     );
     return { ...response, replayed: false };

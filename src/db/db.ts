@@ -2,7 +2,10 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, types } from '@electric-sql/pglite';
 import postgres from 'postgres';
 
-/** What stores see: parameterised SQL, `int8` as `bigint`, `jsonb` parsed, `timestamptz` as `Date`. */
+/**
+ * What stores see: parameterised SQL, `int8` as `bigint`, `jsonb` parsed, `timestamptz` as `Date`. JSON goes in
+ * as a string cast with `$n::text::jsonb`: the two drivers serialise a JS value for a json parameter differently.
+ */
 export interface Sql {
   query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
   /** Several statements without parameters (migration files). */

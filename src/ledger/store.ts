@@ -67,7 +67,7 @@ export interface NewAccount {
 export async function insertAccount(sql: Sql, account: NewAccount): Promise<Account> {
   const [row] = await sql.query<AccountRow>(
     `insert into ledger_accounts (id, currency, exponent, normal_balance, allow_overdraft, code, metadata, created_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8) returning *`,
+     values ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8) returning *`,
     [
       account.id,
       account.currency,
@@ -179,7 +179,7 @@ export async function executeItems(
   now: Date,
 ): Promise<LedgerResult[]> {
   const [row] = await sql.query<{ results: ResultJson[] }>(
-    'select ledger_execute($1::jsonb, $2, $3) as results',
+    'select ledger_execute($1::text::jsonb, $2, $3) as results',
     [JSON.stringify(items.map(itemJson)), atomic, now],
   );
   const results = row?.results;
