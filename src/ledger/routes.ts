@@ -3,6 +3,7 @@ import type { App } from '../http/app.ts';
 import { type FieldError, Problem, type ProblemCode } from '../http/problems.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, parseAmount } from '../money.ts';
+import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import { type Account, balancesOf, type Entry, type Transfer, type TransferRequest } from './model.ts';
 import {
   ENTRIES_PAGE_MAX,
@@ -22,10 +23,7 @@ const Amount = Type.String({
   pattern: AMOUNT_PATTERN,
   description: 'decimal string in the currency exponent',
 });
-// RFC 3339 with an explicit offset: a time without one is ambiguous.
-const Timestamp = Type.String({
-  pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$',
-});
+const Timestamp = Type.String({ pattern: TIMESTAMP_PATTERN, description: 'RFC 3339 with an offset' });
 const Metadata = Type.Object({}, { additionalProperties: true, maxProperties: 64 });
 const IdParams = Type.Object({ id: Id });
 
@@ -140,11 +138,17 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
 
   app.post(
     '/v1/ledger/transfers/:id/post',
-    { schema: { params: IdParams, body: Type.Optional(PostBody) } },
+    {
+      schema: { params: IdParams, body: PostBody },
+      // The body is optional (post in full); an absent one is validated as {}.
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
+    },
     async (request, reply) => {
       const key = readIdempotencyKey(request.headers['idempotency-key'], false);
       const amount =
-        request.body?.amount === undefined ? undefined : amountOf(request.body.amount, '/body/amount');
+        request.body.amount === undefined ? undefined : amountOf(request.body.amount, '/body/amount');
       return sendOutcome(reply, await ledger.post(request.params.id.toLowerCase(), amount, key), 200);
     },
   );
@@ -222,9 +226,10 @@ function transferRequest(body: TransferBody, at: string): TransferRequest {
   if (body.expiresAt !== undefined && body.pending !== true) {
     errors.push({ field: `${at}/expiresAt`, message: 'is only allowed on a pending transfer' });
   }
-  const expiresAt = body.expiresAt === undefined ? null : new Date(body.expiresAt);
-  if (expiresAt && Number.isNaN(expiresAt.getTime()))
-    errors.push({ field: `${at}/expiresAt`, message: 'is not a valid time' });
+  const expiresAt = body.expiresAt === undefined ? null : (parseTimestamp(body.expiresAt) ?? null);
+  if (body.expiresAt !== undefined && expiresAt === null) {
+    errors.push({ field: `${at}/expiresAt`, message: 'is not a date and time that exists' });
+  }
   const metadata = metadataOrError(body.metadata, `${at}/metadata`, errors);
   if (errors.length > 0) throw fieldProblem(errors);
   return { postings, pending: body.pending ?? false, expiresAt, metadata };
