@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig, resolveAdminToken } from './config.ts';
+
+describe('configuration', () => {
+  it('defaults to a local sandbox on the embedded database', () => {
+    const config = loadConfig({});
+    assert.equal(config.mode, 'sandbox');
+    assert.equal(config.port, 8080);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.databaseUrl, undefined);
+    assert.match(config.dataDir, /\/data$/);
+  });
+
+  it('lists every wrong setting at once, without echoing the database URL', () => {
+    try {
+      loadConfig({
+        PORT: '80a',
+        HOST: 'my host',
+        DATABASE_URL: 'mysql://user:hunter2@x/db',
+        APIBANK_ADMIN_TOKEN: 'short',
+      });
+      assert.fail('expected a ConfigError');
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.problems.length, 4);
+      assert.doesNotMatch(error.message, /hunter2/);
+    }
+  });
+
+  it('refuses production without an operator token and a database server', () => {
+    assert.throws(
+      () => loadConfig({ APIBANK_MODE: 'production' }),
+      (error: ConfigError) => error.problems.length === 2,
+    );
+  });
+
+  it('generates the operator token once, readable by its owner only', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'apibank-config-'));
+    const config = loadConfig({ APIBANK_DATA_DIR: dataDir });
+    const first = resolveAdminToken(config);
+    assert.ok(first.file);
+    assert.equal(statSync(first.file).mode & 0o777, 0o600);
+    assert.equal(resolveAdminToken(config).token, first.token);
+    chmodSync(first.file, 0o644);
+    assert.throws(() => resolveAdminToken(config), ConfigError);
+  });
+});

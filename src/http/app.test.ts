@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { openDb } from '../db/db.ts';
+import { buildApp } from '../main.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import type { App } from './app.ts';
+import { PROBLEMS } from './problems.ts';
+
+const TOKEN = 'app-test-operator-token-0123456789abcdef';
+
+describe('error catalogue', () => {
+  it('documents exactly the codes the code can answer with', () => {
+    const documented = [
+      ...readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8').matchAll(
+        /^\| `([a-z_]+)` \| (\d{3}) \|/gm,
+      ),
+    ];
+    assert.deepEqual(
+      documented.map(([, code, status]) => `${code} ${status}`).sort(),
+      Object.entries(PROBLEMS)
+        .map(([code, p]) => `${code} ${p.status}`)
+        .sort(),
+    );
+  });
+});
+
+describe('readiness', () => {
+  it('is not ready on a database without the migrations', async () => {
+    const empty = await openDb({});
+    const unready = buildApp({ db: empty, adminToken: TOKEN }).app;
+    const response = await unready.inject('/health/ready');
+    assert.equal(response.statusCode, 503);
+    assert.equal(response.json().code, 'service_unavailable');
+    await unready.close();
+    await empty.close();
+  });
+});
+
+for (const database of testDatabases()) {
+  describe(`HTTP foundation on ${database.name}`, () => {
+    let db: TestDb;
+    let app: App;
+    const logLines: string[] = [];
+
+    before(async () => {
+      db = await database.open();
+      const sink = new Writable({
+        write(chunk, _encoding, done) {
+          logLines.push(String(chunk));
+          done();
+        },
+      });
+      app = buildApp({ db, adminToken: TOKEN, logger: pino({ level: 'info' }, sink) }).app;
+      app.get('/test/boom', async () => {
+        throw new Error('secret internal detail');
+      });
+      await app.ready();
+    });
+    after(async () => {
+      await app.close();
+      await db.close();
+    });
+
+    it('reports liveness and readiness', async () => {
+      assert.deepEqual((await app.inject('/health/live')).json(), { status: 'ok' });
+      const ready = await app.inject('/health/ready');
+      assert.equal(ready.statusCode, 200);
+    });
+
+    it('exposes request counts, latency by route template and status, and pool use', async () => {
+      await app.inject({
+        url: '/v1/ledger/accounts/00000000-0000-7000-8000-000000000000',
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      const text = (await app.inject('/metrics')).body;
+      assert.match(
+        text,
+        /http_requests_total\{method="GET",route="\/v1\/ledger\/accounts\/:id",status="404"\} 1/,
+      );
+      assert.match(
+        text,
+        /http_request_duration_seconds_bucket\{le="0\.005",method="GET",route="\/v1\/ledger\/accounts\/:id",status="404"\}/,
+      );
+      assert.match(text, /db_pool_connections_max \d+/);
+      assert.match(text, /db_pool_waiting \d+/);
+    });
+
+    it('answers unknown routes and methods with a problem', async () => {
+      const response = await app.inject('/v2/nothing');
+      assert.equal(response.statusCode, 404);
+      assert.match(String(response.headers['content-type']), /^application\/problem\+json/);
+      assert.deepEqual(response.json(), {
+        type: '/problems/route_not_found',
+        title: 'No such route',
+        status: 404,
+        code: 'route_not_found',
+        instance: '/v2/nothing',
+      });
+    });
+
+    it('keeps a plain X-Request-Id and replaces anything else', async () => {
+      assert.equal(
+        (await app.inject({ url: '/health/live', headers: { 'x-request-id': 'abc-123' } })).headers[
+          'x-request-id'
+        ],
+        'abc-123',
+      );
+      const replaced = (await app.inject({ url: '/health/live', headers: { 'x-request-id': 'a b<script>' } }))
+        .headers['x-request-id'];
+      assert.match(String(replaced), /^[0-9a-f-]{36}$/);
+    });
+
+    it('answers a programmer error opaquely, naming only the request id', async () => {
+      const response = await app.inject({ url: '/test/boom', headers: { 'x-request-id': 'boom-1' } });
+      assert.equal(response.statusCode, 500);
+      assert.equal(response.json().code, 'internal_error');
+      assert.doesNotMatch(response.body, /secret internal detail|at .*\.ts/);
+      assert.match(response.body, /boom-1/);
+      assert.ok(
+        logLines.some((line) => line.includes('secret internal detail')),
+        'the log keeps the detail',
+      );
+    });
+
+    it('refuses a body too large for the route', async () => {
+      const response = await app.inject({
+        method: 'POST',
+        url: '/v1/ledger/accounts',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        payload: JSON.stringify({
+          currency: 'EUR',
+          normalBalance: 'credit',
+          metadata: { x: 'y'.repeat(300_000) },
+        }),
+      });
+      assert.equal(response.statusCode, 413);
+      assert.equal(response.json().code, 'payload_too_large');
+    });
+
+    it('never writes the operator token to the log', async () => {
+      await app.inject({ url: '/v1/ledger/accounts/x', headers: { authorization: `Bearer ${TOKEN}` } });
+      await app.inject({
+        url: '/v1/ledger/accounts/x',
+        headers: { authorization: 'Bearer wrong-token-value' },
+      });
+      assert.ok(logLines.length > 0);
+      for (const line of logLines) {
+        assert.ok(!line.includes(TOKEN) && !line.includes('wrong-token-value'), line);
+      }
+    });
+  });
+}
