@@ -98,8 +98,8 @@ for (const database of testDatabases()) {
               const outcome = await ledger.transfer(`run${run}-k${op.key}`, {
                 postings: [
                   {
-                    debitAccountId: accounts[op.debit]!.id,
-                    creditAccountId: accounts[op.credit]!.id,
+                    debitAccountId: at(accounts, op.debit).id,
+                    creditAccountId: at(accounts, op.credit).id,
                     amount: { minor: amount as Minor, scale: 2 },
                   },
                 ],
@@ -124,8 +124,8 @@ for (const database of testDatabases()) {
                 }
                 continue;
               }
-              const d = model[op.debit]!;
-              const c = model[op.credit]!;
+              const d = at(model, op.debit);
+              const c = at(model, op.credit);
               const expected =
                 !d.overdraft && d.creditNormal && d.dp + d.dpend + amount > d.cp
                   ? 'insufficient_funds'
@@ -168,8 +168,8 @@ for (const database of testDatabases()) {
               assert.match(outcomeCode(outcome), expected, `${op.kind} of hold ${hold.id}`);
               if (!outcome.ok) continue;
               hold.open = false;
-              const d = model[hold.debit]!;
-              const c = model[hold.credit]!;
+              const d = at(model, hold.debit);
+              const c = at(model, hold.credit);
               d.dpend -= hold.amount;
               c.cpend -= hold.amount;
               if (op.kind === 'post') {
@@ -183,7 +183,7 @@ for (const database of testDatabases()) {
           for (const [i, account] of accounts.entries()) {
             const stored = await ledger.getAccount(account.id);
             assert.ok(stored);
-            const m = model[i]!;
+            const m = at(model, i);
             assert.deepEqual(
               [stored.debitsPosted, stored.creditsPosted, stored.debitsPending, stored.creditsPending],
               [m.dp, m.cp, m.dpend, m.cpend],
@@ -200,6 +200,12 @@ for (const database of testDatabases()) {
       assert.equal((await ledger.verify()).ok, true);
     });
   });
+}
+
+function at<T>(items: readonly T[], index: number): T {
+  const item = items[index];
+  assert.ok(item !== undefined, `no item ${index}`);
+  return item;
 }
 
 function outcomeCode(outcome: TransferOutcome): string {

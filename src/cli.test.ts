@@ -1,0 +1,103 @@
+// The `apibank` command as an operator runs it: a real process on the embedded database.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { openDb } from './db/db.ts';
+
+const BIN = new URL('../bin/apibank.js', import.meta.url).pathname;
+
+function apibank(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  return { child, exited, output: () => output };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  await new Promise((done) => server.close(done));
+  assert.ok(address && typeof address === 'object');
+  return address.port;
+}
+
+describe('apibank command', () => {
+  it('refuses a wrong configuration with every problem named, before doing anything', async () => {
+    const run = apibank(['serve'], { PORT: 'eighty', APIBANK_MODE: 'live' });
+    assert.equal(await run.exited, 2);
+    assert.match(run.output(), /PORT must be an integer/);
+    assert.match(run.output(), /APIBANK_MODE must be "sandbox" or "production"/);
+  });
+
+  it('serves, moves money, shuts down on SIGTERM, and verifies the ledger it left', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'apibank-cli-'));
+    const port = await freePort();
+    const server = apibank(['serve'], { APIBANK_DATA_DIR: dataDir, PORT: String(port) });
+    const base = `http://127.0.0.1:${port}`;
+    for (let attempt = 0; ; attempt++) {
+      const ready = await fetch(`${base}/health/ready`).catch(() => undefined);
+      if (ready?.ok) break;
+      assert.ok(attempt < 300 && server.child.exitCode === null, `server did not start: ${server.output()}`);
+      await new Promise((done) => setTimeout(done, 100));
+    }
+    const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    assert.match(server.output(), /operator token: .*admin-token/);
+    assert.doesNotMatch(server.output(), new RegExp(token));
+    const call = async (path: string, body: unknown, key?: string) => {
+      const response = await fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          ...(key && { 'idempotency-key': key }),
+        },
+        body: JSON.stringify(body),
+      });
+      assert.ok(response.ok, `${path}: ${response.status}`);
+      return (await response.json()) as { id: string };
+    };
+    const bank = await call('/v1/ledger/accounts', {
+      currency: 'EUR',
+      normalBalance: 'credit',
+      allowOverdraft: true,
+    });
+    const customer = await call('/v1/ledger/accounts', { currency: 'EUR', normalBalance: 'credit' });
+    await call(
+      '/v1/ledger/transfers',
+      { postings: [{ debitAccountId: bank.id, creditAccountId: customer.id, amount: '12.34' }] },
+      'k1',
+    );
+
+    server.child.kill('SIGTERM');
+    assert.equal(await server.exited, 0);
+    assert.match(server.output(), /stopped/);
+
+    const verify = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await verify.exited, 0, verify.output());
+    assert.match(verify.output(), /EUR: 2 accounts, posted debits 1234 = credits 1234/);
+
+    const db = await openDb({ dataDir: join(dataDir, 'pglite') });
+    await db.query('update ledger_accounts set debits_posted = debits_posted + 1 where id = $1', [
+      customer.id,
+    ]);
+    await db.close();
+    const broken = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await broken.exited, 1);
+    assert.match(broken.output(), /debitsPosted stored 1, recomputed 0/);
+    assert.match(broken.output(), /FAILED/);
+
+    const migrate = apibank(['migrate'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await migrate.exited, 0);
+    assert.match(migrate.output(), /nothing to apply/);
+  });
+});
