@@ -66,6 +66,14 @@ describe('apibank command', () => {
       assert.ok(response.ok, `${path}: ${response.status}`);
       return (await response.json()) as { id: string };
     };
+    const seeded = await fetch(`${base}/v1/ledger/accounts?code=sandbox:alice-eur`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const alice = ((await seeded.json()) as { accounts: { balances: unknown }[] }).accounts;
+    assert.deepEqual(
+      alice.map((a) => a.balances),
+      [{ posted: '1495.80', pending: '-25.00', available: '1470.80' }],
+    );
     const bank = await call('/v1/ledger/accounts', {
       currency: 'EUR',
       normalBalance: 'credit',
@@ -84,7 +92,10 @@ describe('apibank command', () => {
 
     const verify = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
     assert.equal(await verify.exited, 0, verify.output());
-    assert.match(verify.output(), /EUR: 2 accounts, posted debits 1234 = credits 1234/);
+    assert.match(
+      verify.output(),
+      /EUR: 6 accounts, posted debits (\d+) = credits \1, pending debits 2500 = credits 2500/,
+    );
 
     const db = await openDb({ dataDir: join(dataDir, 'pglite') });
     await db.query('update ledger_accounts set debits_posted = debits_posted + 1 where id = $1', [

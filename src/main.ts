@@ -11,6 +11,7 @@ import { registerMetrics } from './http/metrics.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
+import { seedSandbox } from './sandbox.ts';
 
 export interface AppParts {
   readonly db: Db;
@@ -60,6 +61,9 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
   const { app, ledger } = buildApp({ db, adminToken: admin.token, logger });
+  if (config.mode === 'sandbox' && (await seedSandbox(db, ledger))) {
+    logger.info('seeded sandbox accounts (GET /v1/ledger/accounts lists them)');
+  }
 
   // Background work. Each runs alone (no overlap with itself) and is safe in several processes at once.
   const every = (intervalMs: number, name: string, work: () => Promise<unknown>) => {

@@ -174,6 +174,23 @@ for (const database of testDatabases()) {
       assert.deepEqual([fullPost.statusCode, fullPost.json().code], [404, 'transfer_not_found']);
     });
 
+    it('lists accounts in creation order, filtered by code, page by page', async () => {
+      const made = [];
+      for (let i = 0; i < 3; i++) made.push((await openAccount({ code: 'list-me' })).id);
+      await openAccount({ code: 'not-me' });
+      const first = (await get('/v1/ledger/accounts?code=list-me&limit=2')).json();
+      const second = (
+        await get(`/v1/ledger/accounts?code=list-me&limit=2&cursor=${first.nextCursor}`)
+      ).json();
+      assert.deepEqual(
+        [...first.accounts, ...second.accounts].map((a: Json) => a.id),
+        made,
+      );
+      assert.equal(second.nextCursor, null);
+      const wrongKind = await get(`/v1/ledger/accounts/${made[0]}/entries?cursor=${first.nextCursor}`);
+      assert.equal(wrongKind.json().code, 'invalid_cursor');
+    });
+
     it('pages entries newest first with an opaque cursor', async () => {
       const bank = await openAccount({ allowOverdraft: true });
       const customer = await openAccount();

@@ -6,6 +6,7 @@ import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, pars
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import { type Account, balancesOf, type Entry, type Transfer, type TransferRequest } from './model.ts';
 import {
+  ACCOUNTS_PAGE_MAX,
   ENTRIES_PAGE_MAX,
   type Ledger,
   POSTINGS_PER_TRANSFER_MAX,
@@ -66,6 +67,15 @@ const BatchBody = Type.Object(
 
 const PostBody = Type.Object({ amount: Type.Optional(Amount) }, { additionalProperties: false });
 
+const AccountsQuery = Type.Object(
+  {
+    code: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
+    cursor: Type.Optional(Type.String({ maxLength: 128 })),
+  },
+  { additionalProperties: false },
+);
+
 const EntriesQuery = Type.Object(
   {
     limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
@@ -97,6 +107,18 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
     return reply.code(201).send(accountJson(account));
   });
 
+  app.get('/v1/ledger/accounts', { schema: { querystring: AccountsQuery } }, async (request) => {
+    const limit = pageLimit(request.query.limit, ACCOUNTS_PAGE_MAX);
+    const afterId = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor, 'a');
+    const accounts = await ledger.listAccounts({ code: request.query.code }, afterId, limit + 1);
+    const page = accounts.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      accounts: page.map(accountJson),
+      nextCursor: accounts.length > limit && last ? encodeCursor('a', last.id) : null,
+    };
+  });
+
   app.get('/v1/ledger/accounts/:id', { schema: { params: IdParams } }, async (request) => {
     const account = await ledger.getAccount(request.params.id.toLowerCase());
     if (!account) throw new Problem('not_found', 'no account with this id');
@@ -107,11 +129,9 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
     '/v1/ledger/accounts/:id/entries',
     { schema: { params: IdParams, querystring: EntriesQuery } },
     async (request) => {
-      const limit = Number(request.query.limit ?? 100);
-      if (limit > ENTRIES_PAGE_MAX) {
-        throw fieldProblem([{ field: '/querystring/limit', message: `must be at most ${ENTRIES_PAGE_MAX}` }]);
-      }
-      const beforeSeq = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
+      const limit = pageLimit(request.query.limit, ENTRIES_PAGE_MAX);
+      const beforeSeq =
+        request.query.cursor === undefined ? undefined : BigInt(decodeCursor(request.query.cursor, 'e'));
       const account = await ledger.getAccount(request.params.id.toLowerCase());
       if (!account) throw new Problem('not_found', 'no account with this id');
       const entries = await ledger.listEntries(account.id, beforeSeq, limit + 1);
@@ -119,7 +139,7 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
       const last = page.at(-1);
       return {
         entries: page.map((entry) => entryJson(entry, account.exponent)),
-        nextCursor: entries.length > limit && last ? encodeCursor(last.seq) : null,
+        nextCursor: entries.length > limit && last ? encodeCursor('e', last.seq.toString()) : null,
       };
     },
   );
@@ -266,12 +286,25 @@ function fieldProblem(errors: FieldError[]): Problem {
   });
 }
 
-// Cursors are opaque to clients; inside, the sequence number of the last entry returned.
-const encodeCursor = (seq: bigint) => Buffer.from(`e:${seq}`).toString('base64url');
-function decodeCursor(cursor: string): bigint {
-  const match = /^e:([1-9][0-9]{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString());
-  if (!match?.[1]) throw new Problem('invalid_cursor');
-  return BigInt(match[1]);
+// Cursors are opaque to clients; inside, a kind and the position after which the next page starts.
+const CURSOR_POSITION = {
+  a: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+  e: /^[1-9][0-9]{0,18}$/,
+};
+const encodeCursor = (kind: keyof typeof CURSOR_POSITION, position: string) =>
+  Buffer.from(`${kind}:${position}`).toString('base64url');
+function decodeCursor(cursor: string, kind: keyof typeof CURSOR_POSITION): string {
+  const text = Buffer.from(cursor, 'base64url').toString();
+  const position = text.slice(2);
+  if (!text.startsWith(`${kind}:`) || !CURSOR_POSITION[kind].test(position))
+    throw new Problem('invalid_cursor');
+  return position;
+}
+
+function pageLimit(text: string | undefined, max: number): number {
+  const limit = Number(text ?? 100);
+  if (limit > max) throw fieldProblem([{ field: '/querystring/limit', message: `must be at most ${max}` }]);
+  return limit;
 }
 
 function accountJson(account: Account) {

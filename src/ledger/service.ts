@@ -24,6 +24,7 @@ import {
   findUnbalancedTransfers,
   insertAccount,
   type LedgerItem,
+  listAccounts,
   listEntries,
 } from './store.ts';
 
@@ -31,6 +32,7 @@ import {
 export const TRANSFER_BATCH_MAX = 8190;
 export const POSTINGS_PER_TRANSFER_MAX = 64;
 export const ENTRIES_PAGE_MAX = 1000;
+export const ACCOUNTS_PAGE_MAX = 1000;
 /** How far ahead a pending transfer may expire: holds longer than this should be renewed. */
 export const PENDING_EXPIRY_MAX_MS = 90 * 24 * 60 * 60 * 1000;
 const EXPIRIES_PER_SWEEP_MAX = 1000;
@@ -110,6 +112,14 @@ export class Ledger {
 
   getAccount(id: string): Promise<Account | undefined> {
     return findAccount(this.#db, id);
+  }
+
+  listAccounts(
+    filter: { code?: string | undefined; codePrefix?: string | undefined },
+    afterId: string | undefined,
+    limit: number,
+  ): Promise<Account[]> {
+    return listAccounts(this.#db, filter, afterId, Math.min(limit, ACCOUNTS_PAGE_MAX));
   }
 
   listEntries(accountId: string, beforeSeq: bigint | undefined, limit: number): Promise<Entry[]> {

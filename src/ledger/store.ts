@@ -88,6 +88,23 @@ export async function findAccount(sql: Sql, id: string): Promise<Account | undef
   return row && accountFromRow(row);
 }
 
+/** Accounts in creation order (ids are UUIDv7), after `afterId` when given, optionally with one code. */
+export async function listAccounts(
+  sql: Sql,
+  filter: { code?: string | undefined; codePrefix?: string | undefined },
+  afterId: string | undefined,
+  limit: number,
+): Promise<Account[]> {
+  const rows = await sql.query<AccountRow>(
+    `select * from ledger_accounts
+      where ($1::text is null or code = $1) and ($2::text is null or starts_with(code, $2))
+        and ($3::uuid is null or id > $3)
+      order by id limit $4`,
+    [filter.code ?? null, filter.codePrefix ?? null, afterId ?? null, limit],
+  );
+  return rows.map(accountFromRow);
+}
+
 /** Entries newest first, strictly older than `beforeSeq` when given. */
 export async function listEntries(
   sql: Sql,
