@@ -16,6 +16,8 @@ interface SeedAccount {
   readonly name: string;
 }
 
+// Settlement accounts are the bank's assets (money at the central bank): debit-normal, so paying a customer
+// in raises both sides.
 const ACCOUNTS: readonly SeedAccount[] = [
   {
     code: 'bank-settlement-eur',
