@@ -22,8 +22,8 @@ const ACCOUNTS: readonly SeedAccount[] = [
   {
     code: 'bank-settlement-eur',
     currency: 'EUR',
-    normalBalance: 'credit',
-    allowOverdraft: true,
+    normalBalance: 'debit',
+    allowOverdraft: false,
     name: 'Bank settlement (EUR)',
   },
   {
@@ -50,8 +50,8 @@ const ACCOUNTS: readonly SeedAccount[] = [
   {
     code: 'bank-settlement-gbp',
     currency: 'GBP',
-    normalBalance: 'credit',
-    allowOverdraft: true,
+    normalBalance: 'debit',
+    allowOverdraft: false,
     name: 'Bank settlement (GBP)',
   },
   {
@@ -64,8 +64,8 @@ const ACCOUNTS: readonly SeedAccount[] = [
   {
     code: 'bank-settlement-jpy',
     currency: 'JPY',
-    normalBalance: 'credit',
-    allowOverdraft: true,
+    normalBalance: 'debit',
+    allowOverdraft: false,
     name: 'Bank settlement (JPY)',
   },
   {
