@@ -225,7 +225,7 @@ function sendOutcome(reply: import('fastify').FastifyReply, outcome: TransferOut
 function outcomeProblem(outcome: Extract<TransferOutcome, { ok: false }>): Problem {
   const code: ProblemCode = outcome.code;
   const posting = 'posting' in outcome && outcome.posting !== undefined ? { posting: outcome.posting } : {};
-  return new Problem(code, 'posting' in posting ? `posting ${posting.posting}` : undefined, posting);
+  return new Problem(code, 'posting' in posting ? `at postings/${posting.posting}` : undefined, posting);
 }
 
 function transferRequest(body: TransferBody, at: string): TransferRequest {

@@ -1,17 +1,9 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Db } from '../db/db.ts';
+import type { Db, Sql } from '../db/db.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import { Batcher } from './batcher.ts';
-import type {
-  Account,
-  Entry,
-  LedgerErrorCode,
-  LedgerResult,
-  NormalBalance,
-  Transfer,
-  TransferRequest,
-} from './model.ts';
+import type { Account, Entry, LedgerResult, NormalBalance, Transfer, TransferRequest } from './model.ts';
 import {
   type AccountDiscrepancy,
   type CurrencyTotals,
@@ -99,8 +91,7 @@ export class Ledger {
     request: NewAccountRequest,
     idempotencyKey?: string,
   ): Promise<{ account: Account; replayed: boolean }> {
-    const create = (sql: Db | Parameters<Parameters<typeof runIdempotent>[2]>[0]) =>
-      insertAccount(sql, { ...request, id: uuidv7(), createdAt: this.#now() });
+    const create = (sql: Sql) => insertAccount(sql, { ...request, id: uuidv7(), createdAt: this.#now() });
     if (idempotencyKey === undefined) return { account: await create(this.#db), replayed: false };
     const response = await runIdempotent(
       this.#db,
@@ -319,5 +310,3 @@ function accountFromJson(json: AccountJson): Account {
     createdAt: new Date(json.createdAt),
   };
 }
-
-export type { LedgerErrorCode };
