@@ -72,7 +72,7 @@ export interface IdempotencyRequest {
 export async function runIdempotent(
   db: Db,
   request: IdempotencyRequest,
-  work: (tx: Sql) => Promise<{ statusCode: number; body: unknown }>,
+  work: (tx: Sql) => Promise<{ statusCode: number; body: unknown; remember?: boolean }>,
 ): Promise<IdempotentResponse> {
   return db.transaction(async (tx) => {
     const [lock] = await tx.query<{ locked: boolean }>(
@@ -88,7 +88,9 @@ export async function runIdempotent(
       if (stored.request_hash !== request.hash) throw new Problem('idempotency_key_reused');
       return { statusCode: stored.status_code, body: stored.response, replayed: true };
     }
-    const response = await work(tx);
+    const { remember = true, ...response } = await work(tx);
+    // An outcome that changed nothing (a refusal) is not remembered: a corrected retry may reuse the key.
+    if (!remember) return { ...response, replayed: false };
     await tx.query(
       `insert into idempotency_keys (scope, key, request_hash, status_code, response, created_at)
        values ($1, $2, $3, $4, $5::text::jsonb, now())`,

@@ -124,7 +124,10 @@ async function openPostgres(url: string, options: DbOptions): Promise<Db> {
   const track = activityCounter();
   const wrap = (handle: { unsafe: postgres.Sql['unsafe'] }): Sql => ({
     async query<Row>(text: string, params: readonly unknown[] = []) {
-      return (await handle.unsafe(text, params as postgres.ParameterOrJSON<never>[])) as unknown as Row[];
+      // Prepared: parsed and planned once per connection; every query text here is a constant.
+      return (await handle.unsafe(text, params as postgres.ParameterOrJSON<never>[], {
+        prepare: true,
+      })) as unknown as Row[];
     },
     async script(text: string) {
       // Without parameters postgres.js uses the simple query protocol, which accepts several statements.

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/db.ts';
+import { Problem } from '../http/problems.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import { Batcher } from './batcher.ts';
@@ -82,7 +83,7 @@ export class Ledger {
     this.#batcher = new Batcher({
       run: (items) => executeItems(this.#db, items, false, this.#now()),
       itemsPerCallMax: TRANSFER_BATCH_MAX,
-      callsInFlightMax: options.callsInFlightMax ?? (options.db.kind === 'pglite' ? 1 : 4),
+      callsInFlightMax: options.callsInFlightMax ?? (options.db.kind === 'pglite' ? 1 : 2),
       queuedMax: TRANSFER_BATCH_MAX * 8,
     });
   }
@@ -135,32 +136,57 @@ export class Ledger {
   transfer(key: string, request: TransferRequest): Promise<TransferOutcome> {
     const problem = this.checkTransfer(request);
     if (problem) return Promise.resolve({ ok: false, code: problem });
-    return this.#submit({
-      op: 'transfer',
-      scope: TRANSFER_SCOPE,
-      key,
-      hash: transferHash(request),
-      id: uuidv7(),
-      request,
-    });
+    return this.#submit({ op: 'transfer', key, hash: transferHash(request), id: uuidv7(), request });
   }
 
   /** Posts a pending transfer, in full or (one posting only) for a smaller amount; the rest is released. */
   post(id: string, amount: ParsedAmount | undefined, key?: string): Promise<TransferOutcome> {
-    const hash = requestHash({ op: 'post', id, amount: amount && `${amount.minor}/${amount.scale}` });
-    return this.#submit({
+    const item: LedgerItem = { op: 'post', id, ...(amount && { amount }) };
+    if (key === undefined) return this.#submit(item);
+    return this.#resolveIdempotently(item, key, {
       op: 'post',
-      scope: ACTION_SCOPE,
-      key: key ?? null,
-      hash,
       id,
-      ...(amount && { amount }),
+      amount: amount && `${amount.minor}/${amount.scale}`,
     });
   }
 
   void(id: string, key?: string): Promise<TransferOutcome> {
-    const hash = requestHash({ op: 'void', id });
-    return this.#submit({ op: 'void', scope: ACTION_SCOPE, key: key ?? null, hash, id });
+    const item: LedgerItem = { op: 'void', id };
+    return key === undefined ? this.#submit(item) : this.#resolveIdempotently(item, key, { op: 'void', id });
+  }
+
+  // Posts and voids are rare next to transfers: with a key they take the general idempotency path (a few
+  // round trips in one transaction) rather than complicating the ledger function.
+  async #resolveIdempotently(item: LedgerItem, key: string, request: unknown): Promise<TransferOutcome> {
+    const inFlight = `${ACTION_SCOPE}\u0000${key}`;
+    if (this.#keysInFlight.has(inFlight)) return { ok: false, code: 'idempotency_key_in_flight' };
+    this.#keysInFlight.add(inFlight);
+    try {
+      let outcome: TransferOutcome | undefined;
+      const response = await runIdempotent(
+        this.#db,
+        { scope: ACTION_SCOPE, key, hash: requestHash(request) },
+        async (tx) => {
+          const [result] = await executeItems(tx, [item], false, this.#now());
+          outcome = result;
+          if (!result?.ok) return { statusCode: 0, body: null, remember: false };
+          return { statusCode: 200, body: transferToJson(result.transfer) };
+        },
+      );
+      if (response.replayed)
+        return { ok: true, replayed: true, transfer: transferFromStored(response.body as StoredTransfer) };
+      if (!outcome) throw new Error('idempotent post or void produced no outcome');
+      return outcome;
+    } catch (error) {
+      if (error instanceof Problem && error.code === 'idempotency_key_reused')
+        return { ok: false, code: 'idempotency_key_reused' };
+      if (error instanceof Problem && error.code === 'idempotency_key_in_flight') {
+        return { ok: false, code: 'idempotency_key_in_flight' };
+      }
+      throw error;
+    } finally {
+      this.#keysInFlight.delete(inFlight);
+    }
   }
 
   /**
@@ -189,7 +215,6 @@ export class Ledger {
     }
     const items: LedgerItem[] = checked.map(({ key, request }) => ({
       op: 'transfer',
-      scope: TRANSFER_SCOPE,
       key,
       hash: transferHash(request),
       id: uuidv7(),
@@ -218,7 +243,7 @@ export class Ledger {
     if (ids.length === 0) return 0;
     const results = await executeItems(
       this.#db,
-      ids.map((id) => ({ op: 'expire', scope: ACTION_SCOPE, key: null, hash: null, id })),
+      ids.map((id): LedgerItem => ({ op: 'expire', id })),
       false,
       now,
     );
@@ -257,7 +282,7 @@ export class Ledger {
 }
 
 function keyInFlight(item: LedgerItem): string | undefined {
-  return item.key === null ? undefined : `${item.scope}\u0000${item.key}`;
+  return item.op === 'transfer' && item.key !== null ? `${TRANSFER_SCOPE}\u0000${item.key}` : undefined;
 }
 
 /** The request as the client meant it: the same transfer re-serialised hashes the same. */
@@ -308,5 +333,39 @@ function accountFromJson(json: AccountJson): Account {
     creditsPending: BigInt(json.creditsPending) as Minor,
     version: BigInt(json.version),
     createdAt: new Date(json.createdAt),
+  };
+}
+
+// A transfer as stored with an idempotency key, so the replay is the response first given.
+type StoredTransfer = Omit<
+  Transfer,
+  'postings' | 'postedAmount' | 'expiresAt' | 'createdAt' | 'resolvedAt'
+> & {
+  postings: { debitAccountId: string; creditAccountId: string; amount: string; exponent: number }[];
+  postedAmount: string | null;
+  expiresAt: string | null;
+  createdAt: string;
+  resolvedAt: string | null;
+};
+
+function transferToJson(transfer: Transfer): StoredTransfer {
+  return {
+    ...transfer,
+    postings: transfer.postings.map((p) => ({ ...p, amount: p.amount.toString() })),
+    postedAmount: transfer.postedAmount?.toString() ?? null,
+    expiresAt: transfer.expiresAt?.toISOString() ?? null,
+    createdAt: transfer.createdAt.toISOString(),
+    resolvedAt: transfer.resolvedAt?.toISOString() ?? null,
+  };
+}
+
+function transferFromStored(json: StoredTransfer): Transfer {
+  return {
+    ...json,
+    postings: json.postings.map((p) => ({ ...p, amount: BigInt(p.amount) as Minor })),
+    postedAmount: json.postedAmount === null ? null : (BigInt(json.postedAmount) as Minor),
+    expiresAt: json.expiresAt === null ? null : new Date(json.expiresAt),
+    createdAt: new Date(json.createdAt),
+    resolvedAt: json.resolvedAt === null ? null : new Date(json.resolvedAt),
   };
 }

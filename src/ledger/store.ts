@@ -11,15 +11,17 @@ import type {
   TransferStatus,
 } from './model.ts';
 
-/** One operation for `ledger_execute`. A null key means no idempotency (the sweeper's expiries). */
-export type LedgerItem = {
-  readonly scope: string;
-  readonly key: string | null;
-  readonly hash: string | null;
-} & (
-  | { readonly op: 'transfer'; readonly id: string; readonly request: TransferRequest }
-  | { readonly op: 'post' | 'void' | 'expire'; readonly id: string; readonly amount?: ParsedAmount }
-);
+/** One operation for `ledger_execute`. */
+export type LedgerItem =
+  | {
+      readonly op: 'transfer';
+      readonly id: string;
+      /** Null only for the ledger's own transfers that need no idempotency. */
+      readonly key: string | null;
+      readonly hash: string | null;
+      readonly request: TransferRequest;
+    }
+  | { readonly op: 'post' | 'void' | 'expire'; readonly id: string; readonly amount?: ParsedAmount };
 
 interface AccountRow {
   id: string;
@@ -134,27 +136,35 @@ export async function listEntries(
   }));
 }
 
-// The JSON shape ledger_execute stores and returns for a transfer (amounts as strings: JSON has no int64).
+// A transfer row as JSON (ledger_execute returns this shape; amounts are strings: JSON has no int64).
+const TRANSFER_JSON = `jsonb_build_object('id', id, 'status', status, 'debitAccountIds', debit_account_ids,
+  'creditAccountIds', credit_account_ids, 'amounts', amounts::text[], 'exponents', exponents,
+  'postedAmount', posted_amount::text, 'expiresAt', expires_at, 'metadata', metadata, 'createdAt', created_at,
+  'resolvedAt', resolved_at)`;
+
 interface TransferJson {
   id: string;
   status: TransferStatus;
-  postings: { debitAccountId: string; creditAccountId: string; amount: string; exponent: number }[];
-  postedAmount?: string | null;
+  debitAccountIds: string[];
+  creditAccountIds: string[];
+  amounts: string[];
+  exponents: number[];
+  postedAmount: string | null;
   expiresAt: string | null;
   metadata: Record<string, unknown>;
   createdAt: string;
-  resolvedAt?: string | null;
+  resolvedAt: string | null;
 }
 
-export function transferFromJson(json: TransferJson): Transfer {
+function transferFromJson(json: TransferJson): Transfer {
   return {
     id: json.id,
     status: json.status,
-    postings: json.postings.map((p) => ({
-      debitAccountId: p.debitAccountId,
-      creditAccountId: p.creditAccountId,
-      amount: BigInt(p.amount) as Minor,
-      exponent: p.exponent,
+    postings: json.amounts.map((amount, i) => ({
+      debitAccountId: json.debitAccountIds[i] as string,
+      creditAccountId: json.creditAccountIds[i] as string,
+      amount: BigInt(amount) as Minor,
+      exponent: json.exponents[i] as number,
     })),
     postedAmount: json.postedAmount ? (BigInt(json.postedAmount) as Minor) : null,
     expiresAt: json.expiresAt ? new Date(json.expiresAt) : null,
@@ -164,29 +174,46 @@ export function transferFromJson(json: TransferJson): Transfer {
   };
 }
 
-function itemJson(item: LedgerItem): Record<string, unknown> {
-  const common = { op: item.op, scope: item.scope, key: item.key, hash: item.hash, id: item.id };
-  if (item.op !== 'transfer') {
-    return { ...common, amount: item.amount?.minor.toString() ?? null, scale: item.amount?.scale ?? null };
-  }
-  const { request } = item;
+/** A transfer as its creation left it: built from the request, which the ledger accepted unchanged. */
+function createdTransfer(id: string, request: TransferRequest, createdAt: Date): Transfer {
   return {
-    ...common,
-    pending: request.pending,
-    expiresAt: request.expiresAt?.toISOString() ?? null,
-    metadata: request.metadata,
+    id,
+    status: request.pending ? 'pending' : 'posted',
     postings: request.postings.map((p) => ({
       debitAccountId: p.debitAccountId,
       creditAccountId: p.creditAccountId,
-      amount: p.amount.minor.toString(),
-      scale: p.amount.scale,
+      amount: p.amount.minor,
+      // Accepted postings have exactly their currency's exponent as scale.
+      exponent: p.amount.scale,
     })),
+    postedAmount: null,
+    expiresAt: request.expiresAt,
+    metadata: request.metadata,
+    createdAt,
+    resolvedAt: request.pending ? null : createdAt,
   };
 }
 
-type ResultJson =
-  | { ok: true; replayed: boolean; transfer: TransferJson }
-  | { ok: false; code: LedgerErrorCode; posting?: number };
+const OP_CODES = { transfer: 1, post: 2, void: 3, expire: 4 } as const;
+
+/** A PostgreSQL array literal; sent as text and cast, which both drivers pass through unchanged. */
+function arrayLiteral(values: readonly (string | number | bigint | boolean | null)[]): string {
+  const element = (value: string | number | bigint | boolean | null) =>
+    value === null
+      ? 'NULL'
+      : typeof value === 'string'
+        ? `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`
+        : String(value);
+  return `{${values.map(element).join(',')}}`;
+}
+
+interface ResultRow {
+  code: string | null;
+  posting: number | null;
+  transfer_id: string;
+  created_at: Date;
+  transfer: TransferJson | null;
+}
 
 /** Runs a batch through `ledger_execute`: one statement, one round trip, one commit. */
 export async function executeItems(
@@ -195,24 +222,56 @@ export async function executeItems(
   atomic: boolean,
   now: Date,
 ): Promise<LedgerResult[]> {
-  const [row] = await sql.query<{ results: ResultJson[] }>(
-    'select ledger_execute($1::text::jsonb, $2, $3) as results',
-    [JSON.stringify(items.map(itemJson)), atomic, now],
+  const postings = items.flatMap((item) => (item.op === 'transfer' ? item.request.postings : []));
+  const transfer = (item: LedgerItem) => (item.op === 'transfer' ? item : undefined);
+  const rows = await sql.query<ResultRow>(
+    `select * from ledger_execute($1::text::smallint[], $2::text::uuid[], $3::text::text[], $4::text::text[],
+       $5::text::boolean[], $6::text::timestamptz[], $7::text::jsonb, $8::text::bigint[], $9::text::smallint[],
+       $10::text::int[], $11::text::uuid[], $12::text::uuid[], $13::text::bigint[], $14::text::smallint[], $15, $16)`,
+    [
+      arrayLiteral(items.map((item) => OP_CODES[item.op])),
+      arrayLiteral(items.map((item) => item.id)),
+      arrayLiteral(items.map((item) => transfer(item)?.key ?? null)),
+      arrayLiteral(items.map((item) => transfer(item)?.hash ?? null)),
+      arrayLiteral(items.map((item) => transfer(item)?.request.pending ?? false)),
+      arrayLiteral(items.map((item) => transfer(item)?.request.expiresAt?.toISOString() ?? null)),
+      JSON.stringify(items.map((item) => transfer(item)?.request.metadata ?? {})),
+      arrayLiteral(items.map((item) => (item.op === 'post' && item.amount ? item.amount.minor : null))),
+      arrayLiteral(items.map((item) => (item.op === 'post' && item.amount ? item.amount.scale : null))),
+      arrayLiteral(items.map((item) => transfer(item)?.request.postings.length ?? 0)),
+      arrayLiteral(postings.map((p) => p.debitAccountId)),
+      arrayLiteral(postings.map((p) => p.creditAccountId)),
+      arrayLiteral(postings.map((p) => p.amount.minor)),
+      arrayLiteral(postings.map((p) => p.amount.scale)),
+      atomic,
+      now,
+    ],
   );
-  const results = row?.results;
-  if (!Array.isArray(results) || results.length !== items.length) {
-    throw new Error(`ledger_execute returned ${results?.length} results for ${items.length} items`);
-  }
-  return results.map((result) =>
-    result.ok ? { ok: true, replayed: result.replayed, transfer: transferFromJson(result.transfer) } : result,
-  );
+  if (rows.length !== items.length)
+    throw new Error(`ledger_execute returned ${rows.length} rows for ${items.length} items`);
+  return rows.map((row, i): LedgerResult => {
+    const item = items[i] as LedgerItem;
+    if (row.code === null) {
+      if (item.op === 'transfer')
+        return { ok: true, replayed: false, transfer: createdTransfer(item.id, item.request, now) };
+      if (!row.transfer) throw new Error('ledger_execute returned no transfer for a post, void or expiry');
+      return { ok: true, replayed: false, transfer: transferFromJson(row.transfer) };
+    }
+    if (row.code === 'replayed' && item.op === 'transfer') {
+      return {
+        ok: true,
+        replayed: true,
+        transfer: createdTransfer(row.transfer_id, item.request, row.created_at),
+      };
+    }
+    const code = row.code as LedgerErrorCode;
+    return row.posting === null ? { ok: false, code } : { ok: false, code, posting: row.posting };
+  });
 }
 
 export async function findTransfer(sql: Sql, id: string): Promise<Transfer | undefined> {
   const [row] = await sql.query<{ transfer: TransferJson }>(
-    `select jsonb_build_object('id', id, 'status', status, 'postings', postings, 'postedAmount', posted_amount::text,
-       'expiresAt', expires_at, 'metadata', metadata, 'createdAt', created_at, 'resolvedAt', resolved_at) as transfer
-       from ledger_transfers where id = $1`,
+    `select ${TRANSFER_JSON} as transfer from ledger_transfers where id = $1`,
     [id],
   );
   return row && transferFromJson(row.transfer);
@@ -246,11 +305,11 @@ export async function findAccountDiscrepancies(sql: Sql, limit: number): Promise
               coalesce(sum(amount) filter (where side = 'credit'), 0)::bigint as credits
          from ledger_entries group by account_id),
      pending as (
-       select (p->>'debitAccountId')::uuid as account_id, (p->>'amount')::bigint as debit, 0::bigint as credit
-         from ledger_transfers t, jsonb_array_elements(t.postings) p where t.status = 'pending'
+       select p.debit as account_id, p.amount as debit, 0::bigint as credit
+         from ledger_transfers t, unnest(t.debit_account_ids, t.amounts) as p(debit, amount) where t.status = 'pending'
        union all
-       select (p->>'creditAccountId')::uuid, 0, (p->>'amount')::bigint
-         from ledger_transfers t, jsonb_array_elements(t.postings) p where t.status = 'pending'),
+       select p.credit, 0, p.amount
+         from ledger_transfers t, unnest(t.credit_account_ids, t.amounts) as p(credit, amount) where t.status = 'pending'),
      pending_sums as (
        select account_id, sum(debit)::bigint as debits, sum(credit)::bigint as credits from pending group by account_id),
      last_entry as (

@@ -30,23 +30,38 @@ create table ledger_accounts (
 create table ledger_transfers (
   id uuid primary key,
   status text not null check (status in ('posted', 'pending', 'voided', 'expired')),
-  -- [{ "debitAccountId", "creditAccountId", "amount": "<minor units>", "exponent" }]
-  postings jsonb not null,
+  -- The transfer's own idempotency key, unique for as long as the transfer exists: a replay finds the
+  -- transfer itself, and a key costs no row of its own on the hottest write path.
+  idempotency_key text,
+  request_hash text,
+  -- Postings as parallel arrays (position i is posting i): fixed-width values, cheap to write and read.
+  debit_account_ids uuid[] not null,
+  credit_account_ids uuid[] not null,
+  amounts bigint[] not null,
+  -- Each posting's ISO 4217 exponent, so a transfer formats its amounts without reading its accounts.
+  exponents smallint[] not null,
   -- Set when a pending transfer was posted for less than its amount (single-posting transfers only).
   posted_amount bigint check (posted_amount > 0),
   expires_at timestamptz,
   metadata jsonb not null default '{}',
   created_at timestamptz not null,
-  resolved_at timestamptz
+  resolved_at timestamptz,
+  check (cardinality(debit_account_ids) between 1 and 64
+         and cardinality(credit_account_ids) = cardinality(debit_account_ids)
+         and cardinality(amounts) = cardinality(debit_account_ids)
+         and cardinality(exponents) = cardinality(debit_account_ids))
 );
 
+create unique index ledger_transfers_idempotency_key on ledger_transfers (idempotency_key) where idempotency_key is not null;
 -- The sweeper's work list: only pending transfers that can expire.
 create index ledger_transfers_expiring on ledger_transfers (expires_at) where status = 'pending' and expires_at is not null;
 
+-- No foreign keys: ledger_execute is the only writer and checks both ends, and a per-row foreign-key
+-- check would cost more than the insert itself; `apibank ledger verify` checks the result.
 create table ledger_entries (
-  account_id uuid not null references ledger_accounts (id),
+  account_id uuid not null,
   seq bigint not null,
-  transfer_id uuid not null references ledger_transfers (id),
+  transfer_id uuid not null,
   side text not null check (side in ('debit', 'credit')),
   amount bigint not null check (amount > 0),
   -- The account's posted balance on its normal side after this entry.
@@ -55,7 +70,7 @@ create table ledger_entries (
   primary key (account_id, seq)
 );
 
--- Idempotency for every POST that creates something: the request's hash and the response it produced.
+-- Idempotency for every other POST that creates something: the request's hash and the response it produced.
 create table idempotency_keys (
   scope text not null,
   key text not null,
