@@ -19,8 +19,9 @@ interface Waiting<Item, Result> {
 
 /**
  * Merges items submitted concurrently into calls of `run`. No timer: an item submitted while fewer than
- * `callsInFlightMax` calls run goes at once (a lone request pays no wait); under load, items queue while
- * calls run and the next call takes everything queued, so the batch size follows the load by itself.
+ * `callsInFlightMax` calls run goes on the next turn of the event loop (a lone request pays no real wait);
+ * under load, items queue while calls run and the next call takes everything queued, so the batch size
+ * follows the load by itself.
  */
 export class Batcher<Item, Result> {
   readonly #options: BatcherOptions<Item, Result>;
@@ -37,8 +38,10 @@ export class Batcher<Item, Result> {
     if (this.#queue.length >= this.#options.queuedMax)
       return Promise.reject(new QueueFullError('ledger queue is full'));
     const result = new Promise<Result>((resolve, reject) => this.#queue.push({ item, resolve, reject }));
-    // Let the rest of this tick's submissions join the same call.
-    if (this.#queue.length === 1) queueMicrotask(() => this.#drain());
+    // Wait one turn of the event loop, so requests already read from sockets join the same call. This
+    // matters most for embedded PGlite, whose queries run on this thread: without the wait, each call
+    // finishes before the next request is even parsed, and nothing is ever merged.
+    if (this.#queue.length === 1) setImmediate(() => this.#drain());
     return result;
   }
 

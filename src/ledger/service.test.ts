@@ -214,6 +214,24 @@ for (const database of testDatabases()) {
       assert.equal((await ledger.getTransfer(hold.id))?.postedAmount, 250n);
     });
 
+    it('replays a post under its key, refuses the key for another action, and forgets refusals', async () => {
+      const { customer } = await funded('10.00');
+      const merchant = await open();
+      const hold = ok(await transfer(customer, merchant, '4.00', { pending: true }));
+      const first = ok(await ledger.post(hold.id, amount('3.00'), 'post-key'));
+      const again = await ledger.post(hold.id, amount('3.00'), 'post-key');
+      assert.ok(again.ok && again.replayed);
+      assert.deepEqual(again.transfer, first);
+      assert.deepEqual(await ledger.void(hold.id, 'post-key'), { ok: false, code: 'idempotency_key_reused' });
+      const other = ok(await transfer(customer, merchant, '1.00', { pending: true }));
+      assert.deepEqual(await ledger.post(other.id, amount('9.00'), 'retry-key'), {
+        ok: false,
+        code: 'amount_exceeds_pending',
+      });
+      assert.ok((await ledger.post(other.id, amount('1.00'), 'retry-key')).ok);
+      assert.equal((await balances(merchant)).posted, 400n);
+    });
+
     it('refuses a partial post of a transfer with several postings', async () => {
       const { customer } = await funded('10.00');
       const a = await open();
