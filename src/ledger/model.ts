@@ -19,6 +19,16 @@ export interface Account {
   readonly createdAt: Date;
 }
 
+/** What an operator asks for; the exponent comes from the currency. */
+export interface NewAccountRequest {
+  readonly currency: string;
+  readonly exponent: number;
+  readonly normalBalance: NormalBalance;
+  readonly allowOverdraft: boolean;
+  readonly code: string | null;
+  readonly metadata: Record<string, unknown>;
+}
+
 export interface Balances {
   readonly posted: bigint;
   readonly pending: bigint;

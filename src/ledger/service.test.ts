@@ -2,8 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type ParsedAmount, parseAmount } from '../money.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { type Account, balancesOf, type Transfer } from './model.ts';
-import { Ledger, type NewAccountRequest, type TransferOutcome } from './service.ts';
+import {
+  type Account,
+  balancesOf,
+  type NewAccountRequest,
+  type Transfer,
+  type TransferRequest,
+} from './model.ts';
+import { Ledger, type TransferOutcome } from './service.ts';
 
 export const amount = (text: string): ParsedAmount => {
   const parsed = parseAmount(text);
@@ -47,18 +53,18 @@ for (const database of testDatabases()) {
       assert.ok(current);
       return balancesOf(current);
     };
-    const transfer = (
+    const single = (
       debit: Account,
       credit: Account,
       text: string,
       extra: { pending?: boolean; expiresAt?: Date } = {},
-    ) =>
-      ledger.transfer(key(), {
-        postings: [{ debitAccountId: debit.id, creditAccountId: credit.id, amount: amount(text) }],
-        pending: extra.pending ?? false,
-        expiresAt: extra.expiresAt ?? null,
-        metadata: {},
-      });
+    ): TransferRequest => ({
+      postings: [{ debitAccountId: debit.id, creditAccountId: credit.id, amount: amount(text) }],
+      pending: extra.pending ?? false,
+      expiresAt: extra.expiresAt ?? null,
+      metadata: {},
+    });
+    const transfer = (...args: Parameters<typeof single>) => ledger.transfer(key(), single(...args));
     /** A funded customer: a bank-side account with overdraft pays in `text`. */
     const funded = async (text: string, overrides: Partial<NewAccountRequest> = {}) => {
       const bank = await open({ allowOverdraft: true, ...overrides });
@@ -293,15 +299,7 @@ for (const database of testDatabases()) {
     it('writes an atomic batch all or nothing', async () => {
       const { customer } = await funded('10.00');
       const merchant = await open();
-      const item = (k: string, text: string) => ({
-        key: k,
-        request: {
-          postings: [{ debitAccountId: customer.id, creditAccountId: merchant.id, amount: amount(text) }],
-          pending: false,
-          expiresAt: null,
-          metadata: {},
-        },
-      });
+      const item = (key: string, text: string) => ({ key, request: single(customer, merchant, text) });
       const failed = await ledger.transferBatch(true, [
         item('b1', '4.00'),
         item('b2', '4.00'),
@@ -320,15 +318,7 @@ for (const database of testDatabases()) {
     it('answers each item of a non-atomic batch on its own, in order', async () => {
       const { customer } = await funded('10.00');
       const merchant = await open();
-      const item = (k: string, text: string) => ({
-        key: k,
-        request: {
-          postings: [{ debitAccountId: customer.id, creditAccountId: merchant.id, amount: amount(text) }],
-          pending: false,
-          expiresAt: null,
-          metadata: {},
-        },
-      });
+      const item = (key: string, text: string) => ({ key, request: single(customer, merchant, text) });
       const results = await ledger.transferBatch(false, [
         item('n1', '6.00'),
         item('n2', '6.00'),

@@ -4,7 +4,7 @@ import { Problem } from '../http/problems.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import { Batcher } from './batcher.ts';
-import type { Account, Entry, LedgerResult, NormalBalance, Transfer, TransferRequest } from './model.ts';
+import type { Account, Entry, LedgerResult, NewAccountRequest, Transfer, TransferRequest } from './model.ts';
 import {
   type AccountDiscrepancy,
   type CurrencyTotals,
@@ -40,15 +40,6 @@ export type TransferRequestError =
   | 'accounts_must_be_different'
   | 'invalid_expiry'
   | 'idempotency_key_in_flight';
-
-export interface NewAccountRequest {
-  readonly currency: string;
-  readonly exponent: number;
-  readonly normalBalance: NormalBalance;
-  readonly allowOverdraft: boolean;
-  readonly code: string | null;
-  readonly metadata: Record<string, unknown>;
-}
 
 export interface VerifyReport {
   readonly ok: boolean;

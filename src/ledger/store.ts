@@ -5,6 +5,7 @@ import type {
   Entry,
   LedgerErrorCode,
   LedgerResult,
+  NewAccountRequest,
   NormalBalance,
   Transfer,
   TransferRequest,
@@ -55,16 +56,7 @@ const accountFromRow = (row: AccountRow): Account => ({
   createdAt: row.created_at,
 });
 
-export interface NewAccount {
-  readonly id: string;
-  readonly currency: string;
-  readonly exponent: number;
-  readonly normalBalance: NormalBalance;
-  readonly allowOverdraft: boolean;
-  readonly code: string | null;
-  readonly metadata: Record<string, unknown>;
-  readonly createdAt: Date;
-}
+export type NewAccount = NewAccountRequest & { readonly id: string; readonly createdAt: Date };
 
 export async function insertAccount(sql: Sql, account: NewAccount): Promise<Account> {
   const [row] = await sql.query<AccountRow>(
