@@ -1,10 +1,14 @@
 // The composition root: the one place that builds the parts and passes them down (STYLE.md §9).
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { type Config, resolveAdminToken } from './config.ts';
+import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
+import { Apps } from './apps/service.ts';
+import { type Config, type Mode, resolveAdminToken } from './config.ts';
 import { type Db, openDb } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
-import { type App, createHttpServer } from './http/app.ts';
+import { registerDeveloperRoutes } from './developers/routes.ts';
+import { Developers } from './developers/service.ts';
+import { type App, createHttpServer, scoped } from './http/app.ts';
 import { requireBearerToken } from './http/auth.ts';
 import { registerHealth } from './http/health.ts';
 import { registerMetrics } from './http/metrics.ts';
@@ -16,22 +20,30 @@ import { seedSandbox } from './sandbox.ts';
 export interface AppParts {
   readonly db: Db;
   readonly adminToken: string;
+  /** Default: sandbox. */
+  readonly mode?: Mode;
   readonly logger?: Logger;
   readonly now?: () => Date;
 }
 
 /** The HTTP application over an open, migrated database. Tests build it directly and call `inject()`. */
-export function buildApp(parts: AppParts): { app: App; ledger: Ledger } {
-  const ledger = new Ledger({ db: parts.db, ...(parts.now && { now: parts.now }) });
+export function buildApp(parts: AppParts): { app: App; ledger: Ledger; apps: Apps } {
+  const clock = parts.now && { now: parts.now };
+  const ledger = new Ledger({ db: parts.db, ...clock });
+  const developers = new Developers({ db: parts.db, ...clock });
+  const apps = new Apps({ db: parts.db, mode: parts.mode ?? 'sandbox', ...clock });
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
   registerMetrics(app, parts.db);
   registerHealth(app, parts.db);
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
-  app.register(async (operator) => {
+  scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(parts.adminToken));
-    registerLedgerRoutes(operator as App, ledger);
+    registerLedgerRoutes(operator, ledger);
   });
-  return { app, ledger };
+  registerDeveloperRoutes(app, developers);
+  registerAppRoutes(app, apps, developers);
+  registerAppAdminRoutes(app, apps, parts.adminToken);
+  return { app, ledger, apps };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -60,7 +72,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const db = await openConfiguredDb(config);
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
-  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger });
+  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger, mode: config.mode });
   if (config.mode === 'sandbox' && (await seedSandbox(db, ledger))) {
     logger.info('seeded sandbox accounts (GET /v1/ledger/accounts lists them)');
   }

@@ -107,3 +107,8 @@ function toProblem(error: FastifyError, request: FastifyRequest): Problem {
   request.log.error({ err: error }, 'unhandled error');
   return new Problem('internal_error', `request ${request.id} failed; quote this id when reporting it`);
 }
+
+/** An encapsulated child context, typed like its parent: hooks added inside never reach siblings. */
+export function scoped(app: App, build: (scope: App) => void | Promise<void>): void {
+  app.register(async (child) => build(child as unknown as App));
+}

@@ -23,6 +23,20 @@ export const PROBLEMS = {
     status: 409,
     title: 'A request with this Idempotency-Key is still in progress',
   },
+  // Developers and apps
+  email_taken: { status: 409, title: 'A developer with this email already exists' },
+  invalid_credentials: { status: 401, title: 'The email or password is wrong' },
+  invalid_redirect_uri: { status: 400, title: 'A redirect URI is not allowed' },
+  invalid_client_keys: {
+    status: 400,
+    title: 'The JWKS is missing, private or not usable for private_key_jwt',
+  },
+  auth_method_not_allowed: {
+    status: 400,
+    title: 'This client authentication method is not allowed in this mode',
+  },
+  scope_not_available: { status: 400, title: 'A requested scope is not offered' },
+  app_suspended: { status: 409, title: 'The app is suspended' },
   // Ledger
   not_found: { status: 404, title: 'No such resource' },
   unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },

@@ -1,0 +1,199 @@
+import { randomBytes } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
+import type { Mode } from '../config.ts';
+import type { Db } from '../db/db.ts';
+import {
+  type AppRecord,
+  type AppStatus,
+  deleteApp,
+  findApp,
+  insertApp,
+  listApps,
+  type TokenEndpointAuthMethod,
+  updateApp,
+} from './store.ts';
+
+/** What the bank's authorization server offers apps. */
+export const OFFERED_SCOPES = [
+  'openid',
+  'profile',
+  'email',
+  'accounts',
+  'payments',
+  'funds_confirmation',
+] as const;
+export const APPS_PAGE_MAX = 100;
+const SECRET_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post'];
+
+export interface AppSettings {
+  readonly name: string;
+  readonly redirectUris: readonly string[];
+  readonly scopes: readonly string[];
+  readonly tokenEndpointAuthMethod: TokenEndpointAuthMethod;
+  readonly jwks: { keys: Record<string, unknown>[] } | null;
+  readonly jwksUri: string | null;
+}
+
+export type AppSettingsError =
+  | 'invalid_redirect_uri'
+  | 'invalid_client_keys'
+  | 'auth_method_not_allowed'
+  | 'scope_not_available';
+export type AppOutcome =
+  | { ok: true; app: AppRecord; clientSecret?: string }
+  | { ok: false; code: AppSettingsError | 'not_found' | 'app_suspended'; detail?: string };
+
+/** The app registry: developers manage their own apps; operators suspend and reinstate any. */
+export class Apps {
+  readonly #db: Db;
+  readonly #mode: Mode;
+  readonly #now: () => Date;
+  readonly #statusListeners: ((app: AppRecord) => void)[] = [];
+
+  constructor(options: { db: Db; mode: Mode; now?: () => Date }) {
+    this.#db = options.db;
+    this.#mode = options.mode;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async create(developerId: string, settings: AppSettings): Promise<AppOutcome> {
+    const problem = this.#check(settings);
+    if (problem) return { ok: false, ...problem };
+    const now = this.#now();
+    const clientSecret = SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod) ? newSecret() : null;
+    const app = await insertApp(this.#db, {
+      ...settings,
+      id: uuidv7(),
+      developerId,
+      clientSecret,
+      status: 'active',
+      createdAt: now,
+      updatedAt: now,
+    });
+    return clientSecret ? { ok: true, app, clientSecret } : { ok: true, app };
+  }
+
+  /** One developer's app; another developer's is reported as absent, so its existence does not leak. */
+  async get(developerId: string, id: string): Promise<AppRecord | undefined> {
+    const app = await findApp(this.#db, id);
+    return app?.developerId === developerId ? app : undefined;
+  }
+
+  list(developerId: string | undefined, afterId: string | undefined, limit: number): Promise<AppRecord[]> {
+    return listApps(this.#db, developerId, afterId, Math.min(limit, APPS_PAGE_MAX));
+  }
+
+  async update(developerId: string, id: string, changes: Partial<AppSettings>): Promise<AppOutcome> {
+    const app = await this.get(developerId, id);
+    if (!app) return { ok: false, code: 'not_found' };
+    if (app.status === 'suspended') return { ok: false, code: 'app_suspended' };
+    const settings: AppSettings = { ...app, ...changes };
+    const problem = this.#check(settings);
+    if (problem) return { ok: false, ...problem };
+    const usesSecret = SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod);
+    const clientSecret = usesSecret ? (app.clientSecret ?? newSecret()) : null;
+    const updated: AppRecord = { ...app, ...settings, clientSecret, updatedAt: this.#now() };
+    await updateApp(this.#db, updated);
+    this.#changed(updated);
+    return clientSecret && !app.clientSecret
+      ? { ok: true, app: updated, clientSecret }
+      : { ok: true, app: updated };
+  }
+
+  async rotateSecret(developerId: string, id: string): Promise<AppOutcome> {
+    const app = await this.get(developerId, id);
+    if (!app) return { ok: false, code: 'not_found' };
+    if (!SECRET_AUTH_METHODS.includes(app.tokenEndpointAuthMethod)) {
+      return {
+        ok: false,
+        code: 'auth_method_not_allowed',
+        detail: 'this app authenticates without a secret',
+      };
+    }
+    const clientSecret = newSecret();
+    const updated: AppRecord = { ...app, clientSecret, updatedAt: this.#now() };
+    await updateApp(this.#db, updated);
+    this.#changed(updated);
+    return { ok: true, app: updated, clientSecret };
+  }
+
+  async delete(developerId: string, id: string): Promise<boolean> {
+    const app = await this.get(developerId, id);
+    if (!app) return false;
+    await deleteApp(this.#db, id);
+    this.#changed({ ...app, status: 'suspended' });
+    return true;
+  }
+
+  /** Operators: suspend or reinstate any app. A suspended app's tokens stop working at once. */
+  async setStatus(id: string, status: AppStatus): Promise<AppRecord | undefined> {
+    const app = await findApp(this.#db, id);
+    if (!app) return undefined;
+    const updated: AppRecord = { ...app, status, updatedAt: this.#now() };
+    await updateApp(this.#db, updated);
+    this.#changed(updated);
+    return updated;
+  }
+
+  /** For the authorization and resource servers: any app by id, whoever owns it. */
+  find(id: string): Promise<AppRecord | undefined> {
+    return findApp(this.#db, id);
+  }
+
+  /** Called after an app changes, so caches of client metadata drop it. */
+  onChange(listener: (app: AppRecord) => void): void {
+    this.#statusListeners.push(listener);
+  }
+
+  #changed(app: AppRecord): void {
+    for (const listener of this.#statusListeners) listener(app);
+  }
+
+  #check(settings: AppSettings): { code: AppSettingsError; detail: string } | undefined {
+    for (const uri of settings.redirectUris) {
+      const problem = redirectUriProblem(uri, this.#mode);
+      if (problem) return { code: 'invalid_redirect_uri', detail: `${uri}: ${problem}` };
+    }
+    const unknown = settings.scopes.filter((scope) => !(OFFERED_SCOPES as readonly string[]).includes(scope));
+    if (unknown.length > 0)
+      return { code: 'scope_not_available', detail: `not offered: ${unknown.join(', ')}` };
+    if (this.#mode === 'production' && SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod)) {
+      return {
+        code: 'auth_method_not_allowed',
+        detail: 'FAPI 2.0 allows private_key_jwt and tls_client_auth only',
+      };
+    }
+    if (settings.tokenEndpointAuthMethod === 'private_key_jwt') {
+      const keys = settings.jwks?.keys;
+      if (!settings.jwksUri && (!keys || keys.length === 0)) {
+        return { code: 'invalid_client_keys', detail: 'private_key_jwt needs jwks or jwksUri' };
+      }
+      if (keys?.some((key) => typeof key.kty !== 'string' || 'd' in key || 'k' in key || 'p' in key)) {
+        return { code: 'invalid_client_keys', detail: 'jwks must hold public asymmetric keys only' };
+      }
+    }
+    if (settings.jwksUri) {
+      const problem = redirectUriProblem(settings.jwksUri, this.#mode);
+      if (problem) return { code: 'invalid_client_keys', detail: `jwksUri: ${problem}` };
+    }
+    return undefined;
+  }
+}
+
+const newSecret = () => randomBytes(32).toString('base64url');
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** RFC 6749 §3.1.2: absolute, no fragment; TLS required except on a loopback host in the sandbox. */
+function redirectUriProblem(text: string, mode: Mode): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'not an absolute URL';
+  }
+  if (url.hash !== '' || text.includes('#')) return 'must not have a fragment';
+  if (url.protocol === 'https:') return undefined;
+  if (url.protocol === 'http:' && mode === 'sandbox' && LOOPBACK_HOSTS.has(url.hostname)) return undefined;
+  return mode === 'sandbox' ? 'must be https (or http on localhost)' : 'must be https';
+}
