@@ -31,10 +31,13 @@ describe('configuration', () => {
     }
   });
 
-  it('refuses production without an operator token and a database server', () => {
+  it('refuses production without an operator token, a database server, TLS and OAuth keys', () => {
     assert.throws(
       () => loadConfig({ APIBANK_MODE: 'production' }),
-      (error: ConfigError) => error.problems.length === 2,
+      (error: ConfigError) =>
+        ['APIBANK_ADMIN_TOKEN', 'DATABASE_URL', 'APIBANK_PUBLIC_URL', 'APIBANK_OAUTH_KEYS_FILE'].every(
+          (name) => error.problems.some((problem) => problem.startsWith(name)),
+        ) && error.problems.length === 4,
     );
   });
 

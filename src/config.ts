@@ -17,6 +17,10 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
+  /** The origin clients reach the bank at; the OAuth issuer. Default: http://HOST:PORT. */
+  readonly publicUrl: string;
+  /** JSON file with the authorization server's signing keys and cookie keys; generated in the sandbox. */
+  readonly oauthKeysFile: string;
 }
 
 /** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
@@ -78,16 +82,32 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const logLevel = env.LOG_LEVEL || 'info';
   if (!LOG_LEVELS.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`);
 
+  const port = integer('PORT', 8080, 0, 65535);
+  const publicUrl = (env.APIBANK_PUBLIC_URL || `http://${host}:${port}`).replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/?#]+$/.test(publicUrl)) {
+    problems.push(`APIBANK_PUBLIC_URL must be an origin such as https://bank.example, got "${publicUrl}"`);
+  } else if (mode === 'production' && !publicUrl.startsWith('https://')) {
+    problems.push('APIBANK_PUBLIC_URL must be https in production (FAPI 2.0 requires TLS)');
+  }
+  if (mode === 'production' && !env.APIBANK_OAUTH_KEYS_FILE) {
+    problems.push(
+      'APIBANK_OAUTH_KEYS_FILE is required when APIBANK_MODE=production (see README: generating OAuth keys)',
+    );
+  }
+  const dataDir = resolve(env.APIBANK_DATA_DIR || './data');
+
   const config: Config = {
     mode,
-    port: integer('PORT', 8080, 0, 65535),
+    port,
     host,
-    dataDir: resolve(env.APIBANK_DATA_DIR || './data'),
+    dataDir,
     databaseUrl,
     databasePoolMax: integer('DATABASE_POOL_MAX', 10, 1, 200),
     adminToken,
     logLevel,
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    publicUrl,
+    oauthKeysFile: resolve(env.APIBANK_OAUTH_KEYS_FILE || join(dataDir, 'oauth-keys.json')),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

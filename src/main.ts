@@ -1,5 +1,6 @@
 // The composition root: the one place that builds the parts and passes them down (STYLE.md §9).
 import { join } from 'node:path';
+import type Provider from 'oidc-provider';
 import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
@@ -15,6 +16,11 @@ import { registerMetrics } from './http/metrics.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
+import { pruneOAuthPayloads } from './oauth/adapter.ts';
+import { loadOAuthKeys, type OAuthKeys, publicJwks } from './oauth/keys.ts';
+import { apiResource, createProvider } from './oauth/provider.ts';
+import { createResourceServer } from './oauth/resource-server.ts';
+import { registerOAuthRoutes } from './oauth/routes.ts';
 import { seedSandbox } from './sandbox.ts';
 
 export interface AppParts {
@@ -22,12 +28,23 @@ export interface AppParts {
   readonly adminToken: string;
   /** Default: sandbox. */
   readonly mode?: Mode;
+  /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
+  readonly oauth?: { readonly issuer: string; readonly keys: OAuthKeys };
   readonly logger?: Logger;
   readonly now?: () => Date;
 }
 
 /** The HTTP application over an open, migrated database. Tests build it directly and call `inject()`. */
-export function buildApp(parts: AppParts): { app: App; ledger: Ledger; apps: Apps } {
+export interface BuiltApp {
+  readonly app: App;
+  readonly ledger: Ledger;
+  readonly apps: Apps;
+  readonly provider?: Provider;
+  /** The onRequest hook factory for routes that need an access token. */
+  readonly requireAccess?: ReturnType<typeof createResourceServer>;
+}
+
+export function buildApp(parts: AppParts): BuiltApp {
   const clock = parts.now && { now: parts.now };
   const ledger = new Ledger({ db: parts.db, ...clock });
   const developers = new Developers({ db: parts.db, ...clock });
@@ -43,7 +60,25 @@ export function buildApp(parts: AppParts): { app: App; ledger: Ledger; apps: App
   registerDeveloperRoutes(app, developers);
   registerAppRoutes(app, apps, developers);
   registerAppAdminRoutes(app, apps, parts.adminToken);
-  return { app, ledger, apps };
+  if (!parts.oauth) return { app, ledger, apps };
+  const mode = parts.mode ?? 'sandbox';
+  const provider = createProvider({
+    issuer: parts.oauth.issuer,
+    mode,
+    db: parts.db,
+    clients: apps,
+    keys: parts.oauth.keys,
+  });
+  registerOAuthRoutes(app, provider);
+  const requireAccess = createResourceServer({
+    issuer: parts.oauth.issuer,
+    audience: apiResource(parts.oauth.issuer),
+    jwks: publicJwks(parts.oauth.keys),
+    mode,
+    apps,
+    ...clock,
+  });
+  return { app, ledger, apps, provider, requireAccess };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -72,7 +107,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const db = await openConfiguredDb(config);
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
-  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger, mode: config.mode });
+  const oauth = { issuer: config.publicUrl, keys: await loadOAuthKeys(config.oauthKeysFile, config.mode) };
+  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger, mode: config.mode, oauth });
   if (config.mode === 'sandbox' && (await seedSandbox(db, ledger))) {
     logger.info('seeded sandbox accounts (GET /v1/ledger/accounts lists them)');
   }
@@ -97,6 +133,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const timers = [
     every(SWEEP_INTERVAL_MS, 'expiring pending transfers', () => ledger.expireDue()),
     every(PRUNE_INTERVAL_MS, 'pruning idempotency keys', () => pruneIdempotencyKeys(db, new Date())),
+    every(PRUNE_INTERVAL_MS, 'pruning expired OAuth records', () => pruneOAuthPayloads(db)),
   ];
 
   await app.listen({ port: config.port, host: config.host });

@@ -63,6 +63,7 @@ export function createHttpServer(options: HttpOptions = {}): App {
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, problem: Problem): FastifyReply {
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="apibank"');
+  for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);
   if (problem.status === 503) reply.header('retry-after', '1');
   return reply
     .code(problem.status)

@@ -23,6 +23,10 @@ export const PROBLEMS = {
     status: 409,
     title: 'A request with this Idempotency-Key is still in progress',
   },
+  // Access tokens (RFC 6750 §3.1, RFC 9449 §7.1)
+  invalid_token: { status: 401, title: 'The access token is missing, expired, revoked or not valid here' },
+  invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing or does not match this request' },
+  insufficient_scope: { status: 403, title: 'The access token does not cover this operation' },
   // Developers and apps
   email_taken: { status: 409, title: 'A developer with this email already exists' },
   invalid_credentials: { status: 401, title: 'The email or password is wrong' },
@@ -76,6 +80,8 @@ export class Problem extends Error {
   readonly status: number;
   readonly detail: string | undefined;
   readonly extensions: Readonly<Record<string, unknown>>;
+  /** Response headers the problem needs, such as `WWW-Authenticate`. */
+  headers: Readonly<Record<string, string>> = {};
 
   constructor(code: ProblemCode, detail?: string, extensions: Record<string, unknown> = {}) {
     super(detail ?? PROBLEMS[code].title);

@@ -1,0 +1,321 @@
+// The authorization and resource servers against a real OAuth client library (openid-client), over HTTP.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from 'jose';
+import * as client from 'openid-client';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { freePort } from '../testing/http.ts';
+import { generateOAuthKeys, type OAuthKeys } from './keys.ts';
+
+const TOKEN = 'oauth-test-operator-token-0123456789abcdef';
+const insecure = { execute: [client.allowInsecureRequests] };
+
+/** The OAuth error code a rejected call carries, in the body (RFC 6749 §5.2) or the challenge (RFC 6750 §3). */
+async function oauthError(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (error) {
+    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
+    return code ?? cause?.[0]?.parameters?.error ?? String(error);
+  }
+  return 'no error';
+}
+
+for (const database of testDatabases()) {
+  describe(`OAuth on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let keys: OAuthKeys;
+    let developer: Record<string, string>;
+    let counter = 0;
+
+    before(async () => {
+      db = await database.open();
+      const port = await freePort();
+      issuer = `http://127.0.0.1:${port}`;
+      keys = await generateOAuthKeys();
+      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys } });
+      const requireAccess = built.requireAccess;
+      assert.ok(requireAccess);
+      built.app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
+        ...request.access,
+        scopes: [...(request.access?.scopes ?? [])],
+      }));
+      built.app.get('/v1/test/payments', { onRequest: requireAccess('payments') }, async () => ({
+        ok: true,
+      }));
+      await built.app.listen({ port, host: '127.0.0.1' });
+      const email = 'oauth-dev@example.com';
+      const password = 'correct horse battery staple';
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers',
+        payload: { name: 'Dev', email, password },
+      });
+      const session = await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers/sessions',
+        payload: { email, password },
+      });
+      developer = { authorization: `Bearer ${session.json().token}` };
+    });
+    after(async () => {
+      await built.app.close();
+      await db.close();
+    });
+
+    const createApp = async (settings: Record<string, unknown> = {}) => {
+      const response = await built.app.inject({
+        method: 'POST',
+        url: '/v1/apps',
+        headers: developer,
+        payload: {
+          name: `App ${++counter}`,
+          redirectUris: ['http://localhost:3000/callback'],
+          scopes: ['accounts'],
+          tokenEndpointAuthMethod: 'client_secret_basic',
+          ...settings,
+        },
+      });
+      assert.equal(response.statusCode, 201, response.body);
+      return response.json() as { id: string; clientSecret?: string };
+    };
+    const secretClient = async (scopes = ['accounts']) => {
+      const created = await createApp({ scopes });
+      return {
+        id: created.id,
+        config: await client.discovery(
+          new URL(issuer),
+          created.id,
+          undefined,
+          client.ClientSecretBasic(created.clientSecret ?? ''),
+          insecure,
+        ),
+      };
+    };
+    const whoami = (token: string, scheme = 'Bearer', extra: Record<string, string> = {}) =>
+      fetch(`${issuer}/v1/test/whoami`, { headers: { authorization: `${scheme} ${token}`, ...extra } });
+    const signAccessToken = async (claims: Record<string, unknown>, key: JWK = keys.signingKeys[0] as JWK) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: key.kid as string })
+        .sign(await importJWK(key, 'ES256'));
+
+    it('publishes its metadata: PAR, DPoP, iss in responses, FAPI algorithms', async () => {
+      const metadata = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<
+        string,
+        unknown
+      >;
+      assert.equal(metadata.issuer, issuer);
+      assert.equal(metadata.token_endpoint, `${issuer}/oauth/token`);
+      assert.equal(metadata.pushed_authorization_request_endpoint, `${issuer}/oauth/par`);
+      assert.equal(metadata.authorization_response_iss_parameter_supported, true);
+      assert.deepEqual(metadata.dpop_signing_alg_values_supported, ['ES256', 'EdDSA']);
+      assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
+      const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as { keys: JWK[] };
+      assert.deepEqual(jwks.keys.map((key) => key.alg).sort(), ['ES256', 'PS256']);
+      assert.ok(
+        jwks.keys.every((key) => key.d === undefined),
+        'no private key material is published',
+      );
+    });
+
+    it('issues a client-credentials JWT access token that the API accepts', async () => {
+      const { id, config } = await secretClient();
+      const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' });
+      assert.equal(tokens.token_type, 'bearer');
+      const claims = decodeJwt(tokens.access_token);
+      assert.deepEqual(
+        [claims.iss, claims.aud, claims.client_id, claims.scope],
+        [issuer, `${issuer}/v1`, id, 'accounts'],
+      );
+      const response = await whoami(tokens.access_token);
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), {
+        clientId: id,
+        subject: id,
+        scopes: ['accounts'],
+        authorizationDetails: [],
+        tokenId: claims.jti,
+      });
+    });
+
+    it('authenticates a client with private_key_jwt', async () => {
+      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+      const created = await createApp({
+        tokenEndpointAuthMethod: 'private_key_jwt',
+        jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
+      });
+      assert.equal(created.clientSecret, undefined);
+      const config = await client.discovery(
+        new URL(issuer),
+        created.id,
+        undefined,
+        client.PrivateKeyJwt({ key: privateKey, kid: 'k1' }),
+        insecure,
+      );
+      const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' });
+      assert.equal((await whoami(tokens.access_token)).status, 200);
+      const other = await generateKeyPair('ES256');
+      const impostor = await client.discovery(
+        new URL(issuer),
+        created.id,
+        undefined,
+        client.PrivateKeyJwt({ key: other.privateKey, kid: 'k1' }),
+        insecure,
+      );
+      assert.equal(
+        await oauthError(client.clientCredentialsGrant(impostor, { scope: 'accounts' })),
+        'invalid_client',
+      );
+    });
+
+    it('refuses a wrong secret and a scope the app was not registered for', async () => {
+      const created = await createApp();
+      const wrong = await client.discovery(
+        new URL(issuer),
+        created.id,
+        undefined,
+        client.ClientSecretBasic('not-the-secret'),
+        insecure,
+      );
+      assert.equal(
+        await oauthError(client.clientCredentialsGrant(wrong, { scope: 'accounts' })),
+        'invalid_client',
+      );
+      const { config } = await secretClient(['accounts']);
+      assert.equal(
+        await oauthError(client.clientCredentialsGrant(config, { scope: 'payments' })),
+        'invalid_scope',
+      );
+    });
+
+    it('binds a token to a DPoP key and checks every proof', async () => {
+      const { config } = await secretClient();
+      const DPoP = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+      const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' }, { DPoP });
+      assert.equal(tokens.token_type, 'dpop');
+      const url = new URL(`${issuer}/v1/test/whoami?page=2`);
+      const ok = await client.fetchProtectedResource(
+        config,
+        tokens.access_token,
+        url,
+        'GET',
+        undefined,
+        undefined,
+        { DPoP },
+      );
+      assert.equal(ok.status, 200);
+
+      const proof = async (claims: Record<string, unknown>) => {
+        const pair = await generateKeyPair('ES256', { extractable: true });
+        const jwk = await exportJWK(pair.publicKey);
+        return new SignJWT({
+          jti: crypto.randomUUID(),
+          iat: Math.floor(Date.now() / 1000),
+          htm: 'GET',
+          htu: `${issuer}/v1/test/whoami`,
+          ...claims,
+        })
+          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
+          .sign(pair.privateKey);
+      };
+      const failures = async (headers: Record<string, string>) => {
+        const response = await whoami(tokens.access_token, 'DPoP', headers);
+        return [response.status, ((await response.json()) as { code: string }).code];
+      };
+      // The bound key is not exportable from openid-client's handle, so the negative proofs use fresh keys:
+      // every one of them must fail, whichever check catches it first.
+      assert.deepEqual(await failures({}), [401, 'invalid_dpop_proof']);
+      assert.deepEqual(await failures({ dpop: await proof({}) }), [401, 'invalid_dpop_proof']);
+      const asBearer = await whoami(tokens.access_token);
+      assert.equal(asBearer.status, 401);
+      assert.match(asBearer.headers.get('www-authenticate') ?? '', /^DPoP error="invalid_token"/);
+
+      // A replayed proof: capture one openid-client made, then send it again.
+      let captured = '';
+      config[client.customFetch] = (input: string, init: RequestInit) => {
+        captured = new Headers(init.headers).get('dpop') ?? '';
+        return fetch(input, init);
+      };
+      await client.fetchProtectedResource(
+        config,
+        tokens.access_token,
+        new URL(`${issuer}/v1/test/whoami`),
+        'GET',
+        undefined,
+        undefined,
+        { DPoP },
+      );
+      delete config[client.customFetch];
+      assert.deepEqual(await failures({ dpop: captured }), [401, 'invalid_dpop_proof']);
+      const otherUrl = await fetch(`${issuer}/v1/test/payments`, {
+        headers: { authorization: `DPoP ${tokens.access_token}`, dpop: captured },
+      });
+      assert.equal(otherUrl.status, 401);
+    });
+
+    it('refuses forged, expired and misdirected tokens', async () => {
+      const { id } = await secretClient();
+      const base = { iss: issuer, aud: `${issuer}/v1`, client_id: id, sub: id, scope: 'accounts', jti: 'x' };
+      const nowS = Math.floor(Date.now() / 1000);
+      const genuine = await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 });
+      assert.equal(
+        (await whoami(genuine)).status,
+        200,
+        'a correctly signed token passes: the cases below differ in one way each',
+      );
+      const stranger = await generateKeyPair('ES256', { extractable: true });
+      const strangerJwk = {
+        ...(await exportJWK(stranger.privateKey)),
+        kid: (keys.signingKeys[0] as JWK).kid,
+      };
+      const cases: [string, string][] = [
+        ['alg none', new UnsecuredJWT({ ...base, iat: nowS, exp: nowS + 60 }).encode()],
+        ['another key', await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, strangerJwk)],
+        ['expired', await signAccessToken({ ...base, iat: nowS - 600, exp: nowS - 300 })],
+        [
+          'another audience',
+          await signAccessToken({ ...base, aud: 'https://other.example', iat: nowS, exp: nowS + 60 }),
+        ],
+        [
+          'another issuer',
+          await signAccessToken({ ...base, iss: 'https://evil.example', iat: nowS, exp: nowS + 60 }),
+        ],
+        ['garbage', 'not-a-jwt'],
+      ];
+      for (const [name, token] of cases) {
+        const response = await whoami(token);
+        assert.equal(response.status, 401, name);
+        assert.equal(((await response.json()) as { code: string }).code, 'invalid_token', name);
+      }
+      const noHeader = await fetch(`${issuer}/v1/test/whoami`);
+      assert.equal(noHeader.status, 401);
+      const inQuery = await fetch(`${issuer}/v1/test/whoami?access_token=${genuine}`);
+      assert.equal(inQuery.status, 401, 'tokens are never taken from the query string');
+      const narrow = await fetch(`${issuer}/v1/test/payments`, {
+        headers: { authorization: `Bearer ${genuine}` },
+      });
+      assert.deepEqual(
+        [narrow.status, ((await narrow.json()) as { code: string }).code],
+        [403, 'insufficient_scope'],
+      );
+    });
+
+    it("stops a suspended app's tokens at once, and its token requests", async () => {
+      const { id, config } = await secretClient();
+      const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' });
+      assert.equal((await whoami(tokens.access_token)).status, 200);
+      const admin = { authorization: `Bearer ${TOKEN}` };
+      await built.app.inject({ method: 'POST', url: `/v1/admin/apps/${id}/suspend`, headers: admin });
+      assert.equal((await whoami(tokens.access_token)).status, 401);
+      assert.equal(
+        await oauthError(client.clientCredentialsGrant(config, { scope: 'accounts' })),
+        'invalid_client',
+      );
+      await built.app.inject({ method: 'POST', url: `/v1/admin/apps/${id}/reinstate`, headers: admin });
+      assert.equal((await whoami(tokens.access_token)).status, 200);
+    });
+  });
+}

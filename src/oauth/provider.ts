@@ -1,0 +1,113 @@
+// The bank's authorization server: oidc-provider (OpenID-certified), configured once for both profiles.
+// The sandbox relaxes client authentication and sender-constraining; production is the FAPI 2.0 Security
+// Profile, whose checks the library's `fapi` switch only partly makes (PKCE, issuer-exact assertion
+// audiences): the rest is set here explicitly.
+import Provider, { type Configuration, errors } from 'oidc-provider';
+import type { Mode } from '../config.ts';
+import type { Db } from '../db/db.ts';
+import { type ClientSource, createAdapterFactory } from './adapter.ts';
+import type { OAuthKeys } from './keys.ts';
+
+export const ACCESS_TOKEN_TTL_S = 300;
+export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
+export const API_SCOPES = ['accounts', 'payments', 'funds_confirmation'] as const;
+// FAPI 2.0 §5.4: PS256, ES256 or EdDSA only.
+const SIGNING_ALGS = ['ES256', 'PS256', 'EdDSA'];
+
+export interface ProviderOptions {
+  readonly issuer: string;
+  readonly mode: Mode;
+  readonly db: Db;
+  readonly clients: ClientSource;
+  readonly keys: OAuthKeys;
+}
+
+/** The one resource server the bank's API is (RFC 8707): every access token names it as its audience. */
+export const apiResource = (issuer: string) => `${issuer}/v1`;
+
+export function createProvider(options: ProviderOptions): Provider {
+  const { issuer, mode } = options;
+  const resource = apiResource(issuer);
+  const production = mode === 'production';
+  // A client may introspect or revoke only its own tokens.
+  const ownTokensOnly = async (_ctx: unknown, caller: { clientId: string }, token: { clientId?: string }) =>
+    caller.clientId === token.clientId;
+
+  const configuration: Configuration = {
+    adapter: createAdapterFactory(options.db, options.clients, mode),
+    jwks: { keys: options.keys.signingKeys as NonNullable<Configuration['jwks']>['keys'] },
+    cookies: { keys: [...options.keys.cookieKeys] },
+    routes: {
+      authorization: '/oauth/authorize',
+      token: '/oauth/token',
+      jwks: '/oauth/jwks',
+      pushed_authorization_request: '/oauth/par',
+      introspection: '/oauth/introspect',
+      revocation: '/oauth/revoke',
+      userinfo: '/oauth/userinfo',
+      end_session: '/oauth/logout',
+    },
+    scopes: [...OIDC_SCOPES, ...API_SCOPES],
+    claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
+    responseTypes: ['code'],
+    clientAuthMethods: production
+      ? ['private_key_jwt']
+      : ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'ES256',
+      token_endpoint_auth_method: production ? 'private_key_jwt' : 'client_secret_basic',
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: SIGNING_ALGS as never,
+      requestObjectSigningAlgValues: SIGNING_ALGS as never,
+      idTokenSigningAlgValues: ['ES256', 'PS256'] as never,
+      userinfoSigningAlgValues: ['ES256', 'PS256'] as never,
+      introspectionSigningAlgValues: ['ES256', 'PS256'] as never,
+      authorizationSigningAlgValues: ['ES256', 'PS256'] as never,
+      dPoPSigningAlgValues: ['ES256', 'EdDSA'] as never,
+    },
+    pkce: { required: () => true },
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL_S,
+      ClientCredentials: ACCESS_TOKEN_TTL_S,
+      // FAPI 2.0 §5.3.2.1: authorization codes live at most 60 seconds.
+      AuthorizationCode: 60,
+      IdToken: 300,
+      RefreshToken: 30 * 24 * 60 * 60,
+      Interaction: 10 * 60,
+      Session: 24 * 60 * 60,
+      Grant: 365 * 24 * 60 * 60,
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    // Customers sign in at the bank's pages (the interaction routes); until then no account exists.
+    findAccount: async () => undefined,
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true, allowedPolicy: ownTokensOnly },
+      revocation: { enabled: true, allowedPolicy: ownTokensOnly },
+      dPoP: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: production },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => resource,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (_ctx, requested) => {
+          if (requested !== resource) throw new errors.InvalidTarget();
+          return {
+            scope: API_SCOPES.join(' '),
+            audience: resource,
+            accessTokenTTL: ACCESS_TOKEN_TTL_S,
+            // JWT access tokens (RFC 9068) so the API verifies them locally, without a call per request.
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
+          };
+        },
+      },
+      ...(production ? { fapi: { enabled: true, profile: '2.0' } } : {}),
+    },
+  };
+  return new Provider(issuer, configuration);
+}

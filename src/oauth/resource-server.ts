@@ -1,0 +1,196 @@
+// The API side of OAuth: every protected route verifies the access token locally (RFC 9068 JWT: signature,
+// issuer, audience, expiry), the DPoP proof when the token is bound to a key (RFC 9449 §4.3, §7), and
+// that the app is still active, then puts who is calling on the request.
+import { createHash } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import {
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  EmbeddedJWK,
+  type JWK,
+  errors as joseErrors,
+  jwtVerify,
+} from 'jose';
+import type { AppRecord } from '../apps/store.ts';
+import type { Mode } from '../config.ts';
+import { Problem } from '../http/problems.ts';
+
+export interface AccessContext {
+  readonly clientId: string;
+  /** The customer the token acts for; equals clientId for client-credentials tokens. */
+  readonly subject: string;
+  readonly scopes: ReadonlySet<string>;
+  readonly authorizationDetails: readonly Record<string, unknown>[];
+  readonly tokenId: string;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    access?: AccessContext;
+  }
+}
+
+export interface ResourceServerOptions {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly jwks: { keys: JWK[] };
+  readonly mode: Mode;
+  readonly apps: { find(id: string): Promise<AppRecord | undefined> };
+  readonly now?: () => Date;
+}
+
+// RFC 9449 §11.1: proofs are accepted within a short window around now; their jti is remembered that long.
+const PROOF_WINDOW_S = 60;
+const REMEMBERED_PROOFS_MAX = 200_000;
+
+/** The onRequest hook factory every protected route uses: `requireAccess('accounts')`. */
+export function createResourceServer(options: ResourceServerOptions) {
+  const keys = createLocalJWKSet(options.jwks);
+  const now = options.now ?? (() => new Date());
+  const proofs = new ProofReplayCache(REMEMBERED_PROOFS_MAX);
+
+  const invalidToken = (scheme: string, description: string) => {
+    const problem = new Problem('invalid_token', description);
+    problem.headers = {
+      'www-authenticate': `${scheme} error="invalid_token", error_description="${description}"`,
+    };
+    return problem;
+  };
+  const invalidProof = (description: string) => {
+    const problem = new Problem('invalid_dpop_proof', description);
+    problem.headers = {
+      'www-authenticate': `DPoP error="invalid_dpop_proof", error_description="${description}"`,
+    };
+    return problem;
+  };
+
+  async function authenticate(request: FastifyRequest): Promise<AccessContext> {
+    const match = /^(Bearer|DPoP) ([A-Za-z0-9_.-]+)$/i.exec(request.headers.authorization ?? '');
+    const scheme =
+      match?.[1] === undefined ? 'Bearer' : match[1].toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+    const token = match?.[2];
+    if (!token) throw invalidToken(scheme, 'no access token in the Authorization header');
+    let claims: Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(token, keys, {
+        issuer: options.issuer,
+        audience: options.audience,
+        typ: 'at+jwt',
+        algorithms: ['ES256', 'PS256'],
+        currentDate: now(),
+      }));
+    } catch (error) {
+      const reason =
+        error instanceof joseErrors.JWTExpired
+          ? 'the access token has expired'
+          : 'the access token is not valid';
+      throw invalidToken(scheme, reason);
+    }
+    const boundKey = (claims.cnf as { jkt?: unknown } | undefined)?.jkt;
+    if (typeof boundKey === 'string') {
+      if (scheme !== 'DPoP')
+        throw invalidToken('DPoP', 'a DPoP-bound token must be sent with the DPoP scheme');
+      await verifyProof(request, token, boundKey);
+    } else if (options.mode === 'production' || scheme === 'DPoP') {
+      // FAPI 2.0 §5.3.2.2: production accepts sender-constrained tokens only.
+      throw invalidToken(scheme, 'a sender-constrained (DPoP-bound) token is required');
+    }
+    const clientId = String(claims.client_id ?? '');
+    const app = await options.apps.find(clientId);
+    if (app?.status !== 'active') throw invalidToken(scheme, 'the app is suspended or deleted');
+    return {
+      clientId,
+      subject: String(claims.sub ?? clientId),
+      scopes: new Set(
+        String(claims.scope ?? '')
+          .split(' ')
+          .filter(Boolean),
+      ),
+      authorizationDetails: Array.isArray(claims.authorization_details) ? claims.authorization_details : [],
+      tokenId: String(claims.jti ?? ''),
+    };
+  }
+
+  async function verifyProof(request: FastifyRequest, token: string, boundKey: string): Promise<void> {
+    const proof = request.headers.dpop;
+    if (typeof proof !== 'string') throw invalidProof('a DPoP proof is required');
+    let claims: Record<string, unknown>;
+    let jwk: JWK | undefined;
+    try {
+      const verified = await jwtVerify(proof, EmbeddedJWK, {
+        typ: 'dpop+jwt',
+        algorithms: ['ES256', 'EdDSA'],
+        currentDate: now(),
+      });
+      claims = verified.payload;
+      jwk = verified.protectedHeader.jwk;
+    } catch {
+      throw invalidProof('the DPoP proof is not a valid signed JWT');
+    }
+    const nowS = Math.floor(now().getTime() / 1000);
+    const issuedAt = Number(claims.iat);
+    // RFC 9449 §4.3: htu is compared without query and fragment, against the URL this server is known by.
+    const expectedUrl = new URL(request.url.split('?')[0] ?? '/', options.issuer).href;
+    let proofUrl = '';
+    try {
+      const parsed = new URL(String(claims.htu));
+      parsed.search = '';
+      parsed.hash = '';
+      proofUrl = parsed.href;
+    } catch {}
+    if (claims.htm !== request.method) throw invalidProof('the proof is for another HTTP method');
+    if (proofUrl !== expectedUrl) throw invalidProof('the proof is for another URL');
+    if (!Number.isFinite(issuedAt) || Math.abs(nowS - issuedAt) > PROOF_WINDOW_S)
+      throw invalidProof('the proof is not fresh');
+    if (claims.ath !== createHash('sha256').update(token).digest('base64url')) {
+      throw invalidProof('the proof is for another access token');
+    }
+    if (!jwk || (await calculateJwkThumbprint(jwk, 'sha256')) !== boundKey) {
+      throw invalidProof('the proof is signed by another key than the token is bound to');
+    }
+    if (typeof claims.jti !== 'string' || !proofs.remember(claims.jti, issuedAt + PROOF_WINDOW_S, nowS)) {
+      throw invalidProof('the proof was used before');
+    }
+  }
+
+  return function requireAccess(...scopes: string[]) {
+    return async (request: FastifyRequest): Promise<void> => {
+      const access = await authenticate(request);
+      const missing = scopes.filter((scope) => !access.scopes.has(scope));
+      if (missing.length > 0) {
+        const problem = new Problem('insufficient_scope', `needs scope ${missing.join(' ')}`);
+        problem.headers = {
+          'www-authenticate': `Bearer error="insufficient_scope", scope="${scopes.join(' ')}"`,
+        };
+        throw problem;
+      }
+      request.access = access;
+    };
+  };
+}
+
+/**
+ * The jti of every proof seen within its window (RFC 9449 §11.1). Bounded: when full, the oldest go
+ * first. Per process: a proof replayed to another process of the same deployment within the window is
+ * not caught here (shared state in Redis is the gateway's concern).
+ */
+class ProofReplayCache {
+  readonly #expiries = new Map<string, number>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  /** False when the jti was seen and has not expired. */
+  remember(jti: string, expiresS: number, nowS: number): boolean {
+    const seen = this.#expiries.get(jti);
+    if (seen !== undefined && seen >= nowS) return false;
+    this.#expiries.set(jti, expiresS);
+    if (this.#expiries.size > this.#max) {
+      for (const [key, expiry] of this.#expiries) {
+        if (expiry < nowS || this.#expiries.size > this.#max) this.#expiries.delete(key);
+        else break;
+      }
+    }
+    return true;
+  }
+}

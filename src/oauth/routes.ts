@@ -1,0 +1,23 @@
+import type Provider from 'oidc-provider';
+import { type App, scoped } from '../http/app.ts';
+
+/**
+ * Hands the authorization server's endpoints to oidc-provider. Inside this scope Fastify parses no body:
+ * the provider reads the raw request itself and refuses one already consumed.
+ */
+export function registerOAuthRoutes(app: App, provider: Provider): void {
+  const handle = provider.callback();
+  scoped(app, (oauth) => {
+    oauth.removeAllContentTypeParsers();
+    oauth.addContentTypeParser('*', (_request, _payload, done) => done(null));
+    const toProvider = async (
+      request: { raw: import('node:http').IncomingMessage },
+      reply: import('fastify').FastifyReply,
+    ) => {
+      reply.hijack();
+      await handle(request.raw, reply.raw);
+    };
+    oauth.all('/oauth/*', toProvider);
+    oauth.all('/.well-known/*', toProvider);
+  });
+}
