@@ -5,6 +5,8 @@ import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
 import { type Config, type Mode, resolveAdminToken } from './config.ts';
+import { registerInteractionRoutes } from './customer-auth/routes.ts';
+import { CustomerAuth } from './customer-auth/service.ts';
 import { type Db, openDb } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
@@ -42,6 +44,7 @@ export interface BuiltApp {
   readonly provider?: Provider;
   /** The onRequest hook factory for routes that need an access token. */
   readonly requireAccess?: ReturnType<typeof createResourceServer>;
+  readonly customerAuth?: CustomerAuth;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
@@ -62,14 +65,17 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerAppAdminRoutes(app, apps, parts.adminToken);
   if (!parts.oauth) return { app, ledger, apps };
   const mode = parts.mode ?? 'sandbox';
+  const customerAuth = new CustomerAuth({ db: parts.db, mode, ...clock });
   const provider = createProvider({
     issuer: parts.oauth.issuer,
     mode,
     db: parts.db,
     clients: apps,
     keys: parts.oauth.keys,
+    customers: customerAuth,
   });
   registerOAuthRoutes(app, provider);
+  registerInteractionRoutes(app, provider, customerAuth, mode);
   const requireAccess = createResourceServer({
     issuer: parts.oauth.issuer,
     audience: apiResource(parts.oauth.issuer),
@@ -78,7 +84,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     apps,
     ...clock,
   });
-  return { app, ledger, apps, provider, requireAccess };
+  return { app, ledger, apps, provider, requireAccess, customerAuth };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {

@@ -4,6 +4,7 @@
 // audiences): the rest is set here explicitly.
 import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Mode } from '../config.ts';
+import type { CustomerLogin } from '../customer-auth/store.ts';
 import type { Db } from '../db/db.ts';
 import { type ClientSource, createAdapterFactory } from './adapter.ts';
 import type { OAuthKeys } from './keys.ts';
@@ -20,6 +21,8 @@ export interface ProviderOptions {
   readonly db: Db;
   readonly clients: ClientSource;
   readonly keys: OAuthKeys;
+  /** Customers, by their id (the OpenID Connect subject). */
+  readonly customers: { find(id: string): Promise<CustomerLogin | undefined> };
 }
 
 /** The one resource server the bank's API is (RFC 8707): every access token names it as its audience. */
@@ -81,8 +84,21 @@ export function createProvider(options: ProviderOptions): Provider {
       Grant: 365 * 24 * 60 * 60,
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-    // Customers sign in at the bank's pages (the interaction routes); until then no account exists.
-    findAccount: async () => undefined,
+    // Customers sign in at the bank's pages (customer-auth/routes.ts); the provider releases each claim
+    // only when its scope was requested and granted.
+    findAccount: async (_ctx, id) => {
+      const customer = await options.customers.find(id);
+      if (!customer) return undefined;
+      return {
+        accountId: customer.id,
+        claims: async () => ({
+          sub: customer.id,
+          name: customer.displayName,
+          email: customer.email,
+          email_verified: customer.emailVerified,
+        }),
+      };
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

@@ -1,0 +1,323 @@
+// The authorization code flow as a third-party app and a customer live it: PAR, PKCE and DPoP through
+// openid-client, the bank's sign-in and consent pages through plain form posts.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair } from 'jose';
+import * as client from 'openid-client';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { generateOAuthKeys } from '../oauth/keys.ts';
+import { location, TestBrowser } from '../testing/browser.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { freePort } from '../testing/http.ts';
+
+const TOKEN = 'flow-test-operator-token-0123456789abcdef';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'alice sandbox password';
+const insecure = { execute: [client.allowInsecureRequests] };
+
+async function oauthError(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (error) {
+    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
+    return code ?? cause?.[0]?.parameters?.error ?? String(error);
+  }
+  return 'no error';
+}
+
+for (const database of testDatabases()) {
+  describe(`authorization code flow on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let config: client.Configuration;
+    let customerId: string;
+    let usernames = 0;
+
+    before(async () => {
+      db = await database.open();
+      const port = await freePort();
+      issuer = `http://127.0.0.1:${port}`;
+      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
+      const requireAccess = built.requireAccess;
+      assert.ok(requireAccess);
+      built.app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
+        subject: request.access?.subject,
+        clientId: request.access?.clientId,
+      }));
+      await built.app.listen({ port, host: '127.0.0.1' });
+
+      const email = 'flow-dev@example.com';
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers',
+        payload: { name: 'Dev', email, password: PASSWORD },
+      });
+      const session = (
+        await built.app.inject({
+          method: 'POST',
+          url: '/v1/developers/sessions',
+          payload: { email, password: PASSWORD },
+        })
+      ).json();
+      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+      const created = await built.app.inject({
+        method: 'POST',
+        url: '/v1/apps',
+        headers: { authorization: `Bearer ${session.token}` },
+        payload: {
+          name: 'Budget Buddy',
+          redirectUris: [REDIRECT],
+          scopes: ['openid', 'profile', 'email', 'accounts'],
+          tokenEndpointAuthMethod: 'private_key_jwt',
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
+        },
+      });
+      assert.equal(created.statusCode, 201, created.body);
+      config = await client.discovery(
+        new URL(issuer),
+        created.json().id,
+        undefined,
+        client.PrivateKeyJwt({ key: privateKey, kid: 'k1' }),
+        insecure,
+      );
+      customerId = await newCustomer();
+    });
+    after(async () => {
+      await built.app.close();
+      await db.close();
+    });
+
+    const newCustomer = async (username = `alice${++usernames}`) => {
+      const login = await built.customerAuth?.createLogin({
+        username,
+        password: PASSWORD,
+        displayName: 'Alice Example',
+        email: `${username}@example.com`,
+        emailVerified: true,
+      });
+      assert.ok(login?.created);
+      return login.id;
+    };
+
+    /** Starts a flow with PAR and returns the browser at the sign-in page, with what the app must keep. */
+    const start = async (scope = 'openid profile email offline_access accounts') => {
+      const DPoP = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
+      const verifier = client.randomPKCECodeVerifier();
+      const state = client.randomState();
+      const url = await client.buildAuthorizationUrlWithPAR(
+        config,
+        {
+          redirect_uri: REDIRECT,
+          scope,
+          code_challenge: await client.calculatePKCECodeChallenge(verifier),
+          code_challenge_method: 'S256',
+          state,
+          prompt: 'consent',
+        },
+        { DPoP },
+      );
+      const browser = new TestBrowser(issuer);
+      const interaction = location(await browser.get(url));
+      return { DPoP, verifier, state, browser, interaction };
+    };
+    /** Signs in and approves; returns the callback URL the browser is sent back to. */
+    const signInAndApprove = async (flow: Awaited<ReturnType<typeof start>>, username = 'alice1') => {
+      const signedIn = await flow.browser.postForm(`${flow.interaction}/login`, {
+        username,
+        password: PASSWORD,
+        code: '123456',
+      });
+      const consent = location(await flow.browser.get(location(signedIn)));
+      const page = await flow.browser.get(consent);
+      assert.match(
+        await page.text(),
+        /Budget Buddy asks to:[\s\S]*See your accounts, balances and transactions/,
+      );
+      const approved = await flow.browser.postForm(`${consent}/confirm`, { decision: 'approve' });
+      return new URL(location(await flow.browser.get(location(approved))));
+    };
+
+    it('runs PAR, sign-in with a second factor, consent, and a DPoP-bound code exchange', async () => {
+      const flow = await start();
+      const loginPage = await flow.browser.get(flow.interaction);
+      assert.equal(loginPage.status, 200);
+      const html = await loginPage.text();
+      assert.match(html, /<label for="password">Password<\/label>/);
+      assert.match(loginPage.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+      const callback = await signInAndApprove(flow);
+      assert.equal(callback.searchParams.get('iss'), issuer, 'RFC 9207: the issuer comes back with the code');
+      const tokens = await client.authorizationCodeGrant(
+        config,
+        callback,
+        { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+        undefined,
+        { DPoP: flow.DPoP },
+      );
+      assert.equal(tokens.token_type, 'dpop');
+      const idToken = tokens.claims();
+      assert.deepEqual(
+        [idToken?.sub, idToken?.name, idToken?.email, idToken?.email_verified],
+        [customerId, 'Alice Example', 'alice1@example.com', true],
+      );
+      const response = await client.fetchProtectedResource(
+        config,
+        tokens.access_token,
+        new URL(`${issuer}/v1/test/whoami`),
+        'GET',
+        undefined,
+        undefined,
+        {
+          DPoP: flow.DPoP,
+        },
+      );
+      assert.deepEqual(await response.json(), {
+        subject: customerId,
+        clientId: config.clientMetadata().client_id,
+      });
+
+      assert.ok(tokens.refresh_token);
+      const introspected = await client.tokenIntrospection(config, tokens.refresh_token);
+      assert.equal(introspected.active, true);
+      const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, {
+        DPoP: flow.DPoP,
+      });
+      assert.ok(refreshed.access_token);
+      await client.tokenRevocation(config, tokens.refresh_token);
+      assert.equal((await client.tokenIntrospection(config, tokens.refresh_token)).active, false);
+      assert.equal(
+        await oauthError(
+          client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP: flow.DPoP }),
+        ),
+        'invalid_grant',
+      );
+    });
+
+    it('releases profile and email claims only when asked for', async () => {
+      const flow = await start('openid accounts');
+      const callback = await signInAndApprove(flow);
+      const tokens = await client.authorizationCodeGrant(
+        config,
+        callback,
+        { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+        undefined,
+        {
+          DPoP: flow.DPoP,
+        },
+      );
+      const claims = tokens.claims();
+      assert.equal(claims?.sub, customerId);
+      assert.equal(claims?.name, undefined);
+      assert.equal(claims?.email, undefined);
+    });
+
+    it('refuses a code exchanged twice, or with the wrong PKCE verifier', async () => {
+      const flow = await start();
+      const callback = await signInAndApprove(flow);
+      const wrong = client.randomPKCECodeVerifier();
+      assert.equal(
+        await oauthError(
+          client.authorizationCodeGrant(
+            config,
+            callback,
+            { pkceCodeVerifier: wrong, expectedState: flow.state },
+            undefined,
+            { DPoP: flow.DPoP },
+          ),
+        ),
+        'invalid_grant',
+      );
+      const second = await start();
+      const secondCallback = await signInAndApprove(second);
+      const checks = { pkceCodeVerifier: second.verifier, expectedState: second.state };
+      await client.authorizationCodeGrant(config, secondCallback, checks, undefined, { DPoP: second.DPoP });
+      assert.equal(
+        await oauthError(
+          client.authorizationCodeGrant(config, secondCallback, checks, undefined, { DPoP: second.DPoP }),
+        ),
+        'invalid_grant',
+      );
+    });
+
+    it('refuses a redirect URI the app did not register', async () => {
+      const verifier = client.randomPKCECodeVerifier();
+      const attempt = client.buildAuthorizationUrlWithPAR(config, {
+        redirect_uri: 'https://attacker.example/callback',
+        scope: 'openid accounts',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+      });
+      await assert.rejects(attempt, {
+        error: 'invalid_request',
+        error_description: "redirect_uri did not match any of the client's registered redirect_uris",
+      });
+    });
+
+    it('sends the customer back with access_denied when they decline', async () => {
+      const flow = await start();
+      const signedIn = await flow.browser.postForm(`${flow.interaction}/login`, {
+        username: 'alice1',
+        password: PASSWORD,
+        code: '123456',
+      });
+      const consent = location(await flow.browser.get(location(signedIn)));
+      const declined = await flow.browser.postForm(`${consent}/confirm`, { decision: 'reject' });
+      const callback = new URL(location(await flow.browser.get(location(declined))));
+      assert.equal(callback.searchParams.get('error'), 'access_denied');
+      assert.equal(callback.searchParams.get('code'), null);
+    });
+
+    it('locks sign-in after repeated failures, and audits every attempt', async () => {
+      const id = await newCustomer('mallory-target');
+      const flow = await start();
+      const attempt = (password: string, code = '123456') =>
+        flow.browser.postForm(`${flow.interaction}/login`, { username: 'mallory-target', password, code });
+      for (let i = 0; i < 4; i++) assert.equal((await attempt('wrong password')).status, 401);
+      assert.equal((await attempt(PASSWORD, '000000')).status, 401, 'a wrong second factor counts too');
+      const locked = await attempt(PASSWORD);
+      assert.equal(locked.status, 429);
+      assert.match(await locked.text(), /locked/);
+      const audit = await db.query<{ outcome: string }>(
+        'select outcome from login_attempts where customer_id = $1 order by id',
+        [id],
+      );
+      assert.deepEqual(
+        audit.map((row) => row.outcome),
+        [
+          'wrong_credentials',
+          'wrong_credentials',
+          'wrong_credentials',
+          'wrong_credentials',
+          'wrong_second_factor',
+          'locked',
+        ],
+      );
+      const unknown = await flow.browser.postForm(`${flow.interaction}/login`, {
+        username: 'nobody',
+        password: 'x',
+        code: '1',
+      });
+      assert.equal(unknown.status, 401);
+      const stored = await db.query<{ username_hash: string }>(
+        `select username_hash from login_attempts where customer_id is null`,
+      );
+      assert.ok(
+        stored.every((row) => !row.username_hash.includes('nobody')),
+        'typed usernames are stored hashed',
+      );
+    });
+
+    it('shows an error page, not a stack trace, for a stale or foreign interaction', async () => {
+      const stranger = new TestBrowser(issuer);
+      const response = await stranger.get('/interaction/not-a-real-uid');
+      assert.equal(response.status, 400);
+      assert.match(await response.text(), /This sign-in cannot continue/);
+      const posted = await stranger.postForm('/interaction/not-a-real-uid/login', {
+        username: 'alice1',
+        password: PASSWORD,
+        code: '123456',
+      });
+      assert.equal(posted.status, 400);
+    });
+  });
+}

@@ -1,0 +1,94 @@
+// The bank's own sign-in and consent pages: server-rendered, no JavaScript, labelled for screen readers.
+
+const escapeHtml = (text: string) =>
+  text.replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
+  );
+
+const STYLE = `
+  :root { color-scheme: light dark; --accent: #0b5cad; }
+  body { font: 16px/1.5 system-ui, sans-serif; margin: 0; background: Canvas; color: CanvasText; }
+  main { max-width: 26rem; margin: 4rem auto; padding: 2rem; border: 1px solid GrayText; border-radius: 12px; }
+  h1 { font-size: 1.4rem; margin-top: 0; }
+  label { display: block; margin: 1rem 0 .25rem; font-weight: 600; }
+  input { width: 100%; box-sizing: border-box; padding: .6rem; font-size: 1rem; border: 1px solid GrayText; border-radius: 6px; }
+  button { margin-top: 1.25rem; padding: .7rem 1.2rem; font-size: 1rem; border-radius: 6px; border: 0; cursor: pointer;
+           background: var(--accent); color: white; }
+  button.secondary { background: transparent; color: CanvasText; border: 1px solid GrayText; }
+  button:focus-visible, input:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+  .error { padding: .75rem; border-radius: 6px; background: #fde8e8; color: #8a1c1c; }
+  .hint { color: GrayText; font-size: .9rem; }
+  ul { padding-left: 1.2rem; }
+`;
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} · apibank</title><style>${STYLE}</style></head>
+<body><main>${body}</main></body>
+</html>`;
+}
+
+export function loginPage(options: {
+  uid: string;
+  appName: string;
+  error?: string;
+  sandboxCode?: string;
+}): string {
+  const error = options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p>` : '';
+  const hint = options.sandboxCode
+    ? `<p class="hint">Sandbox: the one-time code is ${escapeHtml(options.sandboxCode)}.</p>`
+    : '<p class="hint">Enter the 6-digit code from your authenticator app.</p>';
+  return page(
+    'Sign in',
+    `<h1>Sign in to continue to ${escapeHtml(options.appName)}</h1>${error}
+<form method="post" action="/interaction/${escapeHtml(options.uid)}/login">
+  <label for="username">Username</label>
+  <input id="username" name="username" autocomplete="username" required autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <label for="code">One-time code</label>
+  <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required aria-describedby="code-hint">
+  <div id="code-hint">${hint}</div>
+  <button type="submit">Sign in</button>
+</form>`,
+  );
+}
+
+const SCOPE_WORDS: Readonly<Record<string, string>> = {
+  openid: 'Confirm who you are',
+  profile: 'See your name',
+  email: 'See your email address and whether it is verified',
+  offline_access: 'Keep access while you are away, until you revoke it',
+  accounts: 'See your accounts, balances and transactions',
+  payments: 'Start payments from your accounts, each one as you approve it',
+  funds_confirmation: 'Check whether your account can cover an amount (yes or no only)',
+};
+
+export function consentPage(options: {
+  uid: string;
+  appName: string;
+  scopes: readonly string[];
+  validity: string;
+}): string {
+  const items = options.scopes.map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? scope)}</li>`).join('');
+  return page(
+    'Allow access',
+    `<h1>${escapeHtml(options.appName)} asks to:</h1>
+<ul>${items}</ul>
+<p>For ${escapeHtml(options.validity)}. You can revoke this at any time.</p>
+<form method="post" action="/interaction/${escapeHtml(options.uid)}/confirm">
+  <button type="submit" name="decision" value="approve">Allow</button>
+  <button type="submit" name="decision" value="reject" class="secondary">Deny</button>
+</form>`,
+  );
+}
+
+export function errorPage(message: string): string {
+  return page(
+    'Something went wrong',
+    `<h1>This sign-in cannot continue</h1><p role="alert">${escapeHtml(message)}</p>`,
+  );
+}

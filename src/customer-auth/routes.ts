@@ -1,0 +1,158 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type Provider from 'oidc-provider';
+import type { Mode } from '../config.ts';
+import { type App, scoped } from '../http/app.ts';
+import { consentPage, errorPage, loginPage } from './pages.ts';
+import { type CustomerAuth, SANDBOX_ONE_TIME_CODE } from './service.ts';
+
+const FORM_BODY_LIMIT_BYTES = 4096;
+// No scripts, no framing, nothing loaded from elsewhere: the pages are plain forms.
+const PAGE_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  'content-security-policy':
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
+
+type Form = Record<string, string | undefined>;
+
+/**
+ * The interaction endpoints oidc-provider sends the customer to (`interactions.url`): sign-in with a
+ * password and a second factor, then consent. The provider's interaction cookie ties each POST to the
+ * browser that started the flow, so a form posted from another site finds no interaction.
+ */
+export function registerInteractionRoutes(
+  app: App,
+  provider: Provider,
+  auth: CustomerAuth,
+  mode: Mode,
+): void {
+  scoped(app, (pages) => {
+    pages.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+    );
+    const html = (reply: FastifyReply, status: number, body: string) =>
+      reply.code(status).headers(PAGE_HEADERS).send(body);
+    const details = async (request: FastifyRequest, reply: FastifyReply) => {
+      try {
+        return await provider.interactionDetails(request.raw, reply.raw);
+      } catch {
+        return undefined;
+      }
+    };
+    const appName = async (clientId: unknown) =>
+      (await provider.Client.find(String(clientId)))?.clientName ?? 'an app';
+    const expired = (reply: FastifyReply) =>
+      html(
+        reply,
+        400,
+        errorPage(
+          'This sign-in has expired or was opened in another browser. Go back to the app and start again.',
+        ),
+      );
+
+    pages.get('/interaction/:uid', async (request, reply) => {
+      const interaction = await details(request, reply);
+      if (!interaction) return expired(reply);
+      const name = await appName(interaction.params.client_id);
+      if (interaction.prompt.name === 'login') {
+        return html(reply, 200, loginPage({ uid: interaction.uid, appName: name, ...sandboxHint(mode) }));
+      }
+      return html(
+        reply,
+        200,
+        consentPage({
+          uid: interaction.uid,
+          appName: name,
+          scopes: requestedScopes(interaction),
+          validity: 'as long as you allow it',
+        }),
+      );
+    });
+
+    pages.post('/interaction/:uid/login', async (request, reply) => {
+      const interaction = await details(request, reply);
+      if (!interaction || interaction.prompt.name !== 'login') return expired(reply);
+      const form = (request.body ?? {}) as Form;
+      const outcome = await auth.signIn({
+        username: String(form.username ?? ''),
+        password: String(form.password ?? ''),
+        oneTimeCode: String(form.code ?? ''),
+        clientId: String(interaction.params.client_id ?? ''),
+        remoteAddress: request.ip,
+      });
+      if (!outcome.ok) {
+        const error =
+          outcome.code === 'locked'
+            ? 'Too many failed attempts. Sign-in is locked for a while; try again later.'
+            : 'The username, password or one-time code is not right.';
+        const name = await appName(interaction.params.client_id);
+        return html(
+          reply,
+          outcome.code === 'locked' ? 429 : 401,
+          loginPage({ uid: interaction.uid, appName: name, error, ...sandboxHint(mode) }),
+        );
+      }
+      reply.hijack();
+      await provider.interactionFinished(
+        request.raw,
+        reply.raw,
+        { login: { accountId: outcome.customerId, amr: outcome.amr, acr: 'urn:apibank:sca' } },
+        { mergeWithLastSubmission: false },
+      );
+    });
+
+    pages.post('/interaction/:uid/confirm', async (request, reply) => {
+      const interaction = await details(request, reply);
+      if (!interaction || interaction.prompt.name !== 'consent') return expired(reply);
+      const form = (request.body ?? {}) as Form;
+      if (form.decision !== 'approve') {
+        reply.hijack();
+        await provider.interactionFinished(
+          request.raw,
+          reply.raw,
+          { error: 'access_denied', error_description: 'the customer declined' },
+          { mergeWithLastSubmission: false },
+        );
+        return;
+      }
+      const { session, params, prompt } = interaction;
+      const grant = interaction.grantId
+        ? await provider.Grant.find(interaction.grantId)
+        : new provider.Grant({ accountId: session?.accountId, clientId: String(params.client_id) });
+      if (!grant) return expired(reply);
+      const missing = prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+        grant.addResourceScope(resource, scopes.join(' '));
+      }
+      const grantId = await grant.save();
+      reply.hijack();
+      await provider.interactionFinished(
+        request.raw,
+        reply.raw,
+        { consent: { grantId } },
+        { mergeWithLastSubmission: true },
+      );
+    });
+  });
+}
+
+function sandboxHint(mode: Mode): { sandboxCode?: string } {
+  return mode === 'sandbox' ? { sandboxCode: SANDBOX_ONE_TIME_CODE } : {};
+}
+
+function requestedScopes(interaction: { params: Record<string, unknown> }): string[] {
+  return String(interaction.params.scope ?? '')
+    .split(' ')
+    .filter(Boolean);
+}

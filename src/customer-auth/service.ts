@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import { Secret, TOTP } from 'otpauth';
+import { v7 as uuidv7 } from 'uuid';
+import type { Mode } from '../config.ts';
+import type { Db } from '../db/db.ts';
+import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from '../passwords.ts';
+import {
+  type CustomerLogin,
+  findLogin,
+  findLoginByUsername,
+  insertAttempt,
+  insertLogin,
+  recordFailure,
+  recordSuccess,
+} from './store.ts';
+
+/** The sandbox's documented one-time code; production verifies a real TOTP (RFC 6238). */
+export const SANDBOX_ONE_TIME_CODE = '123456';
+export const FAILED_ATTEMPTS_LIMIT = 5;
+export const LOCK_MS = 15 * 60 * 1000;
+
+export type SignInOutcome =
+  | { ok: true; customerId: string; amr: string[] }
+  | { ok: false; code: 'invalid_credentials' | 'locked' };
+
+export interface SignInRequest {
+  readonly username: string;
+  readonly password: string;
+  readonly oneTimeCode: string;
+  readonly clientId: string | null;
+  readonly remoteAddress: string | null;
+}
+
+const usernameHash = (username: string) =>
+  createHash('sha256').update(`apibank-login:${username}`).digest('base64url');
+
+const TOTP_PERIOD_S = 30;
+
+export function totpFor(secret: string): TOTP {
+  return new TOTP({ secret: Secret.fromBase32(secret), algorithm: 'SHA1', digits: 6, period: TOTP_PERIOD_S });
+}
+
+/** Customer sign-in at the bank's pages: password plus a second factor, with lockout and an audit of every attempt. */
+export class CustomerAuth {
+  readonly #db: Db;
+  readonly #mode: Mode;
+  readonly #now: () => Date;
+
+  constructor(options: { db: Db; mode: Mode; now?: () => Date }) {
+    this.#db = options.db;
+    this.#mode = options.mode;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async signIn(request: SignInRequest): Promise<SignInOutcome> {
+    const now = this.#now();
+    const login = await findLoginByUsername(this.#db, request.username);
+    // Always spend the hashing time, so an unknown username answers as slowly as a wrong password.
+    const passwordOk = await verifyPassword(request.password, login?.passwordHash ?? DECOY_PASSWORD_HASH);
+    const audit = (outcome: string) =>
+      insertAttempt(this.#db, {
+        customerId: login?.id ?? null,
+        usernameHash: usernameHash(request.username),
+        outcome,
+        clientId: request.clientId,
+        remoteAddress: request.remoteAddress,
+        at: now,
+      });
+    if (login?.lockedUntil && login.lockedUntil > now) {
+      await audit('locked');
+      return { ok: false, code: 'locked' };
+    }
+    if (!login || !passwordOk) {
+      if (login) await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
+      await audit('wrong_credentials');
+      return { ok: false, code: 'invalid_credentials' };
+    }
+    const step = this.#secondFactorStep(login, request.oneTimeCode, now);
+    if (step === undefined) {
+      await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
+      await audit('wrong_second_factor');
+      return { ok: false, code: 'invalid_credentials' };
+    }
+    await recordSuccess(this.#db, login.id, step);
+    await audit('success');
+    return { ok: true, customerId: login.id, amr: ['pwd', 'otp'] };
+  }
+
+  find(id: string): Promise<CustomerLogin | undefined> {
+    return findLogin(this.#db, id);
+  }
+
+  /** Creates a login; false when the username is taken. A TOTP secret is generated unless in the sandbox. */
+  async createLogin(input: {
+    username: string;
+    password: string;
+    displayName: string;
+    email: string;
+    emailVerified: boolean;
+  }): Promise<{ created: boolean; id: string; totpSecret: string | null }> {
+    const id = uuidv7();
+    const totpSecret = this.#mode === 'production' ? new Secret({ size: 20 }).base32 : null;
+    const created = await insertLogin(this.#db, {
+      id,
+      username: input.username,
+      displayName: input.displayName,
+      email: input.email,
+      emailVerified: input.emailVerified,
+      passwordHash: await hashPassword(input.password),
+      totpSecret,
+      failedAttempts: 0,
+      lockedUntil: null,
+      createdAt: this.#now(),
+    });
+    return { created, id, totpSecret };
+  }
+
+  /** The accepted code's time step (null for the sandbox code), or undefined when the code is wrong or used. */
+  #secondFactorStep(login: CustomerLogin, code: string, now: Date): number | null | undefined {
+    if (login.totpSecret) {
+      // One step either side absorbs clock drift (RFC 6238 §5.2); a step already used is refused.
+      const delta = totpFor(login.totpSecret).validate({ token: code, timestamp: now.getTime(), window: 1 });
+      if (delta === null) return undefined;
+      const step = Math.floor(now.getTime() / 1000 / TOTP_PERIOD_S) + delta;
+      return login.totpLastStep !== null && step <= login.totpLastStep ? undefined : step;
+    }
+    return this.#mode === 'sandbox' && code === SANDBOX_ONE_TIME_CODE ? null : undefined;
+  }
+}

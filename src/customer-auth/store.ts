@@ -1,0 +1,120 @@
+import type { Sql } from '../db/db.ts';
+
+export interface CustomerLogin {
+  readonly id: string;
+  readonly username: string;
+  readonly displayName: string;
+  readonly email: string;
+  readonly emailVerified: boolean;
+  readonly passwordHash: string;
+  readonly totpSecret: string | null;
+  readonly totpLastStep: number | null;
+  readonly failedAttempts: number;
+  readonly lockedUntil: Date | null;
+}
+
+interface Row {
+  id: string;
+  username: string;
+  display_name: string;
+  email: string;
+  email_verified: boolean;
+  password_hash: string;
+  totp_secret: string | null;
+  totp_last_step: bigint | null;
+  failed_attempts: number;
+  locked_until: Date | null;
+}
+
+const fromRow = (row: Row): CustomerLogin => ({
+  id: row.id,
+  username: row.username,
+  displayName: row.display_name,
+  email: row.email,
+  emailVerified: row.email_verified,
+  passwordHash: row.password_hash,
+  totpSecret: row.totp_secret,
+  totpLastStep: row.totp_last_step === null ? null : Number(row.totp_last_step),
+  failedAttempts: row.failed_attempts,
+  lockedUntil: row.locked_until,
+});
+
+export async function insertLogin(
+  sql: Sql,
+  login: Omit<CustomerLogin, 'totpLastStep'> & { createdAt: Date },
+): Promise<boolean> {
+  const rows = await sql.query(
+    `insert into customer_logins (id, username, display_name, email, email_verified, password_hash, totp_secret, created_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (username) do nothing returning 1`,
+    [
+      login.id,
+      login.username,
+      login.displayName,
+      login.email,
+      login.emailVerified,
+      login.passwordHash,
+      login.totpSecret,
+      login.createdAt,
+    ],
+  );
+  return rows.length === 1;
+}
+
+export async function findLoginByUsername(sql: Sql, username: string): Promise<CustomerLogin | undefined> {
+  const [row] = await sql.query<Row>('select * from customer_logins where username = $1', [username]);
+  return row && fromRow(row);
+}
+
+export async function findLogin(sql: Sql, id: string): Promise<CustomerLogin | undefined> {
+  const [row] = await sql.query<Row>('select * from customer_logins where id = $1', [id]);
+  return row && fromRow(row);
+}
+
+/** Counts a failure in one statement (no lost update between two parallel guesses) and locks at the limit. */
+export async function recordFailure(
+  sql: Sql,
+  id: string,
+  limit: number,
+  lockMs: number,
+  now: Date,
+): Promise<void> {
+  await sql.query(
+    `update customer_logins set failed_attempts = failed_attempts + 1,
+       locked_until = case when failed_attempts + 1 >= $2 then $4::timestamptz + make_interval(secs => $3::double precision / 1000)
+                           else locked_until end
+     where id = $1`,
+    [id, limit, lockMs, now],
+  );
+}
+
+export async function recordSuccess(sql: Sql, id: string, totpStep: number | null): Promise<void> {
+  await sql.query(
+    'update customer_logins set failed_attempts = 0, locked_until = null, totp_last_step = coalesce($2, totp_last_step) where id = $1',
+    [id, totpStep],
+  );
+}
+
+export async function insertAttempt(
+  sql: Sql,
+  attempt: {
+    customerId: string | null;
+    usernameHash: string;
+    outcome: string;
+    clientId: string | null;
+    remoteAddress: string | null;
+    at: Date;
+  },
+): Promise<void> {
+  await sql.query(
+    `insert into login_attempts (customer_id, username_hash, outcome, client_id, remote_address, created_at)
+     values ($1, $2, $3, $4, $5, $6)`,
+    [
+      attempt.customerId,
+      attempt.usernameHash,
+      attempt.outcome,
+      attempt.clientId,
+      attempt.remoteAddress,
+      attempt.at,
+    ],
+  );
+}
