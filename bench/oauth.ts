@@ -209,7 +209,7 @@ async function registerApps(origin: string, count: number): Promise<Credentials[
     );
     apps.push({ clientId: String(app.clientId), clientSecret: String(app.clientSecret) });
   }
-  console.log(`registered ${count} apps (client_secret_basic, scope accounts)`);
+  console.log(`registered ${count} app${count === 1 ? '' : 's'} (client_secret_basic, scope accounts)`);
   return apps;
 }
 

@@ -98,6 +98,13 @@ describe('apibank command', () => {
     );
 
     const db = await openDb({ dataDir: join(dataDir, 'pglite') });
+    const customers = await db.query<{ username: string }>(
+      'select username from customer_logins order by username',
+    );
+    assert.deepEqual(
+      customers.map((row) => row.username),
+      ['alice', 'bob'],
+    );
     await db.query('update ledger_accounts set debits_posted = debits_posted + 1 where id = $1', [
       customer.id,
     ]);

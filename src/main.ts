@@ -114,9 +114,15 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
   const oauth = { issuer: config.publicUrl, keys: await loadOAuthKeys(config.oauthKeysFile, config.mode) };
-  const { app, ledger } = buildApp({ db, adminToken: admin.token, logger, mode: config.mode, oauth });
-  if (config.mode === 'sandbox' && (await seedSandbox(db, ledger))) {
-    logger.info('seeded sandbox accounts (GET /v1/ledger/accounts lists them)');
+  const { app, ledger, customerAuth } = buildApp({
+    db,
+    adminToken: admin.token,
+    logger,
+    mode: config.mode,
+    oauth,
+  });
+  if (config.mode === 'sandbox' && customerAuth && (await seedSandbox(db, ledger, customerAuth))) {
+    logger.info('seeded sandbox accounts and customers (see README: sandbox data)');
   }
 
   // Background work. Each runs alone (no overlap with itself) and is safe in several processes at once.

@@ -1,6 +1,7 @@
 // Sandbox data: a small bank a newcomer can call at once. Created on the first start in sandbox mode and
 // never again (the accounts' codes mark it), under an advisory lock so two processes starting together
 // seed it once.
+import type { CustomerAuth } from './customer-auth/service.ts';
 import type { Db } from './db/db.ts';
 import type { Ledger } from './ledger/service.ts';
 import { currencyExponent, parseAmount } from './money.ts';
@@ -88,8 +89,19 @@ const TRANSFERS: readonly [string, string, string, boolean][] = [
   ['bank-settlement-jpy', 'carol-jpy', '120000', false],
 ];
 
-/** Seeds the sandbox ledger unless it was seeded before; returns whether it did. */
-export async function seedSandbox(db: Db, ledger: Ledger): Promise<boolean> {
+/** Sandbox customers; their credentials are printed in the README (the one-time code is 123456). */
+export const SANDBOX_CUSTOMERS = [
+  {
+    username: 'alice',
+    password: 'alice-sandbox-password',
+    displayName: 'Alice Example',
+    email: 'alice@example.com',
+  },
+  { username: 'bob', password: 'bob-sandbox-password', displayName: 'Bob Example', email: 'bob@example.com' },
+] as const;
+
+/** Seeds the sandbox ledger and customers unless seeded before; returns whether it did. */
+export async function seedSandbox(db: Db, ledger: Ledger, customers: CustomerAuth): Promise<boolean> {
   return db.session(async (session) => {
     await session.query('select pg_advisory_lock($1)', [SEED_LOCK_KEY]);
     try {
@@ -109,6 +121,8 @@ export async function seedSandbox(db: Db, ledger: Ledger): Promise<boolean> {
         });
         ids.set(account.code, created.id);
       }
+      for (const customer of SANDBOX_CUSTOMERS)
+        await customers.createLogin({ ...customer, emailVerified: true });
       for (const [index, [debit, credit, text, pending]] of TRANSFERS.entries()) {
         const amount = parseAmount(text);
         const debitAccountId = ids.get(debit);
