@@ -5,6 +5,8 @@ import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
 import { type Config, type Mode, resolveAdminToken } from './config.ts';
+import { registerConsentRoutes } from './consents/routes.ts';
+import { Consents } from './consents/service.ts';
 import { registerInteractionRoutes } from './customer-auth/routes.ts';
 import { CustomerAuth } from './customer-auth/service.ts';
 import { type Db, openDb } from './db/db.ts';
@@ -45,6 +47,7 @@ export interface BuiltApp {
   /** The onRequest hook factory for routes that need an access token. */
   readonly requireAccess?: ReturnType<typeof createResourceServer>;
   readonly customerAuth?: CustomerAuth;
+  readonly consents?: Consents;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
@@ -66,6 +69,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   if (!parts.oauth) return { app, ledger, apps };
   const mode = parts.mode ?? 'sandbox';
   const customerAuth = new CustomerAuth({ db: parts.db, mode, ...clock });
+  const consents = new Consents({ db: parts.db, ...clock });
   const provider = createProvider({
     issuer: parts.oauth.issuer,
     mode,
@@ -73,18 +77,21 @@ export function buildApp(parts: AppParts): BuiltApp {
     clients: apps,
     keys: parts.oauth.keys,
     customers: customerAuth,
+    consents,
   });
   registerOAuthRoutes(app, provider);
-  registerInteractionRoutes(app, provider, customerAuth, mode);
+  registerInteractionRoutes(app, provider, { auth: customerAuth, consents }, mode);
   const requireAccess = createResourceServer({
     issuer: parts.oauth.issuer,
     audience: apiResource(parts.oauth.issuer),
     jwks: publicJwks(parts.oauth.keys),
     mode,
     apps,
+    consents,
     ...clock,
   });
-  return { app, ledger, apps, provider, requireAccess, customerAuth };
+  registerConsentRoutes(app, consents, requireAccess);
+  return { app, ledger, apps, provider, requireAccess, customerAuth, consents };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {

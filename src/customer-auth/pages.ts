@@ -1,4 +1,5 @@
 // The bank's own sign-in and consent pages: server-rendered, no JavaScript, labelled for screen readers.
+import type { Consent } from '../consents/store.ts';
 
 const escapeHtml = (text: string) =>
   text.replace(
@@ -67,13 +68,48 @@ const SCOPE_WORDS: Readonly<Record<string, string>> = {
   funds_confirmation: 'Check whether your account can cover an amount (yes or no only)',
 };
 
+const PERMISSION_WORDS: Readonly<Record<string, string>> = {
+  details: 'your account names and numbers',
+  balances: 'your balances',
+  transactions: 'your transactions',
+  beneficiaries: 'the payees you saved',
+};
+
+/** What a consent lets the app do, in the customer's words (dynamic linking: the exact payment is shown). */
+function consentWords(consent: Consent): string {
+  const d = consent.details as {
+    permissions?: string[];
+    instructedAmount?: { amount: string; currency: string };
+    creditor?: { name: string; iban: string };
+    reference?: string;
+  };
+  if (consent.type === 'account_information') {
+    return `See ${(d.permissions ?? []).map((p) => PERMISSION_WORDS[p] ?? p).join(', ')}`;
+  }
+  if (consent.type === 'payment_initiation' && d.instructedAmount && d.creditor) {
+    const reference = d.reference ? `, reference "${d.reference}"` : '';
+    return `Pay ${d.instructedAmount.amount} ${d.instructedAmount.currency} to ${d.creditor.name} (${d.creditor.iban})${reference}, once`;
+  }
+  return 'Check whether your account can cover an amount (yes or no only)';
+}
+
 export function consentPage(options: {
   uid: string;
   appName: string;
   scopes: readonly string[];
+  consents: readonly Consent[];
   validity: string;
 }): string {
-  const items = options.scopes.map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? scope)}</li>`).join('');
+  // Scopes a consent already describes are not listed twice.
+  const described = new Set(
+    options.consents.length > 0 ? ['accounts', 'payments', 'funds_confirmation'] : [],
+  );
+  const items = [
+    ...options.consents.map((consent) => `<li>${escapeHtml(consentWords(consent))}</li>`),
+    ...options.scopes
+      .filter((scope) => !described.has(scope))
+      .map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? scope)}</li>`),
+  ].join('');
   return page(
     'Allow access',
     `<h1>${escapeHtml(options.appName)} asks to:</h1>

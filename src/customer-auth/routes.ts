@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
 import type { Mode } from '../config.ts';
+import type { Consents } from '../consents/service.ts';
+import type { Consent } from '../consents/store.ts';
 import { type App, scoped } from '../http/app.ts';
 import { consentPage, errorPage, loginPage } from './pages.ts';
 import { type CustomerAuth, SANDBOX_ONE_TIME_CODE } from './service.ts';
@@ -26,9 +28,20 @@ type Form = Record<string, string | undefined>;
 export function registerInteractionRoutes(
   app: App,
   provider: Provider,
-  auth: CustomerAuth,
+  services: { auth: CustomerAuth; consents: Consents },
   mode: Mode,
 ): void {
+  const { auth, consents } = services;
+  /** The consents an authorization request names (RFC 9396), as validated by the provider at PAR. */
+  const requestedConsents = async (params: Record<string, unknown>): Promise<Consent[] | undefined> => {
+    const details = params.authorization_details
+      ? (JSON.parse(String(params.authorization_details)) as { consentId?: string }[])
+      : [];
+    const found = await Promise.all(details.map((detail) => consents.find(String(detail.consentId))));
+    return found.every((consent) => consent?.status === 'awaiting_authorisation')
+      ? (found as Consent[])
+      : undefined;
+  };
   scoped(app, (pages) => {
     pages.addContentTypeParser(
       'application/x-www-form-urlencoded',
@@ -62,6 +75,11 @@ export function registerInteractionRoutes(
       if (interaction.prompt.name === 'login') {
         return html(reply, 200, loginPage({ uid: interaction.uid, appName: name, ...sandboxHint(mode) }));
       }
+      const requested = await requestedConsents(interaction.params);
+      if (!requested) return expired(reply);
+      const until = requested
+        .map((consent) => consent.expiresAt)
+        .sort((a, b) => a.getTime() - b.getTime())[0];
       return html(
         reply,
         200,
@@ -69,7 +87,8 @@ export function registerInteractionRoutes(
           uid: interaction.uid,
           appName: name,
           scopes: requestedScopes(interaction),
-          validity: 'as long as you allow it',
+          consents: requested,
+          validity: until ? `until ${until.toISOString().slice(0, 10)}` : 'as long as you allow it',
         }),
       );
     });
@@ -110,7 +129,11 @@ export function registerInteractionRoutes(
       const interaction = await details(request, reply);
       if (!interaction || interaction.prompt.name !== 'consent') return expired(reply);
       const form = (request.body ?? {}) as Form;
+      const requested = await requestedConsents(interaction.params);
+      const customerId = String(interaction.session?.accountId ?? '');
+      if (!requested) return expired(reply);
       if (form.decision !== 'approve') {
+        for (const consent of requested) await consents.reject(consent.id, customerId);
         reply.hijack();
         await provider.interactionFinished(
           request.raw,
@@ -135,7 +158,12 @@ export function registerInteractionRoutes(
       for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
         grant.addResourceScope(resource, scopes.join(' '));
       }
+      for (const consent of requested) grant.addRar({ type: consent.type, consentId: consent.id });
       const grantId = await grant.save();
+      for (const consent of requested) {
+        // Lost a race with expiry or revocation: nothing is granted.
+        if (!(await consents.authorise(consent.id, customerId, grantId))) return expired(reply);
+      }
       reply.hijack();
       await provider.interactionFinished(
         request.raw,

@@ -27,6 +27,8 @@ export const PROBLEMS = {
   invalid_token: { status: 401, title: 'The access token is missing, expired, revoked or not valid here' },
   invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing or does not match this request' },
   insufficient_scope: { status: 403, title: 'The access token does not cover this operation' },
+  // Consents
+  consent_not_active: { status: 409, title: 'The consent is not awaiting authorisation or authorised' },
   // Developers and apps
   email_taken: { status: 409, title: 'A developer with this email already exists' },
   invalid_credentials: { status: 401, title: 'The email or password is wrong' },

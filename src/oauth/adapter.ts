@@ -27,6 +27,12 @@ export function clientMetadata(app: AppRecord | undefined, mode: Mode): AdapterP
     ...(app.jwks ? { jwks: app.jwks } : {}),
     ...(app.jwksUri ? { jwks_uri: app.jwksUri } : {}),
     scope: [...scopes].join(' '),
+    // RFC 9396: the consent types the app may ask for follow from its scopes.
+    authorization_details_types: [
+      ...(scopes.has('accounts') ? ['account_information'] : []),
+      ...(scopes.has('payments') ? ['payment_initiation'] : []),
+      ...(scopes.has('funds_confirmation') ? ['funds_confirmation'] : []),
+    ],
     id_token_signed_response_alg: 'ES256',
     // FAPI 2.0 §5.3.2.2: sender-constrained access tokens in production; optional in the sandbox.
     dpop_bound_access_tokens: mode === 'production',

@@ -137,6 +137,7 @@ for (const database of testDatabases()) {
         subject: id,
         scopes: ['accounts'],
         authorizationDetails: [],
+        consents: [],
         tokenId: claims.jti,
       });
     });

@@ -4,6 +4,7 @@
 // audiences): the rest is set here explicitly.
 import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Mode } from '../config.ts';
+import type { Consents } from '../consents/service.ts';
 import type { CustomerLogin } from '../customer-auth/store.ts';
 import type { Db } from '../db/db.ts';
 import { type ClientSource, createAdapterFactory } from './adapter.ts';
@@ -23,7 +24,15 @@ export interface ProviderOptions {
   readonly keys: OAuthKeys;
   /** Customers, by their id (the OpenID Connect subject). */
   readonly customers: { find(id: string): Promise<CustomerLogin | undefined> };
+  readonly consents: Consents;
 }
+
+/** The RAR types (RFC 9396) the bank accepts; each names a consent the app created beforehand. */
+export const AUTHORIZATION_DETAILS_TYPES = [
+  'account_information',
+  'payment_initiation',
+  'funds_confirmation',
+] as const;
 
 /** The one resource server the bank's API is (RFC 8707): every access token names it as its audience. */
 export const apiResource = (issuer: string) => `${issuer}/v1`;
@@ -122,6 +131,44 @@ export function createProvider(options: ProviderOptions): Provider {
           };
         },
       },
+      richAuthorizationRequests: {
+        enabled: true,
+        // Each detail is { type, consentId }: the consent must be this app's, of this type, and still
+        // awaiting authorisation. What the customer approves is the consent record; the token carries its id.
+        types: Object.fromEntries(
+          AUTHORIZATION_DETAILS_TYPES.map((type) => [
+            type,
+            {
+              async validate(_ctx: unknown, detail: Record<string, unknown>, client: { clientId: string }) {
+                const keys = Object.keys(detail).sort().join(',');
+                if (keys !== 'consentId,type' || typeof detail.consentId !== 'string') {
+                  throw new errors.InvalidAuthorizationDetails(`${type} details are { type, consentId }`);
+                }
+                const consent = /^[0-9a-f-]{36}$/.test(detail.consentId)
+                  ? await options.consents.find(detail.consentId)
+                  : undefined;
+                if (!consent || consent.clientId !== client.clientId || consent.type !== type) {
+                  throw new errors.InvalidAuthorizationDetails(
+                    `no ${type} consent ${detail.consentId} for this client`,
+                  );
+                }
+                if (consent.status !== 'awaiting_authorisation') {
+                  throw new errors.InvalidAuthorizationDetails(`consent ${consent.id} is ${consent.status}`);
+                }
+              },
+            },
+          ]),
+        ),
+        // Carried from the approved grant into the code, from the code into tokens, and out on introspection.
+        authorizationDetailsForGrantSource: async (ctx: { oidc: { grant?: { rar?: unknown } } }) =>
+          ctx.oidc.grant?.rar,
+        authorizationDetailsForAccessToken: async (
+          _ctx: unknown,
+          _token: unknown,
+          source?: { rar?: unknown },
+        ) => source?.rar,
+        authorizationDetailsForIntrospection: async (_ctx: unknown, token: { rar?: unknown }) => token.rar,
+      } as never,
       ...(production ? { fapi: { enabled: true, profile: '2.0' } } : {}),
     },
   };

@@ -13,6 +13,7 @@ import {
 } from 'jose';
 import type { AppRecord } from '../apps/store.ts';
 import type { Mode } from '../config.ts';
+import type { Consent } from '../consents/store.ts';
 import { Problem } from '../http/problems.ts';
 
 export interface AccessContext {
@@ -21,6 +22,8 @@ export interface AccessContext {
   readonly subject: string;
   readonly scopes: ReadonlySet<string>;
   readonly authorizationDetails: readonly Record<string, unknown>[];
+  /** The consents the token was issued under, each checked still authorised for this customer. */
+  readonly consents: readonly Consent[];
   readonly tokenId: string;
 }
 
@@ -36,6 +39,7 @@ export interface ResourceServerOptions {
   readonly jwks: { keys: JWK[] };
   readonly mode: Mode;
   readonly apps: { find(id: string): Promise<AppRecord | undefined> };
+  readonly consents: { find(id: string): Promise<Consent | undefined> };
   readonly now?: () => Date;
 }
 
@@ -96,17 +100,36 @@ export function createResourceServer(options: ResourceServerOptions) {
       throw invalidToken(scheme, 'a sender-constrained (DPoP-bound) token is required');
     }
     const clientId = String(claims.client_id ?? '');
+    const subject = String(claims.sub ?? clientId);
     const app = await options.apps.find(clientId);
     if (app?.status !== 'active') throw invalidToken(scheme, 'the app is suspended or deleted');
+    const authorizationDetails: Record<string, unknown>[] = Array.isArray(claims.authorization_details)
+      ? claims.authorization_details
+      : [];
+    // A revoked or expired consent ends its tokens at once: checked on every call, not at issue time.
+    const consents: Consent[] = [];
+    for (const detail of authorizationDetails) {
+      const consent =
+        typeof detail.consentId === 'string' ? await options.consents.find(detail.consentId) : undefined;
+      if (
+        consent?.status !== 'authorised' ||
+        consent.customerId !== subject ||
+        consent.clientId !== clientId
+      ) {
+        throw invalidToken(scheme, 'the consent behind this token is no longer authorised');
+      }
+      consents.push(consent);
+    }
     return {
       clientId,
-      subject: String(claims.sub ?? clientId),
+      subject,
       scopes: new Set(
         String(claims.scope ?? '')
           .split(' ')
           .filter(Boolean),
       ),
-      authorizationDetails: Array.isArray(claims.authorization_details) ? claims.authorization_details : [],
+      authorizationDetails,
+      consents,
       tokenId: String(claims.jti ?? ''),
     };
   }

@@ -1,0 +1,242 @@
+// Consents end to end: created by the app, named in the authorization request (RFC 9396), shown to and
+// approved by the customer, enforced on every call, and revoked with immediate effect.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import * as client from 'openid-client';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { generateOAuthKeys } from '../oauth/keys.ts';
+import { location, TestBrowser } from '../testing/browser.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { freePort } from '../testing/http.ts';
+
+const TOKEN = 'consent-test-operator-token-0123456789abcdef';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'consent test password';
+const insecure = { execute: [client.allowInsecureRequests] };
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
+
+for (const database of testDatabases()) {
+  describe(`consents on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let developer: Record<string, string>;
+    let apps = 0;
+
+    before(async () => {
+      db = await database.open();
+      const port = await freePort();
+      issuer = `http://127.0.0.1:${port}`;
+      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
+      const requireAccess = built.requireAccess;
+      assert.ok(requireAccess);
+      built.app.get('/v1/test/payment', { onRequest: requireAccess('payments') }, async (request) => ({
+        consents: request.access?.consents.map((consent) => consent.id),
+      }));
+      await built.app.listen({ port, host: '127.0.0.1' });
+      const email = 'consent-dev@example.com';
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers',
+        payload: { name: 'Dev', email, password: PASSWORD },
+      });
+      const session = (
+        await built.app.inject({
+          method: 'POST',
+          url: '/v1/developers/sessions',
+          payload: { email, password: PASSWORD },
+        })
+      ).json();
+      developer = { authorization: `Bearer ${session.token}` };
+      await built.customerAuth?.createLogin({
+        username: 'carol',
+        password: PASSWORD,
+        displayName: 'Carol',
+        email: 'carol@example.com',
+        emailVerified: true,
+      });
+    });
+    after(async () => {
+      await built.app.close();
+      await db.close();
+    });
+
+    /** A payments app: its OAuth configuration and an app-level token to manage consents with. */
+    const newApp = async () => {
+      const created = await built.app.inject({
+        method: 'POST',
+        url: '/v1/apps',
+        headers: developer,
+        payload: {
+          name: `Pay Later ${++apps}`,
+          redirectUris: [REDIRECT],
+          scopes: ['openid', 'payments'],
+          tokenEndpointAuthMethod: 'client_secret_basic',
+        },
+      });
+      const { id, clientSecret } = created.json();
+      const config = await client.discovery(
+        new URL(issuer),
+        id,
+        undefined,
+        client.ClientSecretBasic(clientSecret),
+        insecure,
+      );
+      const appToken = (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;
+      const call = (method: string, path: string, body?: unknown) =>
+        fetch(`${issuer}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${appToken}`,
+            ...(body ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+      return { id, config, call };
+    };
+    const paymentConsent = {
+      type: 'payment_initiation',
+      instructedAmount: { amount: '12.50', currency: 'EUR' },
+      creditor: { name: 'Corner Shop', iban: 'DE89370400440532013000' },
+      reference: 'Invoice 42',
+      expiresAt: inDays(1),
+    };
+    const authorize = async (
+      app: Awaited<ReturnType<typeof newApp>>,
+      consentId: string,
+      decision = 'approve',
+    ) => {
+      const verifier = client.randomPKCECodeVerifier();
+      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
+        redirect_uri: REDIRECT,
+        scope: 'openid offline_access payments',
+        // OpenID Connect Core §11: offline_access is granted only with prompt=consent.
+        prompt: 'consent',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        authorization_details: JSON.stringify([{ type: 'payment_initiation', consentId }]),
+      });
+      const browser = new TestBrowser(issuer);
+      const interaction = location(await browser.get(url));
+      const signedIn = await browser.postForm(`${interaction}/login`, {
+        username: 'carol',
+        password: PASSWORD,
+        code: '123456',
+      });
+      const consentUrl = location(await browser.get(location(signedIn)));
+      const page = await (await browser.get(consentUrl)).text();
+      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision });
+      const callback = new URL(location(await browser.get(location(decided))));
+      return { page, callback, verifier };
+    };
+
+    it('binds the authorisation to the exact payment the customer saw, and ends it on revocation', async () => {
+      const app = await newApp();
+      const created = await app.call('POST', '/v1/consents', paymentConsent);
+      assert.equal(created.status, 201);
+      const consent = (await created.json()) as { id: string; status: string };
+      assert.equal(consent.status, 'awaiting_authorisation');
+
+      const { page, callback, verifier } = await authorize(app, consent.id);
+      assert.match(
+        page,
+        /Pay 12\.50 EUR to Corner Shop \(DE89370400440532013000\), reference &quot;Invoice 42&quot;, once/,
+      );
+      const tokens = await client.authorizationCodeGrant(app.config, callback, {
+        pkceCodeVerifier: verifier,
+      });
+      assert.deepEqual(tokens.authorization_details, [{ type: 'payment_initiation', consentId: consent.id }]);
+      const status = (await (await app.call('GET', `/v1/consents/${consent.id}`)).json()) as {
+        status: string;
+      };
+      assert.equal(status.status, 'authorised');
+
+      const use = () =>
+        fetch(`${issuer}/v1/test/payment`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+      assert.deepEqual(await (await use()).json(), { consents: [consent.id] });
+      assert.equal((await app.call('DELETE', `/v1/consents/${consent.id}`)).status, 204);
+      assert.equal((await use()).status, 401, 'revocation ends the access token at once');
+      assert.ok(tokens.refresh_token);
+      await assert.rejects(client.refreshTokenGrant(app.config, tokens.refresh_token), {
+        error: 'invalid_grant',
+      });
+      assert.equal(
+        ((await (await app.call('GET', `/v1/consents/${consent.id}`)).json()) as { status: string }).status,
+        'revoked',
+      );
+    });
+
+    it('records a rejection, and never lets a consent be authorised twice or by another app', async () => {
+      const app = await newApp();
+      const other = await newApp();
+      const rejectedId = (
+        (await (await app.call('POST', '/v1/consents', paymentConsent)).json()) as { id: string }
+      ).id;
+      const { callback } = await authorize(app, rejectedId, 'reject');
+      assert.equal(callback.searchParams.get('error'), 'access_denied');
+      assert.equal(
+        ((await (await app.call('GET', `/v1/consents/${rejectedId}`)).json()) as { status: string }).status,
+        'rejected',
+      );
+
+      const par = (config: client.Configuration, consentId: string) =>
+        client.buildAuthorizationUrlWithPAR(config, {
+          redirect_uri: REDIRECT,
+          scope: 'openid payments',
+          code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+          code_challenge_method: 'S256',
+          authorization_details: JSON.stringify([{ type: 'payment_initiation', consentId }]),
+        });
+      await assert.rejects(par(app.config, rejectedId), { error: 'invalid_authorization_details' });
+      const fresh = (
+        (await (await app.call('POST', '/v1/consents', paymentConsent)).json()) as { id: string }
+      ).id;
+      await assert.rejects(par(other.config, fresh), { error: 'invalid_authorization_details' });
+      assert.equal(
+        (await other.call('GET', `/v1/consents/${fresh}`)).status,
+        404,
+        "another app's consent does not exist for it",
+      );
+      assert.equal((await other.call('DELETE', `/v1/consents/${fresh}`)).status, 404);
+    });
+
+    it('refuses malformed consents', async () => {
+      const app = await newApp();
+      const cases: [Record<string, unknown>, number, string][] = [
+        [
+          { ...paymentConsent, instructedAmount: { amount: '12.5', currency: 'EUR' } },
+          400,
+          'amount_scale_mismatch',
+        ],
+        [
+          { ...paymentConsent, instructedAmount: { amount: '12.50', currency: 'XXX' } },
+          400,
+          'unsupported_currency',
+        ],
+        [{ ...paymentConsent, expiresAt: inDays(-1) }, 422, 'invalid_expiry'],
+        [{ ...paymentConsent, expiresAt: inDays(400) }, 422, 'invalid_expiry'],
+        [{ ...paymentConsent, creditor: { name: 'x', iban: 'not an iban' } }, 400, 'validation_failed'],
+        [
+          { type: 'account_information', permissions: ['balances'], expiresAt: inDays(30) },
+          403,
+          'insufficient_scope',
+        ],
+        [{ type: 'mystery', expiresAt: inDays(1) }, 400, 'validation_failed'],
+      ];
+      for (const [body, status, code] of cases) {
+        const response = await app.call('POST', '/v1/consents', body);
+        assert.deepEqual(
+          [response.status, ((await response.json()) as { code: string }).code],
+          [status, code],
+          JSON.stringify(body),
+        );
+      }
+      const anonymous = await fetch(`${issuer}/v1/consents`, {
+        method: 'POST',
+        body: '{}',
+        headers: { 'content-type': 'application/json' },
+      });
+      assert.equal(anonymous.status, 401);
+    });
+  });
+}

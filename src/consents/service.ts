@@ -1,0 +1,113 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Db } from '../db/db.ts';
+import {
+  type Consent,
+  type ConsentType,
+  destroyGrant,
+  findConsent,
+  insertConsent,
+  listConsents,
+  transitionConsent,
+} from './store.ts';
+
+export const CONSENT_VALIDITY_MAX_MS = 180 * 24 * 60 * 60 * 1000; // PSD2 RTS Art. 10: re-authenticate every 180 days
+export const CONSENTS_PAGE_MAX = 100;
+
+/** The scope an app needs to ask for each kind of consent. */
+export const SCOPE_OF: Readonly<Record<ConsentType, string>> = {
+  account_information: 'accounts',
+  payment_initiation: 'payments',
+  funds_confirmation: 'funds_confirmation',
+};
+
+export type ConsentProblem = 'invalid_expiry' | 'not_found' | 'consent_not_active';
+
+/** Consents and their lifecycle: awaiting authorisation → authorised → consumed | revoked | expired, or rejected. */
+export class Consents {
+  readonly #db: Db;
+  readonly #now: () => Date;
+
+  constructor(options: { db: Db; now?: () => Date }) {
+    this.#db = options.db;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async create(
+    clientId: string,
+    request: { type: ConsentType; details: Record<string, unknown>; expiresAt: Date },
+  ): Promise<{ ok: true; consent: Consent } | { ok: false; code: ConsentProblem }> {
+    const now = this.#now();
+    const aheadMs = request.expiresAt.getTime() - now.getTime();
+    if (aheadMs <= 0 || aheadMs > CONSENT_VALIDITY_MAX_MS) return { ok: false, code: 'invalid_expiry' };
+    const consent: Consent = {
+      id: uuidv7(),
+      clientId,
+      customerId: null,
+      type: request.type,
+      status: 'awaiting_authorisation',
+      details: request.details,
+      grantId: null,
+      expiresAt: request.expiresAt,
+      createdAt: now,
+      statusUpdatedAt: now,
+    };
+    await insertConsent(this.#db, consent);
+    return { ok: true, consent };
+  }
+
+  /** The consent as `clientId` may see it: another app's consent does not exist for it. */
+  async getForClient(clientId: string, id: string): Promise<Consent | undefined> {
+    const consent = await findConsent(this.#db, id, this.#now());
+    return consent?.clientId === clientId ? consent : undefined;
+  }
+
+  async getForCustomer(customerId: string, id: string): Promise<Consent | undefined> {
+    const consent = await findConsent(this.#db, id, this.#now());
+    return consent?.customerId === customerId ? consent : undefined;
+  }
+
+  find(id: string): Promise<Consent | undefined> {
+    return findConsent(this.#db, id, this.#now());
+  }
+
+  listForCustomer(customerId: string, afterId: string | undefined, limit: number): Promise<Consent[]> {
+    return listConsents(this.#db, { customerId }, afterId, Math.min(limit, CONSENTS_PAGE_MAX), this.#now());
+  }
+
+  /** The customer approved it at the consent page. */
+  authorise(id: string, customerId: string, grantId: string): Promise<Consent | undefined> {
+    return transitionConsent(
+      this.#db,
+      id,
+      ['awaiting_authorisation'],
+      'authorised',
+      { customerId, grantId },
+      this.#now(),
+    );
+  }
+
+  reject(id: string, customerId: string): Promise<Consent | undefined> {
+    return transitionConsent(
+      this.#db,
+      id,
+      ['awaiting_authorisation'],
+      'rejected',
+      { customerId },
+      this.#now(),
+    );
+  }
+
+  /** Revoked by its customer or its app: every token issued under it stops working at once. */
+  async revoke(consent: Consent): Promise<Consent | undefined> {
+    const revoked = await transitionConsent(
+      this.#db,
+      consent.id,
+      ['awaiting_authorisation', 'authorised'],
+      'revoked',
+      {},
+      this.#now(),
+    );
+    if (revoked?.grantId) await destroyGrant(this.#db, revoked.grantId);
+    return revoked;
+  }
+}

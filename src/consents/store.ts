@@ -1,0 +1,129 @@
+import type { Sql } from '../db/db.ts';
+
+export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation';
+export type ConsentStatus =
+  | 'awaiting_authorisation'
+  | 'authorised'
+  | 'rejected'
+  | 'revoked'
+  | 'expired'
+  | 'consumed';
+
+export interface Consent {
+  readonly id: string;
+  readonly clientId: string;
+  readonly customerId: string | null;
+  readonly type: ConsentType;
+  readonly status: ConsentStatus;
+  readonly details: Record<string, unknown>;
+  readonly grantId: string | null;
+  readonly expiresAt: Date;
+  readonly createdAt: Date;
+  readonly statusUpdatedAt: Date;
+}
+
+interface Row {
+  id: string;
+  client_id: string;
+  customer_id: string | null;
+  type: ConsentType;
+  status: ConsentStatus;
+  details: Record<string, unknown>;
+  grant_id: string | null;
+  expires_at: Date;
+  created_at: Date;
+  status_updated_at: Date;
+}
+
+const fromRow = (row: Row): Consent => ({
+  id: row.id,
+  clientId: row.client_id,
+  customerId: row.customer_id,
+  type: row.type,
+  status: row.status,
+  details: row.details,
+  grantId: row.grant_id,
+  expiresAt: row.expires_at,
+  createdAt: row.created_at,
+  statusUpdatedAt: row.status_updated_at,
+});
+
+export async function insertConsent(sql: Sql, consent: Consent): Promise<void> {
+  await sql.query(
+    `insert into consents (id, client_id, customer_id, type, status, details, grant_id, expires_at, created_at, status_updated_at)
+     values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10)`,
+    [
+      consent.id,
+      consent.clientId,
+      consent.customerId,
+      consent.type,
+      consent.status,
+      JSON.stringify(consent.details),
+      consent.grantId,
+      consent.expiresAt,
+      consent.createdAt,
+      consent.statusUpdatedAt,
+    ],
+  );
+}
+
+/** The consent, with `expired` applied when its time has passed. */
+export async function findConsent(sql: Sql, id: string, now: Date): Promise<Consent | undefined> {
+  const [row] = await sql.query<Row>(
+    `select id, client_id, customer_id, type,
+            case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $2 then 'expired' else status end as status,
+            details, grant_id, expires_at, created_at, status_updated_at
+       from consents where id = $1`,
+    [id, now],
+  );
+  return row && fromRow(row);
+}
+
+/**
+ * Moves a consent from one of `from` to `to` in one statement, so two racing changes cannot both win;
+ * returns the updated consent, or undefined when it was not in one of `from` (or has expired).
+ */
+export async function transitionConsent(
+  sql: Sql,
+  id: string,
+  from: readonly ConsentStatus[],
+  to: ConsentStatus,
+  changes: { customerId?: string; grantId?: string },
+  now: Date,
+): Promise<Consent | undefined> {
+  const [row] = await sql.query<Row>(
+    `update consents set status = $3, customer_id = coalesce($4, customer_id), grant_id = coalesce($5, grant_id),
+            status_updated_at = $6
+      where id = $1 and status = any($2::text::text[]) and expires_at > $6
+      returning *`,
+    [id, `{${from.join(',')}}`, to, changes.customerId ?? null, changes.grantId ?? null, now],
+  );
+  return row && fromRow(row);
+}
+
+/** Consents in creation order, filtered by app or by customer. */
+export async function listConsents(
+  sql: Sql,
+  filter: { clientId?: string; customerId?: string },
+  afterId: string | undefined,
+  limit: number,
+  now: Date,
+): Promise<Consent[]> {
+  const rows = await sql.query<Row>(
+    `select id, client_id, customer_id, type,
+            case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $5 then 'expired' else status end as status,
+            details, grant_id, expires_at, created_at, status_updated_at
+       from consents
+      where ($1::uuid is null or client_id = $1) and ($2::uuid is null or customer_id = $2) and ($3::uuid is null or id > $3)
+      order by id limit $4`,
+    [filter.clientId ?? null, filter.customerId ?? null, afterId ?? null, limit, now],
+  );
+  return rows.map(fromRow);
+}
+
+/** Ends every token of a grant: the grant itself and every record issued under it. */
+export async function destroyGrant(sql: Sql, grantId: string): Promise<void> {
+  await sql.query(`delete from oauth_payloads where grant_id = $1 or (model = 'Grant' and id = $1)`, [
+    grantId,
+  ]);
+}
