@@ -514,7 +514,7 @@ function printReport(tokenRuns: readonly TokenRun[], latency: LatencyRun): void 
     rows.push([
       'PGlite',
       name,
-      stats === latency.open ? 'baseline' : `+${ms(added)} ms p50`,
+      stats === latency.open ? 'baseline' : `${added < 0 ? '' : '+'}${ms(added)} ms p50`,
       ms(stats.p50Ms),
       ms(stats.p99Ms),
       format(stats.count),

@@ -23,6 +23,8 @@ export const OFFERED_SCOPES = [
   'funds_confirmation',
 ] as const;
 export const APPS_PAGE_MAX = 100;
+export const APP_CACHE_TTL_MS = 1000;
+const APP_CACHE_ENTRIES_MAX = 10_000;
 const SECRET_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post'];
 
 export interface AppSettings {
@@ -48,7 +50,7 @@ export class Apps {
   readonly #db: Db;
   readonly #mode: Mode;
   readonly #now: () => Date;
-  readonly #statusListeners: ((app: AppRecord) => void)[] = [];
+  readonly #cache = new Map<string, { app: AppRecord | undefined; atMs: number }>();
 
   constructor(options: { db: Db; mode: Mode; now?: () => Date }) {
     this.#db = options.db;
@@ -135,18 +137,23 @@ export class Apps {
     return updated;
   }
 
-  /** For the authorization and resource servers: any app by id, whoever owns it. */
-  find(id: string): Promise<AppRecord | undefined> {
-    return findApp(this.#db, id);
-  }
-
-  /** Called after an app changes, so caches of client metadata drop it. */
-  onChange(listener: (app: AppRecord) => void): void {
-    this.#statusListeners.push(listener);
+  /**
+   * For the authorization and resource servers: any app by id, whoever owns it. Read on every token
+   * request and API call, so it is cached briefly: a change made through this process (suspension,
+   * deletion) takes effect at once; one made by another process within APP_CACHE_TTL_MS.
+   */
+  async find(id: string): Promise<AppRecord | undefined> {
+    const now = Date.now();
+    const cached = this.#cache.get(id);
+    if (cached && now - cached.atMs < APP_CACHE_TTL_MS) return cached.app;
+    const app = await findApp(this.#db, id);
+    if (this.#cache.size >= APP_CACHE_ENTRIES_MAX) this.#cache.clear();
+    this.#cache.set(id, { app, atMs: now });
+    return app;
   }
 
   #changed(app: AppRecord): void {
-    for (const listener of this.#statusListeners) listener(app);
+    this.#cache.delete(app.id);
   }
 
   #check(settings: AppSettings): { code: AppSettingsError; detail: string } | undefined {

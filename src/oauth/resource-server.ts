@@ -1,12 +1,12 @@
 // The API side of OAuth: every protected route verifies the access token locally (RFC 9068 JWT: signature,
 // issuer, audience, expiry), the DPoP proof when the token is bound to a key (RFC 9449 §4.3, §7), and
 // that the app is still active, then puts who is calling on the request.
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import {
   calculateJwkThumbprint,
   createLocalJWKSet,
-  EmbeddedJWK,
+  decodeProtectedHeader,
   type JWK,
   errors as joseErrors,
   jwtVerify,
@@ -46,12 +46,15 @@ export interface ResourceServerOptions {
 // RFC 9449 §11.1: proofs are accepted within a short window around now; their jti is remembered that long.
 const PROOF_WINDOW_S = 60;
 const REMEMBERED_PROOFS_MAX = 200_000;
+const BOUND_KEYS_MAX = 10_000;
+const VERIFIED_TOKENS_MAX = 50_000;
 
 /** The onRequest hook factory every protected route uses: `requireAccess('accounts')`. */
 export function createResourceServer(options: ResourceServerOptions) {
   const keys = createLocalJWKSet(options.jwks);
   const now = options.now ?? (() => new Date());
   const proofs = new ProofReplayCache(REMEMBERED_PROOFS_MAX);
+  const proofKeys = new BoundedCache<KeyObject>(BOUND_KEYS_MAX);
 
   const invalidToken = (scheme: string, description: string) => {
     const problem = new Problem('invalid_token', description);
@@ -68,21 +71,26 @@ export function createResourceServer(options: ResourceServerOptions) {
     return problem;
   };
 
-  async function authenticate(request: FastifyRequest): Promise<AccessContext> {
-    const match = /^(Bearer|DPoP) ([A-Za-z0-9_.-]+)$/i.exec(request.headers.authorization ?? '');
-    const scheme =
-      match?.[1] === undefined ? 'Bearer' : match[1].toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
-    const token = match?.[2];
-    if (!token) throw invalidToken(scheme, 'no access token in the Authorization header');
-    let claims: Record<string, unknown>;
+  // A token is immutable: once its signature checked out, later calls with it only re-check its expiry.
+  const verified = new BoundedCache<Record<string, unknown>>(VERIFIED_TOKENS_MAX);
+  async function verifiedClaims(token: string, scheme: string): Promise<Record<string, unknown>> {
+    const nowS = Math.floor(now().getTime() / 1000);
+    const known = verified.get(token);
+    if (known) {
+      if (Number(known.exp) > nowS) return known;
+      throw invalidToken(scheme, 'the access token has expired');
+    }
     try {
-      ({ payload: claims } = await jwtVerify(token, keys, {
+      const { payload } = await jwtVerify(token, keys, {
         issuer: options.issuer,
         audience: options.audience,
         typ: 'at+jwt',
         algorithms: ['ES256', 'PS256'],
+        requiredClaims: ['exp', 'client_id'],
         currentDate: now(),
-      }));
+      });
+      verified.remember(token, payload);
+      return payload;
     } catch (error) {
       const reason =
         error instanceof joseErrors.JWTExpired
@@ -90,6 +98,15 @@ export function createResourceServer(options: ResourceServerOptions) {
           : 'the access token is not valid';
       throw invalidToken(scheme, reason);
     }
+  }
+
+  async function authenticate(request: FastifyRequest): Promise<AccessContext> {
+    const match = /^(Bearer|DPoP) ([A-Za-z0-9_.-]+)$/i.exec(request.headers.authorization ?? '');
+    const scheme =
+      match?.[1] === undefined ? 'Bearer' : match[1].toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+    const token = match?.[2];
+    if (!token) throw invalidToken(scheme, 'no access token in the Authorization header');
+    const claims = await verifiedClaims(token, scheme);
     const boundKey = (claims.cnf as { jkt?: unknown } | undefined)?.jkt;
     if (typeof boundKey === 'string') {
       if (scheme !== 'DPoP')
@@ -138,16 +155,23 @@ export function createResourceServer(options: ResourceServerOptions) {
     const proof = request.headers.dpop;
     if (typeof proof !== 'string') throw invalidProof('a DPoP proof is required');
     let claims: Record<string, unknown>;
-    let jwk: JWK | undefined;
     try {
-      const verified = await jwtVerify(proof, EmbeddedJWK, {
+      // The proof must be signed by the key the token is bound to (RFC 9449 §4.3 step 12): check the
+      // embedded key's thumbprint first, then verify with that key, imported once per bound key.
+      const header = decodeProtectedHeader(proof);
+      if (!header.jwk || (await calculateJwkThumbprint(header.jwk, 'sha256')) !== boundKey) {
+        throw invalidProof('the proof is signed by another key than the token is bound to');
+      }
+      const key =
+        proofKeys.get(boundKey) ?? createPublicKey({ key: header.jwk as JsonWebKey, format: 'jwk' });
+      proofKeys.remember(boundKey, key);
+      ({ payload: claims } = await jwtVerify(proof, key, {
         typ: 'dpop+jwt',
         algorithms: ['ES256', 'EdDSA'],
         currentDate: now(),
-      });
-      claims = verified.payload;
-      jwk = verified.protectedHeader.jwk;
-    } catch {
+      }));
+    } catch (error) {
+      if (error instanceof Problem) throw error;
       throw invalidProof('the DPoP proof is not a valid signed JWT');
     }
     const nowS = Math.floor(now().getTime() / 1000);
@@ -167,9 +191,6 @@ export function createResourceServer(options: ResourceServerOptions) {
       throw invalidProof('the proof is not fresh');
     if (claims.ath !== createHash('sha256').update(token).digest('base64url')) {
       throw invalidProof('the proof is for another access token');
-    }
-    if (!jwk || (await calculateJwkThumbprint(jwk, 'sha256')) !== boundKey) {
-      throw invalidProof('the proof is signed by another key than the token is bound to');
     }
     if (typeof claims.jti !== 'string' || !proofs.remember(claims.jti, issuedAt + PROOF_WINDOW_S, nowS)) {
       throw invalidProof('the proof was used before');
@@ -215,5 +236,22 @@ class ProofReplayCache {
       }
     }
     return true;
+  }
+}
+
+/** Imported public keys by thumbprint, so a client's proofs do not re-import its key on every call. */
+class BoundedCache<Value> {
+  readonly #entries = new Map<string, Value>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(key: string): Value | undefined {
+    return this.#entries.get(key);
+  }
+  remember(key: string, value: Value): void {
+    if (this.#entries.has(key)) return;
+    if (this.#entries.size >= this.#max) this.#entries.clear();
+    this.#entries.set(key, value);
   }
 }
