@@ -1,8 +1,10 @@
 // `apibank <command>`: the one entry point for operators. bin/apibank.js starts this on Node 24.
+import { writeFileSync } from 'node:fs';
 import { ConfigError, loadConfig } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { Ledger } from './ledger/service.ts';
 import { createLogger, openConfiguredDb, serve } from './main.ts';
+import { generateOAuthKeys } from './oauth/keys.ts';
 
 const USAGE = `usage: apibank <command>
 
@@ -11,6 +13,9 @@ commands:
   migrate         apply pending database migrations and exit
   ledger verify   recompute every balance from the entries and every currency's totals;
                   exits 1 on any difference
+  oauth generate-keys FILE
+                  write new authorization-server signing and cookie keys to FILE (mode 0600),
+                  for APIBANK_OAUTH_KEYS_FILE
 
 configuration comes from the environment; see README.md.`;
 
@@ -19,6 +24,24 @@ async function main(args: readonly string[]): Promise<number> {
   if (command === '' || command === 'help' || command === '--help' || command === '-h') {
     console.log(USAGE);
     return command === '' ? 2 : 0;
+  }
+  if (args[0] === 'oauth' && args[1] === 'generate-keys' && args.length === 3) {
+    // Needs no configuration: an operator runs it before the first production start.
+    const file = args[2] as string;
+    try {
+      writeFileSync(file, `${JSON.stringify(await generateOAuthKeys(), null, 2)}\n`, {
+        mode: 0o600,
+        flag: 'wx',
+      });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      console.error(
+        `${file} exists; keys are never overwritten (tokens signed with them would stop verifying)`,
+      );
+      return 1;
+    }
+    console.log(`wrote ${file}; set APIBANK_OAUTH_KEYS_FILE=${file}`);
+    return 0;
   }
   const config = loadConfig(process.env);
   const logger = createLogger(config);
