@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
 import { type Config, type Mode, resolveAdminToken } from './config.ts';
+import { registerCustomerConsentRoutes } from './consents/customer-routes.ts';
 import { registerConsentRoutes } from './consents/routes.ts';
 import { Consents } from './consents/service.ts';
 import { registerInteractionRoutes } from './customer-auth/routes.ts';
@@ -91,6 +92,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     ...clock,
   });
   registerConsentRoutes(app, consents, requireAccess);
+  registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   return { app, ledger, apps, provider, requireAccess, customerAuth, consents };
 }
 

@@ -200,6 +200,72 @@ for (const database of testDatabases()) {
       assert.equal((await other.call('DELETE', `/v1/consents/${fresh}`)).status, 404);
     });
 
+    it("lets the customer see and revoke their consents, and nobody else's", async () => {
+      const app = await newApp();
+      const consent = (await (await app.call('POST', '/v1/consents', paymentConsent)).json()) as {
+        id: string;
+      };
+      const { callback, verifier } = await authorize(app, consent.id);
+      const tokens = await client.authorizationCodeGrant(app.config, callback, {
+        pkceCodeVerifier: verifier,
+      });
+      const use = () =>
+        fetch(`${issuer}/v1/test/payment`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+      assert.equal((await use()).status, 200);
+
+      const anonymous = new TestBrowser(issuer);
+      assert.equal((await anonymous.get('/v1/me/consents')).status, 401);
+      assert.match(
+        await (await anonymous.get('/me/consents')).text(),
+        /Sign in to review the apps you allowed/,
+      );
+
+      await built.customerAuth?.createLogin({
+        username: 'dave',
+        password: PASSWORD,
+        displayName: 'Dave',
+        email: 'dave@example.com',
+        emailVerified: true,
+      });
+      const dave = new TestBrowser(issuer);
+      assert.equal(
+        location(
+          await dave.postForm('/me/sign-in', { username: 'dave', password: PASSWORD, code: '123456' }),
+        ),
+        '/me/consents',
+      );
+      assert.deepEqual(
+        ((await (await dave.get('/v1/me/consents')).json()) as { consents: unknown[] }).consents,
+        [],
+      );
+      const daveRevokes = await dave.delete(`/v1/me/consents/${consent.id}`);
+      assert.equal(daveRevokes.status, 404, "another customer's consent does not exist for Dave");
+      assert.equal((await anonymous.delete(`/v1/me/consents/${consent.id}`)).status, 401);
+
+      const carol = new TestBrowser(issuer);
+      const wrong = await carol.postForm('/me/sign-in', {
+        username: 'carol',
+        password: 'wrong',
+        code: '123456',
+      });
+      assert.equal(wrong.status, 401);
+      await carol.postForm('/me/sign-in', { username: 'carol', password: PASSWORD, code: '123456' });
+      const page = await (await carol.get('/me/consents')).text();
+      assert.match(page, /Pay Later \d+<\/strong>: Pay 12\.50 EUR to Corner Shop/);
+      const mine = (
+        (await (await carol.get('/v1/me/consents')).json()) as { consents: { id: string; status: string }[] }
+      ).consents;
+      assert.ok(mine.some((c) => c.id === consent.id && c.status === 'authorised'));
+      assert.equal(location(await carol.postForm(`/me/consents/${consent.id}/revoke`, {})), '/me/consents');
+      assert.equal((await use()).status, 401, 'the customer revoking ends the app token at once');
+      assert.equal(
+        ((await (await app.call('GET', `/v1/consents/${consent.id}`)).json()) as { status: string }).status,
+        'revoked',
+      );
+      await carol.postForm('/me/sign-out', {});
+      assert.equal((await carol.get('/v1/me/consents')).status, 401);
+    });
+
     it('refuses malformed consents', async () => {
       const app = await newApp();
       const cases: [Record<string, unknown>, number, string][] = [

@@ -33,8 +33,8 @@ function page(title: string, body: string): string {
 }
 
 export function loginPage(options: {
-  uid: string;
-  appName: string;
+  action: string;
+  heading: string;
   error?: string;
   sandboxCode?: string;
 }): string {
@@ -44,8 +44,8 @@ export function loginPage(options: {
     : '<p class="hint">Enter the 6-digit code from your authenticator app.</p>';
   return page(
     'Sign in',
-    `<h1>Sign in to continue to ${escapeHtml(options.appName)}</h1>${error}
-<form method="post" action="/interaction/${escapeHtml(options.uid)}/login">
+    `<h1>${escapeHtml(options.heading)}</h1>${error}
+<form method="post" action="${escapeHtml(options.action)}">
   <label for="username">Username</label>
   <input id="username" name="username" autocomplete="username" required autofocus>
   <label for="password">Password</label>
@@ -126,5 +126,33 @@ export function errorPage(message: string): string {
   return page(
     'Something went wrong',
     `<h1>This sign-in cannot continue</h1><p role="alert">${escapeHtml(message)}</p>`,
+  );
+}
+
+const STATUS_WORDS: Readonly<Record<string, string>> = {
+  awaiting_authorisation: 'Waiting for you',
+  authorised: 'Active',
+  rejected: 'Declined',
+  revoked: 'Revoked',
+  expired: 'Expired',
+  consumed: 'Used',
+};
+
+/** The customer's consents, each active one with a button to revoke it. */
+export function myConsentsPage(consents: readonly (Consent & { appName: string })[]): string {
+  const rows = consents
+    .map((consent) => {
+      const revoke =
+        consent.status === 'authorised'
+          ? `<form method="post" action="/me/consents/${escapeHtml(consent.id)}/revoke"><button type="submit" class="secondary">Revoke</button></form>`
+          : '';
+      return `<li><strong>${escapeHtml(consent.appName)}</strong>: ${escapeHtml(consentWords(consent))}.
+  ${escapeHtml(STATUS_WORDS[consent.status] ?? consent.status)}, until ${escapeHtml(consent.expiresAt.toISOString().slice(0, 10))}.${revoke}</li>`;
+    })
+    .join('');
+  return page(
+    'Your consents',
+    `<h1>Apps you allowed</h1>${rows ? `<ul>${rows}</ul>` : '<p>You have not allowed any app yet.</p>'}
+<form method="post" action="/me/sign-out"><button type="submit" class="secondary">Sign out</button></form>`,
   );
 }

@@ -7,9 +7,9 @@ import { type App, scoped } from '../http/app.ts';
 import { consentPage, errorPage, loginPage } from './pages.ts';
 import { type CustomerAuth, SANDBOX_ONE_TIME_CODE } from './service.ts';
 
-const FORM_BODY_LIMIT_BYTES = 4096;
+export const FORM_BODY_LIMIT_BYTES = 4096;
 // No scripts, no framing, nothing loaded from elsewhere: the pages are plain forms.
-const PAGE_HEADERS = {
+export const PAGE_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
   'content-security-policy':
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
@@ -18,7 +18,7 @@ const PAGE_HEADERS = {
   'cache-control': 'no-store',
 };
 
-type Form = Record<string, string | undefined>;
+export type Form = Record<string, string | undefined>;
 
 /**
  * The interaction endpoints oidc-provider sends the customer to (`interactions.url`): sign-in with a
@@ -73,7 +73,15 @@ export function registerInteractionRoutes(
       if (!interaction) return expired(reply);
       const name = await appName(interaction.params.client_id);
       if (interaction.prompt.name === 'login') {
-        return html(reply, 200, loginPage({ uid: interaction.uid, appName: name, ...sandboxHint(mode) }));
+        return html(
+          reply,
+          200,
+          loginPage({
+            action: `/interaction/${interaction.uid}/login`,
+            heading: `Sign in to continue to ${name}`,
+            ...sandboxHint(mode),
+          }),
+        );
       }
       const requested = await requestedConsents(interaction.params);
       if (!requested) return expired(reply);
@@ -113,7 +121,12 @@ export function registerInteractionRoutes(
         return html(
           reply,
           outcome.code === 'locked' ? 429 : 401,
-          loginPage({ uid: interaction.uid, appName: name, error, ...sandboxHint(mode) }),
+          loginPage({
+            action: `/interaction/${interaction.uid}/login`,
+            heading: `Sign in to continue to ${name}`,
+            error,
+            ...sandboxHint(mode),
+          }),
         );
       }
       reply.hijack();
@@ -175,7 +188,7 @@ export function registerInteractionRoutes(
   });
 }
 
-function sandboxHint(mode: Mode): { sandboxCode?: string } {
+export function sandboxHint(mode: Mode): { sandboxCode?: string } {
   return mode === 'sandbox' ? { sandboxCode: SANDBOX_ONE_TIME_CODE } : {};
 }
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Secret, TOTP } from 'otpauth';
 import { v7 as uuidv7 } from 'uuid';
 import type { Mode } from '../config.ts';
@@ -6,9 +6,12 @@ import type { Db } from '../db/db.ts';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from '../passwords.ts';
 import {
   type CustomerLogin,
+  deleteCustomerSession,
+  findCustomerSession,
   findLogin,
   findLoginByUsername,
   insertAttempt,
+  insertCustomerSession,
   insertLogin,
   recordFailure,
   recordSuccess,
@@ -18,6 +21,8 @@ import {
 export const SANDBOX_ONE_TIME_CODE = '123456';
 export const FAILED_ATTEMPTS_LIMIT = 5;
 export const LOCK_MS = 15 * 60 * 1000;
+export const CUSTOMER_SESSION_TTL_MS = 30 * 60 * 1000;
+const sessionHash = (token: string) => createHash('sha256').update(token).digest();
 
 export type SignInOutcome =
   | { ok: true; customerId: string; amr: string[] }
@@ -84,6 +89,28 @@ export class CustomerAuth {
     await recordSuccess(this.#db, login.id, step);
     await audit('success');
     return { ok: true, customerId: login.id, amr: ['pwd', 'otp'] };
+  }
+
+  /** A session for the bank's own pages after a successful sign-in; the value goes in a cookie. */
+  async startSession(customerId: string): Promise<{ token: string; expiresAt: Date }> {
+    const token = randomBytes(32).toString('base64url');
+    const now = this.#now();
+    const expiresAt = new Date(now.getTime() + CUSTOMER_SESSION_TTL_MS);
+    await insertCustomerSession(this.#db, {
+      tokenHash: sessionHash(token),
+      customerId,
+      createdAt: now,
+      expiresAt,
+    });
+    return { token, expiresAt };
+  }
+
+  sessionCustomer(token: string): Promise<string | undefined> {
+    return findCustomerSession(this.#db, sessionHash(token), this.#now());
+  }
+
+  endSession(token: string): Promise<void> {
+    return deleteCustomerSession(this.#db, sessionHash(token));
   }
 
   find(id: string): Promise<CustomerLogin | undefined> {

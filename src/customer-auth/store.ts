@@ -118,3 +118,29 @@ export async function insertAttempt(
     ],
   );
 }
+
+export async function insertCustomerSession(
+  sql: Sql,
+  session: { tokenHash: Buffer; customerId: string; createdAt: Date; expiresAt: Date },
+): Promise<void> {
+  await sql.query(
+    'insert into customer_sessions (token_hash, customer_id, created_at, expires_at) values ($1, $2, $3, $4)',
+    [session.tokenHash, session.customerId, session.createdAt, session.expiresAt],
+  );
+}
+
+export async function findCustomerSession(
+  sql: Sql,
+  tokenHash: Buffer,
+  now: Date,
+): Promise<string | undefined> {
+  const [row] = await sql.query<{ customer_id: string }>(
+    'select customer_id from customer_sessions where token_hash = $1 and expires_at > $2',
+    [tokenHash, now],
+  );
+  return row?.customer_id;
+}
+
+export async function deleteCustomerSession(sql: Sql, tokenHash: Buffer): Promise<void> {
+  await sql.query('delete from customer_sessions where token_hash = $1', [tokenHash]);
+}

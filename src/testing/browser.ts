@@ -12,6 +12,10 @@ export class TestBrowser {
     return this.#send(url, {});
   }
 
+  async delete(url: string | URL): Promise<Response> {
+    return this.#send(url, { method: 'DELETE' });
+  }
+
   async postForm(url: string | URL, fields: Record<string, string>): Promise<Response> {
     return this.#send(url, {
       method: 'POST',

@@ -1,0 +1,146 @@
+// The customer's side of consents: a page at the bank (`/me/consents`) and the same as JSON
+// (`/v1/me/consents`), both behind a session the customer starts by signing in with password and one-time
+// code. The session cookie is SameSite=Strict, so another site cannot post a revocation in their name.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import type { Apps } from '../apps/service.ts';
+import type { Mode } from '../config.ts';
+import { errorPage, loginPage, myConsentsPage } from '../customer-auth/pages.ts';
+import { FORM_BODY_LIMIT_BYTES, type Form, PAGE_HEADERS, sandboxHint } from '../customer-auth/routes.ts';
+import { CUSTOMER_SESSION_TTL_MS, type CustomerAuth } from '../customer-auth/service.ts';
+import { type App, scoped } from '../http/app.ts';
+import { Problem } from '../http/problems.ts';
+import { consentJson } from './routes.ts';
+import { CONSENTS_PAGE_MAX, type Consents } from './service.ts';
+
+const SESSION_COOKIE = 'apibank_customer';
+const Id = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+
+function sessionToken(request: FastifyRequest): string | undefined {
+  for (const part of (request.headers.cookie ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE) return value.join('=');
+  }
+  return undefined;
+}
+
+export function registerCustomerConsentRoutes(
+  app: App,
+  services: { auth: CustomerAuth; consents: Consents; apps: Apps },
+  mode: Mode,
+): void {
+  const { auth, consents, apps } = services;
+  const cookie = (value: string, maxAgeS: number) =>
+    `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${mode === 'production' ? '; Secure' : ''}`;
+  const customerOf = async (request: FastifyRequest) => {
+    const token = sessionToken(request);
+    return token ? auth.sessionCustomer(token) : undefined;
+  };
+  const html = (reply: FastifyReply, status: number, body: string) =>
+    reply.code(status).headers(PAGE_HEADERS).send(body);
+  const signInPage = (error?: string) =>
+    loginPage({
+      action: '/me/sign-in',
+      heading: 'Sign in to review the apps you allowed',
+      ...(error ? { error } : {}),
+      ...sandboxHint(mode),
+    });
+  const withAppNames = async (customerId: string) => {
+    const list = await consents.listForCustomer(customerId, undefined, CONSENTS_PAGE_MAX);
+    return Promise.all(
+      list.map(async (consent) => ({
+        ...consent,
+        appName: (await apps.find(consent.clientId))?.name ?? 'A deleted app',
+      })),
+    );
+  };
+
+  scoped(app, (pages) => {
+    pages.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+    );
+
+    pages.get('/me/consents', async (request, reply) => {
+      const customerId = await customerOf(request);
+      if (!customerId) return html(reply, 200, signInPage());
+      return html(reply, 200, myConsentsPage(await withAppNames(customerId)));
+    });
+
+    pages.post('/me/sign-in', async (request, reply) => {
+      const form = (request.body ?? {}) as Form;
+      const outcome = await auth.signIn({
+        username: String(form.username ?? ''),
+        password: String(form.password ?? ''),
+        oneTimeCode: String(form.code ?? ''),
+        clientId: null,
+        remoteAddress: request.ip,
+      });
+      if (!outcome.ok) {
+        const locked = outcome.code === 'locked';
+        const message = locked
+          ? 'Too many failed attempts. Try again later.'
+          : 'The username, password or one-time code is not right.';
+        return html(reply, locked ? 429 : 401, signInPage(message));
+      }
+      const session = await auth.startSession(outcome.customerId);
+      return reply
+        .code(303)
+        .header('set-cookie', cookie(session.token, CUSTOMER_SESSION_TTL_MS / 1000))
+        .header('location', '/me/consents')
+        .send();
+    });
+
+    pages.post(
+      '/me/consents/:id/revoke',
+      { schema: { params: Type.Object({ id: Id }) } },
+      async (request, reply) => {
+        const customerId = await customerOf(request);
+        if (!customerId) return html(reply, 401, errorPage('Your session has ended. Sign in again.'));
+        const consent = await consents.getForCustomer(customerId, request.params.id);
+        if (consent) await consents.revoke(consent);
+        return reply.code(303).header('location', '/me/consents').send();
+      },
+    );
+
+    pages.post('/me/sign-out', async (request, reply) => {
+      const token = sessionToken(request);
+      if (token) await auth.endSession(token);
+      return reply.code(303).header('set-cookie', cookie('', 0)).header('location', '/me/consents').send();
+    });
+  });
+
+  scoped(app, (api) => {
+    api.addHook('onRequest', async (request) => {
+      const customerId = await customerOf(request);
+      if (!customerId) throw new Problem('unauthorized', 'sign in at /me/consents first');
+      request.customerId = customerId;
+    });
+    const customer = (request: FastifyRequest) => request.customerId as string;
+
+    api.get('/v1/me/consents', async (request) => ({
+      consents: (await consents.listForCustomer(customer(request), undefined, CONSENTS_PAGE_MAX)).map(
+        consentJson,
+      ),
+    }));
+
+    api.delete(
+      '/v1/me/consents/:id',
+      { schema: { params: Type.Object({ id: Id }) } },
+      async (request, reply) => {
+        const consent = await consents.getForCustomer(customer(request), request.params.id);
+        if (!consent) throw new Problem('not_found', 'no consent with this id');
+        if (consent.status !== 'revoked' && !(await consents.revoke(consent)))
+          throw new Problem('consent_not_active');
+        return reply.code(204).send();
+      },
+    );
+  });
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    customerId?: string;
+  }
+}
