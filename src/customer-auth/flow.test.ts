@@ -211,7 +211,7 @@ for (const database of testDatabases()) {
       assert.equal(claims?.email, undefined);
     });
 
-    it('refuses a code exchanged twice, or with the wrong PKCE verifier', async () => {
+    it('refuses a code exchanged twice, without its PKCE verifier, or with the wrong one', async () => {
       const flow = await start();
       const callback = await signInAndApprove(flow);
       const wrong = client.randomPKCECodeVerifier();
@@ -223,6 +223,20 @@ for (const database of testDatabases()) {
             { pkceCodeVerifier: wrong, expectedState: flow.state },
             undefined,
             { DPoP: flow.DPoP },
+          ),
+        ),
+        'invalid_grant',
+      );
+      const missing = await start();
+      const missingCallback = await signInAndApprove(missing);
+      assert.equal(
+        await oauthError(
+          client.authorizationCodeGrant(
+            config,
+            missingCallback,
+            { expectedState: missing.state },
+            undefined,
+            { DPoP: missing.DPoP },
           ),
         ),
         'invalid_grant',

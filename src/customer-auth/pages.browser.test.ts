@@ -1,0 +1,141 @@
+// The sign-in and consent pages in a real browser (Debian's Chromium) with JavaScript switched off: a
+// customer gets from the app's authorization link back to the app using labelled fields and buttons only.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import * as client from 'openid-client';
+import { type Browser, chromium } from 'playwright-core';
+import { type Db, openDb } from '../db/db.ts';
+import { migrate } from '../db/migrate.ts';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { generateOAuthKeys } from '../oauth/keys.ts';
+import { freePort } from '../testing/http.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'browser test password';
+
+describe('sign-in and consent pages in Chromium', {
+  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (.ci/run installs it)`,
+}, () => {
+  let db: Db;
+  let built: BuiltApp;
+  let browser: Browser;
+  let issuer: string;
+  let config: client.Configuration;
+
+  before(async () => {
+    db = await openDb({});
+    await migrate(db);
+    const port = await freePort();
+    issuer = `http://127.0.0.1:${port}`;
+    built = buildApp({
+      db,
+      adminToken: 'browser-test-operator-token-0123456789',
+      oauth: { issuer, keys: await generateOAuthKeys() },
+    });
+    await built.app.listen({ port, host: '127.0.0.1' });
+    const email = 'browser-dev@example.com';
+    await built.app.inject({
+      method: 'POST',
+      url: '/v1/developers',
+      payload: { name: 'Dev', email, password: PASSWORD },
+    });
+    const session = (
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers/sessions',
+        payload: { email, password: PASSWORD },
+      })
+    ).json();
+    const created = (
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/apps',
+        headers: { authorization: `Bearer ${session.token}` },
+        payload: {
+          name: 'Budget Buddy',
+          redirectUris: [REDIRECT],
+          scopes: ['openid', 'profile'],
+          tokenEndpointAuthMethod: 'client_secret_basic',
+        },
+      })
+    ).json();
+    config = await client.discovery(
+      new URL(issuer),
+      created.id,
+      undefined,
+      client.ClientSecretBasic(created.clientSecret),
+      {
+        execute: [client.allowInsecureRequests],
+      },
+    );
+    await built.customerAuth?.createLogin({
+      username: 'erin',
+      password: PASSWORD,
+      displayName: 'Erin',
+      email: 'erin@example.com',
+      emailVerified: true,
+    });
+    // The flags the machine's notes give for a root, offline, headless Chromium.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+  });
+  after(async () => {
+    await browser?.close();
+    await built?.app.close();
+    await db?.close();
+  });
+
+  it('takes a customer from the authorization link to the app with forms alone', async () => {
+    const verifier = client.randomPKCECodeVerifier();
+    const url = await client.buildAuthorizationUrlWithPAR(config, {
+      redirect_uri: REDIRECT,
+      scope: 'openid profile',
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+    });
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    const page = await context.newPage();
+    // Nothing listens at the app's callback: answer it here and keep the URL the bank sent the browser to.
+    let callback: URL | undefined;
+    await page.route('http://localhost:3000/**', async (route) => {
+      callback = new URL(route.request().url());
+      await route.fulfill({ contentType: 'text/plain', body: 'back at the app' });
+    });
+
+    await page.goto(url.href);
+    assert.equal(await page.title(), 'Sign in · apibank');
+    assert.equal(await page.getAttribute('html', 'lang'), 'en');
+    await page.getByLabel('Username').fill('erin');
+    await page.getByLabel('Password').fill('not it');
+    await page.getByLabel('One-time code').fill('123456');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    assert.match((await page.getByRole('alert').textContent()) ?? '', /not right/);
+
+    await page.getByLabel('Username').fill('erin');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByLabel('One-time code').fill('123456');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Budget Buddy asks to:' }).waitFor();
+    assert.match((await page.getByRole('list').textContent()) ?? '', /See your name/);
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.waitForURL(/localhost:3000/);
+
+    assert.ok(callback, 'the browser was sent back to the app');
+    assert.equal(callback.searchParams.get('iss'), issuer);
+    const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier });
+    assert.equal(tokens.claims()?.name, 'Erin');
+    await context.close();
+  });
+});
