@@ -90,6 +90,10 @@ describe('apibank command', () => {
     assert.equal(await server.exited, 0);
     assert.match(server.output(), /stopped/);
 
+    const auditVerify = apibank(['audit', 'verify'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await auditVerify.exited, 0, auditVerify.output());
+    assert.match(auditVerify.output(), /audit chain verified: [1-9]\d* records/);
+
     const verify = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
     assert.equal(await verify.exited, 0, verify.output());
     assert.match(

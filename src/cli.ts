@@ -1,10 +1,11 @@
 // `apibank <command>`: the one entry point for operators. bin/apibank.js starts this on Node 24.
 import { writeFileSync } from 'node:fs';
+import { AuditLog } from './audit/service.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { migrate } from './db/migrate.ts';
 import { Ledger } from './ledger/service.ts';
 import { createLogger, openConfiguredDb, serve } from './main.ts';
-import { generateOAuthKeys } from './oauth/keys.ts';
+import { generateOAuthKeys, loadOAuthKeys } from './oauth/keys.ts';
 
 const USAGE = `usage: apibank <command>
 
@@ -13,6 +14,8 @@ commands:
   migrate         apply pending database migrations and exit
   ledger verify   recompute every balance from the entries and every currency's totals;
                   exits 1 on any difference
+  audit verify    recompute the audit hash chain and check its signed checkpoints;
+                  exits 1 naming the first broken record
   oauth generate-keys FILE
                   write new authorization-server signing and cookie keys to FILE (mode 0600),
                   for APIBANK_OAUTH_KEYS_FILE
@@ -64,6 +67,22 @@ async function main(args: readonly string[]): Promise<number> {
       try {
         await migrate(db);
         return printVerification(await new Ledger({ db }).verify());
+      } finally {
+        await db.close();
+      }
+    }
+    case 'audit verify': {
+      const db = await openConfiguredDb(config);
+      try {
+        await migrate(db);
+        const keys = await loadOAuthKeys(config.oauthKeysFile, config.mode);
+        const report = await new AuditLog({ db, signingKey: keys.auditSigningKey }).verify();
+        console.log(
+          report.ok
+            ? `audit chain verified: ${report.records} records, ${report.checkpoints} signed checkpoints`
+            : `audit chain BROKEN at record ${report.firstBroken?.seq}: ${report.firstBroken?.reason} (${report.records} records verified before it)`,
+        );
+        return report.ok ? 0 : 1;
       } finally {
         await db.close();
       }

@@ -4,6 +4,9 @@ import type Provider from 'oidc-provider';
 import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
+import { registerAuditHook } from './audit/hooks.ts';
+import { registerAuditRoutes } from './audit/routes.ts';
+import { AuditLog } from './audit/service.ts';
 import { type Config, type Mode, resolveAdminToken } from './config.ts';
 import { registerCustomerConsentRoutes } from './consents/customer-routes.ts';
 import { registerConsentRoutes } from './consents/routes.ts';
@@ -17,7 +20,7 @@ import { Developers } from './developers/service.ts';
 import { type App, createHttpServer, scoped } from './http/app.ts';
 import { requireBearerToken } from './http/auth.ts';
 import { registerHealth } from './http/health.ts';
-import { registerMetrics } from './http/metrics.ts';
+import { auditGauges, registerMetrics } from './http/metrics.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
@@ -49,6 +52,7 @@ export interface BuiltApp {
   readonly requireAccess?: ReturnType<typeof createResourceServer>;
   readonly customerAuth?: CustomerAuth;
   readonly consents?: Consents;
+  readonly audit?: AuditLog;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
@@ -57,7 +61,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   const developers = new Developers({ db: parts.db, ...clock });
   const apps = new Apps({ db: parts.db, mode: parts.mode ?? 'sandbox', ...clock });
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
-  registerMetrics(app, parts.db);
+  const metrics = registerMetrics(app, parts.db);
   registerHealth(app, parts.db);
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
   scoped(app, (operator) => {
@@ -93,7 +97,11 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   registerConsentRoutes(app, consents, requireAccess);
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
-  return { app, ledger, apps, provider, requireAccess, customerAuth, consents };
+  const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
+  registerAuditHook(app, audit, String(parts.oauth.keys.auditSigningKey.d));
+  registerAuditRoutes(app, audit, parts.adminToken);
+  auditGauges(metrics, audit);
+  return { app, ledger, apps, provider, requireAccess, customerAuth, consents, audit };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -115,6 +123,8 @@ export function openConfiguredDb(config: Config): Promise<Db> {
 
 const SWEEP_INTERVAL_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
+const AUDIT_FLUSH_INTERVAL_MS = 200;
+const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
 
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Config, logger: Logger): Promise<void> {
@@ -123,7 +133,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
   const oauth = { issuer: config.publicUrl, keys: await loadOAuthKeys(config.oauthKeysFile, config.mode) };
-  const { app, ledger, customerAuth } = buildApp({
+  const { app, ledger, customerAuth, audit } = buildApp({
     db,
     adminToken: admin.token,
     logger,
@@ -155,6 +165,10 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(SWEEP_INTERVAL_MS, 'expiring pending transfers', () => ledger.expireDue()),
     every(PRUNE_INTERVAL_MS, 'pruning idempotency keys', () => pruneIdempotencyKeys(db, new Date())),
     every(PRUNE_INTERVAL_MS, 'pruning expired OAuth records', () => pruneOAuthPayloads(db)),
+    every(AUDIT_FLUSH_INTERVAL_MS, 'writing audit records', async () => audit?.flush()),
+    every(AUDIT_CHECKPOINT_INTERVAL_MS, 'signing an audit checkpoint', async () =>
+      audit?.checkpoint(new Date()),
+    ),
   ];
 
   await app.listen({ port: config.port, host: config.host });
@@ -174,6 +188,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     force.unref();
     for (const timer of timers) clearInterval(timer);
     await app.close();
+    // The calls just finished are audited before the database closes.
+    await audit?.flush();
     await db.close();
     logger.info('stopped');
   };

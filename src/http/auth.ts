@@ -2,6 +2,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { Problem } from './problems.ts';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set once the operator's bearer token checked out. */
+    operator?: boolean;
+  }
+}
+
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /**
@@ -15,5 +22,6 @@ export function requireBearerToken(token: string) {
     if (!match?.[1] || !timingSafeEqual(digest(match[1]), expected)) {
       throw new Problem('unauthorized', 'send the operator token as Authorization: Bearer <token>');
     }
+    request.operator = true;
   };
 }

@@ -51,3 +51,23 @@ export function registerMetrics(app: App, db: Db): client.Registry {
   );
   return registry;
 }
+
+/** Audit chain length and records lost to a full buffer (should stay 0). */
+export function auditGauges(registry: client.Registry, audit: { length: number; dropped: number }): void {
+  new client.Gauge({
+    name: 'audit_chain_length',
+    help: 'Records in the audit hash chain, as last written by this process',
+    registers: [registry],
+    collect() {
+      this.set(audit.length);
+    },
+  });
+  new client.Gauge({
+    name: 'audit_records_dropped_total',
+    help: 'Audit records lost because the buffer was full',
+    registers: [registry],
+    collect() {
+      this.set(audit.dropped);
+    },
+  });
+}

@@ -1,6 +1,7 @@
-// The authorization server's secrets: the keys that sign tokens (ES256 and PS256, FAPI 2.0 §5.4) and the
-// keys that sign its cookies. In production they come from a file the operator provisions; in the
-// sandbox they are generated once into the data directory, readable by their owner only.
+// The server's secrets: the keys that sign tokens (ES256 and PS256, FAPI 2.0 §5.4), the keys that sign
+// the authorization server's cookies, and the key that signs audit checkpoints. In production they come
+// from a file the operator provisions; in the sandbox they are generated once into the data directory,
+// readable by their owner only.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -11,6 +12,8 @@ export interface OAuthKeys {
   /** Private JWKs, each with `kid`, `alg` and `use: "sig"`. The first ES256 key signs access tokens. */
   readonly signingKeys: readonly JWK[];
   readonly cookieKeys: readonly string[];
+  /** Ed25519 private JWK that signs audit checkpoints. */
+  readonly auditSigningKey: JWK;
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
@@ -31,7 +34,13 @@ export async function generateOAuthKeys(): Promise<OAuthKeys> {
     const kid = `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
     signingKeys.push({ ...(await exportJWK(privateKey)), kid, alg, use: 'sig' });
   }
-  return { signingKeys, cookieKeys: [randomBytes(32).toString('base64url')] };
+  const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+  const auditSigningKey = {
+    ...(await exportJWK(privateKey)),
+    kid: `audit-${randomBytes(6).toString('hex')}`,
+    alg: 'EdDSA',
+  };
+  return { signingKeys, cookieKeys: [randomBytes(32).toString('base64url')], auditSigningKey };
 }
 
 export async function loadOAuthKeys(file: string, mode: Mode): Promise<OAuthKeys> {
@@ -46,10 +55,22 @@ export async function loadOAuthKeys(file: string, mode: Mode): Promise<OAuthKeys
     writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
     return keys;
   }
-  const keys = JSON.parse(text) as OAuthKeys;
+  let keys = JSON.parse(text) as OAuthKeys;
+  if (!keys.auditSigningKey && mode === 'sandbox') {
+    // A sandbox keys file from before audit checkpoints were signed: add the key, keep the rest.
+    keys = { ...keys, auditSigningKey: (await generateOAuthKeys()).auditSigningKey };
+    writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
+  }
   const es256 = keys.signingKeys?.some((key) => key.alg === 'ES256' && typeof key.d === 'string');
-  if (!es256 || !Array.isArray(keys.cookieKeys) || keys.cookieKeys.length === 0) {
-    throw new ConfigError([`${file} must hold signingKeys (with a private ES256 key) and cookieKeys`]);
+  if (
+    !es256 ||
+    !Array.isArray(keys.cookieKeys) ||
+    keys.cookieKeys.length === 0 ||
+    keys.auditSigningKey?.crv !== 'Ed25519'
+  ) {
+    throw new ConfigError([
+      `${file} must hold signingKeys (with a private ES256 key), cookieKeys and an Ed25519 auditSigningKey`,
+    ]);
   }
   return keys;
 }

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { AuditLog, recordHash } from './service.ts';
+
+const TOKEN = 'audit-test-operator-token-0123456789abcdef';
+const admin = { authorization: `Bearer ${TOKEN}` };
+
+for (const database of testDatabases()) {
+  describe(`audit chain on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let keys: OAuthKeys;
+    let audit: AuditLog;
+
+    before(async () => {
+      db = await database.open();
+      keys = await generateOAuthKeys();
+      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer: 'http://127.0.0.1:1', keys } });
+      assert.ok(built.audit);
+      audit = built.audit;
+      await built.app.ready();
+    });
+    after(async () => {
+      await built.app.close();
+      await db.close();
+    });
+
+    const verify = async () => (await built.app.inject({ url: '/v1/audit/verify', headers: admin })).json();
+
+    it('records every API call with its actor, but never a body', async () => {
+      const password = 'a secret password that must not leak';
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/developers',
+        payload: { name: 'Eve', email: 'eve@example.com', password },
+      });
+      await built.app.inject({ url: '/v1/ledger/accounts', headers: { authorization: 'Bearer wrong' } });
+      await built.app.inject({
+        method: 'POST',
+        url: '/v1/ledger/accounts',
+        headers: admin,
+        payload: { currency: 'EUR', normalBalance: 'credit' },
+      });
+      await built.app.inject({ url: '/health/live' });
+      await audit.flush();
+      const rows = await db.query<{
+        actor_type: string;
+        method: string;
+        route: string;
+        status: number;
+        body_hash: string | null;
+      }>('select actor_type, method, route, status, body_hash from audit_records order by seq');
+      assert.deepEqual(
+        rows.map((r) => [r.actor_type, r.method, r.route, r.status, r.body_hash === null]),
+        [
+          ['anonymous', 'POST', '/v1/developers', 201, false],
+          ['anonymous', 'GET', '/v1/ledger/accounts', 401, true],
+          ['operator', 'POST', '/v1/ledger/accounts', 201, false],
+        ],
+      );
+      const dump = JSON.stringify(await db.query('select * from audit_records'), (_, v) =>
+        typeof v === 'bigint' ? String(v) : v,
+      );
+      assert.ok(!dump.includes(password) && !dump.includes('eve@example.com'));
+      assert.deepEqual(await verify(), { ok: true, records: 3, checkpoints: 0 });
+    });
+
+    it('finds an edited record, a deleted record, and a chain rebuilt without the signing key', async () => {
+      for (let i = 0; i < 5; i++) await built.app.inject({ url: '/v1/ledger/accounts', headers: admin });
+      await audit.flush();
+      await audit.checkpoint(new Date());
+      const before = await verify();
+      assert.equal(before.ok, true);
+      assert.equal(before.checkpoints, 1);
+
+      await db.query('update audit_records set status = 200 where seq = 2');
+      assert.deepEqual((await verify()).firstBroken, {
+        seq: 2,
+        reason: 'its content does not match its hash',
+      });
+      await db.query('update audit_records set status = 401 where seq = 2');
+
+      // An attacker who edits a record and recomputes every later hash still differs from the checkpoint.
+      const rows = await db.query<Record<string, unknown>>('select * from audit_records order by seq');
+      let prevHash = '0'.repeat(64);
+      for (const row of rows) {
+        const record = {
+          seq: Number(row.seq),
+          at: row.at as Date,
+          actorType: row.actor_type as 'anonymous',
+          actorId: row.actor_id as string | null,
+          appId: row.app_id as string | null,
+          customerId: row.customer_id as string | null,
+          consentIds: row.consent_ids as string | null,
+          method: row.method as string,
+          route: row.route as string,
+          status: Number(row.seq) === 3 ? 500 : Number(row.status),
+          requestId: row.request_id as string,
+          bodyHash: row.body_hash as string | null,
+          prevHash,
+        };
+        prevHash = recordHash(record);
+        await db.query('update audit_records set status = $2, prev_hash = $3, hash = $4 where seq = $1', [
+          record.seq,
+          record.status,
+          record.prevHash,
+          prevHash,
+        ]);
+      }
+      await db.query('update audit_head set hash = $1', [prevHash]);
+      const rebuilt = await verify();
+      assert.equal(rebuilt.ok, false);
+      assert.match(rebuilt.firstBroken.reason, /signed checkpoint/);
+    });
+
+    it('keeps one chain when two processes append at once', async () => {
+      const fresh = await database.open();
+      try {
+        const logs = [
+          new AuditLog({ db: fresh, signingKey: keys.auditSigningKey }),
+          new AuditLog({ db: fresh, signingKey: keys.auditSigningKey }),
+        ];
+        for (const [n, log] of logs.entries()) {
+          for (let i = 0; i < 1500; i++) {
+            log.record({
+              at: new Date(),
+              actorType: 'anonymous',
+              actorId: null,
+              appId: null,
+              customerId: null,
+              consentIds: null,
+              method: 'GET',
+              route: `/p${n}`,
+              status: 200,
+              requestId: `${n}-${i}`,
+              bodyHash: null,
+            });
+          }
+        }
+        await Promise.all(logs.map((log) => log.flush()));
+        assert.deepEqual(await logs[0]?.verify(), { ok: true, records: 3000, checkpoints: 0 });
+      } finally {
+        await fresh.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,52 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import type { App } from '../http/app.ts';
+import { canonicalJson } from '../idempotency.ts';
+import type { ActorType, AuditLog } from './service.ts';
+
+// Probes are not API calls; auditing them would bury the calls that matter.
+const UNAUDITED = new Set(['/health/live', '/health/ready', '/metrics']);
+
+function actorOf(request: FastifyRequest): { actorType: ActorType; actorId: string | null } {
+  if (request.access) {
+    const forCustomer = request.access.subject !== request.access.clientId;
+    return forCustomer
+      ? { actorType: 'customer', actorId: request.access.subject }
+      : { actorType: 'app', actorId: request.access.clientId };
+  }
+  if (request.developer) return { actorType: 'developer', actorId: request.developer.id };
+  if (request.customerId) return { actorType: 'customer', actorId: request.customerId };
+  if (request.operator) return { actorType: 'operator', actorId: null };
+  return { actorType: 'anonymous', actorId: null };
+}
+
+/**
+ * Appends one audit record per API call, after the response is sent: the caller never waits for it.
+ * Bodies are fingerprinted with a keyed hash: a plain hash of a body holding a password could be
+ * brute-forced from the audit table.
+ */
+export function registerAuditHook(app: App, audit: AuditLog, secret: string): void {
+  const bodyKey = Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32));
+  const fingerprint = (body: unknown) =>
+    createHmac('sha256', bodyKey).update(canonicalJson(body)).digest('hex');
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    if (UNAUDITED.has(route)) return;
+    const consents = request.access?.consents.map((consent) => consent.id) ?? [];
+    audit.record({
+      at: new Date(),
+      ...actorOf(request),
+      appId: request.access?.clientId ?? null,
+      customerId:
+        request.access && request.access.subject !== request.access.clientId
+          ? request.access.subject
+          : (request.customerId ?? null),
+      consentIds: consents.length > 0 ? consents.join(',') : null,
+      method: request.method,
+      route,
+      status: reply.statusCode,
+      requestId: String(request.id),
+      bodyHash: request.body === undefined || request.body === null ? null : fingerprint(request.body),
+    });
+  });
+}

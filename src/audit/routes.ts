@@ -1,0 +1,16 @@
+import type { App } from '../http/app.ts';
+import { scoped } from '../http/app.ts';
+import { requireBearerToken } from '../http/auth.ts';
+import type { AuditLog } from './service.ts';
+
+/** Operators check the whole chain: `{ ok, records, checkpoints, firstBroken? }`. */
+export function registerAuditRoutes(app: App, audit: AuditLog, adminToken: string): void {
+  scoped(app, (operator) => {
+    operator.addHook('onRequest', requireBearerToken(adminToken));
+    operator.get('/v1/audit/verify', async () => {
+      // Include this process's buffered records, so the answer covers every call made before this one.
+      await audit.flush();
+      return audit.verify();
+    });
+  });
+}

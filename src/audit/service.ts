@@ -1,0 +1,274 @@
+// The tamper-evident audit log. Requests never wait for it: entries are buffered and written in batches,
+// each batch in one transaction that locks the chain's head row, so processes append in turn and the chain
+// never forks. Hashes are computed here, in order, from each record's canonical form.
+import { createHash } from 'node:crypto';
+import { CompactSign, compactVerify, importJWK, type JWK } from 'jose';
+import type { Db } from '../db/db.ts';
+
+export type ActorType = 'anonymous' | 'operator' | 'developer' | 'app' | 'customer';
+
+export interface AuditEntry {
+  readonly at: Date;
+  readonly actorType: ActorType;
+  readonly actorId: string | null;
+  readonly appId: string | null;
+  readonly customerId: string | null;
+  readonly consentIds: string | null;
+  readonly method: string;
+  readonly route: string;
+  readonly status: number;
+  readonly requestId: string;
+  readonly bodyHash: string | null;
+}
+
+interface AuditRecord extends AuditEntry {
+  readonly seq: number;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export interface AuditVerification {
+  readonly ok: boolean;
+  readonly records: number;
+  readonly checkpoints: number;
+  readonly firstBroken?: { readonly seq: number; readonly reason: string };
+}
+
+const GENESIS_HASH = '0'.repeat(64);
+const BATCH_MAX = 1000;
+const BUFFERED_MAX = 100_000;
+const VERIFY_PAGE = 5000;
+
+/** The canonical form a record's hash covers: fixed field order, times in ISO 8601 UTC. */
+export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
+  const canonical = JSON.stringify([
+    record.seq,
+    record.at.toISOString(),
+    record.actorType,
+    record.actorId,
+    record.appId,
+    record.customerId,
+    record.consentIds,
+    record.method,
+    record.route,
+    record.status,
+    record.requestId,
+    record.bodyHash,
+    record.prevHash,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export class AuditLog {
+  readonly #db: Db;
+  readonly #signingKey: JWK;
+  #buffer: AuditEntry[] = [];
+  #flushing: Promise<number> | undefined;
+  #length = 0;
+  #dropped = 0;
+
+  constructor(options: { db: Db; signingKey: JWK }) {
+    this.#db = options.db;
+    this.#signingKey = options.signingKey;
+  }
+
+  /** Chain length as of the last write from this process (for metrics). */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Entries lost because the buffer was full: should always be 0; alert if not. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  record(entry: AuditEntry): void {
+    if (this.#buffer.length >= BUFFERED_MAX) {
+      this.#dropped++;
+      return;
+    }
+    this.#buffer.push(entry);
+  }
+
+  /** Writes everything buffered, in batches; one flush at a time per process. */
+  async flush(): Promise<number> {
+    while (this.#flushing) await this.#flushing;
+    this.#flushing = this.#flushAll();
+    try {
+      return await this.#flushing;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #flushAll(): Promise<number> {
+    let written = 0;
+    while (this.#buffer.length > 0) {
+      const batch = this.#buffer.splice(0, BATCH_MAX);
+      try {
+        await this.#append(batch);
+      } catch (error) {
+        this.#buffer.unshift(...batch); // keep them for the next attempt, in order
+        throw error;
+      }
+      written += batch.length;
+    }
+    return written;
+  }
+
+  async #append(batch: readonly AuditEntry[]): Promise<void> {
+    await this.#db.transaction(async (tx) => {
+      const [head] = await tx.query<{ seq: bigint; hash: string }>(
+        'select seq, hash from audit_head for update',
+      );
+      if (!head) throw new Error('audit_head is missing');
+      let seq = Number(head.seq);
+      let prevHash = head.hash;
+      const records = batch.map((entry) => {
+        seq += 1;
+        const record = { ...entry, seq, prevHash };
+        const hash = recordHash(record);
+        prevHash = hash;
+        return { ...record, hash };
+      });
+      await tx.query(
+        `insert into audit_records (seq, at, actor_type, actor_id, app_id, customer_id, consent_ids, method, route, status,
+                                    request_id, body_hash, prev_hash, hash)
+         select r.seq, r.at, r.actor_type, r.actor_id, r.app_id, r.customer_id, r.consent_ids, r.method, r.route, r.status,
+                r.request_id, r.body_hash, r.prev_hash, r.hash
+           from jsonb_to_recordset($1::text::jsonb) as r(seq bigint, at timestamptz, actor_type text, actor_id text,
+             app_id text, customer_id text, consent_ids text, method text, route text, status int, request_id text,
+             body_hash text, prev_hash text, hash text)`,
+        [
+          JSON.stringify(
+            records.map((r) => ({
+              seq: r.seq,
+              at: r.at.toISOString(),
+              actor_type: r.actorType,
+              actor_id: r.actorId,
+              app_id: r.appId,
+              customer_id: r.customerId,
+              consent_ids: r.consentIds,
+              method: r.method,
+              route: r.route,
+              status: r.status,
+              request_id: r.requestId,
+              body_hash: r.bodyHash,
+              prev_hash: r.prevHash,
+              hash: r.hash,
+            })),
+          ),
+        ],
+      );
+      await tx.query('update audit_head set seq = $1, hash = $2', [seq, prevHash]);
+      this.#length = seq;
+    });
+  }
+
+  /** Signs the current head (Ed25519 JWS), so a rebuilt chain would not match a published checkpoint. */
+  async checkpoint(now: Date): Promise<void> {
+    const [head] = await this.#db.query<{ seq: bigint; hash: string }>('select seq, hash from audit_head');
+    if (!head || Number(head.seq) === 0) return;
+    const payload = new TextEncoder().encode(
+      JSON.stringify({ seq: Number(head.seq), hash: head.hash, at: now.toISOString() }),
+    );
+    const jws = await new CompactSign(payload)
+      .setProtectedHeader({ alg: 'EdDSA', kid: String(this.#signingKey.kid) })
+      .sign(await importJWK(this.#signingKey, 'EdDSA'));
+    await this.#db.query(
+      'insert into audit_checkpoints (seq, hash, jws, at) values ($1, $2, $3, $4) on conflict (seq) do nothing',
+      [Number(head.seq), head.hash, jws, now],
+    );
+  }
+
+  /** Recomputes the whole chain and checks every checkpoint; names the first record that does not fit. */
+  async verify(): Promise<AuditVerification> {
+    let expectedSeq = 1;
+    let prevHash = GENESIS_HASH;
+    // Only the hashes checkpoints name are kept, so verifying a long chain needs little memory.
+    const checkpointed = new Set(
+      (await this.#db.query<{ seq: bigint }>('select seq from audit_checkpoints')).map((row) =>
+        Number(row.seq),
+      ),
+    );
+    const hashes = new Map<number, string>();
+    for (;;) {
+      const rows = await this.#db.query<Record<string, unknown>>(
+        'select * from audit_records where seq >= $1 order by seq limit $2',
+        [expectedSeq, VERIFY_PAGE],
+      );
+      for (const row of rows) {
+        const record = {
+          seq: Number(row.seq),
+          at: row.at as Date,
+          actorType: row.actor_type as ActorType,
+          actorId: row.actor_id as string | null,
+          appId: row.app_id as string | null,
+          customerId: row.customer_id as string | null,
+          consentIds: row.consent_ids as string | null,
+          method: row.method as string,
+          route: row.route as string,
+          status: Number(row.status),
+          requestId: row.request_id as string,
+          bodyHash: row.body_hash as string | null,
+          prevHash: row.prev_hash as string,
+        };
+        const broken = (reason: string) => ({
+          ok: false,
+          records: expectedSeq - 1,
+          checkpoints: 0,
+          firstBroken: { seq: expectedSeq, reason },
+        });
+        if (record.seq !== expectedSeq) return broken(`record ${expectedSeq} is missing`);
+        if (record.prevHash !== prevHash)
+          return broken('its previous hash does not match the record before it');
+        const hash = recordHash(record);
+        if (hash !== row.hash) return broken('its content does not match its hash');
+        if (checkpointed.has(record.seq)) hashes.set(record.seq, hash);
+        prevHash = hash;
+        expectedSeq++;
+      }
+      if (rows.length < VERIFY_PAGE) break;
+    }
+    const records = expectedSeq - 1;
+    const [head] = await this.#db.query<{ seq: bigint; hash: string }>('select seq, hash from audit_head');
+    if (!head || Number(head.seq) !== records || head.hash !== prevHash) {
+      return {
+        ok: false,
+        records,
+        checkpoints: 0,
+        firstBroken: { seq: records + 1, reason: 'the head does not match the last record' },
+      };
+    }
+    const { d: _private, ...publicJwk } = this.#signingKey;
+    const publicKey = await importJWK(publicJwk, 'EdDSA');
+    const checkpoints = await this.#db.query<{ seq: bigint; hash: string; jws: string }>(
+      'select seq, hash, jws from audit_checkpoints order by seq',
+    );
+    for (const checkpoint of checkpoints) {
+      const seq = Number(checkpoint.seq);
+      let signed: { seq: number; hash: string };
+      try {
+        signed = JSON.parse(
+          new TextDecoder().decode((await compactVerify(checkpoint.jws, publicKey)).payload),
+        );
+      } catch {
+        return {
+          ok: false,
+          records,
+          checkpoints: checkpoints.length,
+          firstBroken: { seq, reason: 'a checkpoint signature does not verify' },
+        };
+      }
+      if (signed.seq !== seq || signed.hash !== checkpoint.hash || hashes.get(seq) !== signed.hash) {
+        return {
+          ok: false,
+          records,
+          checkpoints: checkpoints.length,
+          firstBroken: { seq, reason: 'the chain differs from a signed checkpoint' },
+        };
+      }
+    }
+    return { ok: true, records, checkpoints: checkpoints.length };
+  }
+}
