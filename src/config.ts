@@ -21,6 +21,10 @@ export interface Config {
   readonly publicUrl: string;
   /** JSON file with the authorization server's signing keys and cookie keys; generated in the sandbox. */
   readonly oauthKeysFile: string;
+  /** Shared rate-limit counters; unset: in memory, per process. */
+  readonly redisUrl: string | undefined;
+  /** What the gateway does when Redis cannot be reached: let calls through, or refuse them (503). */
+  readonly rateLimitOnRedisFailure: 'open' | 'closed';
 }
 
 /** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
@@ -95,6 +99,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     );
   }
   const dataDir = resolve(env.APIBANK_DATA_DIR || './data');
+  const redisUrl = env.REDIS_URL || undefined;
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl))
+    problems.push('REDIS_URL must be a redis:// or rediss:// URL');
+  const onRedisFailure = env.APIBANK_RATE_LIMIT_ON_REDIS_FAILURE || 'open';
+  if (onRedisFailure !== 'open' && onRedisFailure !== 'closed') {
+    problems.push(`APIBANK_RATE_LIMIT_ON_REDIS_FAILURE must be "open" or "closed", got "${onRedisFailure}"`);
+  }
 
   const config: Config = {
     mode,
@@ -108,6 +119,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     publicUrl,
     oauthKeysFile: resolve(env.APIBANK_OAUTH_KEYS_FILE || join(dataDir, 'oauth-keys.json')),
+    redisUrl,
+    rateLimitOnRedisFailure: onRedisFailure === 'closed' ? 'closed' : 'open',
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -17,6 +17,10 @@ import { type Db, openDb } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
 import { Developers } from './developers/service.ts';
+import { createGateway } from './gateway/gateway.ts';
+import { Plans } from './gateway/plans.ts';
+import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './gateway/rate-limit.ts';
+import { registerPlanRoutes } from './gateway/routes.ts';
 import { type App, createHttpServer, scoped } from './http/app.ts';
 import { requireBearerToken } from './http/auth.ts';
 import { registerHealth } from './http/health.ts';
@@ -36,6 +40,8 @@ export interface AppParts {
   readonly adminToken: string;
   /** Default: sandbox. */
   readonly mode?: Mode;
+  /** Rate-limit counters; default: in memory. */
+  readonly limiter?: RateLimiter;
   /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
   readonly oauth?: { readonly issuer: string; readonly keys: OAuthKeys };
   readonly logger?: Logger;
@@ -53,13 +59,22 @@ export interface BuiltApp {
   readonly customerAuth?: CustomerAuth;
   readonly consents?: Consents;
   readonly audit?: AuditLog;
+  readonly gateway?: ReturnType<typeof createGateway>;
+  readonly plans: Plans;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
   const clock = parts.now && { now: parts.now };
   const ledger = new Ledger({ db: parts.db, ...clock });
   const developers = new Developers({ db: parts.db, ...clock });
-  const apps = new Apps({ db: parts.db, mode: parts.mode ?? 'sandbox', ...clock });
+  const plans = new Plans({ db: parts.db, ...clock });
+  // New apps start on the default plan, so a developer can call the sandbox at once.
+  const apps = new Apps({
+    db: parts.db,
+    mode: parts.mode ?? 'sandbox',
+    ...clock,
+    onCreate: (created) => plans.subscribeToDefault(created.id),
+  });
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
   const metrics = registerMetrics(app, parts.db);
   registerHealth(app, parts.db);
@@ -71,7 +86,8 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerDeveloperRoutes(app, developers);
   registerAppRoutes(app, apps, developers);
   registerAppAdminRoutes(app, apps, parts.adminToken);
-  if (!parts.oauth) return { app, ledger, apps };
+  registerPlanRoutes(app, { plans, apps, developers }, parts.adminToken);
+  if (!parts.oauth) return { app, ledger, apps, plans };
   const mode = parts.mode ?? 'sandbox';
   const customerAuth = new CustomerAuth({ db: parts.db, mode, ...clock });
   const consents = new Consents({ db: parts.db, ...clock });
@@ -95,13 +111,20 @@ export function buildApp(parts: AppParts): BuiltApp {
     consents,
     ...clock,
   });
-  registerConsentRoutes(app, consents, requireAccess);
+  const gateway = createGateway({
+    requireAccess,
+    plans,
+    limiter: parts.limiter ?? new MemoryRateLimiter(),
+    ...clock,
+    onRejected: (reason) => metrics.rejections.inc({ reason }),
+  });
+  registerConsentRoutes(app, consents, gateway);
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
   registerAuditHook(app, audit, String(parts.oauth.keys.auditSigningKey.d));
   registerAuditRoutes(app, audit, parts.adminToken);
-  auditGauges(metrics, audit);
-  return { app, ledger, apps, provider, requireAccess, customerAuth, consents, audit };
+  auditGauges(metrics.registry, audit);
+  return { app, ledger, apps, plans, provider, requireAccess, customerAuth, consents, audit, gateway };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -133,7 +156,21 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
   const oauth = { issuer: config.publicUrl, keys: await loadOAuthKeys(config.oauthKeysFile, config.mode) };
+  const limiter = config.redisUrl
+    ? new RedisRateLimiter(config.redisUrl, config.rateLimitOnRedisFailure, (error) =>
+        logger.warn(
+          { err: error },
+          `rate limiter: Redis unreachable, failing ${config.rateLimitOnRedisFailure}`,
+        ),
+      )
+    : new MemoryRateLimiter();
+  logger.info(
+    config.redisUrl
+      ? `rate limits shared through Redis; if Redis is unreachable calls are ${config.rateLimitOnRedisFailure === 'open' ? 'let through (fail open)' : 'refused (fail closed)'}`
+      : 'rate limits kept in memory (per process); set REDIS_URL to share them',
+  );
   const { app, ledger, customerAuth, audit } = buildApp({
+    limiter,
     db,
     adminToken: admin.token,
     logger,
@@ -190,6 +227,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     await app.close();
     // The calls just finished are audited before the database closes.
     await audit?.flush();
+    await limiter.close();
     await db.close();
     logger.info('stopped');
   };

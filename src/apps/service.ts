@@ -52,10 +52,18 @@ export class Apps {
   readonly #now: () => Date;
   readonly #cache = new Map<string, { app: AppRecord | undefined; atMs: number }>();
 
-  constructor(options: { db: Db; mode: Mode; now?: () => Date }) {
+  readonly #onCreate: ((app: AppRecord) => Promise<void>) | undefined;
+
+  constructor(options: {
+    db: Db;
+    mode: Mode;
+    now?: () => Date;
+    onCreate?: (app: AppRecord) => Promise<void>;
+  }) {
     this.#db = options.db;
     this.#mode = options.mode;
     this.#now = options.now ?? (() => new Date());
+    this.#onCreate = options.onCreate;
   }
 
   async create(developerId: string, settings: AppSettings): Promise<AppOutcome> {
@@ -72,6 +80,7 @@ export class Apps {
       createdAt: now,
       updatedAt: now,
     });
+    await this.#onCreate?.(app);
     return clientSecret ? { ok: true, app, clientSecret } : { ok: true, app };
   }
 

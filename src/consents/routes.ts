@@ -1,9 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import type { createGateway } from '../gateway/gateway.ts';
 import type { App } from '../http/app.ts';
 import { Problem } from '../http/problems.ts';
 import { AMOUNT_PATTERN, currencyExponent, parseAmount } from '../money.ts';
-import type { createResourceServer } from '../oauth/resource-server.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import { type Consents, SCOPE_OF } from './service.ts';
 import type { Consent, ConsentType } from './store.ts';
@@ -74,11 +74,11 @@ function accessOf(request: FastifyRequest) {
 export function registerConsentRoutes(
   app: App,
   consents: Consents,
-  requireAccess: ReturnType<typeof createResourceServer>,
+  gateway: ReturnType<typeof createGateway>,
 ): void {
   app.post(
     '/v1/consents',
-    { schema: { body: NewConsentBody }, onRequest: requireAccess() },
+    { schema: { body: NewConsentBody }, onRequest: gateway('consents') },
     async (request, reply) => {
       const access = accessOf(request);
       const { type, expiresAt: expiresText, ...details } = request.body;
@@ -111,7 +111,7 @@ export function registerConsentRoutes(
 
   app.get(
     '/v1/consents/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: requireAccess() },
+    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('consents') },
     async (request) => {
       const consent = await consents.getForClient(accessOf(request).clientId, request.params.id);
       if (!consent) throw new Problem('not_found', 'no consent with this id');
@@ -121,7 +121,7 @@ export function registerConsentRoutes(
 
   app.delete(
     '/v1/consents/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: requireAccess() },
+    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('consents') },
     async (request, reply) => {
       const consent = await consents.getForClient(accessOf(request).clientId, request.params.id);
       if (!consent) throw new Problem('not_found', 'no consent with this id');

@@ -6,7 +6,12 @@ import type { App } from './app.ts';
  * Prometheus metrics at `/metrics`: requests by route and status, their latency, and the database pool.
  * One registry per app (no global state), so tests and several apps in one process never share counters.
  */
-export function registerMetrics(app: App, db: Db): client.Registry {
+export interface Metrics {
+  readonly registry: client.Registry;
+  readonly rejections: client.Counter<'reason'>;
+}
+
+export function registerMetrics(app: App, db: Db): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const labelNames = ['method', 'route', 'status'] as const;
@@ -49,7 +54,13 @@ export function registerMetrics(app: App, db: Db): client.Registry {
   app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()),
   );
-  return registry;
+  const rejections = new client.Counter({
+    name: 'gateway_rejections_total',
+    help: 'Calls refused by rate limits or quotas',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  return { registry, rejections };
 }
 
 /** Audit chain length and records lost to a full buffer (should stay 0). */

@@ -27,6 +27,13 @@ export const PROBLEMS = {
   invalid_token: { status: 401, title: 'The access token is missing, expired, revoked or not valid here' },
   invalid_dpop_proof: { status: 401, title: 'The DPoP proof is missing or does not match this request' },
   insufficient_scope: { status: 403, title: 'The access token does not cover this operation' },
+  // Gateway: plans and limits
+  no_subscription: { status: 403, title: 'The app is not subscribed to a plan' },
+  subscription_pending: { status: 403, title: "The app's subscription awaits an operator's approval" },
+  product_not_in_plan: { status: 403, title: "This API product is not in the app's plan" },
+  rate_limited: { status: 429, title: 'Too many requests; retry after the time given' },
+  quota_exceeded: { status: 429, title: "The app's daily quota is used up" },
+  unknown_product: { status: 400, title: 'A plan names a product that does not exist' },
   // Consents
   consent_not_active: { status: 409, title: 'The consent is not awaiting authorisation or authorised' },
   // Developers and apps

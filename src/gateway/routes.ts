@@ -1,0 +1,114 @@
+import { Type } from 'typebox';
+import type { Apps } from '../apps/service.ts';
+import { developerOf, requireDeveloper } from '../developers/routes.ts';
+import type { Developers } from '../developers/service.ts';
+import { type App, scoped } from '../http/app.ts';
+import { requireBearerToken } from '../http/auth.ts';
+import { Problem } from '../http/problems.ts';
+import type { Plan, Plans, Subscription } from './plans.ts';
+
+const Slug = Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' });
+const AppId = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+const PlanBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    productIds: Type.Array(Slug, { maxItems: 50, uniqueItems: true }),
+    ratePerSecond: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    ratePerMinute: Type.Integer({ minimum: 1, maximum: 6_000_000 }),
+    dailyQuota: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
+    requiresApproval: Type.Boolean(),
+    isDefault: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const planJson = (plan: Plan) => ({ ...plan });
+const subscriptionJson = (subscription: Subscription) => ({
+  appId: subscription.appId,
+  planId: subscription.plan.id,
+  status: subscription.status,
+});
+
+/** Operators manage products and plans and approve subscriptions; developers choose a plan for their apps. */
+export function registerPlanRoutes(
+  app: App,
+  services: { plans: Plans; apps: Apps; developers: Developers },
+  adminToken: string,
+): void {
+  const { plans, apps, developers } = services;
+
+  scoped(app, (operator) => {
+    operator.addHook('onRequest', requireBearerToken(adminToken));
+    operator.get('/v1/admin/products', async () => ({ products: await plans.listProducts() }));
+    operator.put(
+      '/v1/admin/products/:id',
+      {
+        schema: {
+          params: Type.Object({ id: Slug }),
+          body: Type.Object(
+            { name: Type.String({ minLength: 1, maxLength: 100 }) },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request) => {
+        await plans.upsertProduct(request.params.id, request.body.name);
+        return { id: request.params.id, name: request.body.name };
+      },
+    );
+    operator.get('/v1/admin/plans', async () => ({ plans: (await plans.listPlans()).map(planJson) }));
+    operator.put(
+      '/v1/admin/plans/:id',
+      { schema: { params: Type.Object({ id: Slug }), body: PlanBody } },
+      async (request) => {
+        const plan: Plan = {
+          id: request.params.id,
+          ...request.body,
+          isDefault: request.body.isDefault ?? false,
+        };
+        if (!(await plans.upsertPlan(plan))) throw new Problem('unknown_product');
+        return planJson(plan);
+      },
+    );
+    operator.post(
+      '/v1/admin/apps/:id/subscription/approve',
+      { schema: { params: Type.Object({ id: AppId }) } },
+      async (request) => {
+        const subscription = await plans.approve(request.params.id);
+        if (!subscription) throw new Problem('not_found', 'the app has no subscription');
+        return subscriptionJson(subscription);
+      },
+    );
+  });
+
+  scoped(app, (developer) => {
+    developer.addHook('onRequest', requireDeveloper(developers));
+    developer.get('/v1/plans', async () => ({ plans: (await plans.listPlans()).map(planJson) }));
+    developer.get(
+      '/v1/apps/:id/subscription',
+      { schema: { params: Type.Object({ id: AppId }) } },
+      async (request) => {
+        const owned = await apps.get(developerOf(request).id, request.params.id);
+        const subscription = owned && (await plans.subscriptionOf(owned.id));
+        if (!subscription) throw new Problem('not_found', 'no subscription for this app');
+        return subscriptionJson(subscription);
+      },
+    );
+    developer.put(
+      '/v1/apps/:id/subscription',
+      {
+        schema: {
+          params: Type.Object({ id: AppId }),
+          body: Type.Object({ planId: Slug }, { additionalProperties: false }),
+        },
+      },
+      async (request) => {
+        const owned = await apps.get(developerOf(request).id, request.params.id);
+        if (!owned) throw new Problem('not_found', 'no app with this id');
+        const subscription = await plans.subscribe(owned.id, request.body.planId);
+        if (!subscription) throw new Problem('not_found', 'no plan with this id');
+        return subscriptionJson(subscription);
+      },
+    );
+  });
+}
