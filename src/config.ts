@@ -25,6 +25,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** What the gateway does when Redis cannot be reached: let calls through, or refuse them (503). */
   readonly rateLimitOnRedisFailure: 'open' | 'closed';
+  /** Browser origins allowed to call the API (CORS); empty: none. */
+  readonly corsOrigins: readonly string[];
 }
 
 /** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
@@ -107,6 +109,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     problems.push(`APIBANK_RATE_LIMIT_ON_REDIS_FAILURE must be "open" or "closed", got "${onRedisFailure}"`);
   }
 
+  const corsOrigins = (env.APIBANK_CORS_ORIGINS ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/?#]+$/.test(origin))
+      problems.push(`APIBANK_CORS_ORIGINS: "${origin}" is not an origin such as https://app.example`);
+  }
+
   const config: Config = {
     mode,
     port,
@@ -121,6 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     oauthKeysFile: resolve(env.APIBANK_OAUTH_KEYS_FILE || join(dataDir, 'oauth-keys.json')),
     redisUrl,
     rateLimitOnRedisFailure: onRedisFailure === 'closed' ? 'closed' : 'open',
+    corsOrigins,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -23,6 +23,7 @@ import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './gateway
 import { registerPlanRoutes } from './gateway/routes.ts';
 import { type App, createHttpServer, scoped } from './http/app.ts';
 import { requireBearerToken } from './http/auth.ts';
+import { registerConventions } from './http/conventions.ts';
 import { registerHealth } from './http/health.ts';
 import { auditGauges, registerMetrics } from './http/metrics.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
@@ -40,6 +41,8 @@ export interface AppParts {
   readonly adminToken: string;
   /** Default: sandbox. */
   readonly mode?: Mode;
+  /** Browser origins allowed by CORS; default: none. */
+  readonly corsOrigins?: readonly string[];
   /** Rate-limit counters; default: in memory. */
   readonly limiter?: RateLimiter;
   /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
@@ -76,6 +79,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     onCreate: (created) => plans.subscribeToDefault(created.id),
   });
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
+  registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
   const metrics = registerMetrics(app, parts.db);
   registerHealth(app, parts.db);
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
@@ -171,6 +175,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   );
   const { app, ledger, customerAuth, audit } = buildApp({
     limiter,
+    corsOrigins: config.corsOrigins,
     db,
     adminToken: admin.token,
     logger,

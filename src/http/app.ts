@@ -29,12 +29,27 @@ export interface HttpOptions {
   readonly requestTimeoutMs?: number;
 }
 
+// W3C Trace Context §3.2: version-traceid-parentid-flags in lower-case hex; all-zero ids are invalid.
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+
+function traceOf(header: unknown): { traceId: string; parentSpanId: string } | undefined {
+  const match = typeof header === 'string' ? TRACEPARENT.exec(header) : null;
+  if (!match?.[1] || !match[2] || /^0+$/.test(match[1]) || /^0+$/.test(match[2])) return undefined;
+  return { traceId: match[1], parentSpanId: match[2] };
+}
+
 /** The Fastify instance with the cross-cutting behaviour every route shares: ids, problems, limits. */
 export function createHttpServer(options: HttpOptions = {}): App {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
+    // Every log line of a request carries the caller's W3C trace (traceparent), so one trace can be
+    // followed across systems.
+    childLoggerFactory: (logger, bindings, options, rawRequest) => {
+      const trace = traceOf((rawRequest as { headers?: Record<string, unknown> }).headers?.traceparent);
+      return logger.child(trace ? { ...bindings, ...trace } : bindings, options);
+    },
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_SHAPE.test(given) ? given : randomUUID();

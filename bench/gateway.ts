@@ -1,0 +1,476 @@
+// Gateway overhead benchmark: `node bench/gateway.ts` (BENCH_SECONDS=10 by default).
+//
+// What the gateway costs a call: the same trivial route served by a plain Fastify instance (no pipeline at
+// all) and by the full app behind `gateway('consents', 'payments')`, where a call pays for the access-token
+// check, the plan and product check, the rate-limit counters, the metrics and the audit record. The figure
+// is the ratio of their throughputs. Two more rows, for information, split that cost: the same route on the
+// full app without the gateway (the hooks every route pays: request id, metrics, audit), and the gateway
+// with a DPoP-bound token (a proof to verify on every call).
+//
+// Everything runs in this one process, as bench/oauth.ts's latency part does: the load generator, both
+// servers, the embedded PGlite (in memory) and the audit writer share one event loop. The client's CPU is
+// the same for every row, so it dilutes the difference: the ratio shown is kinder than the server-side
+// ratio would be on its own.
+import { createHash, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
+import { cpus } from 'node:os';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { decodeJwt, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import * as client from 'openid-client';
+import { Pool } from 'undici';
+import { openDb } from '../src/db/db.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { type BuiltApp, buildApp } from '../src/main.ts';
+import { generateOAuthKeys } from '../src/oauth/keys.ts';
+
+const SECONDS = positiveNumber('BENCH_SECONDS', 10);
+const WARMUP_SECONDS = 2;
+/** Concurrent clients, each with its own connection and one request in flight. */
+const CONNECTIONS = 32;
+const RATIO_TARGET = 0.7;
+/** As `serve()` does (src/main.ts): the audit buffer is written every 200 ms. */
+const AUDIT_FLUSH_INTERVAL_MS = 200;
+const ERROR_SAMPLES_MAX = 5;
+const ADMIN_TOKEN = `bench-gateway-${randomUUID()}`;
+const PASSWORD = `bench ${randomUUID()}`;
+const EXPECTED_BODY = JSON.stringify({ ok: true });
+// A DPoP proof is accepted within 60 s of its `iat` (src/oauth/resource-server.ts). The proofs are signed
+// before the run, so their client cost stays out of the figure; past this length they would go stale.
+const DPOP_MAX_RUN_SECONDS = 45;
+
+type ScenarioName = 'bare' | 'bearer' | 'hooks' | 'dpop';
+
+interface Scenario {
+  readonly name: ScenarioName;
+  readonly label: string;
+  readonly route: string;
+  readonly requestsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Answered inside the measured window. */
+  readonly requests: number;
+  /** Answers of any kind over the whole run, warm-up included: each one is an audited call on the full app. */
+  readonly answered: number;
+  /** Non-200 answers and network failures over the whole run, warm-up included. */
+  readonly errors: number;
+  readonly errorSamples: readonly string[];
+}
+
+async function main(): Promise<void> {
+  const cpu = cpus();
+  console.log(
+    `gateway overhead benchmark: ${SECONDS} s per route after ${WARMUP_SECONDS} s warm-up, ` +
+      `${CONNECTIONS} connections; node ${process.version}, ${cpu.length} CPUs ` +
+      `(${cpu[0]?.model ?? 'unknown'}); in process: client, servers, PGlite and audit writer share one ` +
+      'event loop, so client CPU competes with the server',
+  );
+
+  // The baseline: Fastify with nothing but the route. No request-id hook, no metrics, no audit, no gateway.
+  const bare = Fastify();
+  bare.get('/bench/bare', async () => ({ ok: true }));
+  const barePort = await listen(bare);
+
+  // The full app on an in-memory PGlite, opened as src/testing/databases.ts does. The issuer must be the
+  // origin we call, so the port is chosen before the app is built.
+  const db = await openDb({});
+  await migrate(db);
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const built = buildApp({ db, adminToken: ADMIN_TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
+  const { gateway, audit } = built;
+  if (!gateway || !audit) throw new Error('buildApp made no gateway or audit log although oauth was given');
+  // Routes must exist before `listen`. The product must be in the app's plan; the scope in its token.
+  built.app.get('/bench/gateway', { onRequest: gateway('consents', 'payments') }, async () => ({ ok: true }));
+  built.app.get('/bench/hooks', async () => ({ ok: true }));
+  await listen(built.app, port);
+
+  // In production `serve()` writes the audit buffer on a timer; built in process, nobody would. Writing it
+  // here keeps its cost (hashing, one PGlite transaction per batch) inside the measurement, as it is there.
+  const flusher = new AuditFlusher(audit);
+  const scenarios: Scenario[] = [];
+  // Records written while the full app was under load, to set against the calls it answered. Counted
+  // around each run only, since setup and token requests are audited too.
+  let audited = 0;
+  const withAudit = async (scenario: () => Promise<Scenario>) => {
+    await audit.flush();
+    const before = audit.length;
+    // A run ends when every answer has arrived, and a call is recorded (onResponse) as its answer leaves.
+    const result = await scenario();
+    await audit.flush();
+    audited += audit.length - before;
+    return result;
+  };
+  try {
+    const app = await registerApp(built);
+
+    scenarios.push(
+      await run('bare', 'bare Fastify', `http://127.0.0.1:${barePort}`, '/bench/bare', () => ({})),
+    );
+
+    const bearer = await tokenFor(issuer, app);
+    scenarios.push(
+      await withAudit(() =>
+        run('bearer', 'full pipeline, Bearer', issuer, '/bench/gateway', () => ({
+          authorization: `Bearer ${bearer}`,
+        })),
+      ),
+    );
+
+    scenarios.push(
+      await withAudit(() => run('hooks', 'app hooks only (info)', issuer, '/bench/hooks', () => ({}))),
+    );
+
+    if (WARMUP_SECONDS + SECONDS <= DPOP_MAX_RUN_SECONDS) {
+      // Enough proofs for the Bearer rate over the whole run and a margin: DPoP is never faster.
+      const wanted = Math.ceil((scenarios[1]?.requestsPerSecond ?? 0) * (WARMUP_SECONDS + SECONDS) * 1.2);
+      const dpop = await dpopCredentials(issuer, app, `${issuer}/bench/gateway`, wanted + CONNECTIONS);
+      scenarios.push(
+        await withAudit(() =>
+          run('dpop', 'full pipeline, DPoP (info)', issuer, '/bench/gateway', async () => ({
+            authorization: `DPoP ${dpop.token}`,
+            dpop: await dpop.nextProof(),
+          })),
+        ),
+      );
+    } else {
+      console.log(`DPoP: skipped, runs longer than ${DPOP_MAX_RUN_SECONDS} s would send stale proofs`);
+    }
+
+    // Every answer from the full app (whatever its status) must have left exactly one audit record.
+    await flusher.stop();
+    const served = scenarios.filter((s) => s.name !== 'bare').reduce((sum, s) => sum + s.answered, 0);
+    printReport(scenarios, {
+      written: audited,
+      served,
+      dropped: audit.dropped,
+      flushErrors: flusher.errors,
+    });
+  } finally {
+    await flusher.stop();
+    await built.app.close();
+    await bare.close();
+    await db.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- setup
+
+interface Credentials {
+  readonly clientId: string;
+  readonly clientSecret: string;
+}
+
+/**
+ * A developer, an app allowed scope `payments`, and a plan generous enough that the limiter counts every
+ * call but never refuses one: the default plan allows 50 calls a second. The plan API caps the rates at
+ * 100,000 a second and 6,000,000 a minute, far above what one process serves here.
+ */
+async function registerApp(built: BuiltApp): Promise<Credentials> {
+  const call = async (method: 'POST' | 'PUT', url: string, payload: unknown, token?: string) => {
+    const response = await built.app.inject({
+      method,
+      url,
+      payload: JSON.stringify(payload),
+      headers: { 'content-type': 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
+    });
+    if (response.statusCode >= 300)
+      throw new Error(`${method} ${url}: ${response.statusCode} ${response.body}`);
+    return response.json<Record<string, unknown>>();
+  };
+  await call(
+    'PUT',
+    '/v1/admin/plans/bench',
+    {
+      name: 'Bench',
+      productIds: ['consents'],
+      ratePerSecond: 100_000,
+      ratePerMinute: 6_000_000,
+      dailyQuota: 1_000_000_000,
+      requiresApproval: false,
+    },
+    ADMIN_TOKEN,
+  );
+  const email = `bench-${randomUUID()}@example.com`;
+  await call('POST', '/v1/developers', { name: 'Bench', email, password: PASSWORD });
+  const session = await call('POST', '/v1/developers/sessions', { email, password: PASSWORD });
+  const developer = String(session.token);
+  const app = await call(
+    'POST',
+    '/v1/apps',
+    {
+      name: 'bench gateway',
+      redirectUris: ['http://localhost:3000/callback'],
+      scopes: ['payments'],
+      tokenEndpointAuthMethod: 'client_secret_basic',
+    },
+    developer,
+  );
+  const subscription = await call(
+    'PUT',
+    `/v1/apps/${String(app.id)}/subscription`,
+    { planId: 'bench' },
+    developer,
+  );
+  if (subscription.status !== 'active') throw new Error(`subscription: ${JSON.stringify(subscription)}`);
+  return { clientId: String(app.clientId), clientSecret: String(app.clientSecret) };
+}
+
+function discover(issuer: string, app: Credentials): Promise<client.Configuration> {
+  return client.discovery(
+    new URL(issuer),
+    app.clientId,
+    undefined,
+    client.ClientSecretBasic(app.clientSecret),
+    {
+      execute: [client.allowInsecureRequests],
+    },
+  );
+}
+
+/** A fresh client-credentials token (they live 5 minutes): taken just before the run that uses it. */
+async function tokenFor(issuer: string, app: Credentials): Promise<string> {
+  const config = await discover(issuer, app);
+  return (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;
+}
+
+/**
+ * A DPoP-bound token and `count` proofs for GET `htu`, each with its own jti as the server demands. They
+ * are signed now, before the clock starts: signing is the client's cost, and in this one process it would
+ * otherwise be charged to the server. Should they run out, the rest are signed during the run.
+ */
+async function dpopCredentials(issuer: string, app: Credentials, htu: string, count: number) {
+  const config = await discover(issuer, app);
+  const keyPair = await generateKeyPair('ES256');
+  const jwk: JWK = await exportJWK(keyPair.publicKey);
+  const token = (
+    await client.clientCredentialsGrant(
+      config,
+      { scope: 'payments' },
+      { DPoP: client.getDPoPHandle(config, keyPair) },
+    )
+  ).access_token;
+  if ((decodeJwt(token).cnf as { jkt?: unknown } | undefined)?.jkt === undefined) {
+    throw new Error('the DPoP grant returned a token not bound to a key');
+  }
+  const ath = createHash('sha256').update(token).digest('base64url');
+  const sign = () =>
+    new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), htm: 'GET', htu, ath })
+      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
+      .sign(keyPair.privateKey);
+
+  const started = performance.now();
+  const proofs: string[] = [];
+  // In chunks: a few hundred thousand signatures started at once would hold as many promises.
+  for (let i = 0; i < count; i += 1000) {
+    proofs.push(...(await Promise.all(Array.from({ length: Math.min(1000, count - i) }, sign))));
+  }
+  console.log(
+    `signed ${format(count)} DPoP proofs in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  let next = 0;
+  return {
+    token,
+    /** The next unused proof; past the signed ones, signed on the spot (and then charged to the run). */
+    nextProof: (): string | Promise<string> => proofs[next++] ?? sign(),
+  };
+}
+
+/** Runs `audit.flush()` every 200 ms, one at a time, as `serve()` does. */
+class AuditFlusher {
+  errors = 0;
+  readonly #timer: NodeJS.Timeout;
+  #running: Promise<void> | undefined;
+
+  constructor(audit: { flush(): Promise<number> }) {
+    this.#timer = setInterval(() => {
+      if (this.#running) return;
+      this.#running = audit
+        .flush()
+        .then(
+          () => {},
+          (error: unknown) => {
+            this.errors++;
+            if (this.errors === 1) console.log(`audit flush failed: ${String(error)}`);
+          },
+        )
+        .finally(() => {
+          this.#running = undefined;
+        });
+    }, AUDIT_FLUSH_INTERVAL_MS);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#running;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- load
+
+/**
+ * `CONNECTIONS` loops of GET `path` for the warm-up and then the measured window. Throughput and latency
+ * count the 200s that complete inside the window, so requests in flight at either edge balance out.
+ */
+async function run(
+  name: ScenarioName,
+  label: string,
+  origin: string,
+  path: string,
+  headers: () => Record<string, string> | Promise<Record<string, string>>,
+): Promise<Scenario> {
+  process.stdout.write(`${label}… `);
+  // No pipelining: each client waits for its answer, as a real caller would.
+  const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
+  const windowStart = performance.now() + WARMUP_SECONDS * 1000;
+  const windowEnd = windowStart + SECONDS * 1000;
+  const latencies: number[] = [];
+  let answered = 0;
+  let errors = 0;
+  const samples = new Set<string>();
+  const fail = (error: string) => {
+    errors++;
+    if (samples.size < ERROR_SAMPLES_MAX) samples.add(error);
+  };
+
+  const loop = async () => {
+    while (performance.now() < windowEnd) {
+      const started = performance.now();
+      let ok = false;
+      try {
+        const response = await pool.request({ path, method: 'GET', headers: await headers() });
+        const text = await response.body.text();
+        answered++;
+        ok = response.statusCode === 200 && text === EXPECTED_BODY;
+        if (!ok) fail(`${response.statusCode} ${truncate(text)}`);
+      } catch (error) {
+        fail(`network: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      const finished = performance.now();
+      if (ok && finished >= windowStart && finished <= windowEnd) latencies.push(finished - started);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: CONNECTIONS }, loop));
+  } finally {
+    await pool.close();
+  }
+
+  const sorted = Float64Array.from(latencies).sort();
+  const result: Scenario = {
+    name,
+    label,
+    route: `GET ${path}`,
+    requestsPerSecond: sorted.length / SECONDS,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    requests: sorted.length,
+    answered,
+    errors,
+    errorSamples: [...samples],
+  };
+  console.log(
+    `${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms, ` +
+      `${errors} errors`,
+  );
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------- report
+
+interface AuditCount {
+  readonly written: number;
+  readonly served: number;
+  readonly dropped: number;
+  readonly flushErrors: number;
+}
+
+function printReport(scenarios: readonly Scenario[], audit: AuditCount): void {
+  const bare = scenarios.find((s) => s.name === 'bare');
+  const header = ['scenario', 'route', 'requests/s', 'p50 ms', 'p99 ms', 'requests', 'errors', 'full ÷ bare'];
+  const rows = scenarios.map((s) => {
+    const ratio = bare && s !== bare ? s.requestsPerSecond / bare.requestsPerSecond : undefined;
+    let verdict = 'baseline';
+    if (ratio !== undefined) {
+      verdict = ratio.toFixed(2);
+      if (s.name === 'bearer') {
+        const met = ratio >= RATIO_TARGET && s.errors === 0 && bare?.errors === 0;
+        verdict += `  target ≥ ${RATIO_TARGET.toFixed(2)}, 0 errors ${met ? 'met' : 'MISSED'}`;
+      }
+    }
+    return [
+      s.label,
+      s.route,
+      format(s.requestsPerSecond),
+      ms(s.p50Ms),
+      ms(s.p99Ms),
+      format(s.requests),
+      String(s.errors),
+      verdict,
+    ];
+  });
+
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : i === 7 ? c : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+
+  console.log(
+    `\n== Results (${SECONDS} s per route, ${CONNECTIONS} connections; in process: client CPU competes ` +
+      'with the servers, which flatters the ratio)',
+  );
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+
+  const complete = audit.written === audit.served && audit.dropped === 0 && audit.flushErrors === 0;
+  console.log(
+    `\naudit: ${format(audit.written)} records written for ${format(audit.served)} calls answered by the full ` +
+      `app (warm-up included), ${audit.dropped} dropped, ${audit.flushErrors} failed flushes: ` +
+      `${complete ? 'every call audited' : 'MISMATCH'}`,
+  );
+  if (!complete) process.exitCode = 1;
+  for (const s of scenarios) for (const sample of s.errorSamples) console.log(`${s.label} error: ${sample}`);
+}
+
+// ---------------------------------------------------------------------------------------------- helpers
+
+async function listen(app: FastifyInstance | BuiltApp['app'], port = 0): Promise<number> {
+  await app.listen({ port, host: '127.0.0.1' });
+  const address = app.server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('the server has no port');
+  return address.port;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+}
+
+function positiveNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return value;
+}
+
+const format = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
+const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
+const truncate = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
+
+await main();

@@ -1,0 +1,65 @@
+// API-wide conventions every response follows: security headers, CORS for configured origins, and
+// deprecation notices on routes that are going away. (W3C trace context goes into the logs in app.ts.)
+import cors from '@fastify/cors';
+import type { App } from './app.ts';
+
+export interface ConventionOptions {
+  readonly production: boolean;
+  readonly corsOrigins: readonly string[];
+}
+
+export interface Deprecation {
+  /** When the route was deprecated (RFC 9745 `Deprecation`). */
+  readonly since: Date;
+  /** When it stops answering (RFC 8594 `Sunset`). */
+  readonly sunset: Date;
+  /** Where to read about the replacement. */
+  readonly link?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    deprecation?: Deprecation;
+  }
+}
+
+export function registerConventions(app: App, options: ConventionOptions): void {
+  app.register(cors, {
+    origin: options.corsOrigins.length > 0 ? [...options.corsOrigins] : false,
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: [
+      'authorization',
+      'content-type',
+      'dpop',
+      'idempotency-key',
+      'x-request-id',
+      'traceparent',
+    ],
+    exposedHeaders: [
+      'x-request-id',
+      'ratelimit',
+      'ratelimit-policy',
+      'retry-after',
+      'idempotent-replayed',
+      'deprecation',
+      'sunset',
+      'link',
+    ],
+    maxAge: 600,
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header('x-frame-options', 'DENY');
+    // Bank data is personal: no shared cache may keep an API answer.
+    if (request.url.startsWith('/v1/')) reply.header('cache-control', 'no-store');
+    if (options.production) reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    const deprecation = request.routeOptions.config?.deprecation;
+    if (deprecation) {
+      reply.header('deprecation', `@${Math.floor(deprecation.since.getTime() / 1000)}`);
+      reply.header('sunset', deprecation.sunset.toUTCString());
+      if (deprecation.link) reply.header('link', `<${deprecation.link}>; rel="deprecation"`);
+    }
+  });
+}
