@@ -18,6 +18,7 @@ import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
 import { Developers } from './developers/service.ts';
 import { createGateway } from './gateway/gateway.ts';
+import { Meter } from './gateway/metering.ts';
 import { Plans } from './gateway/plans.ts';
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './gateway/rate-limit.ts';
 import { registerPlanRoutes } from './gateway/routes.ts';
@@ -64,6 +65,7 @@ export interface BuiltApp {
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
+  readonly meter: Meter;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
@@ -90,8 +92,16 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerDeveloperRoutes(app, developers);
   registerAppRoutes(app, apps, developers);
   registerAppAdminRoutes(app, apps, parts.adminToken);
-  registerPlanRoutes(app, { plans, apps, developers }, parts.adminToken);
-  if (!parts.oauth) return { app, ledger, apps, plans };
+  const meter = new Meter({ db: parts.db });
+  registerPlanRoutes(app, { plans, apps, developers, meter }, parts.adminToken);
+  app.addHook('onResponse', async (request, reply) => {
+    if (!request.product || !request.access) return;
+    const labels = { app: request.access.clientId, product: request.product };
+    meter.record(labels.app, labels.product, reply.statusCode, reply.elapsedTime, new Date());
+    metrics.apiCalls.inc({ ...labels, status: String(reply.statusCode) });
+    metrics.apiLatency.observe(labels, reply.elapsedTime / 1000);
+  });
+  if (!parts.oauth) return { app, ledger, apps, plans, meter };
   const mode = parts.mode ?? 'sandbox';
   const customerAuth = new CustomerAuth({ db: parts.db, mode, ...clock });
   const consents = new Consents({ db: parts.db, ...clock });
@@ -128,7 +138,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerAuditHook(app, audit, String(parts.oauth.keys.auditSigningKey.d));
   registerAuditRoutes(app, audit, parts.adminToken);
   auditGauges(metrics.registry, audit);
-  return { app, ledger, apps, plans, provider, requireAccess, customerAuth, consents, audit, gateway };
+  return { app, ledger, apps, plans, meter, provider, requireAccess, customerAuth, consents, audit, gateway };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -151,6 +161,7 @@ export function openConfiguredDb(config: Config): Promise<Db> {
 const SWEEP_INTERVAL_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const AUDIT_FLUSH_INTERVAL_MS = 200;
+const METER_FLUSH_INTERVAL_MS = 10_000;
 const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
 
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
@@ -173,7 +184,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
       ? `rate limits shared through Redis; if Redis is unreachable calls are ${config.rateLimitOnRedisFailure === 'open' ? 'let through (fail open)' : 'refused (fail closed)'}`
       : 'rate limits kept in memory (per process); set REDIS_URL to share them',
   );
-  const { app, ledger, customerAuth, audit } = buildApp({
+  const { app, ledger, customerAuth, audit, meter } = buildApp({
     limiter,
     corsOrigins: config.corsOrigins,
     db,
@@ -208,6 +219,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(PRUNE_INTERVAL_MS, 'pruning idempotency keys', () => pruneIdempotencyKeys(db, new Date())),
     every(PRUNE_INTERVAL_MS, 'pruning expired OAuth records', () => pruneOAuthPayloads(db)),
     every(AUDIT_FLUSH_INTERVAL_MS, 'writing audit records', async () => audit?.flush()),
+    every(METER_FLUSH_INTERVAL_MS, 'writing usage', () => meter.flush()),
     every(AUDIT_CHECKPOINT_INTERVAL_MS, 'signing an audit checkpoint', async () =>
       audit?.checkpoint(new Date()),
     ),
@@ -232,6 +244,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     await app.close();
     // The calls just finished are audited before the database closes.
     await audit?.flush();
+    await meter.flush();
     await limiter.close();
     await db.close();
     logger.info('stopped');

@@ -5,6 +5,7 @@ import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys } from '../oauth/keys.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { freePort } from '../testing/http.ts';
+import { percentile } from './metering.ts';
 import { MemoryRateLimiter, RateLimiterUnavailable, RedisRateLimiter, type Window } from './rate-limit.ts';
 
 const TOKEN = 'gateway-test-operator-token-0123456789abcdef';
@@ -12,6 +13,18 @@ const admin = { authorization: `Bearer ${TOKEN}` };
 const PASSWORD = 'gateway test password';
 const REDIS_URL = process.env.TEST_REDIS_URL || undefined;
 const SOME_CONSENT = '00000000-0000-7000-8000-000000000000';
+
+describe('latency percentiles from histograms', () => {
+  it('reports the upper bound of the bucket holding each quantile', () => {
+    // Bounds 1, 2, 5, 10 ms …: 50 calls ≤1 ms, 45 ≤2 ms, 5 ≤10 ms.
+    const buckets = [50, 45, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert.deepEqual(
+      [percentile(buckets, 0.5), percentile(buckets, 0.95), percentile(buckets, 0.99)],
+      [1, 2, 10],
+    );
+    assert.equal(percentile(new Array(13).fill(0), 0.5), null);
+  });
+});
 
 describe('rate-limit windows', () => {
   const windows: Window[] = [
@@ -208,6 +221,35 @@ for (const database of testDatabases()) {
       assert.equal((await pending.call()).status, 404);
     });
 
+    it('meters every call per product and minute, and reports usage with latency percentiles', async () => {
+      const app = await appOn();
+      const from = new Date(Date.now() - 60_000).toISOString();
+      for (let i = 0; i < 5; i++) await app.call();
+      const to = new Date(Date.now() + 60_000).toISOString();
+      const usage = await built.app.inject({
+        url: `/v1/apps/${app.id}/usage?from=${from}&to=${to}`,
+        headers: developer,
+      });
+      assert.equal(usage.statusCode, 200, usage.body);
+      const [consents] = usage.json().products;
+      assert.equal(consents.product, 'consents');
+      assert.equal(consents.calls, 5);
+      assert.equal(consents.errors, 5, 'the 404s count as errors');
+      assert.ok(
+        typeof consents.latencyMs.p50 === 'number' && consents.latencyMs.p99 >= consents.latencyMs.p50,
+      );
+      const metrics = (await built.app.inject('/metrics')).body;
+      assert.match(
+        metrics,
+        new RegExp(`api_calls_total\\{app="${app.id}",product="consents",status="404"\\} 5`),
+      );
+      const badRange = await built.app.inject({
+        url: `/v1/apps/${app.id}/usage?from=${to}&to=${from}`,
+        headers: developer,
+      });
+      assert.equal(badRange.statusCode, 400);
+    });
+
     it("keeps developers to their own apps' subscriptions", async () => {
       const app = await appOn();
       const email = 'other-gateway-dev@example.com';
@@ -235,6 +277,11 @@ for (const database of testDatabases()) {
         payload: { planId: 'tiny' },
       });
       assert.equal(change.statusCode, 404);
+      const usage = await built.app.inject({
+        url: `/v1/apps/${app.id}/usage?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z`,
+        headers: other,
+      });
+      assert.equal(usage.statusCode, 404);
     });
   });
 }

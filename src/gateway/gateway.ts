@@ -7,6 +7,13 @@ import type { createResourceServer } from '../oauth/resource-server.ts';
 import type { Plans } from './plans.ts';
 import { type RateLimiter, RateLimiterUnavailable, type Window, type WindowState } from './rate-limit.ts';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The API product of the route, once the gateway admitted the call. */
+    product?: string;
+  }
+}
+
 export interface GatewayOptions {
   readonly requireAccess: ReturnType<typeof createResourceServer>;
   readonly plans: Plans;
@@ -28,6 +35,7 @@ export function createGateway(options: GatewayOptions) {
     if (!subscription.plan.productIds.includes(product)) {
       throw new Problem('product_not_in_plan', `plan ${subscription.plan.id} does not include ${product}`);
     }
+    request.product = product;
     const { plan } = subscription;
     const windows: Window[] = [
       { name: 'second', limit: plan.ratePerSecond, seconds: 1 },

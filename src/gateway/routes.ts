@@ -5,6 +5,8 @@ import type { Developers } from '../developers/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { Problem } from '../http/problems.ts';
+import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
+import type { Meter } from './metering.ts';
 import type { Plan, Plans, Subscription } from './plans.ts';
 
 const Slug = Type.String({ pattern: '^[a-z][a-z0-9-]{0,39}$' });
@@ -22,6 +24,12 @@ const PlanBody = Type.Object(
   { additionalProperties: false },
 );
 
+const UsageQuery = Type.Object(
+  { from: Type.String({ pattern: TIMESTAMP_PATTERN }), to: Type.String({ pattern: TIMESTAMP_PATTERN }) },
+  { additionalProperties: false },
+);
+const USAGE_RANGE_MAX_MS = 31 * 24 * 60 * 60 * 1000;
+
 const planJson = (plan: Plan) => ({ ...plan });
 const subscriptionJson = (subscription: Subscription) => ({
   appId: subscription.appId,
@@ -32,10 +40,10 @@ const subscriptionJson = (subscription: Subscription) => ({
 /** Operators manage products and plans and approve subscriptions; developers choose a plan for their apps. */
 export function registerPlanRoutes(
   app: App,
-  services: { plans: Plans; apps: Apps; developers: Developers },
+  services: { plans: Plans; apps: Apps; developers: Developers; meter: Meter },
   adminToken: string,
 ): void {
-  const { plans, apps, developers } = services;
+  const { plans, apps, developers, meter } = services;
 
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(adminToken));
@@ -92,6 +100,29 @@ export function registerPlanRoutes(
         const subscription = owned && (await plans.subscriptionOf(owned.id));
         if (!subscription) throw new Problem('not_found', 'no subscription for this app');
         return subscriptionJson(subscription);
+      },
+    );
+    developer.get(
+      '/v1/apps/:id/usage',
+      { schema: { params: Type.Object({ id: AppId }), querystring: UsageQuery } },
+      async (request) => {
+        const owned = await apps.get(developerOf(request).id, request.params.id);
+        if (!owned) throw new Problem('not_found', 'no app with this id');
+        const from = parseTimestamp(request.query.from);
+        const to = parseTimestamp(request.query.to);
+        if (!from || !to || from >= to || to.getTime() - from.getTime() > USAGE_RANGE_MAX_MS) {
+          throw new Problem(
+            'validation_failed',
+            'from and to must be times, from before to, at most 31 days apart',
+          );
+        }
+        await meter.flush(); // this process's latest minutes count too
+        return {
+          appId: owned.id,
+          from: from.toISOString(),
+          to: to.toISOString(),
+          products: await meter.usage(owned.id, from, to),
+        };
       },
     );
     developer.put(

@@ -9,6 +9,9 @@ import type { App } from './app.ts';
 export interface Metrics {
   readonly registry: client.Registry;
   readonly rejections: client.Counter<'reason'>;
+  /** Calls through the gateway by app and product. */
+  readonly apiCalls: client.Counter<'app' | 'product' | 'status'>;
+  readonly apiLatency: client.Histogram<'app' | 'product'>;
 }
 
 export function registerMetrics(app: App, db: Db): Metrics {
@@ -60,7 +63,21 @@ export function registerMetrics(app: App, db: Db): Metrics {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  return { registry, rejections };
+  // Per app: one label value per registered app, bounded by the app registry, not by the traffic.
+  const apiCalls = new client.Counter({
+    name: 'api_calls_total',
+    help: 'Gateway calls by app, API product and status',
+    labelNames: ['app', 'product', 'status'] as const,
+    registers: [registry],
+  });
+  const apiLatency = new client.Histogram({
+    name: 'api_call_duration_seconds',
+    help: 'Gateway call latency by app and API product',
+    labelNames: ['app', 'product'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  return { registry, rejections, apiCalls, apiLatency };
 }
 
 /** Audit chain length and records lost to a full buffer (should stay 0). */
