@@ -2,13 +2,13 @@
 //
 // What the gateway costs a call: the same trivial route served by a plain Fastify instance (no pipeline at
 // all) and by the full app behind `gateway('consents', 'payments')`, where a call pays for the access-token
-// check, the plan and product check, the rate-limit counters, the metrics and the audit record. The figure
-// is the ratio of their throughputs. Two more rows, for information, split that cost: the same route on the
+// check, the plan and product check, the rate-limit counters, usage metering, the metrics and the audit
+// record. The figure is the ratio of their throughputs. Two more rows, for information, split that cost: the same route on the
 // full app without the gateway (the hooks every route pays: request id, metrics, audit), and the gateway
 // with a DPoP-bound token (a proof to verify on every call).
 //
 // Everything runs in this one process, as bench/oauth.ts's latency part does: the load generator, both
-// servers, the embedded PGlite (in memory) and the audit writer share one event loop. The client's CPU is
+// servers, the embedded PGlite (in memory) and the audit and usage writers share one event loop. The client's CPU is
 // the same for every row, so it dilutes the difference: the ratio shown is kinder than the server-side
 // ratio would be on its own.
 import { createHash, randomUUID } from 'node:crypto';
@@ -28,8 +28,9 @@ const WARMUP_SECONDS = 2;
 /** Concurrent clients, each with its own connection and one request in flight. */
 const CONNECTIONS = 32;
 const RATIO_TARGET = 0.7;
-/** As `serve()` does (src/main.ts): the audit buffer is written every 200 ms. */
+// As `serve()` does (src/main.ts): the audit buffer is written every 200 ms, the usage tallies every 10 s.
 const AUDIT_FLUSH_INTERVAL_MS = 200;
+const METER_FLUSH_INTERVAL_MS = 10_000;
 const ERROR_SAMPLES_MAX = 5;
 const ADMIN_TOKEN = `bench-gateway-${randomUUID()}`;
 const PASSWORD = `bench ${randomUUID()}`;
@@ -61,8 +62,8 @@ async function main(): Promise<void> {
   console.log(
     `gateway overhead benchmark: ${SECONDS} s per route after ${WARMUP_SECONDS} s warm-up, ` +
       `${CONNECTIONS} connections; node ${process.version}, ${cpu.length} CPUs ` +
-      `(${cpu[0]?.model ?? 'unknown'}); in process: client, servers, PGlite and audit writer share one ` +
-      'event loop, so client CPU competes with the server',
+      `(${cpu[0]?.model ?? 'unknown'}); in process: client, servers, PGlite, audit and usage writers ` +
+      'share one event loop, so client CPU competes with the server',
   );
 
   // The baseline: Fastify with nothing but the route. No request-id hook, no metrics, no audit, no gateway.
@@ -77,16 +78,20 @@ async function main(): Promise<void> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const built = buildApp({ db, adminToken: ADMIN_TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
-  const { gateway, audit } = built;
+  const { gateway, audit, meter } = built;
   if (!gateway || !audit) throw new Error('buildApp made no gateway or audit log although oauth was given');
   // Routes must exist before `listen`. The product must be in the app's plan; the scope in its token.
   built.app.get('/bench/gateway', { onRequest: gateway('consents', 'payments') }, async () => ({ ok: true }));
   built.app.get('/bench/hooks', async () => ({ ok: true }));
   await listen(built.app, port);
 
-  // In production `serve()` writes the audit buffer on a timer; built in process, nobody would. Writing it
-  // here keeps its cost (hashing, one PGlite transaction per batch) inside the measurement, as it is there.
-  const flusher = new AuditFlusher(audit);
+  // In production `serve()` writes the audit buffer and the usage tallies on timers; built in process,
+  // nobody would. Writing them here keeps their cost (hashing, a PGlite transaction per batch, all on this
+  // event loop) inside the measurement, as it is there.
+  const flushers = [
+    new Periodic('audit flush', AUDIT_FLUSH_INTERVAL_MS, () => audit.flush()),
+    new Periodic('usage flush', METER_FLUSH_INTERVAL_MS, () => meter.flush()),
+  ];
   const scenarios: Scenario[] = [];
   // Records written while the full app was under load, to set against the calls it answered. Counted
   // around each run only, since setup and token requests are audited too.
@@ -136,17 +141,23 @@ async function main(): Promise<void> {
       console.log(`DPoP: skipped, runs longer than ${DPOP_MAX_RUN_SECONDS} s would send stale proofs`);
     }
 
-    // Every answer from the full app (whatever its status) must have left exactly one audit record.
-    await flusher.stop();
-    const served = scenarios.filter((s) => s.name !== 'bare').reduce((sum, s) => sum + s.answered, 0);
+    // Proof the pipeline ran: every answer from the full app (whatever its status) left one audit record,
+    // and every call through the gateway was metered. Setup made no gateway call, so all usage is ours.
+    for (const flusher of flushers) await flusher.stop();
+    await meter.flush();
+    const usage = await meter.usage(app.clientId, new Date(0), new Date(Date.now() + 3_600_000));
+    const answered = (names: readonly ScenarioName[]) =>
+      scenarios.filter((s) => names.includes(s.name)).reduce((sum, s) => sum + s.answered, 0);
     printReport(scenarios, {
-      written: audited,
-      served,
+      audited,
+      served: answered(['bearer', 'hooks', 'dpop']),
       dropped: audit.dropped,
-      flushErrors: flusher.errors,
+      metered: usage.reduce((sum, product) => sum + product.calls, 0),
+      gatewayCalls: answered(['bearer', 'dpop']),
+      flushErrors: flushers.reduce((sum, flusher) => sum + flusher.errors, 0),
     });
   } finally {
-    await flusher.stop();
+    for (const flusher of flushers) await flusher.stop();
     await built.app.close();
     await bare.close();
     await db.close();
@@ -275,28 +286,27 @@ async function dpopCredentials(issuer: string, app: Credentials, htu: string, co
   };
 }
 
-/** Runs `audit.flush()` every 200 ms, one at a time, as `serve()` does. */
-class AuditFlusher {
+/** Runs `work` every `intervalMs`, never two at once, as `serve()` runs its background work. */
+class Periodic {
   errors = 0;
   readonly #timer: NodeJS.Timeout;
   #running: Promise<void> | undefined;
 
-  constructor(audit: { flush(): Promise<number> }) {
+  constructor(name: string, intervalMs: number, work: () => Promise<unknown>) {
     this.#timer = setInterval(() => {
       if (this.#running) return;
-      this.#running = audit
-        .flush()
+      this.#running = work()
         .then(
           () => {},
           (error: unknown) => {
             this.errors++;
-            if (this.errors === 1) console.log(`audit flush failed: ${String(error)}`);
+            if (this.errors === 1) console.log(`${name} failed: ${String(error)}`);
           },
         )
         .finally(() => {
           this.#running = undefined;
         });
-    }, AUDIT_FLUSH_INTERVAL_MS);
+    }, intervalMs);
   }
 
   async stop(): Promise<void> {
@@ -377,14 +387,18 @@ async function run(
 
 // ---------------------------------------------------------------------------------------------- report
 
-interface AuditCount {
-  readonly written: number;
+interface PipelineCounts {
+  /** Audit records written during the full app's runs, and the calls it answered then. */
+  readonly audited: number;
   readonly served: number;
   readonly dropped: number;
+  /** Calls in the usage tallies, and the calls answered through the gateway. */
+  readonly metered: number;
+  readonly gatewayCalls: number;
   readonly flushErrors: number;
 }
 
-function printReport(scenarios: readonly Scenario[], audit: AuditCount): void {
+function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): void {
   const bare = scenarios.find((s) => s.name === 'bare');
   const header = ['scenario', 'route', 'requests/s', 'p50 ms', 'p99 ms', 'requests', 'errors', 'full ÷ bare'];
   const rows = scenarios.map((s) => {
@@ -424,13 +438,19 @@ function printReport(scenarios: readonly Scenario[], audit: AuditCount): void {
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of rows) console.log(line(row));
 
-  const complete = audit.written === audit.served && audit.dropped === 0 && audit.flushErrors === 0;
+  const allAudited = counts.audited === counts.served && counts.dropped === 0;
+  const allMetered = counts.metered === counts.gatewayCalls;
   console.log(
-    `\naudit: ${format(audit.written)} records written for ${format(audit.served)} calls answered by the full ` +
-      `app (warm-up included), ${audit.dropped} dropped, ${audit.flushErrors} failed flushes: ` +
-      `${complete ? 'every call audited' : 'MISMATCH'}`,
+    `\naudit: ${format(counts.audited)} records written for ${format(counts.served)} calls answered by the ` +
+      `full app (warm-up included), ${counts.dropped} dropped: ${allAudited ? 'every call audited' : 'MISMATCH'}`,
   );
-  if (!complete) process.exitCode = 1;
+  console.log(
+    `metering: ${format(counts.metered)} calls in the usage tallies for ${format(counts.gatewayCalls)} ` +
+      `answered through the gateway: ${allMetered ? 'every call metered' : 'MISMATCH'}`,
+  );
+  if (counts.flushErrors > 0) console.log(`${counts.flushErrors} background flushes failed`);
+  // A pipeline that skipped its work would look fast: make `npm run bench` fail rather than report it.
+  if (!allAudited || !allMetered || counts.flushErrors > 0) process.exitCode = 1;
   for (const s of scenarios) for (const sample of s.errorSamples) console.log(`${s.label} error: ${sample}`);
 }
 

@@ -18,6 +18,7 @@ import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
 import { Developers } from './developers/service.ts';
 import { createGateway } from './gateway/gateway.ts';
+import { registerIdempotency } from './gateway/idempotency.ts';
 import { Meter } from './gateway/metering.ts';
 import { Plans } from './gateway/plans.ts';
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './gateway/rate-limit.ts';
@@ -83,6 +84,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
   registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
   const metrics = registerMetrics(app, parts.db);
+  registerIdempotency(app, parts.db);
   registerHealth(app, parts.db);
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
   scoped(app, (operator) => {

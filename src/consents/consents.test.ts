@@ -83,12 +83,13 @@ for (const database of testDatabases()) {
         insecure,
       );
       const appToken = (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;
-      const call = (method: string, path: string, body?: unknown) =>
+      const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
         fetch(`${issuer}${path}`, {
           method,
           headers: {
             authorization: `Bearer ${appToken}`,
             ...(body ? { 'content-type': 'application/json' } : {}),
+            ...headers,
           },
           ...(body ? { body: JSON.stringify(body) } : {}),
         });
@@ -264,6 +265,30 @@ for (const database of testDatabases()) {
       );
       await carol.postForm('/me/sign-out', {});
       assert.equal((await carol.get('/v1/me/consents')).status, 401);
+    });
+
+    it('replays a consent creation under the same Idempotency-Key, per app', async () => {
+      const app = await newApp();
+      const other = await newApp();
+      const create = (caller: typeof app, body: unknown, key: string) =>
+        caller.call('POST', '/v1/consents', body, { 'idempotency-key': key });
+      const first = await create(app, paymentConsent, 'consent-key-1');
+      const again = await create(app, paymentConsent, 'consent-key-1');
+      assert.equal(first.status, 201);
+      assert.equal(again.status, 201);
+      assert.equal(again.headers.get('idempotent-replayed'), 'true');
+      assert.deepEqual(await again.json(), await first.json());
+      const changed = await create(app, { ...paymentConsent, reference: 'other' }, 'consent-key-1');
+      assert.deepEqual(
+        [changed.status, ((await changed.json()) as { code: string }).code],
+        [422, 'idempotency_key_reused'],
+      );
+      const otherApp = await create(other, paymentConsent, 'consent-key-1');
+      assert.equal(otherApp.headers.get('idempotent-replayed'), null, 'keys are scoped to the app');
+      const refused = await create(app, { ...paymentConsent, expiresAt: inDays(-1) }, 'consent-key-2');
+      assert.equal(refused.status, 422);
+      const corrected = await create(app, paymentConsent, 'consent-key-2');
+      assert.equal(corrected.status, 201, 'a refusal leaves no key behind');
     });
 
     it('refuses malformed consents', async () => {

@@ -78,7 +78,7 @@ export function registerConsentRoutes(
 ): void {
   app.post(
     '/v1/consents',
-    { schema: { body: NewConsentBody }, onRequest: gateway('consents') },
+    { schema: { body: NewConsentBody }, onRequest: gateway('consents'), config: { idempotent: true } },
     async (request, reply) => {
       const access = accessOf(request);
       const { type, expiresAt: expiresText, ...details } = request.body;
