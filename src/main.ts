@@ -28,6 +28,7 @@ import { requireBearerToken } from './http/auth.ts';
 import { registerConventions } from './http/conventions.ts';
 import { registerHealth } from './http/health.ts';
 import { auditGauges, registerMetrics } from './http/metrics.ts';
+import { registerOpenApi } from './http/openapi.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
@@ -82,16 +83,18 @@ export function buildApp(parts: AppParts): BuiltApp {
     onCreate: (created) => plans.subscribeToDefault(created.id),
   });
   const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
+  registerOpenApi(app, parts.oauth ? { publicUrl: parts.oauth.issuer } : {});
   registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
   const metrics = registerMetrics(app, parts.db);
   registerIdempotency(app, parts.db);
-  registerHealth(app, parts.db);
+  // Routes are registered inside child contexts, which load after the OpenAPI plugin, so it sees them all.
+  scoped(app, (scope) => registerHealth(scope, parts.db));
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(parts.adminToken));
     registerLedgerRoutes(operator, ledger);
   });
-  registerDeveloperRoutes(app, developers);
+  scoped(app, (scope) => registerDeveloperRoutes(scope, developers));
   registerAppRoutes(app, apps, developers);
   registerAppAdminRoutes(app, apps, parts.adminToken);
   const meter = new Meter({ db: parts.db });
@@ -134,7 +137,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     ...clock,
     onRejected: (reason) => metrics.rejections.inc({ reason }),
   });
-  registerConsentRoutes(app, consents, gateway);
+  scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
   registerAuditHook(app, audit, String(parts.oauth.keys.auditSigningKey.d));
