@@ -4,7 +4,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Problem } from '../http/problems.ts';
 import type { createResourceServer } from '../oauth/resource-server.ts';
-import type { Plans } from './plans.ts';
+import type { Plan, Plans } from './plans.ts';
 import { type RateLimiter, RateLimiterUnavailable, type Window, type WindowState } from './rate-limit.ts';
 
 declare module 'fastify' {
@@ -23,6 +23,25 @@ export interface GatewayOptions {
   readonly onRejected?: (reason: 'rate_limited' | 'quota_exceeded') => void;
 }
 
+// A plan's windows and policy header, built once per plan object rather than on every call.
+const limitsByPlan = new WeakMap<Plan, { windows: Window[]; policyHeader: string }>();
+function limitsOf(plan: Plan): { windows: Window[]; policyHeader: string } {
+  let limits = limitsByPlan.get(plan);
+  if (!limits) {
+    const windows: Window[] = [
+      { name: 'second', limit: plan.ratePerSecond, seconds: 1 },
+      { name: 'minute', limit: plan.ratePerMinute, seconds: 60 },
+      { name: 'day', limit: plan.dailyQuota, seconds: 86_400 },
+    ];
+    limits = {
+      windows,
+      policyHeader: windows.map((w) => `"${w.name}";q=${w.limit};w=${w.seconds}`).join(', '),
+    };
+    limitsByPlan.set(plan, limits);
+  }
+  return limits;
+}
+
 export function createGateway(options: GatewayOptions) {
   const now = options.now ?? (() => new Date());
 
@@ -36,12 +55,7 @@ export function createGateway(options: GatewayOptions) {
       throw new Problem('product_not_in_plan', `plan ${subscription.plan.id} does not include ${product}`);
     }
     request.product = product;
-    const { plan } = subscription;
-    const windows: Window[] = [
-      { name: 'second', limit: plan.ratePerSecond, seconds: 1 },
-      { name: 'minute', limit: plan.ratePerMinute, seconds: 60 },
-      { name: 'day', limit: plan.dailyQuota, seconds: 86_400 },
-    ];
+    const { windows, policyHeader } = limitsOf(subscription.plan);
     const at = now();
     let states: WindowState[];
     try {
@@ -55,10 +69,7 @@ export function createGateway(options: GatewayOptions) {
     }
     // The window closest to its limit is the one to report (and, when over, to wait for).
     const tightest = states.reduce((a, b) => (b.window.limit - b.used < a.window.limit - a.used ? b : a));
-    reply.header(
-      'ratelimit-policy',
-      windows.map((w) => `"${w.name}";q=${w.limit};w=${w.seconds}`).join(', '),
-    );
+    reply.header('ratelimit-policy', policyHeader);
     reply.header(
       'ratelimit',
       `"${tightest.window.name}";r=${Math.max(0, tightest.window.limit - tightest.used)};t=${tightest.resetS}`,

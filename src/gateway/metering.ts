@@ -34,8 +34,8 @@ export class Meter {
   }
 
   record(appId: string, product: string, status: number, latencyMs: number, at: Date): void {
-    const minute = new Date(Math.floor(at.getTime() / 60_000) * 60_000).toISOString();
-    const key = `${appId}|${product}|${minute}`;
+    // The minute as a number here; turned into a time only when written.
+    const key = `${appId}|${product}|${Math.floor(at.getTime() / 60_000)}`;
     let tally = this.#pending.get(key);
     if (!tally) {
       if (this.#pending.size >= PENDING_KEYS_MAX) return; // bounded; flushing empties it within seconds
@@ -54,7 +54,8 @@ export class Meter {
     const batch = this.#pending;
     this.#pending = new Map();
     const rows = [...batch].map(([key, tally]) => {
-      const [app_id, product, minute] = key.split('|');
+      const [app_id, product, minuteNumber] = key.split('|');
+      const minute = new Date(Number(minuteNumber) * 60_000).toISOString();
       return {
         app_id,
         product,

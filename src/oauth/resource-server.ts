@@ -54,7 +54,7 @@ export function createResourceServer(options: ResourceServerOptions) {
   const keys = createLocalJWKSet(options.jwks);
   const now = options.now ?? (() => new Date());
   const proofs = new ProofReplayCache(REMEMBERED_PROOFS_MAX);
-  const proofKeys = new BoundedCache<KeyObject>(BOUND_KEYS_MAX);
+  const proofKeys = new BoundedCache<{ thumbprint: string; key: KeyObject }>(BOUND_KEYS_MAX);
 
   const invalidToken = (scheme: string, description: string) => {
     const problem = new Problem('invalid_token', description);
@@ -159,12 +159,22 @@ export function createResourceServer(options: ResourceServerOptions) {
       // The proof must be signed by the key the token is bound to (RFC 9449 §4.3 step 12): check the
       // embedded key's thumbprint first, then verify with that key, imported once per bound key.
       const header = decodeProtectedHeader(proof);
-      if (!header.jwk || (await calculateJwkThumbprint(header.jwk, 'sha256')) !== boundKey) {
+      if (!header.jwk) throw invalidProof('the proof carries no public key');
+      // Keyed by the embedded JWK's text: a client's proofs repeat it, so the thumbprint and the imported
+      // key are computed once per key, not once per call.
+      const jwkText = JSON.stringify(header.jwk);
+      let known = proofKeys.get(jwkText);
+      if (!known) {
+        known = {
+          thumbprint: await calculateJwkThumbprint(header.jwk, 'sha256'),
+          key: createPublicKey({ key: header.jwk as JsonWebKey, format: 'jwk' }),
+        };
+        proofKeys.remember(jwkText, known);
+      }
+      if (known.thumbprint !== boundKey) {
         throw invalidProof('the proof is signed by another key than the token is bound to');
       }
-      const key =
-        proofKeys.get(boundKey) ?? createPublicKey({ key: header.jwk as JsonWebKey, format: 'jwk' });
-      proofKeys.remember(boundKey, key);
+      const key = known.key;
       ({ payload: claims } = await jwtVerify(proof, key, {
         typ: 'dpop+jwt',
         algorithms: ['ES256', 'EdDSA'],
