@@ -3,16 +3,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
-import { type BuiltApp, buildApp } from '../main.ts';
-import { generateOAuthKeys } from '../oauth/keys.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { freePort } from '../testing/http.ts';
 
 const TOKEN = 'consent-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
 const PASSWORD = 'consent test password';
-const insecure = { execute: [client.allowInsecureRequests] };
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
 
 for (const database of testDatabases()) {
@@ -25,29 +23,16 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      const port = await freePort();
-      issuer = `http://127.0.0.1:${port}`;
-      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
-      const requireAccess = built.requireAccess;
-      assert.ok(requireAccess);
-      built.app.get('/v1/test/payment', { onRequest: requireAccess('payments') }, async (request) => ({
-        consents: request.access?.consents.map((consent) => consent.id),
+      ({ built, issuer } = await startBank(db, {
+        adminToken: TOKEN,
+        routes: ({ app, requireAccess }) => {
+          assert.ok(requireAccess);
+          app.get('/v1/test/payment', { onRequest: requireAccess('payments') }, async (request) => ({
+            consents: request.access?.consents.map((consent) => consent.id),
+          }));
+        },
       }));
-      await built.app.listen({ port, host: '127.0.0.1' });
-      const email = 'consent-dev@example.com';
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers',
-        payload: { name: 'Dev', email, password: PASSWORD },
-      });
-      const session = (
-        await built.app.inject({
-          method: 'POST',
-          url: '/v1/developers/sessions',
-          payload: { email, password: PASSWORD },
-        })
-      ).json();
-      developer = { authorization: `Bearer ${session.token}` };
+      developer = await signUpDeveloper(built.app, 'consent-dev@example.com', PASSWORD);
       await built.customerAuth?.createLogin({
         username: 'carol',
         password: PASSWORD,
@@ -63,23 +48,17 @@ for (const database of testDatabases()) {
 
     /** A payments app: its OAuth configuration and an app-level token to manage consents with. */
     const newApp = async () => {
-      const created = await built.app.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers: developer,
-        payload: {
-          name: `Pay Later ${++apps}`,
-          redirectUris: [REDIRECT],
-          scopes: ['openid', 'payments'],
-          tokenEndpointAuthMethod: 'client_secret_basic',
-        },
+      const { id, clientSecret } = await registerApp(built.app, developer, {
+        name: `Pay Later ${++apps}`,
+        redirectUris: [REDIRECT],
+        scopes: ['openid', 'payments'],
+        tokenEndpointAuthMethod: 'client_secret_basic',
       });
-      const { id, clientSecret } = created.json();
       const config = await client.discovery(
         new URL(issuer),
         id,
         undefined,
-        client.ClientSecretBasic(clientSecret),
+        client.ClientSecretBasic(clientSecret ?? ''),
         insecure,
       );
       const appToken = (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;

@@ -4,26 +4,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import * as client from 'openid-client';
-import { type BuiltApp, buildApp } from '../main.ts';
-import { generateOAuthKeys } from '../oauth/keys.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, oauthError, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { freePort } from '../testing/http.ts';
 
 const TOKEN = 'flow-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
 const PASSWORD = 'alice sandbox password';
-const insecure = { execute: [client.allowInsecureRequests] };
-
-async function oauthError(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-  } catch (error) {
-    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
-    return code ?? cause?.[0]?.parameters?.error ?? String(error);
-  }
-  return 'no error';
-}
 
 for (const database of testDatabases()) {
   describe(`authorization code flow on ${database.name}`, () => {
@@ -36,47 +24,28 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      const port = await freePort();
-      issuer = `http://127.0.0.1:${port}`;
-      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
-      const requireAccess = built.requireAccess;
-      assert.ok(requireAccess);
-      built.app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
-        subject: request.access?.subject,
-        clientId: request.access?.clientId,
-      }));
-      await built.app.listen({ port, host: '127.0.0.1' });
-
-      const email = 'flow-dev@example.com';
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers',
-        payload: { name: 'Dev', email, password: PASSWORD },
-      });
-      const session = (
-        await built.app.inject({
-          method: 'POST',
-          url: '/v1/developers/sessions',
-          payload: { email, password: PASSWORD },
-        })
-      ).json();
-      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-      const created = await built.app.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers: { authorization: `Bearer ${session.token}` },
-        payload: {
-          name: 'Budget Buddy',
-          redirectUris: [REDIRECT],
-          scopes: ['openid', 'profile', 'email', 'accounts'],
-          tokenEndpointAuthMethod: 'private_key_jwt',
-          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
+      ({ built, issuer } = await startBank(db, {
+        adminToken: TOKEN,
+        routes: ({ app, requireAccess }) => {
+          assert.ok(requireAccess);
+          app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
+            subject: request.access?.subject,
+            clientId: request.access?.clientId,
+          }));
         },
+      }));
+      const developer = await signUpDeveloper(built.app, 'flow-dev@example.com', PASSWORD);
+      const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+      const created = await registerApp(built.app, developer, {
+        name: 'Budget Buddy',
+        redirectUris: [REDIRECT],
+        scopes: ['openid', 'profile', 'email', 'accounts'],
+        tokenEndpointAuthMethod: 'private_key_jwt',
+        jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
       });
-      assert.equal(created.statusCode, 201, created.body);
       config = await client.discovery(
         new URL(issuer),
-        created.json().id,
+        created.id,
         undefined,
         client.PrivateKeyJwt({ key: privateKey, kid: 'k1' }),
         insecure,

@@ -7,9 +7,8 @@ import * as client from 'openid-client';
 import { type Browser, chromium } from 'playwright-core';
 import { type Db, openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
-import { type BuiltApp, buildApp } from '../main.ts';
-import { generateOAuthKeys } from '../oauth/keys.ts';
-import { freePort } from '../testing/http.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -27,40 +26,14 @@ describe('sign-in and consent pages in Chromium', {
   before(async () => {
     db = await openDb({});
     await migrate(db);
-    const port = await freePort();
-    issuer = `http://127.0.0.1:${port}`;
-    built = buildApp({
-      db,
-      adminToken: 'browser-test-operator-token-0123456789',
-      oauth: { issuer, keys: await generateOAuthKeys() },
+    ({ built, issuer } = await startBank(db, { adminToken: 'browser-test-operator-token-0123456789' }));
+    const developer = await signUpDeveloper(built.app, 'browser-dev@example.com', PASSWORD);
+    const created = await registerApp(built.app, developer, {
+      name: 'Budget Buddy',
+      redirectUris: [REDIRECT],
+      scopes: ['openid', 'profile'],
+      tokenEndpointAuthMethod: 'client_secret_basic',
     });
-    await built.app.listen({ port, host: '127.0.0.1' });
-    const email = 'browser-dev@example.com';
-    await built.app.inject({
-      method: 'POST',
-      url: '/v1/developers',
-      payload: { name: 'Dev', email, password: PASSWORD },
-    });
-    const session = (
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers/sessions',
-        payload: { email, password: PASSWORD },
-      })
-    ).json();
-    const created = (
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers: { authorization: `Bearer ${session.token}` },
-        payload: {
-          name: 'Budget Buddy',
-          redirectUris: [REDIRECT],
-          scopes: ['openid', 'profile'],
-          tokenEndpointAuthMethod: 'client_secret_basic',
-        },
-      })
-    ).json();
     config = await client.discovery(
       new URL(issuer),
       created.id,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
-import { type BuiltApp, buildApp } from '../main.ts';
-import { generateOAuthKeys } from '../oauth/keys.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { freePort } from '../testing/http.ts';
 import { percentile } from './metering.ts';
 import { MemoryRateLimiter, RateLimiterUnavailable, RedisRateLimiter, type Window } from './rate-limit.ts';
 
@@ -91,24 +90,8 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      const port = await freePort();
-      issuer = `http://127.0.0.1:${port}`;
-      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
-      await built.app.listen({ port, host: '127.0.0.1' });
-      const email = 'gateway-dev@example.com';
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers',
-        payload: { name: 'Dev', email, password: PASSWORD },
-      });
-      const session = (
-        await built.app.inject({
-          method: 'POST',
-          url: '/v1/developers/sessions',
-          payload: { email, password: PASSWORD },
-        })
-      ).json();
-      developer = { authorization: `Bearer ${session.token}` };
+      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
+      developer = await signUpDeveloper(built.app, 'gateway-dev@example.com', PASSWORD);
       const plan = (id: string, body: Record<string, unknown>) =>
         built.app.inject({
           method: 'PUT',
@@ -163,9 +146,7 @@ for (const database of testDatabases()) {
         created.id,
         undefined,
         client.ClientSecretBasic(created.clientSecret),
-        {
-          execute: [client.allowInsecureRequests],
-        },
+        insecure,
       );
       const token = (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;
       return {

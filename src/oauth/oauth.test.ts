@@ -3,24 +3,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from 'jose';
 import * as client from 'openid-client';
-import { type BuiltApp, buildApp } from '../main.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, oauthError, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { freePort } from '../testing/http.ts';
-import { generateOAuthKeys, type OAuthKeys } from './keys.ts';
+import type { OAuthKeys } from './keys.ts';
 
 const TOKEN = 'oauth-test-operator-token-0123456789abcdef';
-const insecure = { execute: [client.allowInsecureRequests] };
-
-/** The OAuth error code a rejected call carries, in the body (RFC 6749 §5.2) or the challenge (RFC 6750 §3). */
-async function oauthError(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-  } catch (error) {
-    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
-    return code ?? cause?.[0]?.parameters?.error ?? String(error);
-  }
-  return 'no error';
-}
 
 for (const database of testDatabases()) {
   describe(`OAuth on ${database.name}`, () => {
@@ -33,33 +21,18 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      const port = await freePort();
-      issuer = `http://127.0.0.1:${port}`;
-      keys = await generateOAuthKeys();
-      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer, keys } });
-      const requireAccess = built.requireAccess;
-      assert.ok(requireAccess);
-      built.app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
-        ...request.access,
-        scopes: [...(request.access?.scopes ?? [])],
+      ({ built, issuer, keys } = await startBank(db, {
+        adminToken: TOKEN,
+        routes: ({ app, requireAccess }) => {
+          assert.ok(requireAccess);
+          app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
+            ...request.access,
+            scopes: [...(request.access?.scopes ?? [])],
+          }));
+          app.get('/v1/test/payments', { onRequest: requireAccess('payments') }, async () => ({ ok: true }));
+        },
       }));
-      built.app.get('/v1/test/payments', { onRequest: requireAccess('payments') }, async () => ({
-        ok: true,
-      }));
-      await built.app.listen({ port, host: '127.0.0.1' });
-      const email = 'oauth-dev@example.com';
-      const password = 'correct horse battery staple';
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers',
-        payload: { name: 'Dev', email, password },
-      });
-      const session = await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers/sessions',
-        payload: { email, password },
-      });
-      developer = { authorization: `Bearer ${session.json().token}` };
+      developer = await signUpDeveloper(built.app, 'oauth-dev@example.com');
     });
     after(async () => {
       await built.app.close();

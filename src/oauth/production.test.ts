@@ -4,26 +4,14 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import * as client from 'openid-client';
 import { totpFor } from '../customer-auth/service.ts';
-import { type BuiltApp, buildApp } from '../main.ts';
+import type { BuiltApp } from '../main.ts';
+import { insecure, oauthError, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { freePort } from '../testing/http.ts';
-import { generateOAuthKeys } from './keys.ts';
 
 const TOKEN = 'fapi-test-operator-token-0123456789abcdef';
 const REDIRECT = 'https://tpp.example/callback';
 const PASSWORD = 'a production password';
-const insecure = { execute: [client.allowInsecureRequests] };
-
-async function oauthError(call: Promise<unknown>): Promise<string> {
-  try {
-    await call;
-  } catch (error) {
-    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
-    return code ?? cause?.[0]?.parameters?.error ?? String(error);
-  }
-  return 'no error';
-}
 
 const [database] = testDatabases();
 
@@ -36,50 +24,28 @@ describe('FAPI 2.0 production profile', () => {
   before(async () => {
     assert.ok(database);
     db = await database.open();
-    const port = await freePort();
-    issuer = `http://127.0.0.1:${port}`;
-    built = buildApp({
-      db,
+    ({ built, issuer } = await startBank(db, {
       adminToken: TOKEN,
       mode: 'production',
-      oauth: { issuer, keys: await generateOAuthKeys() },
-    });
-    const requireAccess = built.requireAccess;
-    assert.ok(requireAccess);
-    built.app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
-      subject: request.access?.subject,
-    }));
-    await built.app.listen({ port, host: '127.0.0.1' });
-    const email = 'fapi-dev@example.com';
-    await built.app.inject({
-      method: 'POST',
-      url: '/v1/developers',
-      payload: { name: 'Dev', email, password: PASSWORD },
-    });
-    const session = (
-      await built.app.inject({
-        method: 'POST',
-        url: '/v1/developers/sessions',
-        payload: { email, password: PASSWORD },
-      })
-    ).json();
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const created = await built.app.inject({
-      method: 'POST',
-      url: '/v1/apps',
-      headers: { authorization: `Bearer ${session.token}` },
-      payload: {
-        name: 'Regulated TPP',
-        redirectUris: [REDIRECT],
-        scopes: ['openid', 'accounts'],
-        tokenEndpointAuthMethod: 'private_key_jwt',
-        jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
+      routes: ({ app, requireAccess }) => {
+        assert.ok(requireAccess);
+        app.get('/v1/test/whoami', { onRequest: requireAccess('accounts') }, async (request) => ({
+          subject: request.access?.subject,
+        }));
       },
+    }));
+    const developer = await signUpDeveloper(built.app, 'fapi-dev@example.com', PASSWORD);
+    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+    const created = await registerApp(built.app, developer, {
+      name: 'Regulated TPP',
+      redirectUris: [REDIRECT],
+      scopes: ['openid', 'accounts'],
+      tokenEndpointAuthMethod: 'private_key_jwt',
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] },
     });
-    assert.equal(created.statusCode, 201, created.body);
     config = await client.discovery(
       new URL(issuer),
-      created.json().id,
+      created.id,
       undefined,
       client.PrivateKeyJwt({ key: privateKey, kid: 'k1' }),
       insecure,

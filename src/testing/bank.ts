@@ -1,0 +1,84 @@
+// Test support for tests that drive the bank over HTTP the way a third party does: a listening server
+// with its authorization server, a signed-up developer, and OAuth error codes read the way clients see them.
+import * as client from 'openid-client';
+import type { Mode } from '../config.ts';
+import type { Db } from '../db/db.ts';
+import type { App } from '../http/app.ts';
+import { type BuiltApp, buildApp } from '../main.ts';
+import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
+import { freePort } from './http.ts';
+
+/** openid-client talks to http://127.0.0.1 only when told it may. */
+export const insecure = { execute: [client.allowInsecureRequests] };
+
+export interface RunningBank {
+  readonly built: BuiltApp;
+  readonly issuer: string;
+  readonly keys: OAuthKeys;
+}
+
+/**
+ * Builds the bank on `db` with its authorization server, lets the test add routes (before listening, as
+ * Fastify requires), and listens on a free port that is also the issuer's.
+ */
+export async function startBank(
+  db: Db,
+  options: { adminToken: string; mode?: Mode; routes?: (built: BuiltApp) => void },
+): Promise<RunningBank> {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const keys = await generateOAuthKeys();
+  const built = buildApp({
+    db,
+    adminToken: options.adminToken,
+    ...(options.mode && { mode: options.mode }),
+    oauth: { issuer, keys },
+  });
+  options.routes?.(built);
+  await built.app.listen({ port, host: '127.0.0.1' });
+  return { built, issuer, keys };
+}
+
+/** Signs a developer up and in; returns the headers that authenticate as them. */
+export async function signUpDeveloper(
+  app: App,
+  email: string,
+  password = 'a developer password',
+): Promise<Record<string, string>> {
+  await app.inject({
+    method: 'POST',
+    url: '/v1/developers',
+    payload: { name: 'Developer', email, password },
+  });
+  const session = (
+    await app.inject({ method: 'POST', url: '/v1/developers/sessions', payload: { email, password } })
+  ).json();
+  return { authorization: `Bearer ${session.token}` };
+}
+
+/** Registers an app for the developer; throws unless it was created. */
+export async function registerApp(
+  app: App,
+  developer: Record<string, string>,
+  settings: Record<string, unknown>,
+): Promise<{ id: string; clientSecret?: string }> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/v1/apps',
+    headers: developer,
+    payload: settings,
+  });
+  if (response.statusCode !== 201) throw new Error(`app not created: ${response.body}`);
+  return response.json();
+}
+
+/** The OAuth error code a rejected call carries, in the body (RFC 6749 §5.2) or the challenge (RFC 6750 §3). */
+export async function oauthError(call: Promise<unknown>): Promise<string> {
+  try {
+    await call;
+  } catch (error) {
+    const { error: code, cause } = error as { error?: string; cause?: { parameters?: { error?: string } }[] };
+    return code ?? cause?.[0]?.parameters?.error ?? String(error);
+  }
+  return 'no error';
+}
