@@ -1,6 +1,7 @@
 // Test support for tests that drive the bank over HTTP the way a third party does: a listening server
 // with its authorization server, a signed-up developer, and OAuth error codes read the way clients see them.
 import * as client from 'openid-client';
+import type { Logger } from 'pino';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import type { App } from '../http/app.ts';
@@ -23,7 +24,7 @@ export interface RunningBank {
  */
 export async function startBank(
   db: Db,
-  options: { adminToken: string; mode?: Mode; routes?: (built: BuiltApp) => void },
+  options: { adminToken: string; mode?: Mode; logger?: Logger; routes?: (built: BuiltApp) => void },
 ): Promise<RunningBank> {
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
@@ -32,6 +33,7 @@ export async function startBank(
     db,
     adminToken: options.adminToken,
     ...(options.mode && { mode: options.mode }),
+    ...(options.logger && { logger: options.logger }),
     oauth: { issuer, keys },
   });
   options.routes?.(built);
