@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
-import { insecure, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { POSTGRES_URL, postgresDatabase, type TestDb, testDatabases } from '../testing/databases.ts';
 import { percentile } from './metering.ts';
 import { MemoryRateLimiter, RateLimiterUnavailable, RedisRateLimiter, type Window } from './rate-limit.ts';
 
@@ -266,3 +266,74 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+describe('one limit across two server processes', {
+  skip: REDIS_URL && POSTGRES_URL ? false : 'needs TEST_REDIS_URL and TEST_DATABASE_URL',
+}, () => {
+  it('counts calls to either process against the same plan limit', async () => {
+    const first = await postgresDatabase(POSTGRES_URL as string).open();
+    const second = await postgresDatabase(POSTGRES_URL as string).open({ schema: first.schema as string });
+    const limiters = [0, 1].map(() => new RedisRateLimiter(REDIS_URL as string, 'closed', () => {}));
+    const a = await startBank(first, { adminToken: TOKEN, limiter: limiters[0] });
+    const b = await startBank(second, {
+      adminToken: TOKEN,
+      limiter: limiters[1],
+      shared: { keys: a.keys, port: a.port },
+    });
+    try {
+      const developer = await signUpDeveloper(a.built.app, 'two-processes@example.com', PASSWORD);
+      await a.built.app.inject({
+        method: 'PUT',
+        url: '/v1/admin/plans/shared-tiny',
+        headers: admin,
+        payload: {
+          name: 'shared',
+          productIds: ['consents'],
+          ratePerSecond: 100,
+          ratePerMinute: 4,
+          dailyQuota: 100,
+          requiresApproval: false,
+        },
+      });
+      const created = await registerApp(a.built.app, developer, {
+        name: 'Two processes',
+        redirectUris: ['http://localhost/cb'],
+        scopes: ['payments'],
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      });
+      await a.built.app.inject({
+        method: 'PUT',
+        url: `/v1/apps/${created.id}/subscription`,
+        headers: developer,
+        payload: { planId: 'shared-tiny' },
+      });
+      const config = await client.discovery(
+        new URL(a.issuer),
+        created.id,
+        undefined,
+        client.ClientSecretBasic(created.clientSecret ?? ''),
+        insecure,
+      );
+      const { access_token: token } = await client.clientCredentialsGrant(config, { scope: 'payments' });
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const port = i % 2 === 0 ? a.port : b.port;
+        const response = await fetch(`http://127.0.0.1:${port}/v1/consents/${SOME_CONSENT}`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        statuses.push(response.status);
+      }
+      assert.deepEqual(
+        statuses,
+        [404, 404, 404, 404, 429, 429],
+        'four calls per minute in all, whichever process answers',
+      );
+    } finally {
+      await a.built.app.close();
+      await b.built.app.close();
+      await Promise.all(limiters.map((limiter) => limiter.close()));
+      await second.close();
+      await first.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
+import type { RateLimiter } from '../gateway/rate-limit.ts';
 import type { App } from '../http/app.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
@@ -16,6 +17,8 @@ export interface RunningBank {
   readonly built: BuiltApp;
   readonly issuer: string;
   readonly keys: OAuthKeys;
+  /** Where this instance listens (the issuer names the first instance's port). */
+  readonly port: number;
 }
 
 /**
@@ -24,21 +27,31 @@ export interface RunningBank {
  */
 export async function startBank(
   db: Db,
-  options: { adminToken: string; mode?: Mode; logger?: Logger; routes?: (built: BuiltApp) => void },
+  options: {
+    adminToken: string;
+    mode?: Mode;
+    logger?: Logger;
+    limiter?: RateLimiter;
+    /** Reuse the keys (and issuer port) of another instance: two processes of one deployment. */
+    shared?: { keys: OAuthKeys; port: number };
+    routes?: (built: BuiltApp) => void;
+  },
 ): Promise<RunningBank> {
   const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const keys = await generateOAuthKeys();
+  // Two processes of one deployment share keys and issuer (the load balancer's address); here, the first's.
+  const issuer = `http://127.0.0.1:${options.shared?.port ?? port}`;
+  const keys = options.shared?.keys ?? (await generateOAuthKeys());
   const built = buildApp({
     db,
     adminToken: options.adminToken,
     ...(options.mode && { mode: options.mode }),
     ...(options.logger && { logger: options.logger }),
+    ...(options.limiter && { limiter: options.limiter }),
     oauth: { issuer, keys },
   });
   options.routes?.(built);
   await built.app.listen({ port, host: '127.0.0.1' });
-  return { built, issuer, keys };
+  return { built, issuer, keys, port };
 }
 
 /** Signs a developer up and in; returns the headers that authenticate as them. */
