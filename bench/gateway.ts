@@ -11,29 +11,39 @@
 // servers, the embedded PGlite (in memory) and the audit and usage writers share one event loop. The client's CPU is
 // the same for every row, so it dilutes the difference: the ratio shown is kinder than the server-side
 // ratio would be on its own.
-import { createHash, randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
-import { cpus } from 'node:os';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { decodeJwt, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { randomUUID } from 'node:crypto';
+import Fastify from 'fastify';
 import * as client from 'openid-client';
 import { Pool } from 'undici';
-import { openDb } from '../src/db/db.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { type BuiltApp, buildApp } from '../src/main.ts';
-import { generateOAuthKeys } from '../src/oauth/keys.ts';
+import type { BuiltApp } from '../src/main.ts';
+import {
+  type Call,
+  type Credentials,
+  discover,
+  dpopBound,
+  format,
+  inProcessApp,
+  type LoadResult,
+  listen,
+  type Measured,
+  machine,
+  ms,
+  printTable,
+  registerApp,
+  runLoad,
+  SECONDS,
+  signUpDeveloper,
+  truncate,
+  WARMUP_SECONDS,
+} from './support.ts';
 
-const SECONDS = positiveNumber('BENCH_SECONDS', 10);
-const WARMUP_SECONDS = 2;
 /** Concurrent clients, each with its own connection and one request in flight. */
 const CONNECTIONS = 32;
 const RATIO_TARGET = 0.7;
 // As `serve()` does (src/main.ts): the audit buffer is written every 200 ms, the usage tallies every 10 s.
 const AUDIT_FLUSH_INTERVAL_MS = 200;
 const METER_FLUSH_INTERVAL_MS = 10_000;
-const ERROR_SAMPLES_MAX = 5;
 const ADMIN_TOKEN = `bench-gateway-${randomUUID()}`;
-const PASSWORD = `bench ${randomUUID()}`;
 const EXPECTED_BODY = JSON.stringify({ ok: true });
 // A DPoP proof is accepted within 60 s of its `iat` (src/oauth/resource-server.ts). The proofs are signed
 // before the run, so their client cost stays out of the figure; past this length they would go stale.
@@ -41,29 +51,21 @@ const DPOP_MAX_RUN_SECONDS = 45;
 
 type ScenarioName = 'bare' | 'bearer' | 'hooks' | 'dpop';
 
-interface Scenario {
+/** `errors` counts non-200 answers, unexpected bodies and network failures. */
+interface Scenario extends Measured {
   readonly name: ScenarioName;
   readonly label: string;
   readonly route: string;
   readonly requestsPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  /** Answered inside the measured window. */
-  readonly requests: number;
   /** Answers of any kind over the whole run, warm-up included: each one is an audited call on the full app. */
   readonly answered: number;
-  /** Non-200 answers and network failures over the whole run, warm-up included. */
-  readonly errors: number;
-  readonly errorSamples: readonly string[];
 }
 
 async function main(): Promise<void> {
-  const cpu = cpus();
   console.log(
     `gateway overhead benchmark: ${SECONDS} s per route after ${WARMUP_SECONDS} s warm-up, ` +
-      `${CONNECTIONS} connections; node ${process.version}, ${cpu.length} CPUs ` +
-      `(${cpu[0]?.model ?? 'unknown'}); in process: client, servers, PGlite, audit and usage writers ` +
-      'share one event loop, so client CPU competes with the server',
+      `${CONNECTIONS} connections; ${machine()}; in process: client, servers, PGlite, audit and usage ` +
+      'writers share one event loop, so client CPU competes with the server',
   );
 
   // The baseline: Fastify with nothing but the route. No request-id hook, no metrics, no audit, no gateway.
@@ -71,13 +73,8 @@ async function main(): Promise<void> {
   bare.get('/bench/bare', async () => ({ ok: true }));
   const barePort = await listen(bare);
 
-  // The full app on an in-memory PGlite, opened as src/testing/databases.ts does. The issuer must be the
-  // origin we call, so the port is chosen before the app is built.
-  const db = await openDb({});
-  await migrate(db);
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const built = buildApp({ db, adminToken: ADMIN_TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
+  // The full app on an in-memory PGlite.
+  const { db, built, port, issuer } = await inProcessApp(ADMIN_TOKEN);
   const { gateway, audit, meter } = built;
   if (!gateway || !audit) throw new Error('buildApp made no gateway or audit log although oauth was given');
   // Routes must exist before `listen`. The product must be in the app's plan; the scope in its token.
@@ -106,7 +103,7 @@ async function main(): Promise<void> {
     return result;
   };
   try {
-    const app = await registerApp(built);
+    const app = await setUpApp(built);
 
     scenarios.push(
       await run('bare', 'bare Fastify', `http://127.0.0.1:${barePort}`, '/bench/bare', () => ({})),
@@ -166,18 +163,14 @@ async function main(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- setup
 
-interface Credentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
 /**
  * A developer, an app allowed scope `payments`, and a plan generous enough that the limiter counts every
  * call but never refuses one: the default plan allows 50 calls a second. The plan API caps the rates at
  * 100,000 a second and 6,000,000 a minute, far above what one process serves here.
  */
-async function registerApp(built: BuiltApp): Promise<Credentials> {
-  const call = async (method: 'POST' | 'PUT', url: string, payload: unknown, token?: string) => {
+async function setUpApp(built: BuiltApp): Promise<Credentials> {
+  // By inject, not over the socket: setup is not what is measured, and it needs no port of its own.
+  const call: Call = async (method, url, payload, token) => {
     const response = await built.app.inject({
       method,
       url,
@@ -201,41 +194,11 @@ async function registerApp(built: BuiltApp): Promise<Credentials> {
     },
     ADMIN_TOKEN,
   );
-  const email = `bench-${randomUUID()}@example.com`;
-  await call('POST', '/v1/developers', { name: 'Bench', email, password: PASSWORD });
-  const session = await call('POST', '/v1/developers/sessions', { email, password: PASSWORD });
-  const developer = String(session.token);
-  const app = await call(
-    'POST',
-    '/v1/apps',
-    {
-      name: 'bench gateway',
-      redirectUris: ['http://localhost:3000/callback'],
-      scopes: ['payments'],
-      tokenEndpointAuthMethod: 'client_secret_basic',
-    },
-    developer,
-  );
-  const subscription = await call(
-    'PUT',
-    `/v1/apps/${String(app.id)}/subscription`,
-    { planId: 'bench' },
-    developer,
-  );
+  const developer = await signUpDeveloper(call);
+  const app = await registerApp(call, developer, 'bench gateway', 'payments');
+  const subscription = await call('PUT', `/v1/apps/${app.id}/subscription`, { planId: 'bench' }, developer);
   if (subscription.status !== 'active') throw new Error(`subscription: ${JSON.stringify(subscription)}`);
-  return { clientId: String(app.clientId), clientSecret: String(app.clientSecret) };
-}
-
-function discover(issuer: string, app: Credentials): Promise<client.Configuration> {
-  return client.discovery(
-    new URL(issuer),
-    app.clientId,
-    undefined,
-    client.ClientSecretBasic(app.clientSecret),
-    {
-      execute: [client.allowInsecureRequests],
-    },
-  );
+  return app;
 }
 
 /** A fresh client-credentials token (they live 5 minutes): taken just before the run that uses it. */
@@ -245,30 +208,12 @@ async function tokenFor(issuer: string, app: Credentials): Promise<string> {
 }
 
 /**
- * A DPoP-bound token and `count` proofs for GET `htu`, each with its own jti as the server demands. They
- * are signed now, before the clock starts: signing is the client's cost, and in this one process it would
- * otherwise be charged to the server. Should they run out, the rest are signed during the run.
+ * A DPoP-bound token and `count` proofs for GET `htu`. They are signed now, before the clock starts:
+ * signing is the client's cost, and in this one process it would otherwise be charged to the server.
+ * Should they run out, the rest are signed during the run.
  */
 async function dpopCredentials(issuer: string, app: Credentials, htu: string, count: number) {
-  const config = await discover(issuer, app);
-  const keyPair = await generateKeyPair('ES256');
-  const jwk: JWK = await exportJWK(keyPair.publicKey);
-  const token = (
-    await client.clientCredentialsGrant(
-      config,
-      { scope: 'payments' },
-      { DPoP: client.getDPoPHandle(config, keyPair) },
-    )
-  ).access_token;
-  if ((decodeJwt(token).cnf as { jkt?: unknown } | undefined)?.jkt === undefined) {
-    throw new Error('the DPoP grant returned a token not bound to a key');
-  }
-  const ath = createHash('sha256').update(token).digest('base64url');
-  const sign = () =>
-    new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), htm: 'GET', htu, ath })
-      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
-      .sign(keyPair.privateKey);
-
+  const { token, sign } = await dpopBound(await discover(issuer, app), 'payments', htu);
   const started = performance.now();
   const proofs: string[] = [];
   // In chunks: a few hundred thousand signatures started at once would hold as many promises.
@@ -318,8 +263,8 @@ class Periodic {
 // ---------------------------------------------------------------------------------------------- load
 
 /**
- * `CONNECTIONS` loops of GET `path` for the warm-up and then the measured window. Throughput and latency
- * count the 200s that complete inside the window, so requests in flight at either edge balance out.
+ * `CONNECTIONS` loops of GET `path` through `runLoad`: throughput and latency count the 200s with the
+ * expected body that complete inside the window; `answered` counts every answer, warm-up included.
  */
 async function run(
   name: ScenarioName,
@@ -331,56 +276,37 @@ async function run(
   process.stdout.write(`${label}… `);
   // No pipelining: each client waits for its answer, as a real caller would.
   const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
-  const windowStart = performance.now() + WARMUP_SECONDS * 1000;
-  const windowEnd = windowStart + SECONDS * 1000;
-  const latencies: number[] = [];
   let answered = 0;
-  let errors = 0;
-  const samples = new Set<string>();
-  const fail = (error: string) => {
-    errors++;
-    if (samples.size < ERROR_SAMPLES_MAX) samples.add(error);
-  };
-
-  const loop = async () => {
-    while (performance.now() < windowEnd) {
-      const started = performance.now();
-      let ok = false;
-      try {
+  let load: LoadResult;
+  try {
+    load = await runLoad({
+      clients: CONNECTIONS,
+      timed: 'successes',
+      async send() {
         const response = await pool.request({ path, method: 'GET', headers: await headers() });
         const text = await response.body.text();
         answered++;
-        ok = response.statusCode === 200 && text === EXPECTED_BODY;
-        if (!ok) fail(`${response.statusCode} ${truncate(text)}`);
-      } catch (error) {
-        fail(`network: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      const finished = performance.now();
-      if (ok && finished >= windowStart && finished <= windowEnd) latencies.push(finished - started);
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: CONNECTIONS }, loop));
+        return response.statusCode === 200 && text === EXPECTED_BODY
+          ? { ok: 1, failed: 0 }
+          : { ok: 0, failed: 1, error: `${response.statusCode} ${truncate(text)}` };
+      },
+    });
   } finally {
     await pool.close();
   }
 
-  const sorted = Float64Array.from(latencies).sort();
+  const { ok, ...measured } = load;
   const result: Scenario = {
     name,
     label,
     route: `GET ${path}`,
-    requestsPerSecond: sorted.length / SECONDS,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
-    requests: sorted.length,
+    requestsPerSecond: ok / SECONDS,
     answered,
-    errors,
-    errorSamples: [...samples],
+    ...measured,
   };
   console.log(
     `${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms, ` +
-      `${errors} errors`,
+      `${result.errors} errors`,
   );
   return result;
 }
@@ -423,20 +349,11 @@ function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): vo
     ];
   });
 
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : i === 7 ? c : c.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-
   console.log(
     `\n== Results (${SECONDS} s per route, ${CONNECTIONS} connections; in process: client CPU competes ` +
       'with the servers, which flatters the ratio)',
   );
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
+  printTable(header, rows);
 
   const allAudited = counts.audited === counts.served && counts.dropped === 0;
   const allMetered = counts.metered === counts.gatewayCalls;
@@ -453,44 +370,5 @@ function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): vo
   if (!allAudited || !allMetered || counts.flushErrors > 0) process.exitCode = 1;
   for (const s of scenarios) for (const sample of s.errorSamples) console.log(`${s.label} error: ${sample}`);
 }
-
-// ---------------------------------------------------------------------------------------------- helpers
-
-async function listen(app: FastifyInstance | BuiltApp['app'], port = 0): Promise<number> {
-  await app.listen({ port, host: '127.0.0.1' });
-  const address = app.server.address();
-  if (typeof address !== 'object' || address === null) throw new Error('the server has no port');
-  return address.port;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
-}
-
-function positiveNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
-
-const format = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
-const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
-const truncate = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 await main();

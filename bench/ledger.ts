@@ -4,20 +4,32 @@
 // pay for: JSON, validation, idempotency and the batcher all sit between a request and its commit. It runs
 // once on the embedded PGlite and once on PostgreSQL when one answers, and for PostgreSQL also measures the
 // machine's raw one-statement transaction rate, so a figure can be read against what the hardware allows.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { Pool } from 'undici';
+import {
+  type Database,
+  format,
+  type Measured,
+  machine,
+  type Outcome,
+  onPglite,
+  onPostgres,
+  PG_URL,
+  printServerLog,
+  printTable,
+  runLoad,
+  SECONDS,
+  spawnCli,
+  startServer,
+  truncate,
+  WARMUP_SECONDS,
+} from './support.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SECONDS = positiveNumber('BENCH_SECONDS', 10);
-const WARMUP_SECONDS = 2;
 const CUSTOMERS = 1000;
 const CLIENTS = 64;
 const BATCH_CLIENTS = 4;
@@ -26,12 +38,8 @@ const HOT_SHARE = 0.8;
 // Enough that no customer can run dry however the random walk goes: the benchmark measures transfers,
 // not insufficient_funds refusals.
 const CUSTOMER_FUNDING = '1000000.00';
-const PG_URL =
-  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
-// The server has no schema setting, but postgres.js sends unknown URL parameters as startup parameters,
-// so `?search_path=` confines the server (and `ledger verify`) to a schema we can drop afterwards.
+// Where the PostgreSQL run lives (see onPostgres): the server, `ledger verify` and the raw reference.
 const PG_SCHEMA = 'apibank_bench';
-const ERROR_SAMPLES_MAX = 5;
 
 type ScenarioName = 'single' | 'batched' | 'hot';
 const TARGETS: Record<ScenarioName, { perSecond: number; zeroErrors: boolean }> = {
@@ -40,30 +48,18 @@ const TARGETS: Record<ScenarioName, { perSecond: number; zeroErrors: boolean }> 
   hot: { perSecond: 2_000, zeroErrors: true },
 };
 
-interface ScenarioResult {
+/** `errors` counts failed transfers, not requests: a batch can fail some of its transfers. */
+interface ScenarioResult extends Measured {
   readonly name: ScenarioName;
   readonly transfersPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly requests: number;
-  /** Failed transfers over the whole run, warm-up included: an error is an error whenever it happens. */
-  readonly errors: number;
-  readonly errorSamples: readonly string[];
 }
 
 interface DatabaseRun {
-  readonly database: 'PGlite' | 'PostgreSQL';
+  readonly database: Database['name'];
   readonly scenarios: readonly ScenarioResult[];
   readonly verify: string;
   readonly serverLog: readonly string[];
   readonly rawTps?: { readonly tps: number; readonly how: string };
-}
-
-/** What one request did: transfers written, transfers refused, and why (for the first few). */
-interface Outcome {
-  readonly ok: number;
-  readonly failed: number;
-  readonly error?: string;
 }
 
 interface AccountJson {
@@ -79,79 +75,28 @@ interface Posting {
 }
 
 async function main(): Promise<void> {
-  const cpu = cpus();
   console.log(
-    `ledger benchmark: ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up; ` +
-      `node ${process.version}, ${cpu.length} CPUs (${cpu[0]?.model ?? 'unknown'}); ` +
+    `ledger benchmark: ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up; ${machine()}; ` +
       'client, server and database share this machine',
   );
   const runs: DatabaseRun[] = [];
-
-  const dataDir = await mkdtemp(join(tmpdir(), 'apibank-bench-'));
-  try {
-    console.log('\n== PGlite (embedded)');
-    runs.push(await benchDatabase('PGlite', { APIBANK_DATA_DIR: dataDir }));
-  } finally {
-    await rm(dataDir, { recursive: true, force: true });
-  }
-
-  if (await postgresReachable(PG_URL)) {
-    console.log('\n== PostgreSQL');
-    const admin = postgres(PG_URL, { max: 1, onnotice: () => {} });
-    const pgDataDir = await mkdtemp(join(tmpdir(), 'apibank-bench-'));
-    try {
-      await admin.unsafe(`drop schema if exists ${PG_SCHEMA} cascade; create schema ${PG_SCHEMA}`);
-      const url = new URL(PG_URL);
-      url.searchParams.set('search_path', PG_SCHEMA);
-      const run = await benchDatabase(
-        'PostgreSQL',
-        { APIBANK_DATA_DIR: pgDataDir, DATABASE_URL: url.toString(), DATABASE_POOL_MAX: '20' },
-        async () => {
-          // Proof the search_path parameter took effect: otherwise the server wrote into another schema.
-          const [row] = await admin<{ n: number }[]>`
-            select count(*)::int as n from information_schema.tables
-            where table_schema = ${PG_SCHEMA} and table_name = 'schema_migrations'`;
-          if (row?.n !== 1) throw new Error(`the server did not migrate into schema ${PG_SCHEMA}`);
-        },
-      );
-      // Measured with the server stopped, so it does not compete for the same CPUs and disk.
-      console.log(`raw PostgreSQL reference (${SECONDS} s)…`);
-      runs.push({ ...run, rawTps: await rawPostgresTps(admin) });
-    } finally {
-      await admin.unsafe(`drop schema if exists ${PG_SCHEMA} cascade`).catch(() => {});
-      await admin.end({ timeout: 5 });
-      await rm(pgDataDir, { recursive: true, force: true });
-    }
-  } else {
-    console.log(`\n== PostgreSQL: not reachable at ${redact(PG_URL)}; skipped (set BENCH_DATABASE_URL)`);
-  }
-
+  runs.push(await onPglite('apibank-bench-', benchDatabase));
+  const postgresRun = await onPostgres(PG_SCHEMA, 'apibank-bench-', async (database, admin) => {
+    const run = await benchDatabase(database);
+    // Measured with the server stopped, so it does not compete for the same CPUs and disk.
+    console.log(`raw PostgreSQL reference (${SECONDS} s)…`);
+    return { ...run, rawTps: await rawPostgresTps(admin) };
+  });
+  if (postgresRun) runs.push(postgresRun);
   printReport(runs);
 }
 
-async function benchDatabase(
-  database: DatabaseRun['database'],
-  dbEnv: Record<string, string>,
-  afterStart?: () => Promise<void>,
-): Promise<DatabaseRun> {
+async function benchDatabase(database: Database): Promise<DatabaseRun> {
   const token = randomBytes(32).toString('base64url');
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    // Never inherit a DATABASE_URL or production mode from the caller's shell: PGlite must be PGlite.
-    DATABASE_URL: undefined,
-    DATABASE_POOL_MAX: undefined,
-    APIBANK_MODE: 'sandbox',
-    HOST: '127.0.0.1',
-    PORT: String(await freePort()),
-    APIBANK_ADMIN_TOKEN: token,
-    LOG_LEVEL: 'warn',
-    ...dbEnv,
-  };
-  const server = await startServer(env);
+  const server = await startServer(database, token);
   const scenarios: ScenarioResult[] = [];
   try {
-    await afterStart?.();
-    const api = new Api(`http://127.0.0.1:${env.PORT}`, token);
+    const api = new Api(server.origin, token);
     try {
       const accounts = await setUpAccounts(api);
       for (const name of ['single', 'batched', 'hot'] as const) {
@@ -170,101 +115,17 @@ async function benchDatabase(
     await server.stop();
   }
   // After the server stops: PGlite's data directory admits one process at a time.
-  const verify = await ledgerVerify(env);
-  return { database, scenarios, verify, serverLog: server.log };
-}
-
-// ---------------------------------------------------------------------------------------------- server
-
-interface RunningServer {
-  readonly log: string[];
-  stop(): Promise<void>;
-}
-
-async function startServer(env: NodeJS.ProcessEnv): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['src/cli.ts', 'serve'], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const log = collectLines(child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let exitCode: number | null | undefined;
-  void exited.then((code) => {
-    exitCode = code;
-  });
-
-  const deadline = performance.now() + 60_000;
-  for (;;) {
-    if (exitCode !== undefined) {
-      throw new Error(`server exited (${exitCode}) before it was ready:\n${log.join('\n')}`);
-    }
-    const ready = await fetch(`http://127.0.0.1:${env.PORT}/health/ready`).then(
-      (response) => response.status === 200,
-      () => false,
-    );
-    if (ready) break;
-    if (performance.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`server not ready after 60 s:\n${log.join('\n')}`);
-    }
-    await sleep(100);
-  }
-
-  return {
-    log,
-    async stop() {
-      if (exitCode !== undefined) return;
-      child.kill('SIGTERM');
-      const timeout = sleep(20_000).then(() => 'timeout' as const);
-      if ((await Promise.race([exited, timeout])) === 'timeout') {
-        log.push('(bench) server did not exit within 20 s of SIGTERM; killed');
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-}
-
-/** The server's output, kept for the report: at LOG_LEVEL=warn every line is worth a look. */
-function collectLines(child: ChildProcess): string[] {
-  const lines: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    let partial = '';
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      const parts = (partial + chunk).split('\n');
-      partial = parts.pop() ?? '';
-      for (const line of parts) if (line.trim() !== '') lines.push(line);
-    });
-  }
-  return lines;
+  const verify = await ledgerVerify(server.env);
+  return { database: database.name, scenarios, verify, serverLog: server.log };
 }
 
 async function ledgerVerify(env: NodeJS.ProcessEnv): Promise<string> {
-  const child = spawn(process.execPath, ['src/cli.ts', 'ledger', 'verify'], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines = collectLines(child);
+  const { child, lines } = spawnCli(['ledger', 'verify'], env);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (code === 0) return lines.at(-1) ?? '(no output)';
   // A failed verification is a correctness bug, not a slow run: make `npm run bench` fail.
   process.exitCode = 1;
   return `exit ${code}:\n    ${lines.join('\n    ')}`;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------- client
@@ -396,74 +257,25 @@ function runScenario(name: ScenarioName, api: Api, accounts: Accounts): Promise<
   }
 }
 
-/**
- * Runs `clients` loops of `send` for the warm-up and then the measured window. Throughput and latency
- * count the requests that complete inside the window, so requests in flight at either edge balance out.
- */
+/** `runLoad` for one scenario: each failed transfer is an error, and every request is timed. */
 async function measure(
   name: ScenarioName,
   clients: number,
   transfersPerRequest: number,
   send: () => Promise<Outcome>,
 ): Promise<ScenarioResult> {
-  const windowStart = performance.now() + WARMUP_SECONDS * 1000;
-  const windowEnd = windowStart + SECONDS * 1000;
-  const latencies: number[] = [];
-  let transfers = 0;
-  let errors = 0;
-  const samples = new Set<string>();
-
-  const loop = async () => {
-    while (performance.now() < windowEnd) {
-      const started = performance.now();
-      const outcome = await send().catch(
-        (error: unknown): Outcome => ({
-          ok: 0,
-          failed: transfersPerRequest,
-          error: `network: ${error instanceof Error ? error.message : String(error)}`,
-        }),
-      );
-      const finished = performance.now();
-      errors += outcome.failed;
-      if (outcome.error !== undefined && samples.size < ERROR_SAMPLES_MAX) samples.add(outcome.error);
-      if (finished >= windowStart && finished <= windowEnd) {
-        latencies.push(finished - started);
-        transfers += outcome.ok;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: clients }, loop));
-
-  const sorted = Float64Array.from(latencies).sort();
-  return {
-    name,
-    transfersPerSecond: transfers / SECONDS,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
-    requests: sorted.length,
-    errors,
-    errorSamples: [...samples],
-  };
-}
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+  // Refusals stay in the latency figures: a batch with a few refused transfers is still a request whose
+  // wait counts, and the errors column says how many there were.
+  const { ok, ...measured } = await runLoad({
+    clients,
+    send,
+    unitsPerRequest: transfersPerRequest,
+    timed: 'all',
+  });
+  return { name, transfersPerSecond: ok / SECONDS, ...measured };
 }
 
 // ---------------------------------------------------------------------------------------------- PostgreSQL
-
-async function postgresReachable(url: string): Promise<boolean> {
-  const probe = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
-  try {
-    await probe`select 1`;
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await probe.end({ timeout: 1 }).catch(() => {});
-  }
-}
 
 /**
  * The machine's rate of one-statement write transactions from 64 clients: an upper bound of sorts for
@@ -566,18 +378,10 @@ function printReport(runs: readonly DatabaseRun[]): void {
       ]);
     }
   }
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : i === 7 ? c : c.padStart(widths[i] ?? 0)))
-      .join('  ');
-
   console.log(
     `\n== Results (${SECONDS} s per scenario, ${CLIENTS} clients; batched: ${BATCH_CLIENTS} × ${BATCH_SIZE})`,
   );
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
+  printTable(header, rows);
 
   for (const run of runs) {
     console.log(`\n${run.database}`);
@@ -591,35 +395,7 @@ function printReport(runs: readonly DatabaseRun[]): void {
     for (const s of run.scenarios) {
       for (const sample of s.errorSamples) console.log(`  ${s.name} error: ${sample}`);
     }
-    if (run.serverLog.length > 0) {
-      console.log(`  server logged ${run.serverLog.length} lines at warn or above; the first:`);
-      for (const entry of run.serverLog.slice(0, ERROR_SAMPLES_MAX)) console.log(`    ${truncate(entry)}`);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------- helpers
-
-function positiveNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
-
-const format = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
-const truncate = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
-
-/** A URL fit to print: the password never reaches the terminal. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
+    printServerLog('  ', run.serverLog);
   }
 }
 

@@ -5,26 +5,38 @@
 // fleet of machine clients refreshing their tokens costs the bank. Second, what a DPoP-bound access token
 // adds to a request's latency. No customer-facing route needs a token yet, so that part builds the app in
 // this process, adds a protected route and an open one, and compares the two over a real socket.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { decodeJwt, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { randomBytes } from 'node:crypto';
+import { decodeJwt } from 'jose';
 import * as client from 'openid-client';
-import postgres from 'postgres';
 import { Client, Pool } from 'undici';
-import { openDb } from '../src/db/db.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { buildApp } from '../src/main.ts';
-import { generateOAuthKeys } from '../src/oauth/keys.ts';
+import {
+  type Call,
+  type Credentials,
+  type Database,
+  discover,
+  dpopBound,
+  ERROR_SAMPLES_MAX,
+  format,
+  inProcessApp,
+  listen,
+  type Measured,
+  machine,
+  ms,
+  onPglite,
+  onPostgres,
+  printServerLog,
+  printTable,
+  registerApp,
+  runLoad,
+  SECONDS,
+  type Stats,
+  signUpDeveloper,
+  startServer,
+  summarize,
+  truncate,
+  WARMUP_SECONDS,
+} from './support.ts';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SECONDS = positiveNumber('BENCH_SECONDS', 10);
-const WARMUP_SECONDS = 2;
 /** Concurrent token clients, each its own app with its own connection. */
 const CLIENTS = 32;
 const TOKENS_PER_SECOND_TARGET = 2_000;
@@ -32,24 +44,14 @@ const TOKENS_PER_SECOND_TARGET = 2_000;
 const LATENCY_SAMPLES = 2_000;
 const LATENCY_WARMUP = 300;
 const DPOP_ADDED_P50_TARGET_MS = 1;
-const PG_URL =
-  process.env.BENCH_DATABASE_URL ?? process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/test';
-// As in bench/ledger.ts: postgres.js sends unknown URL parameters as startup parameters, so
-// `?search_path=` confines the server to a schema we drop afterwards. Its own name, so the two
-// benchmarks could run side by side.
+// Not bench/ledger.ts's, so the two benchmarks could run side by side (see onPostgres).
 const PG_SCHEMA = 'apibank_bench_oauth';
-const ERROR_SAMPLES_MAX = 5;
 const ADMIN_TOKEN = randomBytes(32).toString('base64url');
 
-interface TokenRun {
-  readonly database: 'PGlite' | 'PostgreSQL';
+/** `errors` counts non-200 answers and network failures. */
+interface TokenRun extends Measured {
+  readonly database: Database['name'];
   readonly tokensPerSecond: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly requests: number;
-  /** Non-200 answers and network failures over the whole run, warm-up included. */
-  readonly errors: number;
-  readonly errorSamples: readonly string[];
   readonly serverLog: readonly string[];
 }
 
@@ -63,65 +65,16 @@ interface LatencyRun {
   readonly errorSamples: readonly string[];
 }
 
-interface Stats {
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly count: number;
-}
-
-interface Credentials {
-  readonly clientId: string;
-  readonly clientSecret: string;
-}
-
 async function main(): Promise<void> {
-  const cpu = cpus();
   console.log(
     `OAuth benchmark: tokens for ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${CLIENTS} clients; ` +
-      `DPoP latency over ${format(LATENCY_SAMPLES)} sequential requests per route; ` +
-      `node ${process.version}, ${cpu.length} CPUs (${cpu[0]?.model ?? 'unknown'}); ` +
+      `DPoP latency over ${format(LATENCY_SAMPLES)} sequential requests per route; ${machine()}; ` +
       'client, server and database share this machine',
   );
   const tokenRuns: TokenRun[] = [];
-
-  const dataDir = await mkdtemp(join(tmpdir(), 'apibank-bench-oauth-'));
-  try {
-    console.log('\n== PGlite (embedded)');
-    tokenRuns.push(await benchTokens('PGlite', { APIBANK_DATA_DIR: dataDir }));
-  } finally {
-    await rm(dataDir, { recursive: true, force: true });
-  }
-
-  if (await postgresReachable(PG_URL)) {
-    console.log('\n== PostgreSQL');
-    const admin = postgres(PG_URL, { max: 1, onnotice: () => {} });
-    const pgDataDir = await mkdtemp(join(tmpdir(), 'apibank-bench-oauth-'));
-    try {
-      await admin.unsafe(`drop schema if exists ${PG_SCHEMA} cascade; create schema ${PG_SCHEMA}`);
-      const url = new URL(PG_URL);
-      url.searchParams.set('search_path', PG_SCHEMA);
-      tokenRuns.push(
-        await benchTokens(
-          'PostgreSQL',
-          // The data directory still matters: the sandbox generates its OAuth keys there.
-          { APIBANK_DATA_DIR: pgDataDir, DATABASE_URL: url.toString(), DATABASE_POOL_MAX: '20' },
-          async () => {
-            // Proof the search_path parameter took effect: otherwise the server wrote into another schema.
-            const [row] = await admin<{ n: number }[]>`
-              select count(*)::int as n from information_schema.tables
-              where table_schema = ${PG_SCHEMA} and table_name = 'schema_migrations'`;
-            if (row?.n !== 1) throw new Error(`the server did not migrate into schema ${PG_SCHEMA}`);
-          },
-        ),
-      );
-    } finally {
-      await admin.unsafe(`drop schema if exists ${PG_SCHEMA} cascade`).catch(() => {});
-      await admin.end({ timeout: 5 });
-      await rm(pgDataDir, { recursive: true, force: true });
-    }
-  } else {
-    console.log(`\n== PostgreSQL: not reachable at ${redact(PG_URL)}; skipped (set BENCH_DATABASE_URL)`);
-  }
+  tokenRuns.push(await onPglite('apibank-bench-oauth-', benchTokens));
+  const postgresRun = await onPostgres(PG_SCHEMA, 'apibank-bench-oauth-', benchTokens);
+  if (postgresRun) tokenRuns.push(postgresRun);
 
   // Last, with no child server running, so nothing else competes for the CPUs while we time requests.
   console.log('\n== DPoP-bound request latency (in process, PGlite in memory)');
@@ -132,31 +85,15 @@ async function main(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------- tokens
 
-async function benchTokens(
-  database: TokenRun['database'],
-  dbEnv: Record<string, string>,
-  afterStart?: () => Promise<void>,
-): Promise<TokenRun> {
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    // Never inherit a database, a mode, an issuer or keys from the caller's shell: the issuer must be the
-    // origin we call, and the sandbox must generate fresh keys into the fresh data directory.
-    DATABASE_URL: undefined,
-    DATABASE_POOL_MAX: undefined,
+async function benchTokens(database: Database): Promise<TokenRun> {
+  // Never inherit an issuer or keys from the caller's shell either: the issuer must be the origin we call,
+  // and the sandbox must generate fresh keys into the fresh data directory.
+  const server = await startServer(database, ADMIN_TOKEN, {
     APIBANK_PUBLIC_URL: undefined,
     APIBANK_OAUTH_KEYS_FILE: undefined,
-    APIBANK_MODE: 'sandbox',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    APIBANK_ADMIN_TOKEN: ADMIN_TOKEN,
-    LOG_LEVEL: 'warn',
-    ...dbEnv,
-  };
-  const origin = `http://127.0.0.1:${port}`;
-  const server = await startServer(env);
+  });
+  const { origin } = server;
   try {
-    await afterStart?.();
     // One connection per client and no pipelining: each client waits for its token, as a real one would,
     // so latency is the server's and not a queue inside this process.
     const pool = new Pool(origin, { connections: CLIENTS, pipelining: 1 });
@@ -169,7 +106,7 @@ async function benchTokens(
         `${format(result.tokensPerSecond)} tokens/s, p50 ${result.p50Ms.toFixed(1)} ms, ` +
           `p99 ${result.p99Ms.toFixed(1)} ms, ${result.errors} errors`,
       );
-      return { database, ...result, serverLog: server.log };
+      return { database: database.name, ...result, serverLog: server.log };
     } finally {
       await pool.close();
     }
@@ -178,37 +115,21 @@ async function benchTokens(
   }
 }
 
-/** A developer and `count` client-credentials apps, through the public API as a developer would. */
+/** A developer and `count` client-credentials apps, through the public API over HTTP. */
 async function registerApps(origin: string, count: number): Promise<Credentials[]> {
-  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+  const call: Call = async (method, path, body, token) => {
     const response = await fetch(`${origin}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
+      method,
+      headers: { 'content-type': 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
       body: JSON.stringify(body),
     });
     const text = await response.text();
-    if (response.status !== 201) throw new Error(`POST ${path}: ${response.status} ${truncate(text)}`);
+    if (response.status !== 201) throw new Error(`${method} ${path}: ${response.status} ${truncate(text)}`);
     return JSON.parse(text) as Record<string, unknown>;
   };
-  const email = `bench-${randomBytes(4).toString('hex')}@example.com`;
-  const password = randomBytes(18).toString('base64url');
-  await post('/v1/developers', { name: 'Bench', email, password });
-  const session = await post('/v1/developers/sessions', { email, password });
-  const developer = { authorization: `Bearer ${String(session.token)}` };
+  const developer = await signUpDeveloper(call);
   const apps: Credentials[] = [];
-  for (let i = 0; i < count; i++) {
-    const app = await post(
-      '/v1/apps',
-      {
-        name: `bench ${i}`,
-        redirectUris: ['http://localhost:3000/callback'],
-        scopes: ['accounts'],
-        tokenEndpointAuthMethod: 'client_secret_basic',
-      },
-      developer,
-    );
-    apps.push({ clientId: String(app.clientId), clientSecret: String(app.clientSecret) });
-  }
+  for (let i = 0; i < count; i++) apps.push(await registerApp(call, developer, `bench ${i}`, 'accounts'));
   console.log(`registered ${count} app${count === 1 ? '' : 's'} (client_secret_basic, scope accounts)`);
   return apps;
 }
@@ -242,52 +163,24 @@ async function checkToken(pool: Pool, origin: string, app: Credentials): Promise
   }
 }
 
-/**
- * `CLIENTS` loops, each requesting tokens for its own app, for the warm-up and then the measured window.
- * Throughput and latency count the requests that complete inside the window.
- */
+/** `runLoad` with one loop per app, each requesting tokens for its own; only tokens received are timed. */
 async function measureTokens(
   pool: Pool,
   apps: readonly Credentials[],
 ): Promise<Omit<TokenRun, 'database' | 'serverLog'>> {
-  const windowStart = performance.now() + WARMUP_SECONDS * 1000;
-  const windowEnd = windowStart + SECONDS * 1000;
-  const latencies: number[] = [];
-  let errors = 0;
-  const samples = new Set<string>();
-  const fail = (error: string) => {
-    errors++;
-    if (samples.size < ERROR_SAMPLES_MAX) samples.add(error);
-  };
-
-  const loop = async (app: Credentials) => {
-    while (performance.now() < windowEnd) {
-      const started = performance.now();
-      let ok = false;
-      try {
-        const response = await requestToken(pool, app);
-        const text = await response.body.text();
-        // A 200 without a token would be a bug too; the substring test costs less than parsing.
-        ok = response.statusCode === 200 && text.includes('"access_token"');
-        if (!ok) fail(`${response.statusCode} ${truncate(text)}`);
-      } catch (error) {
-        fail(`network: ${error instanceof Error ? error.message : String(error)}`);
-      }
-      const finished = performance.now();
-      if (ok && finished >= windowStart && finished <= windowEnd) latencies.push(finished - started);
-    }
-  };
-  await Promise.all(apps.map(loop));
-
-  const stats = summarize(latencies);
-  return {
-    tokensPerSecond: stats.count / SECONDS,
-    p50Ms: stats.p50Ms,
-    p99Ms: stats.p99Ms,
-    requests: stats.count,
-    errors,
-    errorSamples: [...samples],
-  };
+  const { ok, ...measured } = await runLoad({
+    clients: apps.length,
+    timed: 'successes',
+    async send(client) {
+      const response = await requestToken(pool, apps[client] as Credentials);
+      const text = await response.body.text();
+      // A 200 without a token would be a bug too; the substring test costs less than parsing.
+      return response.statusCode === 200 && text.includes('"access_token"')
+        ? { ok: 1, failed: 0 }
+        : { ok: 0, failed: 1, error: `${response.statusCode} ${truncate(text)}` };
+    },
+  });
+  return { tokensPerSecond: ok / SECONDS, ...measured };
 }
 
 // ---------------------------------------------------------------------------------------------- DPoP
@@ -300,42 +193,18 @@ async function measureTokens(
  * overhead to every figure equally: the difference is the server's work.
  */
 async function benchDpopLatency(): Promise<LatencyRun> {
-  const db = await openDb({});
-  await migrate(db);
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const built = buildApp({ db, adminToken: ADMIN_TOKEN, oauth: { issuer, keys: await generateOAuthKeys() } });
+  const { db, built, port, issuer } = await inProcessApp(ADMIN_TOKEN);
   const requireAccess = built.requireAccess;
   if (!requireAccess) throw new Error('buildApp made no resource server although oauth was given');
   built.app.get('/bench/open', async () => ({ ok: true }));
   built.app.get('/bench/protected', { onRequest: requireAccess('accounts') }, async () => ({ ok: true }));
-  await built.app.listen({ port, host: '127.0.0.1' });
+  await listen(built.app, port);
   const http = new Client(issuer, { pipelining: 1 });
   try {
     const app = (await registerApps(issuer, 1))[0] as Credentials;
-    const config = await client.discovery(
-      new URL(issuer),
-      app.clientId,
-      undefined,
-      client.ClientSecretBasic(app.clientSecret),
-      { execute: [client.allowInsecureRequests] },
-    );
-    // Our own key pair rather than openid-client's, so we can sign the proofs for the timed requests.
-    const keyPair = await generateKeyPair('ES256');
-    const publicJwk = await exportJWK(keyPair.publicKey);
-    const DPoP = client.getDPoPHandle(config, keyPair);
-    const dpopToken = (await client.clientCredentialsGrant(config, { scope: 'accounts' }, { DPoP }))
-      .access_token;
-    if ((decodeJwt(dpopToken).cnf as { jkt?: unknown } | undefined)?.jkt === undefined) {
-      throw new Error('the DPoP grant returned a token not bound to a key');
-    }
+    const config = await discover(issuer, app);
+    const dpopAuth = await dpopBound(config, 'accounts', `${issuer}/bench/protected`);
     const bearerToken = (await client.clientCredentialsGrant(config, { scope: 'accounts' })).access_token;
-    const ath = createHash('sha256').update(dpopToken).digest('base64url');
-    const htu = `${issuer}/bench/protected`;
-    const proof = () =>
-      new SignJWT({ jti: randomUUID(), iat: Math.floor(Date.now() / 1000), htm: 'GET', htu, ath })
-        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: publicJwk satisfies JWK })
-        .sign(keyPair.privateKey);
 
     let errors = 0;
     const samples = new Set<string>();
@@ -362,9 +231,12 @@ async function benchDpopLatency(): Promise<LatencyRun> {
       const bearerMs = await timed('/bench/protected', { authorization: `Bearer ${bearerToken}` });
       // The proof is made before the clock starts: its cost is the client's, not the server's.
       const proofStarted = performance.now();
-      const dpopProof = await proof();
+      const dpopProof = await dpopAuth.sign();
       const proofMs = performance.now() - proofStarted;
-      const dpopMs = await timed('/bench/protected', { authorization: `DPoP ${dpopToken}`, dpop: dpopProof });
+      const dpopMs = await timed('/bench/protected', {
+        authorization: `DPoP ${dpopAuth.token}`,
+        dpop: dpopProof,
+      });
       if (keep) {
         open.push(openMs);
         bearer.push(bearerMs);
@@ -390,97 +262,6 @@ async function benchDpopLatency(): Promise<LatencyRun> {
     await http.close();
     await built.app.close();
     await db.close();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------- server
-
-interface RunningServer {
-  readonly log: string[];
-  stop(): Promise<void>;
-}
-
-async function startServer(env: NodeJS.ProcessEnv): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['src/cli.ts', 'serve'], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const log = collectLines(child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let exitCode: number | null | undefined;
-  void exited.then((code) => {
-    exitCode = code;
-  });
-
-  const deadline = performance.now() + 60_000;
-  for (;;) {
-    if (exitCode !== undefined) {
-      throw new Error(`server exited (${exitCode}) before it was ready:\n${log.join('\n')}`);
-    }
-    const ready = await fetch(`http://127.0.0.1:${env.PORT}/health/ready`).then(
-      (response) => response.status === 200,
-      () => false,
-    );
-    if (ready) break;
-    if (performance.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`server not ready after 60 s:\n${log.join('\n')}`);
-    }
-    await sleep(100);
-  }
-
-  return {
-    log,
-    async stop() {
-      if (exitCode !== undefined) return;
-      child.kill('SIGTERM');
-      const timeout = sleep(20_000).then(() => 'timeout' as const);
-      if ((await Promise.race([exited, timeout])) === 'timeout') {
-        log.push('(bench) server did not exit within 20 s of SIGTERM; killed');
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-}
-
-/** The server's output, kept for the report: at LOG_LEVEL=warn every line is worth a look. */
-function collectLines(child: ChildProcess): string[] {
-  const lines: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    let partial = '';
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
-      const parts = (partial + chunk).split('\n');
-      partial = parts.pop() ?? '';
-      for (const line of parts) if (line.trim() !== '') lines.push(line);
-    });
-  }
-  return lines;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-async function postgresReachable(url: string): Promise<boolean> {
-  const probe = postgres(url, { max: 1, connect_timeout: 3, onnotice: () => {} });
-  try {
-    await probe`select 1`;
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await probe.end({ timeout: 1 }).catch(() => {});
   }
 }
 
@@ -524,20 +305,11 @@ function printReport(tokenRuns: readonly TokenRun[], latency: LatencyRun): void 
     ]);
   }
 
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells
-      .map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : i === 7 ? c : c.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-
   console.log(
     `\n== Results (tokens: ${SECONDS} s, ${CLIENTS} clients; latency: ${format(LATENCY_SAMPLES)} ` +
       'sequential requests per route, in process)',
   );
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
+  printTable(header, rows);
   console.log(
     `\nDPoP proof signing on the client (excluded above): p50 ${ms(latency.proof.p50Ms)} ms, ` +
       `p99 ${ms(latency.proof.p99Ms)} ms`,
@@ -546,48 +318,7 @@ function printReport(tokenRuns: readonly TokenRun[], latency: LatencyRun): void 
 
   for (const run of tokenRuns) {
     for (const sample of run.errorSamples) console.log(`${run.database} token error: ${sample}`);
-    if (run.serverLog.length > 0) {
-      console.log(
-        `${run.database}: server logged ${run.serverLog.length} lines at warn or above; the first:`,
-      );
-      for (const entry of run.serverLog.slice(0, ERROR_SAMPLES_MAX)) console.log(`    ${truncate(entry)}`);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------- helpers
-
-function summarize(latencies: readonly number[]): Stats {
-  const sorted = Float64Array.from(latencies).sort();
-  return { p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), count: sorted.length };
-}
-
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
-}
-
-function positiveNumber(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
-
-const format = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
-const ms = (n: number) => n.toFixed(n < 10 ? 2 : 1);
-const truncate = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}…` : text);
-
-/** A URL fit to print: the password never reaches the terminal. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
+    printServerLog(`${run.database}: `, run.serverLog);
   }
 }
 
