@@ -8,7 +8,7 @@ import { type Browser, chromium } from 'playwright-core';
 import { type Db, openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
 import type { BuiltApp } from '../main.ts';
-import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const REDIRECT = 'http://localhost:3000/callback';

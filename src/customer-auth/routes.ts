@@ -103,7 +103,7 @@ export function registerInteractionRoutes(
 
     pages.post('/interaction/:uid/login', async (request, reply) => {
       const interaction = await details(request, reply);
-      if (!interaction || interaction.prompt.name !== 'login') return expired(reply);
+      if (interaction?.prompt.name !== 'login') return expired(reply);
       const form = (request.body ?? {}) as Form;
       const outcome = await auth.signIn({
         username: String(form.username ?? ''),
@@ -140,7 +140,7 @@ export function registerInteractionRoutes(
 
     pages.post('/interaction/:uid/confirm', async (request, reply) => {
       const interaction = await details(request, reply);
-      if (!interaction || interaction.prompt.name !== 'consent') return expired(reply);
+      if (interaction?.prompt.name !== 'consent') return expired(reply);
       const form = (request.body ?? {}) as Form;
       const requested = await requestedConsents(interaction.params);
       const customerId = String(interaction.session?.accountId ?? '');

@@ -12,7 +12,7 @@ export interface ClientSource {
 
 /** An app as OAuth client metadata (RFC 7591 names), or undefined when it may not act. */
 export function clientMetadata(app: AppRecord | undefined, mode: Mode): AdapterPayload | undefined {
-  if (!app || app.status !== 'active') return undefined;
+  if (app?.status !== 'active') return undefined;
   const scopes = new Set(app.scopes);
   // Refresh tokens for apps that act for customers (the authorization code flow).
   if (scopes.has('openid') || scopes.has('accounts') || scopes.has('payments')) scopes.add('offline_access');
