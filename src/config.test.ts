@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig, resolveAdminToken } from './config.ts';
+import { loadOAuthKeys } from './oauth/keys.ts';
 
 describe('configuration', () => {
   it('defaults to a local sandbox on the embedded database', () => {
@@ -50,5 +51,18 @@ describe('configuration', () => {
     assert.equal(resolveAdminToken(config).token, first.token);
     chmodSync(first.file, 0o644);
     assert.throws(() => resolveAdminToken(config), ConfigError);
+  });
+
+  it('generates the sandbox OAuth keys file even when the data directory does not exist yet', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'apibank-keys-')), 'not-yet');
+    const config = loadConfig({ APIBANK_DATA_DIR: dataDir, APIBANK_ADMIN_TOKEN: 'x'.repeat(40) });
+    const keys = await loadOAuthKeys(config.oauthKeysFile, 'sandbox');
+    assert.equal(statSync(config.oauthKeysFile).mode & 0o777, 0o600);
+    assert.deepEqual(
+      await loadOAuthKeys(config.oauthKeysFile, 'sandbox'),
+      keys,
+      'and reads the same keys back',
+    );
+    await assert.rejects(loadOAuthKeys(join(dataDir, 'missing.json'), 'production'), ConfigError);
   });
 });

@@ -3,7 +3,8 @@
 // from a file the operator provisions; in the sandbox they are generated once into the data directory,
 // readable by their owner only.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Mode } from '../config.ts';
 import { ConfigError } from '../config.ts';
@@ -52,6 +53,7 @@ export async function loadOAuthKeys(file: string, mode: Mode): Promise<OAuthKeys
       throw new ConfigError([`cannot read the OAuth keys file ${file}: ${(error as Error).message}`]);
     }
     const keys = await generateOAuthKeys();
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
     return keys;
   }
@@ -59,6 +61,7 @@ export async function loadOAuthKeys(file: string, mode: Mode): Promise<OAuthKeys
   if (!keys.auditSigningKey && mode === 'sandbox') {
     // A sandbox keys file from before audit checkpoints were signed: add the key, keep the rest.
     keys = { ...keys, auditSigningKey: (await generateOAuthKeys()).auditSigningKey };
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
   }
   const es256 = keys.signingKeys?.some((key) => key.alg === 'ES256' && typeof key.d === 'string');
