@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { App } from '../http/app.ts';
 import { canonicalJson } from '../idempotency.ts';
@@ -26,7 +26,8 @@ function actorOf(request: FastifyRequest): { actorType: ActorType; actorId: stri
  * brute-forced from the audit table.
  */
 export function registerAuditHook(app: App, audit: AuditLog, secret: string): void {
-  const bodyKey = Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32));
+  // A KeyObject made once: createHmac with a raw Buffer would import the key on every call.
+  const bodyKey = createSecretKey(Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32)));
   const fingerprint = (body: unknown) =>
     createHmac('sha256', bodyKey).update(canonicalJson(body)).digest('hex');
   app.addHook('onResponse', async (request, reply) => {
