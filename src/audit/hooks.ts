@@ -27,7 +27,9 @@ function actorOf(request: FastifyRequest): { actorType: ActorType; actorId: stri
  */
 export function registerAuditHook(app: App, audit: AuditLog, secret: string): void {
   // A KeyObject made once: createHmac with a raw Buffer would import the key on every call.
-  const bodyKey = createSecretKey(Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32)));
+  const bodyKey = createSecretKey(
+    Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32)),
+  );
   const fingerprint = (body: unknown) =>
     createHmac('sha256', bodyKey).update(canonicalJson(body)).digest('hex');
   app.addHook('onResponse', async (request, reply) => {
