@@ -4,7 +4,7 @@ import type Provider from 'oidc-provider';
 import pino, { type Logger } from 'pino';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
-import { registerAuditHook } from './audit/hooks.ts';
+import { auditProviderCalls, bodyFingerprint, registerAuditHook } from './audit/hooks.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
 import { AuditLog } from './audit/service.ts';
 import { type Config, type Mode, resolveAdminToken } from './config.ts';
@@ -119,6 +119,11 @@ export function buildApp(parts: AppParts): BuiltApp {
     customers: customerAuth,
     consents,
   });
+  const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
+  const fingerprint = bodyFingerprint(String(parts.oauth.keys.auditSigningKey.d));
+  registerAuditHook(app, audit, fingerprint);
+  // Before the provider's request handler is built: Koa composes its middleware when callback() is called.
+  provider.use(auditProviderCalls(audit, fingerprint) as never);
   registerOAuthRoutes(app, provider);
   registerInteractionRoutes(app, provider, { auth: customerAuth, consents }, mode);
   const requireAccess = createResourceServer({
@@ -139,8 +144,6 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
-  const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
-  registerAuditHook(app, audit, String(parts.oauth.keys.auditSigningKey.d));
   registerAuditRoutes(app, audit, parts.adminToken);
   auditGauges(metrics.registry, audit);
   return { app, ledger, apps, plans, meter, provider, requireAccess, customerAuth, consents, audit, gateway };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
+import { registerApp, signUpDeveloper } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { AuditLog, recordHash } from './service.ts';
 
@@ -114,6 +115,42 @@ for (const database of testDatabases()) {
       const rebuilt = await verify();
       assert.equal(rebuilt.ok, false);
       assert.match(rebuilt.firstBroken.reason, /signed checkpoint/);
+    });
+
+    it("audits the authorization server's own calls, with the client it authenticated", async () => {
+      const developer = await signUpDeveloper(built.app, 'audit-oauth@example.com');
+      const app = await registerApp(built.app, developer, {
+        name: 'Audited',
+        redirectUris: ['http://localhost/cb'],
+        scopes: ['payments'],
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      });
+      const basic = Buffer.from(`${app.id}:${app.clientSecret}`).toString('base64');
+      const token = await built.app.inject({
+        method: 'POST',
+        url: '/oauth/token',
+        headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'grant_type=client_credentials&scope=payments',
+      });
+      assert.equal(token.statusCode, 200, token.body);
+      await audit.flush();
+      const rows = await db.query<{
+        actor_type: string;
+        app_id: string;
+        route: string;
+        status: number;
+        body_hash: string | null;
+      }>(
+        `select actor_type, app_id, route, status, body_hash from audit_records where route = '/oauth/token'`,
+      );
+      assert.equal(rows.length, 1, 'audited once, not by both Fastify and the provider');
+      assert.deepEqual([rows[0]?.actor_type, rows[0]?.app_id, rows[0]?.status], ['app', app.id, 200]);
+      assert.match(rows[0]?.body_hash ?? '', /^[0-9a-f]{64}$/);
+      const dump = JSON.stringify(
+        await db.query(`select * from audit_records where route = '/oauth/token'`),
+        (_, v) => (typeof v === 'bigint' ? String(v) : v),
+      );
+      assert.ok(!dump.includes(String(app.clientSecret)));
     });
 
     it('keeps one chain when two processes append at once', async () => {

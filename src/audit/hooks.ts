@@ -20,18 +20,55 @@ function actorOf(request: FastifyRequest): { actorType: ActorType; actorId: stri
   return { actorType: 'anonymous', actorId: null };
 }
 
+/** A keyed fingerprint of a request body, derived from `secret`: comparable between records, not reversible. */
+export function bodyFingerprint(secret: string): (body: unknown) => string {
+  // A KeyObject made once: createHmac with a raw Buffer would import the key on every call.
+  const bodyKey = createSecretKey(
+    Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32)),
+  );
+  return (body) => createHmac('sha256', bodyKey).update(canonicalJson(body)).digest('hex');
+}
+
+/**
+ * The authorization server's own calls (token, PAR, introspection, …) bypass Fastify's hooks: oidc-provider
+ * answers them itself. This Koa middleware, mounted in the provider, audits them with the client it
+ * authenticated.
+ */
+export function auditProviderCalls(audit: AuditLog, fingerprint: (body: unknown) => string) {
+  return async (
+    ctx: {
+      method: string;
+      path: string;
+      status: number;
+      get(name: string): string;
+      oidc?: { client?: { clientId: string }; body?: unknown };
+    },
+    next: () => Promise<void>,
+  ): Promise<void> => {
+    await next();
+    const clientId = ctx.oidc?.client?.clientId ?? null;
+    audit.record({
+      at: new Date(),
+      actorType: clientId ? 'app' : 'anonymous',
+      actorId: clientId,
+      appId: clientId,
+      customerId: null,
+      consentIds: null,
+      method: ctx.method,
+      route: ctx.path.startsWith('/oauth/authorize/') ? '/oauth/authorize/:uid' : ctx.path,
+      status: ctx.status,
+      requestId: ctx.get('x-request-id') || 'unknown',
+      bodyHash: ctx.oidc?.body ? fingerprint(ctx.oidc.body) : null,
+    });
+  };
+}
+
 /**
  * Appends one audit record per API call, after the response is sent: the caller never waits for it.
  * Bodies are fingerprinted with a keyed hash: a plain hash of a body holding a password could be
  * brute-forced from the audit table.
  */
-export function registerAuditHook(app: App, audit: AuditLog, secret: string): void {
-  // A KeyObject made once: createHmac with a raw Buffer would import the key on every call.
-  const bodyKey = createSecretKey(
-    Buffer.from(hkdfSync('sha256', secret, 'apibank-audit', 'request-body', 32)),
-  );
-  const fingerprint = (body: unknown) =>
-    createHmac('sha256', bodyKey).update(canonicalJson(body)).digest('hex');
+export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body: unknown) => string): void {
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     if (UNAUDITED.has(route)) return;

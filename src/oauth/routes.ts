@@ -11,9 +11,12 @@ export function registerOAuthRoutes(app: App, provider: Provider): void {
     oauth.removeAllContentTypeParsers();
     oauth.addContentTypeParser('*', (_request, _payload, done) => done(null));
     const toProvider = async (
-      request: { raw: import('node:http').IncomingMessage },
+      request: { raw: import('node:http').IncomingMessage; id: string },
       reply: import('fastify').FastifyReply,
     ) => {
+      // The provider's audit middleware names the call by this server's request id.
+      request.raw.headers['x-request-id'] = request.id;
+      reply.header('x-request-id', request.id);
       reply.hijack();
       await handle(request.raw, reply.raw);
     };
