@@ -35,6 +35,7 @@ import { Ledger } from './ledger/service.ts';
 import { pruneOAuthPayloads } from './oauth/adapter.ts';
 import { loadOAuthKeys, type OAuthKeys, publicJwks } from './oauth/keys.ts';
 import { apiResource, createProvider } from './oauth/provider.ts';
+import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './oauth/replay.ts';
 import { createResourceServer } from './oauth/resource-server.ts';
 import { registerOAuthRoutes } from './oauth/routes.ts';
 import { seedSandbox } from './sandbox.ts';
@@ -48,6 +49,8 @@ export interface AppParts {
   readonly corsOrigins?: readonly string[];
   /** Rate-limit counters; default: in memory. */
   readonly limiter?: RateLimiter;
+  /** Where DPoP proof ids are remembered; default: in memory. */
+  readonly replay?: ReplayGuard;
   /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
   readonly oauth?: { readonly issuer: string; readonly keys: OAuthKeys };
   readonly logger?: Logger;
@@ -133,6 +136,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     mode,
     apps,
     consents,
+    ...(parts.replay && { replay: parts.replay }),
     ...clock,
   });
   const gateway = createGateway({
@@ -192,8 +196,17 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
       ? `rate limits shared through Redis; if Redis is unreachable calls are ${config.rateLimitOnRedisFailure === 'open' ? 'let through (fail open)' : 'refused (fail closed)'}`
       : 'rate limits kept in memory (per process); set REDIS_URL to share them',
   );
+  const replay = config.redisUrl
+    ? new RedisReplayGuard(config.redisUrl, config.rateLimitOnRedisFailure, (error) =>
+        logger.warn(
+          { err: error },
+          `DPoP replay checks: Redis unreachable, failing ${config.rateLimitOnRedisFailure}`,
+        ),
+      )
+    : new MemoryReplayGuard();
   const { app, ledger, customerAuth, audit, meter } = buildApp({
     limiter,
+    replay,
     corsOrigins: config.corsOrigins,
     db,
     adminToken: admin.token,
@@ -254,6 +267,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     await audit?.flush();
     await meter.flush();
     await limiter.close();
+    await replay.close();
     await db.close();
     logger.info('stopped');
   };

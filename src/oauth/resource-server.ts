@@ -15,6 +15,7 @@ import type { AppRecord } from '../apps/store.ts';
 import type { Mode } from '../config.ts';
 import type { Consent } from '../consents/store.ts';
 import { Problem } from '../http/problems.ts';
+import { MemoryReplayGuard, type ReplayGuard, ReplayGuardUnavailable } from './replay.ts';
 
 export interface AccessContext {
   readonly clientId: string;
@@ -40,12 +41,13 @@ export interface ResourceServerOptions {
   readonly mode: Mode;
   readonly apps: { find(id: string): Promise<AppRecord | undefined> };
   readonly consents: { find(id: string): Promise<Consent | undefined> };
+  /** Where proof jtis are remembered; default: this process's memory. */
+  readonly replay?: ReplayGuard;
   readonly now?: () => Date;
 }
 
 // RFC 9449 §11.1: proofs are accepted within a short window around now; their jti is remembered that long.
 const PROOF_WINDOW_S = 60;
-const REMEMBERED_PROOFS_MAX = 200_000;
 const BOUND_KEYS_MAX = 10_000;
 const VERIFIED_TOKENS_MAX = 50_000;
 
@@ -53,7 +55,7 @@ const VERIFIED_TOKENS_MAX = 50_000;
 export function createResourceServer(options: ResourceServerOptions) {
   const keys = createLocalJWKSet(options.jwks);
   const now = options.now ?? (() => new Date());
-  const proofs = new ProofReplayCache(REMEMBERED_PROOFS_MAX);
+  const proofs = options.replay ?? new MemoryReplayGuard();
   const proofKeys = new BoundedCache<{ thumbprint: string; key: KeyObject }>(BOUND_KEYS_MAX);
 
   const invalidToken = (scheme: string, description: string) => {
@@ -151,6 +153,17 @@ export function createResourceServer(options: ResourceServerOptions) {
     };
   }
 
+  // A proof is remembered for the window either side of its iat in which it could be accepted.
+  async function firstSighting(jti: string, nowS: number): Promise<boolean> {
+    try {
+      return await proofs.firstSeen(jti, 2 * PROOF_WINDOW_S, nowS);
+    } catch (error) {
+      if (error instanceof ReplayGuardUnavailable)
+        throw new Problem('service_unavailable', 'DPoP proofs cannot be checked');
+      throw error;
+    }
+  }
+
   async function verifyProof(request: FastifyRequest, token: string, boundKey: string): Promise<void> {
     const proof = request.headers.dpop;
     if (typeof proof !== 'string') throw invalidProof('a DPoP proof is required');
@@ -202,7 +215,7 @@ export function createResourceServer(options: ResourceServerOptions) {
     if (claims.ath !== createHash('sha256').update(token).digest('base64url')) {
       throw invalidProof('the proof is for another access token');
     }
-    if (typeof claims.jti !== 'string' || !proofs.remember(claims.jti, issuedAt + PROOF_WINDOW_S, nowS)) {
+    if (typeof claims.jti !== 'string' || !(await firstSighting(claims.jti, nowS))) {
       throw invalidProof('the proof was used before');
     }
   }
@@ -221,32 +234,6 @@ export function createResourceServer(options: ResourceServerOptions) {
       request.access = access;
     };
   };
-}
-
-/**
- * The jti of every proof seen within its window (RFC 9449 §11.1). Bounded: when full, the oldest go
- * first. Per process: a proof replayed to another process of the same deployment within the window is
- * not caught here (shared state in Redis is the gateway's concern).
- */
-class ProofReplayCache {
-  readonly #expiries = new Map<string, number>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = max;
-  }
-  /** False when the jti was seen and has not expired. */
-  remember(jti: string, expiresS: number, nowS: number): boolean {
-    const seen = this.#expiries.get(jti);
-    if (seen !== undefined && seen >= nowS) return false;
-    this.#expiries.set(jti, expiresS);
-    if (this.#expiries.size > this.#max) {
-      for (const [key, expiry] of this.#expiries) {
-        if (expiry < nowS || this.#expiries.size > this.#max) this.#expiries.delete(key);
-        else break;
-      }
-    }
-    return true;
-  }
 }
 
 /** Imported public keys by thumbprint, so a client's proofs do not re-import its key on every call. */

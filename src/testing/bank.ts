@@ -8,6 +8,7 @@ import type { RateLimiter } from '../gateway/rate-limit.ts';
 import type { App } from '../http/app.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
+import type { ReplayGuard } from '../oauth/replay.ts';
 import { freePort } from './http.ts';
 
 /** openid-client talks to http://127.0.0.1 only when told it may. */
@@ -32,6 +33,7 @@ export async function startBank(
     mode?: Mode;
     logger?: Logger;
     limiter?: RateLimiter;
+    replay?: ReplayGuard;
     /** Reuse the keys (and issuer port) of another instance: two processes of one deployment. */
     shared?: { keys: OAuthKeys; port: number };
     routes?: (built: BuiltApp) => void;
@@ -47,6 +49,7 @@ export async function startBank(
     ...(options.mode && { mode: options.mode }),
     ...(options.logger && { logger: options.logger }),
     ...(options.limiter && { limiter: options.limiter }),
+    ...(options.replay && { replay: options.replay }),
     oauth: { issuer, keys },
   });
   options.routes?.(built);
