@@ -1,4 +1,4 @@
-import type { Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql } from '../db/db.ts';
 
 export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation';
 export type ConsentStatus =
@@ -96,7 +96,7 @@ export async function transitionConsent(
             status_updated_at = $6
       where id = $1 and status = any($2::text::text[]) and expires_at > $6
       returning *`,
-    [id, `{${from.join(',')}}`, to, changes.customerId ?? null, changes.grantId ?? null, now],
+    [id, arrayLiteral(from), to, changes.customerId ?? null, changes.grantId ?? null, now],
   );
   return row && fromRow(row);
 }

@@ -184,3 +184,14 @@ export function quoteIdent(name: string): string {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain SQL identifier: ${name}`);
   return `"${name}"`;
 }
+
+/** A PostgreSQL array literal; sent as text and cast, which both drivers pass through unchanged. */
+export function arrayLiteral(values: readonly (string | number | bigint | boolean | null)[]): string {
+  const element = (value: string | number | bigint | boolean | null) =>
+    value === null
+      ? 'NULL'
+      : typeof value === 'string'
+        ? `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`
+        : String(value);
+  return `{${values.map(element).join(',')}}`;
+}

@@ -1,5 +1,5 @@
 // Products, plans and subscriptions: which routes an app may call and how often.
-import type { Db } from '../db/db.ts';
+import { arrayLiteral, type Db } from '../db/db.ts';
 
 export interface Plan {
   readonly id: string;
@@ -77,7 +77,7 @@ export class Plans {
   async upsertPlan(plan: Plan): Promise<boolean> {
     const known = await this.#db.query<{ id: string }>(
       'select id from api_products where id = any($1::text::text[])',
-      [`{${plan.productIds.join(',')}}`],
+      [arrayLiteral(plan.productIds)],
     );
     if (known.length !== new Set(plan.productIds).size) return false;
     await this.#db.transaction(async (tx) => {
@@ -92,7 +92,7 @@ export class Plans {
         [
           plan.id,
           plan.name,
-          `{${plan.productIds.join(',')}}`,
+          arrayLiteral(plan.productIds),
           plan.ratePerSecond,
           plan.ratePerMinute,
           plan.dailyQuota,

@@ -1,4 +1,4 @@
-import type { Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql } from '../db/db.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import type {
   Account,
@@ -187,17 +187,6 @@ function createdTransfer(id: string, request: TransferRequest, createdAt: Date):
 }
 
 const OP_CODES = { transfer: 1, post: 2, void: 3, expire: 4 } as const;
-
-/** A PostgreSQL array literal; sent as text and cast, which both drivers pass through unchanged. */
-function arrayLiteral(values: readonly (string | number | bigint | boolean | null)[]): string {
-  const element = (value: string | number | bigint | boolean | null) =>
-    value === null
-      ? 'NULL'
-      : typeof value === 'string'
-        ? `"${value.replace(/[\\"]/g, (c) => `\\${c}`)}"`
-        : String(value);
-  return `{${values.map(element).join(',')}}`;
-}
 
 interface ResultRow {
   code: string | null;
