@@ -4,13 +4,13 @@ import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import {
   type AppRecord,
+  type AppSettings,
   type AppStatus,
   deleteApp,
   findApp,
-  insertApp,
   listApps,
+  saveApp,
   type TokenEndpointAuthMethod,
-  updateApp,
 } from './store.ts';
 
 /** What the bank's authorization server offers apps. */
@@ -26,15 +26,6 @@ export const APPS_PAGE_MAX = 100;
 export const APP_CACHE_TTL_MS = 1000;
 const APP_CACHE_ENTRIES_MAX = 10_000;
 const SECRET_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['client_secret_basic', 'client_secret_post'];
-
-export interface AppSettings {
-  readonly name: string;
-  readonly redirectUris: readonly string[];
-  readonly scopes: readonly string[];
-  readonly tokenEndpointAuthMethod: TokenEndpointAuthMethod;
-  readonly jwks: { keys: Record<string, unknown>[] } | null;
-  readonly jwksUri: string | null;
-}
 
 export type AppSettingsError =
   | 'invalid_redirect_uri'
@@ -71,7 +62,7 @@ export class Apps {
     if (problem) return { ok: false, ...problem };
     const now = this.#now();
     const clientSecret = SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod) ? newSecret() : null;
-    const app = await insertApp(this.#db, {
+    const app: AppRecord = {
       ...settings,
       id: uuidv7(),
       developerId,
@@ -79,7 +70,8 @@ export class Apps {
       status: 'active',
       createdAt: now,
       updatedAt: now,
-    });
+    };
+    await saveApp(this.#db, app);
     await this.#onCreate?.(app);
     return clientSecret ? { ok: true, app, clientSecret } : { ok: true, app };
   }
@@ -104,7 +96,7 @@ export class Apps {
     const usesSecret = SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod);
     const clientSecret = usesSecret ? (app.clientSecret ?? newSecret()) : null;
     const updated: AppRecord = { ...app, ...settings, clientSecret, updatedAt: this.#now() };
-    await updateApp(this.#db, updated);
+    await saveApp(this.#db, updated);
     this.#changed(updated);
     return clientSecret && !app.clientSecret
       ? { ok: true, app: updated, clientSecret }
@@ -123,7 +115,7 @@ export class Apps {
     }
     const clientSecret = newSecret();
     const updated: AppRecord = { ...app, clientSecret, updatedAt: this.#now() };
-    await updateApp(this.#db, updated);
+    await saveApp(this.#db, updated);
     this.#changed(updated);
     return { ok: true, app: updated, clientSecret };
   }
@@ -141,7 +133,7 @@ export class Apps {
     const app = await findApp(this.#db, id);
     if (!app) return undefined;
     const updated: AppRecord = { ...app, status, updatedAt: this.#now() };
-    await updateApp(this.#db, updated);
+    await saveApp(this.#db, updated);
     this.#changed(updated);
     return updated;
   }

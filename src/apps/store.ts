@@ -1,4 +1,4 @@
-import type { Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql } from '../db/db.ts';
 
 export type AppStatus = 'active' | 'suspended';
 export type TokenEndpointAuthMethod =
@@ -7,15 +7,19 @@ export type TokenEndpointAuthMethod =
   | 'private_key_jwt'
   | 'tls_client_auth';
 
-export interface AppRecord {
-  readonly id: string;
-  readonly developerId: string;
+/** What a developer chooses for an app. */
+export interface AppSettings {
   readonly name: string;
   readonly redirectUris: readonly string[];
   readonly scopes: readonly string[];
   readonly tokenEndpointAuthMethod: TokenEndpointAuthMethod;
   readonly jwks: { keys: Record<string, unknown>[] } | null;
   readonly jwksUri: string | null;
+}
+
+export interface AppRecord extends AppSettings {
+  readonly id: string;
+  readonly developerId: string;
   /** Sandbox only; never returned by the API after creation or rotation. */
   readonly clientSecret: string | null;
   readonly status: AppStatus;
@@ -57,18 +61,22 @@ const appFromRow = (row: AppRow): AppRecord => ({
   updatedAt: row.updated_at,
 });
 
-export async function insertApp(sql: Sql, app: AppRecord): Promise<AppRecord> {
+/** Creates the app, or replaces everything but its owner and creation time. */
+export async function saveApp(sql: Sql, app: AppRecord): Promise<void> {
   await sql.query(
     `insert into apps (id, developer_id, name, redirect_uris, scopes, token_endpoint_auth_method, jwks, jwks_uri,
                        client_secret, status, created_at, updated_at)
-     select $1, $2, $3, array(select jsonb_array_elements_text($4::text::jsonb)),
-            array(select jsonb_array_elements_text($5::text::jsonb)), $6, $7::text::jsonb, $8, $9, $10, $11, $12`,
+     values ($1, $2, $3, $4::text::text[], $5::text::text[], $6, $7::text::jsonb, $8, $9, $10, $11, $12)
+     on conflict (id) do update set name = excluded.name, redirect_uris = excluded.redirect_uris,
+       scopes = excluded.scopes, token_endpoint_auth_method = excluded.token_endpoint_auth_method,
+       jwks = excluded.jwks, jwks_uri = excluded.jwks_uri, client_secret = excluded.client_secret,
+       status = excluded.status, updated_at = excluded.updated_at`,
     [
       app.id,
       app.developerId,
       app.name,
-      JSON.stringify(app.redirectUris),
-      JSON.stringify(app.scopes),
+      arrayLiteral(app.redirectUris),
+      arrayLiteral(app.scopes),
       app.tokenEndpointAuthMethod,
       app.jwks === null ? null : JSON.stringify(app.jwks),
       app.jwksUri,
@@ -78,7 +86,6 @@ export async function insertApp(sql: Sql, app: AppRecord): Promise<AppRecord> {
       app.updatedAt,
     ],
   );
-  return app;
 }
 
 export async function findApp(sql: Sql, id: string): Promise<AppRecord | undefined> {
@@ -98,27 +105,6 @@ export async function listApps(
     [developerId ?? null, afterId ?? null, limit],
   );
   return rows.map(appFromRow);
-}
-
-export async function updateApp(sql: Sql, app: AppRecord): Promise<void> {
-  await sql.query(
-    `update apps set name = $2, redirect_uris = array(select jsonb_array_elements_text($3::text::jsonb)),
-       scopes = array(select jsonb_array_elements_text($4::text::jsonb)), token_endpoint_auth_method = $5,
-       jwks = $6::text::jsonb, jwks_uri = $7, client_secret = $8, status = $9, updated_at = $10
-     where id = $1`,
-    [
-      app.id,
-      app.name,
-      JSON.stringify(app.redirectUris),
-      JSON.stringify(app.scopes),
-      app.tokenEndpointAuthMethod,
-      app.jwks === null ? null : JSON.stringify(app.jwks),
-      app.jwksUri,
-      app.clientSecret,
-      app.status,
-      app.updatedAt,
-    ],
-  );
 }
 
 export async function deleteApp(sql: Sql, id: string): Promise<void> {
