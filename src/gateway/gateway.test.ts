@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
-import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { insecure, registerApp, signUpDeveloper, startBank, startTwoProcesses } from '../testing/bank.ts';
 import { POSTGRES_URL, postgresDatabase, type TestDb, testDatabases } from '../testing/databases.ts';
 import { percentile } from './metering.ts';
 import { MemoryRateLimiter, RateLimiterUnavailable, RedisRateLimiter, type Window } from './rate-limit.ts';
@@ -271,14 +271,8 @@ describe('one limit across two server processes', {
   skip: REDIS_URL && POSTGRES_URL ? false : 'needs TEST_REDIS_URL and TEST_DATABASE_URL',
 }, () => {
   it('counts calls to either process against the same plan limit', async () => {
-    const first = await postgresDatabase(POSTGRES_URL as string).open();
-    const second = await postgresDatabase(POSTGRES_URL as string).open({ schema: first.schema as string });
-    const limiters = [0, 1].map(() => new RedisRateLimiter(REDIS_URL as string, 'closed', () => {}));
-    const a = await startBank(first, { adminToken: TOKEN, limiter: limiters[0] });
-    const b = await startBank(second, {
+    const { a, b, close } = await startTwoProcesses(POSTGRES_URL as string, REDIS_URL as string, {
       adminToken: TOKEN,
-      limiter: limiters[1],
-      shared: { keys: a.keys, port: a.port },
     });
     try {
       const developer = await signUpDeveloper(a.built.app, 'two-processes@example.com', PASSWORD);
@@ -329,11 +323,7 @@ describe('one limit across two server processes', {
         'four calls per minute in all, whichever process answers',
       );
     } finally {
-      await a.built.app.close();
-      await b.built.app.close();
-      await Promise.all(limiters.map((limiter) => limiter.close()));
-      await second.close();
-      await first.close();
+      await close();
     }
   });
 });

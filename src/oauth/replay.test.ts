@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
-import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { POSTGRES_URL, postgresDatabase } from '../testing/databases.ts';
+import { insecure, registerApp, signUpDeveloper, startTwoProcesses } from '../testing/bank.ts';
+import { POSTGRES_URL } from '../testing/databases.ts';
 import { MemoryReplayGuard, RedisReplayGuard, ReplayGuardUnavailable } from './replay.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL || undefined;
@@ -46,21 +46,14 @@ describe('a DPoP proof across two server processes', {
   skip: REDIS_URL && POSTGRES_URL ? false : 'needs TEST_REDIS_URL and TEST_DATABASE_URL',
 }, () => {
   it('is refused by the second process when replayed there', async () => {
-    const first = await postgresDatabase(POSTGRES_URL as string).open();
-    const second = await postgresDatabase(POSTGRES_URL as string).open({ schema: first.schema as string });
-    const guards = [0, 1].map(() => new RedisReplayGuard(REDIS_URL as string, 'closed', () => {}));
     const routes = ({ app, requireAccess }: BuiltApp) => {
       assert.ok(requireAccess);
       app.get('/v1/test/whoami', { onRequest: requireAccess('payments') }, async () => ({
         ok: true,
       }));
     };
-    const adminToken = 'replay-test-operator-token-0123456789abcdef';
-    const a = await startBank(first, { adminToken, replay: guards[0], routes });
-    const b = await startBank(second, {
-      adminToken,
-      replay: guards[1],
-      shared: { keys: a.keys, port: a.port },
+    const { a, b, close } = await startTwoProcesses(POSTGRES_URL as string, REDIS_URL as string, {
+      adminToken: 'replay-test-operator-token-0123456789abcdef',
       routes,
     });
     try {
@@ -105,11 +98,7 @@ describe('a DPoP proof across two server processes', {
       assert.equal(replayed.status, 401);
       assert.equal(((await replayed.json()) as { code: string }).code, 'invalid_dpop_proof');
     } finally {
-      await a.built.app.close();
-      await b.built.app.close();
-      await Promise.all(guards.map((guard) => guard.close()));
-      await second.close();
-      await first.close();
+      await close();
     }
   });
 });

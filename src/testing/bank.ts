@@ -4,11 +4,12 @@ import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
-import type { RateLimiter } from '../gateway/rate-limit.ts';
+import { type RateLimiter, RedisRateLimiter } from '../gateway/rate-limit.ts';
 import type { App } from '../http/app.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
-import type { ReplayGuard } from '../oauth/replay.ts';
+import { RedisReplayGuard, type ReplayGuard } from '../oauth/replay.ts';
+import { postgresDatabase } from './databases.ts';
 import { freePort } from './http.ts';
 
 /** openid-client talks to http://127.0.0.1 only when told it may. */
@@ -99,4 +100,34 @@ export async function oauthError(call: Promise<unknown>): Promise<string> {
     return code ?? cause?.[0]?.parameters?.error ?? String(error);
   }
   return 'no error';
+}
+
+/**
+ * Two server processes of one deployment, as production runs them: one PostgreSQL schema, shared keys and
+ * issuer, and Redis for rate limits and DPoP proof ids. `close` stops both and drops the schema.
+ */
+export async function startTwoProcesses(
+  postgresUrl: string,
+  redisUrl: string,
+  options: { adminToken: string; routes?: (built: BuiltApp) => void },
+): Promise<{ a: RunningBank; b: RunningBank; close(): Promise<void> }> {
+  const first = await postgresDatabase(postgresUrl).open();
+  const second = await postgresDatabase(postgresUrl).open({ schema: first.schema as string });
+  const shared = [0, 1].map(() => ({
+    limiter: new RedisRateLimiter(redisUrl, 'closed', () => {}),
+    replay: new RedisReplayGuard(redisUrl, 'closed', () => {}),
+  }));
+  const a = await startBank(first, { ...options, ...shared[0] });
+  const b = await startBank(second, { ...options, ...shared[1], shared: { keys: a.keys, port: a.port } });
+  return {
+    a,
+    b,
+    async close() {
+      await a.built.app.close();
+      await b.built.app.close();
+      await Promise.all(shared.flatMap(({ limiter, replay }) => [limiter.close(), replay.close()]));
+      await second.close();
+      await first.close();
+    },
+  };
 }
