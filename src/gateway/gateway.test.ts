@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
 import { insecure, registerApp, signUpDeveloper, startBank, startTwoProcesses } from '../testing/bank.ts';
-import { POSTGRES_URL, postgresDatabase, type TestDb, testDatabases } from '../testing/databases.ts';
+import { POSTGRES_URL, type TestDb, testDatabases } from '../testing/databases.ts';
 import { percentile } from './metering.ts';
 import { MemoryRateLimiter, RateLimiterUnavailable, RedisRateLimiter, type Window } from './rate-limit.ts';
 
