@@ -1,6 +1,7 @@
 // What the benchmarks share: settings, starting `apibank serve` on a database, the measured load loop,
 // the OAuth client steps and the report's formatting. Each bench file keeps what it alone measures, so a
 // change to how a run is timed or a table is printed is made once and holds for every figure.
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +16,8 @@ import * as client from 'openid-client';
 import postgres from 'postgres';
 import type { Db } from '../src/db/db.ts';
 import type { BuiltApp } from '../src/main.ts';
+import { testMasterKeys } from '../src/pii/master-keys.ts';
+import { Pii } from '../src/pii/pii.ts';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -267,7 +270,12 @@ export async function inProcessApp(
   await migrate(db);
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const built = buildApp({ db, adminToken, oauth: { issuer, keys: await generateOAuthKeys() } });
+  const built = buildApp({
+    db,
+    adminToken,
+    oauth: { issuer, keys: await generateOAuthKeys() },
+    pii: await Pii.open(db, testMasterKeys()),
+  });
   return { db, built, port, issuer };
 }
 

@@ -66,14 +66,32 @@ describe('apibank command', () => {
       assert.ok(response.ok, `${path}: ${response.status}`);
       return (await response.json()) as { id: string };
     };
-    const seeded = await fetch(`${base}/v1/ledger/accounts?code=sandbox:alice-eur`, {
-      headers: { authorization: `Bearer ${token}` },
+    // The documented sandbox customer signs in at the bank's pages and sees her accounts.
+    const signIn = await fetch(`${base}/me/sign-in`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'username=alice&password=alice-sandbox-password&code=123456',
+      redirect: 'manual',
     });
-    const alice = ((await seeded.json()) as { accounts: { balances: unknown }[] }).accounts;
+    assert.equal(signIn.status, 303);
+    const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const mine = (await (await fetch(`${base}/v1/me/accounts`, { headers: { cookie } })).json()) as {
+      accounts: { id: string; currency: string; product: string }[];
+    };
     assert.deepEqual(
-      alice.map((a) => a.balances),
-      [{ posted: '1495.80', pending: '-25.00', available: '1470.80' }],
+      mine.accounts.map((a) => `${a.product} ${a.currency}`),
+      ['current EUR', 'current GBP', 'savings EUR'],
     );
+    const balances = await fetch(`${base}/v1/me/accounts/${mine.accounts[0]?.id}/balances`, {
+      headers: { cookie },
+    });
+    assert.deepEqual(await balances.json(), {
+      accountId: mine.accounts[0]?.id,
+      currency: 'EUR',
+      booked: '1275.80',
+      available: '1250.80',
+      pending: '-25.00',
+    });
     const bank = await call('/v1/ledger/accounts', {
       currency: 'EUR',
       normalBalance: 'credit',
@@ -98,17 +116,14 @@ describe('apibank command', () => {
     assert.equal(await verify.exited, 0, verify.output());
     assert.match(
       verify.output(),
-      /EUR: 6 accounts, posted debits (\d+) = credits \1, pending debits 2500 = credits 2500/,
+      /EUR: \d+ accounts, posted debits (\d+) = credits \1, pending debits 2500 = credits 2500/,
     );
 
     const db = await openDb({ dataDir: join(dataDir, 'pglite') });
-    const customers = await db.query<{ username: string }>(
-      'select username from customer_logins order by username',
-    );
-    assert.deepEqual(
-      customers.map((row) => row.username),
-      ['alice', 'bob'],
-    );
+    const customers = await db.query<{ username: string }>('select username from customer_logins');
+    const usernames = customers.map((row) => row.username);
+    assert.ok(usernames.includes('alice') && usernames.includes('bob'), usernames.join());
+    assert.equal(usernames.length, 22, 'two documented customers and twenty generated ones');
     await db.query('update ledger_accounts set debits_posted = debits_posted + 1 where id = $1', [
       customer.id,
     ]);
@@ -121,5 +136,37 @@ describe('apibank command', () => {
     const migrate = apibank(['migrate'], { APIBANK_DATA_DIR: dataDir });
     assert.equal(await migrate.exited, 0);
     assert.match(migrate.output(), /nothing to apply/);
+  });
+
+  it('seeds generated customers with a verified history, and rotates the personal-data key', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'apibank-cli-'));
+    const seed = apibank(['sandbox', 'seed', '--customers', '5', '--seed', '9'], {
+      APIBANK_DATA_DIR: dataDir,
+    });
+    assert.equal(await seed.exited, 0, seed.output());
+    assert.match(seed.output(), /seeded 5 customers, \d+ accounts, [1-9]\d+ transfers/);
+    const again = apibank(['sandbox', 'seed', '--customers', '5', '--seed', '9'], {
+      APIBANK_DATA_DIR: dataDir,
+    });
+    assert.equal(await again.exited, 1, 'the same seed twice would duplicate people');
+    assert.match(again.output(), /seed 9 was applied before/);
+    const wrong = apibank(['sandbox', 'seed', '--customers', 'many'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await wrong.exited, 2);
+
+    const verify = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await verify.exited, 0, verify.output());
+
+    const rotate = apibank(['keys', 'rotate'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await rotate.exited, 0, rotate.output());
+    // 5 customers x 7 fields + 5 logins x 2 fields (the national id is null for some).
+    const [, fields] = /(\d+) fields re-encrypted/.exec(rotate.output()) ?? [];
+    assert.ok(Number(fields) >= 40, rotate.output());
+    const twice = apibank(['keys', 'rotate'], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await twice.exited, 0);
+    assert.match(
+      twice.output(),
+      new RegExp(`${fields} fields re-encrypted`),
+      'everything moves to the newest key',
+    );
   });
 });

@@ -32,13 +32,19 @@ describe('configuration', () => {
     }
   });
 
-  it('refuses production without an operator token, a database server, TLS and OAuth keys', () => {
+  it('refuses production without an operator token, a database server, TLS, OAuth keys, personal-data keys and real screening lists', () => {
     assert.throws(
       () => loadConfig({ APIBANK_MODE: 'production' }),
       (error: ConfigError) =>
-        ['APIBANK_ADMIN_TOKEN', 'DATABASE_URL', 'APIBANK_PUBLIC_URL', 'APIBANK_OAUTH_KEYS_FILE'].every(
-          (name) => error.problems.some((problem) => problem.startsWith(name)),
-        ) && error.problems.length === 4,
+        [
+          'APIBANK_ADMIN_TOKEN',
+          'DATABASE_URL',
+          'APIBANK_PUBLIC_URL',
+          'APIBANK_OAUTH_KEYS_FILE',
+          'APIBANK_PII_KEYS_FILE',
+          'APIBANK_SCREENING_LISTS',
+        ].every((name) => error.problems.some((problem) => problem.startsWith(name))) &&
+        error.problems.length === 6,
     );
   });
 

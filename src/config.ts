@@ -3,7 +3,18 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 
+import { type BankIdentity, bankIdentityProblem } from './accounts/iban.ts';
+import { DEFAULT_SCREENING_LISTS, type ListSetting, parseListsSetting } from './kyc/screening.ts';
+import { currencyExponent } from './money.ts';
+
 export type Mode = 'sandbox' | 'production';
+
+export const DEFAULT_BANK: BankIdentity = {
+  name: 'apibank Sandbox Bank',
+  country: 'GB',
+  bankCode: 'APIB400000',
+};
+export const DEFAULT_CURRENCIES = ['EUR', 'GBP', 'USD'] as const;
 
 export interface Config {
   readonly mode: Mode;
@@ -21,6 +32,14 @@ export interface Config {
   readonly publicUrl: string;
   /** JSON file with the authorization server's signing keys and cookie keys; generated in the sandbox. */
   readonly oauthKeysFile: string;
+  /** JSON file with the master keys that wrap personal-data encryption keys; generated in the sandbox. */
+  readonly piiKeysFile: string;
+  /** Who the bank is: its name on statements, and the country and bank code its IBANs carry. */
+  readonly bank: BankIdentity;
+  /** ISO 4217 currencies customers may open accounts in. */
+  readonly currencies: readonly string[];
+  /** Sanctions and PEP lists account opening screens against (APIBANK_SCREENING_LISTS). */
+  readonly screeningLists: readonly ListSetting[];
   /** Shared rate-limit counters; unset: in memory, per process. */
   readonly redisUrl: string | undefined;
   /** What the gateway does when Redis cannot be reached: let calls through, or refuse them (503). */
@@ -95,6 +114,34 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   } else if (mode === 'production' && !publicUrl.startsWith('https://')) {
     problems.push('APIBANK_PUBLIC_URL must be https in production (FAPI 2.0 requires TLS)');
   }
+  if (mode === 'production' && !env.APIBANK_PII_KEYS_FILE) {
+    problems.push(
+      'APIBANK_PII_KEYS_FILE is required when APIBANK_MODE=production (see README: personal data encryption)',
+    );
+  }
+  const bank: BankIdentity = {
+    name: env.APIBANK_BANK_NAME || DEFAULT_BANK.name,
+    country: env.APIBANK_BANK_COUNTRY || DEFAULT_BANK.country,
+    bankCode: env.APIBANK_BANK_CODE || DEFAULT_BANK.bankCode,
+  };
+  const ibanProblem = bankIdentityProblem(bank);
+  if (ibanProblem) problems.push(`APIBANK_BANK_COUNTRY / APIBANK_BANK_CODE: ${ibanProblem}`);
+  const currencies = (env.APIBANK_CURRENCIES || DEFAULT_CURRENCIES.join(',')).split(',').map((c) => c.trim());
+  for (const currency of currencies) {
+    if (currencyExponent(currency) === undefined)
+      problems.push(`APIBANK_CURRENCIES: "${currency}" is not an ISO 4217 currency`);
+  }
+  let screeningLists: readonly ListSetting[] = DEFAULT_SCREENING_LISTS;
+  try {
+    if (env.APIBANK_SCREENING_LISTS) screeningLists = parseListsSetting(env.APIBANK_SCREENING_LISTS);
+  } catch (error) {
+    problems.push((error as Error).message);
+  }
+  if (mode === 'production' && !env.APIBANK_SCREENING_LISTS) {
+    problems.push(
+      'APIBANK_SCREENING_LISTS is required when APIBANK_MODE=production (the shipped lists are synthetic)',
+    );
+  }
   if (mode === 'production' && !env.APIBANK_OAUTH_KEYS_FILE) {
     problems.push(
       'APIBANK_OAUTH_KEYS_FILE is required when APIBANK_MODE=production (see README: generating OAuth keys)',
@@ -130,6 +177,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     publicUrl,
     oauthKeysFile: resolve(env.APIBANK_OAUTH_KEYS_FILE || join(dataDir, 'oauth-keys.json')),
+    piiKeysFile: resolve(env.APIBANK_PII_KEYS_FILE || join(dataDir, 'pii-keys.json')),
+    bank,
+    currencies,
+    screeningLists,
     redisUrl,
     rateLimitOnRedisFailure: onRedisFailure === 'closed' ? 'closed' : 'open',
     corsOrigins,

@@ -2,17 +2,26 @@
 import { join } from 'node:path';
 import type Provider from 'oidc-provider';
 import pino, { type Logger } from 'pino';
+import type { BankIdentity } from './accounts/iban.ts';
+import {
+  registerAccountAdminRoutes,
+  registerAccountRoutes,
+  scopeOfAccess,
+  scopeOfCustomer,
+} from './accounts/routes.ts';
+import { Accounts } from './accounts/service.ts';
 import { registerAppAdminRoutes, registerAppRoutes } from './apps/routes.ts';
 import { Apps } from './apps/service.ts';
 import { auditProviderCalls, bodyFingerprint, registerAuditHook } from './audit/hooks.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
 import { AuditLog } from './audit/service.ts';
-import { type Config, type Mode, resolveAdminToken } from './config.ts';
-import { registerCustomerConsentRoutes } from './consents/customer-routes.ts';
+import { type Config, DEFAULT_BANK, DEFAULT_CURRENCIES, type Mode, resolveAdminToken } from './config.ts';
+import { customerSession, registerCustomerConsentRoutes } from './consents/customer-routes.ts';
 import { registerConsentRoutes } from './consents/routes.ts';
 import { Consents } from './consents/service.ts';
 import { registerInteractionRoutes } from './customer-auth/routes.ts';
 import { CustomerAuth } from './customer-auth/service.ts';
+import { Customers } from './customers/service.ts';
 import { type Db, openDb } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
@@ -30,6 +39,7 @@ import { registerHealth } from './http/health.ts';
 import { auditGauges, registerMetrics } from './http/metrics.ts';
 import { registerOpenApi } from './http/openapi.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
+import { loadScreeningLists, Screener } from './kyc/screening.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
 import { pruneOAuthPayloads } from './oauth/adapter.ts';
@@ -38,7 +48,11 @@ import { apiResource, createProvider } from './oauth/provider.ts';
 import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './oauth/replay.ts';
 import { createResourceServer } from './oauth/resource-server.ts';
 import { registerOAuthRoutes } from './oauth/routes.ts';
-import { seedSandbox } from './sandbox.ts';
+import { registerKycReviewRoutes, registerOnboardingRoutes } from './onboarding/routes.ts';
+import { Onboarding } from './onboarding/service.ts';
+import { loadMasterKeys } from './pii/master-keys.ts';
+import { Pii } from './pii/pii.ts';
+import { seedSandbox } from './sandbox/seed.ts';
 
 export interface AppParts {
   readonly db: Db;
@@ -53,6 +67,14 @@ export interface AppParts {
   readonly replay?: ReplayGuard;
   /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
   readonly oauth?: { readonly issuer: string; readonly keys: OAuthKeys };
+  /** Personal-data encryption; required with `oauth` (customers come with it). */
+  readonly pii?: Pii;
+  /** Sanctions and PEP screening for account opening; default: screens against nothing. */
+  readonly screener?: Screener;
+  /** Default: DEFAULT_BANK. */
+  readonly bank?: BankIdentity;
+  /** Currencies accounts open in; default: DEFAULT_CURRENCIES. */
+  readonly currencies?: readonly string[];
   readonly logger?: Logger;
   readonly now?: () => Date;
 }
@@ -67,6 +89,9 @@ export interface BuiltApp {
   readonly requireAccess?: ReturnType<typeof createResourceServer>;
   readonly customerAuth?: CustomerAuth;
   readonly consents?: Consents;
+  readonly customers?: Customers;
+  readonly accounts?: Accounts;
+  readonly onboarding?: Onboarding;
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
@@ -111,8 +136,28 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   if (!parts.oauth) return { app, ledger, apps, plans, meter };
   const mode = parts.mode ?? 'sandbox';
-  const customerAuth = new CustomerAuth({ db: parts.db, mode, ...clock });
+  if (!parts.pii) throw new Error('buildApp: customers need personal-data encryption (parts.pii)');
+  const pii = parts.pii;
+  const customerAuth = new CustomerAuth({ db: parts.db, mode, pii, ...clock });
   const consents = new Consents({ db: parts.db, ...clock });
+  const customers = new Customers({ db: parts.db, pii, ...clock });
+  const accounts = new Accounts({
+    db: parts.db,
+    ledger,
+    customers,
+    bank: parts.bank ?? DEFAULT_BANK,
+    currencies: parts.currencies ?? DEFAULT_CURRENCIES,
+    ...clock,
+  });
+  const onboarding = new Onboarding({
+    db: parts.db,
+    pii,
+    customers,
+    accounts,
+    logins: customerAuth,
+    screener: parts.screener ?? new Screener([]),
+    ...clock,
+  });
   const provider = createProvider({
     issuer: parts.oauth.issuer,
     mode,
@@ -128,7 +173,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   // Before the provider's request handler is built: Koa composes its middleware when callback() is called.
   provider.use(auditProviderCalls(audit, fingerprint) as never);
   registerOAuthRoutes(app, provider);
-  registerInteractionRoutes(app, provider, { auth: customerAuth, consents }, mode);
+  registerInteractionRoutes(app, provider, { auth: customerAuth, consents, accounts }, mode);
   const requireAccess = createResourceServer({
     issuer: parts.oauth.issuer,
     audience: apiResource(parts.oauth.issuer),
@@ -148,9 +193,39 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
+  scoped(app, (scope) => {
+    registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
+    registerAccountRoutes(scope, accounts, {
+      prefix: '/v1/accounts',
+      onRequest: gateway('accounts', 'accounts'),
+      scopeOf: scopeOfAccess,
+    });
+    registerAccountRoutes(scope, accounts, {
+      prefix: '/v1/me/accounts',
+      onRequest: [customerSession(customerAuth)],
+      scopeOf: (request) => scopeOfCustomer(request.customerId as string),
+    });
+  });
+  registerKycReviewRoutes(app, onboarding, parts.adminToken);
+  registerAccountAdminRoutes(app, accounts, parts.adminToken);
   registerAuditRoutes(app, audit, parts.adminToken);
   auditGauges(metrics.registry, audit);
-  return { app, ledger, apps, plans, meter, provider, requireAccess, customerAuth, consents, audit, gateway };
+  return {
+    app,
+    ledger,
+    apps,
+    plans,
+    meter,
+    provider,
+    requireAccess,
+    customerAuth,
+    consents,
+    customers,
+    accounts,
+    onboarding,
+    audit,
+    gateway,
+  };
 }
 
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
@@ -170,6 +245,8 @@ export function openConfiguredDb(config: Config): Promise<Db> {
     : openDb({ dataDir: join(config.dataDir, 'pglite') });
 }
 
+// The embedded start's population besides the documented customers: enough to browse, quick to create.
+const SANDBOX_GENERATED_CUSTOMERS = 20;
 const SWEEP_INTERVAL_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const AUDIT_FLUSH_INTERVAL_MS = 200;
@@ -183,6 +260,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
   const oauth = { issuer: config.publicUrl, keys: await loadOAuthKeys(config.oauthKeysFile, config.mode) };
+  const pii = await Pii.open(db, loadMasterKeys(config.piiKeysFile, config.mode));
   const limiter = config.redisUrl
     ? new RedisRateLimiter(config.redisUrl, config.rateLimitOnRedisFailure, (error) =>
         logger.warn(
@@ -204,7 +282,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
         ),
       )
     : new MemoryReplayGuard();
-  const { app, ledger, customerAuth, audit, meter } = buildApp({
+  const { app, ledger, onboarding, audit, meter } = buildApp({
     limiter,
     replay,
     corsOrigins: config.corsOrigins,
@@ -213,9 +291,17 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     logger,
     mode: config.mode,
     oauth,
+    pii,
+    screener: new Screener(await loadScreeningLists(config.screeningLists)),
+    bank: config.bank,
+    currencies: config.currencies,
   });
-  if (config.mode === 'sandbox' && customerAuth && (await seedSandbox(db, ledger, customerAuth))) {
-    logger.info('seeded sandbox accounts and customers (see README: sandbox data)');
+  if (
+    config.mode === 'sandbox' &&
+    onboarding &&
+    (await seedSandbox(db, onboarding, { customers: SANDBOX_GENERATED_CUSTOMERS, seed: 1, now: new Date() }))
+  ) {
+    logger.info('seeded sandbox customers, accounts and a year of history (see README: sandbox data)');
   }
 
   // Background work. Each runs alone (no overlap with itself) and is safe in several processes at once.

@@ -21,6 +21,7 @@ export const OFFERED_SCOPES = [
   'accounts',
   'payments',
   'funds_confirmation',
+  'onboarding',
 ] as const;
 export const APPS_PAGE_MAX = 100;
 export const APP_CACHE_TTL_MS = 1000;

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
+import { testMasterKeys } from '../pii/master-keys.ts';
+import { Pii } from '../pii/pii.ts';
 import { registerApp, signUpDeveloper } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { AuditLog, recordHash } from './service.ts';
@@ -19,7 +21,12 @@ for (const database of testDatabases()) {
     before(async () => {
       db = await database.open();
       keys = await generateOAuthKeys();
-      built = buildApp({ db, adminToken: TOKEN, oauth: { issuer: 'http://127.0.0.1:1', keys } });
+      built = buildApp({
+        db,
+        adminToken: TOKEN,
+        oauth: { issuer: 'http://127.0.0.1:1', keys },
+        pii: await Pii.open(db, testMasterKeys()),
+      });
       assert.ok(built.audit);
       audit = built.audit;
       await built.app.ready();

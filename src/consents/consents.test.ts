@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
-import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
@@ -20,6 +20,7 @@ for (const database of testDatabases()) {
     let issuer: string;
     let developer: Record<string, string>;
     let apps = 0;
+    let carolAccounts: string[] = [];
 
     before(async () => {
       db = await database.open();
@@ -33,13 +34,14 @@ for (const database of testDatabases()) {
         },
       }));
       developer = await signUpDeveloper(built.app, 'consent-dev@example.com', PASSWORD);
-      await built.customerAuth?.createLogin({
+      ({ accountIds: carolAccounts } = await createCustomer(built, {
         username: 'carol',
         password: PASSWORD,
-        displayName: 'Carol',
-        email: 'carol@example.com',
-        emailVerified: true,
-      });
+        accounts: [
+          { product: 'current', currency: 'EUR' },
+          { product: 'current', currency: 'GBP' },
+        ],
+      }));
     });
     after(async () => {
       await built.app.close();
@@ -105,7 +107,11 @@ for (const database of testDatabases()) {
       });
       const consentUrl = location(await browser.get(location(signedIn)));
       const page = await (await browser.get(consentUrl)).text();
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision });
+      // The payment is in EUR: only the EUR account is offered to pay from.
+      const decided = await browser.postForm(`${consentUrl}/confirm`, {
+        decision,
+        account: carolAccounts[0] ?? '',
+      });
       const callback = new URL(location(await browser.get(location(decided))));
       return { page, callback, verifier };
     };
@@ -200,13 +206,7 @@ for (const database of testDatabases()) {
         /Sign in to review the apps you allowed/,
       );
 
-      await built.customerAuth?.createLogin({
-        username: 'dave',
-        password: PASSWORD,
-        displayName: 'Dave',
-        email: 'dave@example.com',
-        emailVerified: true,
-      });
+      await createCustomer(built, { username: 'dave', password: PASSWORD });
       const dave = new TestBrowser(issuer);
       assert.equal(
         location(

@@ -24,6 +24,16 @@ function sessionToken(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
+/** An onRequest hook admitting a customer signed in at the bank's pages; sets `request.customerId`. */
+export function customerSession(auth: CustomerAuth) {
+  return async (request: FastifyRequest) => {
+    const token = sessionToken(request);
+    const customerId = token ? await auth.sessionCustomer(token) : undefined;
+    if (!customerId) throw new Problem('unauthorized', 'sign in at /me/consents first');
+    request.customerId = customerId;
+  };
+}
+
 export function registerCustomerConsentRoutes(
   app: App,
   services: { auth: CustomerAuth; consents: Consents; apps: Apps },
@@ -112,11 +122,7 @@ export function registerCustomerConsentRoutes(
   });
 
   scoped(app, (api) => {
-    api.addHook('onRequest', async (request) => {
-      const customerId = await customerOf(request);
-      if (!customerId) throw new Problem('unauthorized', 'sign in at /me/consents first');
-      request.customerId = customerId;
-    });
+    api.addHook('onRequest', customerSession(auth));
     const customer = (request: FastifyRequest) => request.customerId as string;
 
     api.get('/v1/me/consents', async (request) => ({

@@ -47,6 +47,7 @@ export class Consents {
       status: 'awaiting_authorisation',
       details: request.details,
       grantId: null,
+      accountIds: null,
       expiresAt: request.expiresAt,
       createdAt: now,
       statusUpdatedAt: now,
@@ -74,14 +75,19 @@ export class Consents {
     return listConsents(this.#db, { customerId }, afterId, Math.min(limit, CONSENTS_PAGE_MAX), this.#now());
   }
 
-  /** The customer approved it at the consent page. */
-  authorise(id: string, customerId: string, grantId: string): Promise<Consent | undefined> {
+  /** The customer approved it at the consent page, choosing the accounts it covers. */
+  authorise(
+    id: string,
+    customerId: string,
+    grantId: string,
+    accountIds: readonly string[],
+  ): Promise<Consent | undefined> {
     return transitionConsent(
       this.#db,
       id,
       ['awaiting_authorisation'],
       'authorised',
-      { customerId, grantId },
+      { customerId, grantId, accountIds },
       this.#now(),
     );
   }

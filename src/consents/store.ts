@@ -17,6 +17,8 @@ export interface Consent {
   readonly status: ConsentStatus;
   readonly details: Record<string, unknown>;
   readonly grantId: string | null;
+  /** The accounts the customer chose on the consent page (null until authorised, and for plain scopes). */
+  readonly accountIds: readonly string[] | null;
   readonly expiresAt: Date;
   readonly createdAt: Date;
   readonly statusUpdatedAt: Date;
@@ -30,6 +32,7 @@ interface Row {
   status: ConsentStatus;
   details: Record<string, unknown>;
   grant_id: string | null;
+  account_ids: string[] | null;
   expires_at: Date;
   created_at: Date;
   status_updated_at: Date;
@@ -43,6 +46,7 @@ const fromRow = (row: Row): Consent => ({
   status: row.status,
   details: row.details,
   grantId: row.grant_id,
+  accountIds: row.account_ids,
   expiresAt: row.expires_at,
   createdAt: row.created_at,
   statusUpdatedAt: row.status_updated_at,
@@ -72,7 +76,7 @@ export async function findConsent(sql: Sql, id: string, now: Date): Promise<Cons
   const [row] = await sql.query<Row>(
     `select id, client_id, customer_id, type,
             case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $2 then 'expired' else status end as status,
-            details, grant_id, expires_at, created_at, status_updated_at
+            details, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents where id = $1`,
     [id, now],
   );
@@ -88,15 +92,23 @@ export async function transitionConsent(
   id: string,
   from: readonly ConsentStatus[],
   to: ConsentStatus,
-  changes: { customerId?: string; grantId?: string },
+  changes: { customerId?: string; grantId?: string; accountIds?: readonly string[] },
   now: Date,
 ): Promise<Consent | undefined> {
   const [row] = await sql.query<Row>(
     `update consents set status = $3, customer_id = coalesce($4, customer_id), grant_id = coalesce($5, grant_id),
-            status_updated_at = $6
+            account_ids = coalesce($7::text::uuid[], account_ids), status_updated_at = $6
       where id = $1 and status = any($2::text::text[]) and expires_at > $6
       returning *`,
-    [id, arrayLiteral(from), to, changes.customerId ?? null, changes.grantId ?? null, now],
+    [
+      id,
+      arrayLiteral(from),
+      to,
+      changes.customerId ?? null,
+      changes.grantId ?? null,
+      now,
+      changes.accountIds ? arrayLiteral(changes.accountIds) : null,
+    ],
   );
   return row && fromRow(row);
 }
@@ -112,7 +124,7 @@ export async function listConsents(
   const rows = await sql.query<Row>(
     `select id, client_id, customer_id, type,
             case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $5 then 'expired' else status end as status,
-            details, grant_id, expires_at, created_at, status_updated_at
+            details, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents
       where ($1::uuid is null or client_id = $1) and ($2::uuid is null or customer_id = $2) and ($3::uuid is null or id > $3)
       order by id limit $4`,

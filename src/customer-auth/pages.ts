@@ -1,4 +1,7 @@
 // The bank's own sign-in and consent pages: server-rendered, no JavaScript, labelled for screen readers.
+import { maskIban } from '../accounts/iban.ts';
+import type { BankAccount } from '../accounts/store.ts';
+import { SCOPE_OF } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 
 const escapeHtml = (text: string) =>
@@ -21,6 +24,9 @@ const STYLE = `
   .error { padding: .75rem; border-radius: 6px; background: #fde8e8; color: #8a1c1c; }
   .hint { color: GrayText; font-size: .9rem; }
   ul { padding-left: 1.2rem; }
+  fieldset { border: 1px solid GrayText; border-radius: 6px; margin-top: 1rem; }
+  label.choice { font-weight: 400; display: flex; gap: .5rem; align-items: center; }
+  label.choice input { width: auto; }
 `;
 
 function page(title: string, body: string): string {
@@ -98,12 +104,26 @@ export function consentPage(options: {
   appName: string;
   scopes: readonly string[];
   consents: readonly Consent[];
+  /** The accounts the customer may choose for the consents (empty when no consent is requested). */
+  accounts: readonly BankAccount[];
   validity: string;
 }): string {
-  // Scopes a consent already describes are not listed twice.
-  const described = new Set(
-    options.consents.length > 0 ? ['accounts', 'payments', 'funds_confirmation'] : [],
-  );
+  const single = options.consents.some((consent) => consent.type !== 'account_information');
+  const choices = options.accounts
+    .map(
+      (account, index) =>
+        `<label class="choice"><input type="${single ? 'radio' : 'checkbox'}" name="account" value="${escapeHtml(account.id)}"${index === 0 && single ? ' checked' : ''}${single ? ' required' : ''}> ${escapeHtml(account.name)} · ${escapeHtml(account.currency)} · ${escapeHtml(maskIban(account.iban))}</label>`,
+    )
+    .join('');
+  const accountPicker =
+    options.consents.length === 0
+      ? ''
+      : options.accounts.length === 0
+        ? '<p class="error" role="alert">You have no account this can apply to.</p>'
+        : `<fieldset><legend>${single ? 'Pay from' : 'Share these accounts'}</legend>${choices}</fieldset>`;
+  // A scope its consent already describes is not listed twice; any other scope is listed, since it grants
+  // access of its own (a plain `accounts` scope beside a payment consent reads every account).
+  const described = new Set(options.consents.map((consent) => SCOPE_OF[consent.type]));
   const items = [
     ...options.consents.map((consent) => `<li>${escapeHtml(consentWords(consent))}</li>`),
     ...options.scopes
@@ -116,7 +136,8 @@ export function consentPage(options: {
 <ul>${items}</ul>
 <p>For ${escapeHtml(options.validity)}. You can revoke this at any time.</p>
 <form method="post" action="/interaction/${escapeHtml(options.uid)}/confirm">
-  <button type="submit" name="decision" value="approve">Allow</button>
+  ${accountPicker}
+  <button type="submit" name="decision" value="approve"${options.consents.length > 0 && options.accounts.length === 0 ? ' disabled' : ''}>Allow</button>
   <button type="submit" name="decision" value="reject" class="secondary">Deny</button>
 </form>`,
   );

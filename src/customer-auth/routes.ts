@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
+import { ACCOUNTS_PAGE_MAX, type Accounts } from '../accounts/service.ts';
 import type { Mode } from '../config.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
@@ -28,10 +29,23 @@ export type Form = Record<string, string | undefined>;
 export function registerInteractionRoutes(
   app: App,
   provider: Provider,
-  services: { auth: CustomerAuth; consents: Consents },
+  services: { auth: CustomerAuth; consents: Consents; accounts: Accounts },
   mode: Mode,
 ): void {
-  const { auth, consents } = services;
+  const { auth, consents, accounts } = services;
+  // The customer's accounts a consent may cover: active ones, in the payment's currency for a payment.
+  const choosable = async (customerId: string, requested: readonly Consent[]) => {
+    const all = (await accounts.list(customerId, undefined, undefined, ACCOUNTS_PAGE_MAX)).filter(
+      (account) => account.status === 'active',
+    );
+    const currency = requested
+      .map(
+        (consent) =>
+          (consent.details as { instructedAmount?: { currency?: string } }).instructedAmount?.currency,
+      )
+      .find(Boolean);
+    return currency ? all.filter((account) => account.currency === currency) : all;
+  };
   /** The consents an authorization request names (RFC 9396), as validated by the provider at PAR. */
   const requestedConsents = async (params: Record<string, unknown>): Promise<Consent[] | undefined> => {
     const details = params.authorization_details
@@ -46,7 +60,14 @@ export function registerInteractionRoutes(
     pages.addContentTypeParser(
       'application/x-www-form-urlencoded',
       { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
-      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+      (_request, body, done) => {
+        // Repeated fields (several accounts ticked) keep every value, comma-joined: ids never hold commas.
+        const form: Form = {};
+        for (const [name, value] of new URLSearchParams(String(body))) {
+          form[name] = form[name] === undefined ? value : `${form[name]},${value}`;
+        }
+        done(null, form);
+      },
     );
     const html = (reply: FastifyReply, status: number, body: string) =>
       reply.code(status).headers(PAGE_HEADERS).send(body);
@@ -88,6 +109,7 @@ export function registerInteractionRoutes(
       const until = requested
         .map((consent) => consent.expiresAt)
         .sort((a, b) => a.getTime() - b.getTime())[0];
+      const customerId = String(interaction.session?.accountId ?? '');
       return html(
         reply,
         200,
@@ -96,6 +118,7 @@ export function registerInteractionRoutes(
           appName: name,
           scopes: requestedScopes(interaction),
           consents: requested,
+          accounts: requested.length > 0 ? await choosable(customerId, requested) : [],
           validity: until ? `until ${until.toISOString().slice(0, 10)}` : 'as long as you allow it',
         }),
       );
@@ -156,6 +179,22 @@ export function registerInteractionRoutes(
         );
         return;
       }
+      // The accounts ticked must be the customer's own and choosable: a forged form names nothing else.
+      const allowed = new Set((await choosable(customerId, requested)).map((account) => account.id));
+      const chosen = [
+        ...new Set(
+          String(form.account ?? '')
+            .split(',')
+            .filter(Boolean),
+        ),
+      ];
+      const single = requested.some((consent) => consent.type !== 'account_information');
+      if (
+        requested.length > 0 &&
+        (chosen.length === 0 || chosen.some((id) => !allowed.has(id)) || (single && chosen.length !== 1))
+      ) {
+        return html(reply, 400, errorPage('Choose the account this applies to, then allow it again.'));
+      }
       const { session, params, prompt } = interaction;
       const grant = interaction.grantId
         ? await provider.Grant.find(interaction.grantId)
@@ -175,7 +214,7 @@ export function registerInteractionRoutes(
       const grantId = await grant.save();
       for (const consent of requested) {
         // Lost a race with expiry or revocation: nothing is granted.
-        if (!(await consents.authorise(consent.id, customerId, grantId))) return expired(reply);
+        if (!(await consents.authorise(consent.id, customerId, grantId, chosen))) return expired(reply);
       }
       reply.hijack();
       await provider.interactionFinished(

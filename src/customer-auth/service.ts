@@ -2,10 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Secret, TOTP } from 'otpauth';
 import { v7 as uuidv7 } from 'uuid';
 import type { Mode } from '../config.ts';
-import type { Db } from '../db/db.ts';
+import type { Db, Sql } from '../db/db.ts';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from '../passwords.ts';
+import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
-  type CustomerLogin,
   deleteCustomerSession,
   findCustomerSession,
   findLogin,
@@ -15,7 +15,17 @@ import {
   insertLogin,
   recordFailure,
   recordSuccess,
+  type StoredLogin,
 } from './store.ts';
+
+/** What the rest of the bank sees of a login: the OpenID Connect claims, decrypted. */
+export interface CustomerLogin {
+  readonly id: string;
+  readonly username: string;
+  readonly displayName: string;
+  readonly email: string;
+  readonly emailVerified: boolean;
+}
 
 /** The sandbox's documented one-time code; production verifies a real TOTP (RFC 6238). */
 export const SANDBOX_ONE_TIME_CODE = '123456';
@@ -50,10 +60,12 @@ export class CustomerAuth {
   readonly #db: Db;
   readonly #mode: Mode;
   readonly #now: () => Date;
+  readonly #pii: Pii;
 
-  constructor(options: { db: Db; mode: Mode; now?: () => Date }) {
+  constructor(options: { db: Db; mode: Mode; pii: Pii; now?: () => Date }) {
     this.#db = options.db;
     this.#mode = options.mode;
+    this.#pii = options.pii;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -113,27 +125,54 @@ export class CustomerAuth {
     return deleteCustomerSession(this.#db, sessionHash(token));
   }
 
-  find(id: string): Promise<CustomerLogin | undefined> {
-    return findLogin(this.#db, id);
+  async find(id: string): Promise<CustomerLogin | undefined> {
+    const stored = await findLogin(this.#db, id);
+    if (!stored) return undefined;
+    return {
+      id: stored.id,
+      username: stored.username,
+      displayName: await this.#pii.decrypt(
+        stored.displayNameEnc,
+        fieldContext('customer_logins', 'display_name_enc', id),
+      ),
+      email: await this.#pii.decrypt(stored.emailEnc, fieldContext('customer_logins', 'email_enc', id)),
+      emailVerified: stored.emailVerified,
+    };
   }
 
-  /** Creates a login; false when the username is taken. A TOTP secret is generated unless in the sandbox. */
-  async createLogin(input: {
-    username: string;
-    password: string;
-    displayName: string;
-    email: string;
-    emailVerified: boolean;
-  }): Promise<{ created: boolean; id: string; totpSecret: string | null }> {
-    const id = uuidv7();
+  /**
+   * Creates a login; false when the username is taken. A TOTP secret is generated unless in the sandbox.
+   * Without a password the login cannot sign in until the customer sets one (account opening).
+   */
+  async createLogin(
+    input: {
+      id?: string;
+      username: string;
+      password: string | { hash: string } | null;
+      displayName: string;
+      email: string;
+      emailVerified: boolean;
+    },
+    sql: Sql = this.#db,
+  ): Promise<{ created: boolean; id: string; totpSecret: string | null }> {
+    const id = input.id ?? uuidv7();
     const totpSecret = this.#mode === 'production' ? new Secret({ size: 20 }).base32 : null;
-    const created = await insertLogin(this.#db, {
+    const created = await insertLogin(sql, {
       id,
       username: input.username,
-      displayName: input.displayName,
-      email: input.email,
+      displayNameEnc: this.#pii.encrypt(
+        input.displayName,
+        fieldContext('customer_logins', 'display_name_enc', id),
+      ),
+      emailEnc: this.#pii.encrypt(input.email, fieldContext('customer_logins', 'email_enc', id)),
       emailVerified: input.emailVerified,
-      passwordHash: await hashPassword(input.password),
+      // No password yet: the decoy hash, which no password matches.
+      passwordHash:
+        input.password === null
+          ? DECOY_PASSWORD_HASH
+          : typeof input.password === 'string'
+            ? await hashPassword(input.password)
+            : input.password.hash,
       totpSecret,
       failedAttempts: 0,
       lockedUntil: null,
@@ -143,7 +182,7 @@ export class CustomerAuth {
   }
 
   /** The accepted code's time step (null for the sandbox code), or undefined when the code is wrong or used. */
-  #secondFactorStep(login: CustomerLogin, code: string, now: Date): number | null | undefined {
+  #secondFactorStep(login: StoredLogin, code: string, now: Date): number | null | undefined {
     if (login.totpSecret) {
       // One step either side absorbs clock drift (RFC 6238 §5.2); a step already used is refused.
       const delta = totpFor(login.totpSecret).validate({ token: code, timestamp: now.getTime(), window: 1 });

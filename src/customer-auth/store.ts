@@ -1,10 +1,11 @@
 import type { Sql } from '../db/db.ts';
 
-export interface CustomerLogin {
+/** A login as stored: name and email sealed (pii.ts), under contexts `customer_logins.<column>:<id>`. */
+export interface StoredLogin {
   readonly id: string;
   readonly username: string;
-  readonly displayName: string;
-  readonly email: string;
+  readonly displayNameEnc: string;
+  readonly emailEnc: string;
   readonly emailVerified: boolean;
   readonly passwordHash: string;
   readonly totpSecret: string | null;
@@ -16,8 +17,8 @@ export interface CustomerLogin {
 interface Row {
   id: string;
   username: string;
-  display_name: string;
-  email: string;
+  display_name_enc: string;
+  email_enc: string;
   email_verified: boolean;
   password_hash: string;
   totp_secret: string | null;
@@ -26,11 +27,11 @@ interface Row {
   locked_until: Date | null;
 }
 
-const fromRow = (row: Row): CustomerLogin => ({
+const fromRow = (row: Row): StoredLogin => ({
   id: row.id,
   username: row.username,
-  displayName: row.display_name,
-  email: row.email,
+  displayNameEnc: row.display_name_enc,
+  emailEnc: row.email_enc,
   emailVerified: row.email_verified,
   passwordHash: row.password_hash,
   totpSecret: row.totp_secret,
@@ -41,16 +42,16 @@ const fromRow = (row: Row): CustomerLogin => ({
 
 export async function insertLogin(
   sql: Sql,
-  login: Omit<CustomerLogin, 'totpLastStep'> & { createdAt: Date },
+  login: Omit<StoredLogin, 'totpLastStep'> & { createdAt: Date },
 ): Promise<boolean> {
   const rows = await sql.query(
-    `insert into customer_logins (id, username, display_name, email, email_verified, password_hash, totp_secret, created_at)
+    `insert into customer_logins (id, username, display_name_enc, email_enc, email_verified, password_hash, totp_secret, created_at)
      values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (username) do nothing returning 1`,
     [
       login.id,
       login.username,
-      login.displayName,
-      login.email,
+      login.displayNameEnc,
+      login.emailEnc,
       login.emailVerified,
       login.passwordHash,
       login.totpSecret,
@@ -60,12 +61,12 @@ export async function insertLogin(
   return rows.length === 1;
 }
 
-export async function findLoginByUsername(sql: Sql, username: string): Promise<CustomerLogin | undefined> {
+export async function findLoginByUsername(sql: Sql, username: string): Promise<StoredLogin | undefined> {
   const [row] = await sql.query<Row>('select * from customer_logins where username = $1', [username]);
   return row && fromRow(row);
 }
 
-export async function findLogin(sql: Sql, id: string): Promise<CustomerLogin | undefined> {
+export async function findLogin(sql: Sql, id: string): Promise<StoredLogin | undefined> {
   const [row] = await sql.query<Row>('select * from customer_logins where id = $1', [id]);
   return row && fromRow(row);
 }

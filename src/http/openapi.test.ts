@@ -5,6 +5,8 @@ import { type Db, openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
 import { generateOAuthKeys } from '../oauth/keys.ts';
+import { testMasterKeys } from '../pii/master-keys.ts';
+import { Pii } from '../pii/pii.ts';
 import type { App } from './app.ts';
 
 describe('API reference', () => {
@@ -22,6 +24,7 @@ describe('API reference', () => {
       db,
       adminToken: 'openapi-operator-token-0123456789abcdef',
       oauth: { issuer: 'http://127.0.0.1:8080', keys: await generateOAuthKeys() },
+      pii: await Pii.open(db, testMasterKeys()),
     }).app;
     await app.ready();
     document = (await app.inject('/openapi.json')).json();

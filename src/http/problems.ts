@@ -50,6 +50,20 @@ export const PROBLEMS = {
   },
   scope_not_available: { status: 400, title: 'A requested scope is not offered' },
   app_suspended: { status: 409, title: 'The app is suspended' },
+  // Account opening and accounts
+  application_invalid: { status: 422, title: 'A field of the application is not valid' },
+  document_rejected: { status: 422, title: 'An uploaded document is not an accepted PDF, JPEG or PNG' },
+  currency_not_offered: { status: 422, title: 'The bank does not open accounts in this currency' },
+  review_not_pending: { status: 409, title: 'The application is not waiting for review' },
+  review_not_claimed: { status: 409, title: 'Claim the application before deciding it' },
+  review_claimed_by_another: { status: 409, title: 'Another reviewer has claimed the application' },
+  permission_not_granted: { status: 403, title: 'The consent does not grant this permission' },
+  account_closed: { status: 409, title: 'The account is closed' },
+  balance_not_zero: {
+    status: 409,
+    title: 'Only an account with a zero balance and nothing pending can close',
+  },
+  statement_too_large: { status: 422, title: 'The month has too many movements for one statement' },
   // Ledger
   not_found: { status: 404, title: 'No such resource' },
   unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },

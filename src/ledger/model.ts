@@ -61,6 +61,22 @@ export interface Entry {
   readonly createdAt: Date;
 }
 
+/** What an account statement shows of an entry: the entry, and what its transfer says about it. */
+export interface EntryDetail extends Entry {
+  readonly transferMetadata: Record<string, unknown>;
+  /** The accounts on the other side of this account's postings in the transfer. */
+  readonly counterpartAccountIds: readonly string[];
+}
+
+export interface EntryFilter {
+  readonly from?: Date | undefined;
+  /** Exclusive. */
+  readonly to?: Date | undefined;
+  readonly minAmount?: bigint | undefined;
+  readonly maxAmount?: bigint | undefined;
+  readonly side?: NormalBalance | undefined;
+}
+
 export interface Posting {
   readonly debitAccountId: string;
   readonly creditAccountId: string;

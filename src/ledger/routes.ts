@@ -1,5 +1,6 @@
 import { type Static, Type } from 'typebox';
 import type { App } from '../http/app.ts';
+import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { type FieldError, Problem, type ProblemCode } from '../http/problems.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, parseAmount } from '../money.ts';
@@ -70,7 +71,7 @@ const PostBody = Type.Object({ amount: Type.Optional(Amount) }, { additionalProp
 const AccountsQuery = Type.Object(
   {
     code: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
+    limit: Type.Optional(PageLimit),
     cursor: Type.Optional(Type.String({ maxLength: 128 })),
   },
   { additionalProperties: false },
@@ -78,7 +79,7 @@ const AccountsQuery = Type.Object(
 
 const EntriesQuery = Type.Object(
   {
-    limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
+    limit: Type.Optional(PageLimit),
     cursor: Type.Optional(Type.String({ maxLength: 64 })),
   },
   { additionalProperties: false },
@@ -108,8 +109,11 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
   });
 
   app.get('/v1/ledger/accounts', { schema: { querystring: AccountsQuery } }, async (request) => {
-    const limit = pageLimit(request.query.limit, ACCOUNTS_PAGE_MAX);
-    const afterId = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor, 'a');
+    const limit = pageLimit(request.query.limit, 100, ACCOUNTS_PAGE_MAX);
+    const afterId =
+      request.query.cursor === undefined
+        ? undefined
+        : decodeCursor(request.query.cursor, 'a', CURSOR_POSITION.uuid);
     const accounts = await ledger.listAccounts({ code: request.query.code }, afterId, limit + 1);
     const page = accounts.slice(0, limit);
     const last = page.at(-1);
@@ -129,9 +133,11 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
     '/v1/ledger/accounts/:id/entries',
     { schema: { params: IdParams, querystring: EntriesQuery } },
     async (request) => {
-      const limit = pageLimit(request.query.limit, ENTRIES_PAGE_MAX);
+      const limit = pageLimit(request.query.limit, 100, ENTRIES_PAGE_MAX);
       const beforeSeq =
-        request.query.cursor === undefined ? undefined : BigInt(decodeCursor(request.query.cursor, 'e'));
+        request.query.cursor === undefined
+          ? undefined
+          : BigInt(decodeCursor(request.query.cursor, 'e', CURSOR_POSITION.seq));
       const account = await ledger.getAccount(request.params.id.toLowerCase());
       if (!account) throw new Problem('not_found', 'no account with this id');
       const entries = await ledger.listEntries(account.id, beforeSeq, limit + 1);
@@ -284,27 +290,6 @@ function fieldProblem(errors: FieldError[]): Problem {
   return new Problem('validation_failed', errors.map((e) => `${e.field} ${e.message}`).join('; '), {
     errors,
   });
-}
-
-// Cursors are opaque to clients; inside, a kind and the position after which the next page starts.
-const CURSOR_POSITION = {
-  a: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
-  e: /^[1-9][0-9]{0,18}$/,
-};
-const encodeCursor = (kind: keyof typeof CURSOR_POSITION, position: string) =>
-  Buffer.from(`${kind}:${position}`).toString('base64url');
-function decodeCursor(cursor: string, kind: keyof typeof CURSOR_POSITION): string {
-  const text = Buffer.from(cursor, 'base64url').toString();
-  const position = text.slice(2);
-  if (!text.startsWith(`${kind}:`) || !CURSOR_POSITION[kind].test(position))
-    throw new Problem('invalid_cursor');
-  return position;
-}
-
-function pageLimit(text: string | undefined, max: number): number {
-  const limit = Number(text ?? 100);
-  if (limit > max) throw fieldProblem([{ field: '/querystring/limit', message: `must be at most ${max}` }]);
-  return limit;
 }
 
 function accountJson(account: Account) {

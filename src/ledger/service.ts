@@ -4,9 +4,19 @@ import { Problem } from '../http/problems.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import { Batcher } from './batcher.ts';
-import type { Account, Entry, LedgerResult, NewAccountRequest, Transfer, TransferRequest } from './model.ts';
+import type {
+  Account,
+  Entry,
+  EntryDetail,
+  EntryFilter,
+  LedgerResult,
+  NewAccountRequest,
+  Transfer,
+  TransferRequest,
+} from './model.ts';
 import {
   type AccountDiscrepancy,
+  balanceBefore,
   type CurrencyTotals,
   currencyTotals,
   executeItems,
@@ -19,6 +29,7 @@ import {
   type LedgerItem,
   listAccounts,
   listEntries,
+  listEntryDetails,
 } from './store.ts';
 
 /** The most transfers one batch (and one call of the ledger function) carries. */
@@ -91,6 +102,24 @@ export class Ledger {
       async (tx) => ({ statusCode: 201, body: accountToJson(await create(tx)) }),
     );
     return { account: accountFromJson(response.body as AccountJson), replayed: response.replayed };
+  }
+
+  /** Creates an account inside the caller's transaction (a customer's account and its ledger account commit together). */
+  createAccountIn(sql: Sql, request: NewAccountRequest): Promise<Account> {
+    return insertAccount(sql, { ...request, id: uuidv7(), createdAt: this.#now() });
+  }
+
+  listEntryDetails(
+    accountId: string,
+    filter: EntryFilter,
+    beforeSeq: bigint | undefined,
+    limit: number,
+  ): Promise<EntryDetail[]> {
+    return listEntryDetails(this.#db, accountId, filter, beforeSeq, Math.min(limit, ENTRIES_PAGE_MAX));
+  }
+
+  balanceBefore(accountId: string, at: Date): Promise<bigint> {
+    return balanceBefore(this.#db, accountId, at);
   }
 
   getAccount(id: string): Promise<Account | undefined> {

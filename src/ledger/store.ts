@@ -3,6 +3,8 @@ import type { Minor, ParsedAmount } from '../money.ts';
 import type {
   Account,
   Entry,
+  EntryDetail,
+  EntryFilter,
   LedgerErrorCode,
   LedgerResult,
   NewAccountRequest,
@@ -126,6 +128,67 @@ export async function listEntries(
     balance: row.balance,
     createdAt: row.created_at,
   }));
+}
+
+/** Entries with their transfers' metadata, newest first, strictly older than `beforeSeq`, filtered. */
+export async function listEntryDetails(
+  sql: Sql,
+  accountId: string,
+  filter: EntryFilter,
+  beforeSeq: bigint | undefined,
+  limit: number,
+): Promise<EntryDetail[]> {
+  // The account's entries are read through the primary key (account_id, seq); the filters apply on top.
+  const rows = await sql.query<{
+    seq: bigint;
+    transfer_id: string;
+    side: NormalBalance;
+    amount: bigint;
+    balance: bigint;
+    created_at: Date;
+    metadata: Record<string, unknown>;
+    counterparts: string[];
+  }>(
+    `select e.seq, e.transfer_id, e.side, e.amount, e.balance, e.created_at, t.metadata,
+            array(select case when e.side = 'debit' then c else d end
+                    from unnest(t.debit_account_ids, t.credit_account_ids) as p(d, c)
+                   where (e.side = 'debit' and d = e.account_id) or (e.side = 'credit' and c = e.account_id)) as counterparts
+       from ledger_entries e join ledger_transfers t on t.id = e.transfer_id
+      where e.account_id = $1 and ($2::bigint is null or e.seq < $2)
+        and ($3::timestamptz is null or e.created_at >= $3) and ($4::timestamptz is null or e.created_at < $4)
+        and ($5::bigint is null or e.amount >= $5) and ($6::bigint is null or e.amount <= $6)
+        and ($7::text is null or e.side = $7)
+      order by e.seq desc limit $8`,
+    [
+      accountId,
+      beforeSeq ?? null,
+      filter.from ?? null,
+      filter.to ?? null,
+      filter.minAmount ?? null,
+      filter.maxAmount ?? null,
+      filter.side ?? null,
+      limit,
+    ],
+  );
+  return rows.map((row) => ({
+    seq: row.seq,
+    transferId: row.transfer_id,
+    side: row.side,
+    amount: row.amount as Minor,
+    balance: row.balance,
+    createdAt: row.created_at,
+    transferMetadata: row.metadata,
+    counterpartAccountIds: row.counterparts,
+  }));
+}
+
+/** The account's posted balance just before `at` (0 before its first entry). */
+export async function balanceBefore(sql: Sql, accountId: string, at: Date): Promise<bigint> {
+  const [row] = await sql.query<{ balance: bigint }>(
+    'select balance from ledger_entries where account_id = $1 and created_at < $2 order by seq desc limit 1',
+    [accountId, at],
+  );
+  return row?.balance ?? 0n;
 }
 
 // A transfer row as JSON (ledger_execute returns this shape; amounts are strings: JSON has no int64).

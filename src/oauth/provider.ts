@@ -5,14 +5,14 @@
 import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Mode } from '../config.ts';
 import type { Consents } from '../consents/service.ts';
-import type { CustomerLogin } from '../customer-auth/store.ts';
+import type { CustomerLogin } from '../customer-auth/service.ts';
 import type { Db } from '../db/db.ts';
 import { type ClientSource, createAdapterFactory } from './adapter.ts';
 import type { OAuthKeys } from './keys.ts';
 
 export const ACCESS_TOKEN_TTL_S = 300;
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
-export const API_SCOPES = ['accounts', 'payments', 'funds_confirmation'] as const;
+export const API_SCOPES = ['accounts', 'payments', 'funds_confirmation', 'onboarding'] as const;
 // FAPI 2.0 §5.4: PS256, ES256 or EdDSA only.
 const SIGNING_ALGS = ['ES256', 'PS256', 'EdDSA'];
 

@@ -6,9 +6,12 @@ import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import { type RateLimiter, RedisRateLimiter } from '../gateway/rate-limit.ts';
 import type { App } from '../http/app.ts';
+import { DEFAULT_SCREENING_LISTS, loadScreeningLists, Screener } from '../kyc/screening.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
 import { RedisReplayGuard, type ReplayGuard } from '../oauth/replay.ts';
+import { testMasterKeys } from '../pii/master-keys.ts';
+import { Pii } from '../pii/pii.ts';
 import { postgresDatabase } from './databases.ts';
 import { freePort } from './http.ts';
 
@@ -52,6 +55,8 @@ export async function startBank(
     ...(options.limiter && { limiter: options.limiter }),
     ...(options.replay && { replay: options.replay }),
     oauth: { issuer, keys },
+    pii: await Pii.open(db, testMasterKeys()),
+    screener: new Screener(await loadScreeningLists(DEFAULT_SCREENING_LISTS)),
   });
   options.routes?.(built);
   await built.app.listen({ port, host: '127.0.0.1' });
@@ -129,5 +134,38 @@ export async function startTwoProcesses(
       await second.close();
       await first.close();
     },
+  };
+}
+
+/** A customer with a login and accounts (no application), for tests that need somebody to sign in as. */
+export async function createCustomer(
+  built: BuiltApp,
+  input: {
+    username: string;
+    password: string;
+    legalName?: string;
+    accounts?: readonly { product: 'current' | 'savings'; currency: string }[];
+  },
+): Promise<{ customerId: string; accountIds: string[]; ledgerAccountIds: string[] }> {
+  if (!built.onboarding) throw new Error('createCustomer needs the bank built with oauth');
+  const created = await built.onboarding.createDirectly({
+    person: {
+      legalName: input.legalName ?? `${input.username[0]?.toUpperCase()}${input.username.slice(1)} Tester`,
+      dateOfBirth: '1990-04-12',
+      nationality: 'GB',
+      nationalId: null,
+      address: { lines: ['1 Test Street'], city: 'London', postCode: 'EC1A 1BB', country: 'GB' },
+      email: `${input.username}@example.com`,
+      phone: '+447911123456',
+    },
+    username: input.username,
+    password: input.password,
+    accounts: input.accounts ?? [{ product: 'current', currency: 'EUR' }],
+  });
+  if (!created) throw new Error(`customer ${input.username} exists`);
+  return {
+    customerId: created.customerId,
+    accountIds: created.accounts.map((account) => account.id),
+    ledgerAccountIds: created.accounts.map((account) => account.ledgerAccountId),
   };
 }
