@@ -1,6 +1,7 @@
 // Account opening: an application is checked (KYC) the moment it arrives and is approved, rejected, or
 // queued for an operator. Approval creates the customer, their login and their first account in one
 // transaction, with an event for every step written to the outbox in that same transaction.
+import { randomInt } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Accounts } from '../accounts/service.ts';
 import type { BankAccount } from '../accounts/store.ts';
@@ -256,7 +257,8 @@ export class Onboarding {
       });
       return view((await findApplication(tx, application.id)) as StoredApplication);
     }
-    // The customer signs in with their email once they have set a password (an activation the bank sends).
+    // The customer signs in with a customer number (not their email: usernames are stored in the clear,
+    // for lookup) once they have set a password through the activation the bank sends them.
     const login = {
       id: customerId,
       password: null,
@@ -264,11 +266,11 @@ export class Onboarding {
       email: applicant.email,
       emailVerified: false,
     };
-    const { created } = await this.#logins.createLogin(
-      { ...login, username: applicant.email.toLowerCase() },
-      tx,
-    );
-    if (!created) await this.#logins.createLogin({ ...login, username: customerId }, tx);
+    for (let attempt = 0; ; attempt++) {
+      const username = String(randomInt(1_000_000_000, 10_000_000_000));
+      if ((await this.#logins.createLogin({ ...login, username }, tx)).created) break;
+      if (attempt >= 5) throw new Error('no free customer number after 6 attempts');
+    }
     const account = await this.#accounts.open(tx, {
       customerId,
       product: application.product,

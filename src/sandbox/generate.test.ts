@@ -74,7 +74,7 @@ describe('sandbox generator', () => {
     const emails = sample.people.map((person) => person.email);
     assert.equal(new Set(emails).size, emails.length);
     for (const person of sample.people) {
-      assert.match(person.username, /^[a-z0-9]+(\.[a-z0-9]+)*\.\d{4,}$/, person.username);
+      assert.match(person.username, /^s\d+-customer\d{4,}$/, person.username);
       assert.match(person.email, /^[a-z0-9.]+@example\.(com|org|net)$/, person.email);
       assert.ok(person.legalName.trim().split(/\s+/).length >= 2, person.legalName);
       assert.ok(person.address.lines.length >= 1 && person.address.city && person.address.postCode);

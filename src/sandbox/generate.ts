@@ -6,7 +6,7 @@ import { generateNationalId, type NationalIdType } from '../kyc/validators.ts';
 
 export interface SandboxPerson {
   readonly key: string;
-  /** Unique, lower-case ASCII: family and given names with the customer number, e.g. 'li.wei.0007'. */
+  /** Unique: the seed and the customer number, e.g. 's1-customer0007'. */
   readonly username: string;
   /** Latin script; Chinese names in pinyin, family name first. */
   readonly legalName: string;
@@ -774,8 +774,9 @@ function makeCustomer(index: number, seed: number, toMs: number, accounts: Sandb
       ? pickDistinct(random, origin.familyNames, 2).join(' ')
       : pick(random, origin.familyNames);
   const legalName = origin.familyNameFirst ? `${family} ${given}` : `${given} ${family}`;
-  // The customer number makes the username unique however often a name repeats.
-  const username = `${asciiSlug(legalName)}.${String(index + 1).padStart(4, '0')}`;
+  // A customer number, not the name: usernames are stored in the clear and names must not be. The seed
+  // keeps two seeded populations in one bank apart.
+  const username = `s${seed}-customer${String(index + 1).padStart(4, '0')}`;
   const birth = dateOfBirth(random, toMs);
   const residenceCode = pick(random, origin.residences);
   const residence = RESIDENCES[residenceCode];
@@ -796,7 +797,7 @@ function makeCustomer(index: number, seed: number, toMs: number, accounts: Sandb
         ? null
         : { type: origin.nationalId, number: generateNationalId(origin.nationalId, random, birth) },
     address: { lines, city: city.name, postCode: city.postCode(random), country: residenceCode },
-    email: `${username}@${pick(random, EMAIL_DOMAINS)}`,
+    email: `${asciiSlug(legalName)}.${String(index + 1).padStart(4, '0')}@${pick(random, EMAIL_DOMAINS)}`,
     phone: origin.phone(random),
   };
 
