@@ -164,7 +164,10 @@ export function buildApp(parts: AppParts): BuiltApp {
     db: parts.db,
     clients: apps,
     keys: parts.oauth.keys,
-    customers: customerAuth,
+    customers: {
+      find: (id) => customerAuth.find(id),
+      kycVerified: async (id) => (await customers.find(id))?.status === 'active',
+    },
     consents,
   });
   const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });

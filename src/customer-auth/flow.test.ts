@@ -5,7 +5,14 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
-import { insecure, oauthError, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import {
+  createCustomer,
+  insecure,
+  oauthError,
+  registerApp,
+  signUpDeveloper,
+  startBank,
+} from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
@@ -58,15 +65,13 @@ for (const database of testDatabases()) {
     });
 
     const newCustomer = async (username = `alice${++usernames}`) => {
-      const login = await built.customerAuth?.createLogin({
+      // A customer account opening verified, so the bank vouches for them (kyc_verified).
+      const { customerId } = await createCustomer(built, {
         username,
         password: PASSWORD,
-        displayName: 'Alice Example',
-        email: `${username}@example.com`,
-        emailVerified: true,
+        legalName: 'Alice Example',
       });
-      assert.ok(login?.created);
-      return login.id;
+      return customerId;
     };
 
     /** Starts a flow with PAR and returns the browser at the sign-in page, with what the app must keep. */
@@ -126,8 +131,8 @@ for (const database of testDatabases()) {
       assert.equal(tokens.token_type, 'dpop');
       const idToken = tokens.claims();
       assert.deepEqual(
-        [idToken?.sub, idToken?.name, idToken?.email, idToken?.email_verified],
-        [customerId, 'Alice Example', 'alice1@example.com', true],
+        [idToken?.sub, idToken?.name, idToken?.email, idToken?.email_verified, idToken?.kyc_verified],
+        [customerId, 'Alice Example', 'alice1@example.com', true, true],
       );
       const response = await client.fetchProtectedResource(
         config,
@@ -178,6 +183,7 @@ for (const database of testDatabases()) {
       assert.equal(claims?.sub, customerId);
       assert.equal(claims?.name, undefined);
       assert.equal(claims?.email, undefined);
+      assert.equal(claims?.kyc_verified, undefined);
     });
 
     it('refuses a code exchanged twice, without its PKCE verifier, or with the wrong one', async () => {

@@ -22,8 +22,11 @@ export interface ProviderOptions {
   readonly db: Db;
   readonly clients: ClientSource;
   readonly keys: OAuthKeys;
-  /** Customers, by their id (the OpenID Connect subject). */
-  readonly customers: { find(id: string): Promise<CustomerLogin | undefined> };
+  /** Customers, by their id (the OpenID Connect subject), and whether account opening verified them. */
+  readonly customers: {
+    find(id: string): Promise<CustomerLogin | undefined>;
+    kycVerified(id: string): Promise<boolean>;
+  };
   readonly consents: Consents;
 }
 
@@ -60,7 +63,7 @@ export function createProvider(options: ProviderOptions): Provider {
       end_session: '/oauth/logout',
     },
     scopes: [...OIDC_SCOPES, ...API_SCOPES],
-    claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'] },
+    claims: { openid: ['sub'], profile: ['name', 'kyc_verified'], email: ['email', 'email_verified'] },
     responseTypes: ['code'],
     clientAuthMethods: production
       ? ['private_key_jwt']
@@ -105,6 +108,8 @@ export function createProvider(options: ProviderOptions): Provider {
           name: customer.displayName,
           email: customer.email,
           email_verified: customer.emailVerified,
+          // "Sign in with your bank": the bank vouches that it checked who this is (account opening, KYC).
+          kyc_verified: await options.customers.kycVerified(customer.id),
         }),
       };
     },
