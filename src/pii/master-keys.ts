@@ -42,7 +42,9 @@ export function parseMasterKeys(text: string, where: string): MasterKeys {
     }
     keys.set(id, key);
   }
-  if (!keys.has(String(file?.active)))
+  // A string, not merely something that prints as one of the ids: `{"active": 1, "keys": {"1": …}}` would pass a
+  // `String()` check and then find no key under the number 1 at the first use.
+  if (typeof file?.active !== 'string' || !keys.has(file.active))
     throw new ConfigError([`${where}: "active" must name one of its keys`]);
   return { activeId: file.active, keys };
 }

@@ -217,7 +217,9 @@ export class Pii {
     for (const { table, columns } of ENCRYPTED_COLUMNS) {
       const stale = columns.map((column) => `(${column} is not null and ${column} not like $1)`).join(' or ');
       for (;;) {
-        const done = await this.#db.transaction(async (tx) => {
+        // Counted after the commit: a transaction retried on a serialisation failure would count twice.
+        const batch = await this.#db.transaction(async (tx) => {
+          let fields = 0;
           const rows = await tx.query<Record<string, string | null>>(
             `select id::text as id, ${columns.join(', ')} from ${table} where ${stale} limit ${ROTATE_BATCH_ROWS} for update`,
             [current],
@@ -233,16 +235,17 @@ export class Pii {
               }
               const context = fieldContext(table, column, id);
               values.push(this.encrypt(await this.decryptBytes(sealed, context), context));
-              reencryptedFields++;
+              fields++;
             }
             await tx.query(
               `update ${table} set ${columns.map((column, i) => `${column} = $${i + 2}`).join(', ')} where id = $1`,
               [id, ...values],
             );
           }
-          return rows.length < ROTATE_BATCH_ROWS;
+          return { fields, done: rows.length < ROTATE_BATCH_ROWS };
         });
-        if (done) break;
+        reencryptedFields += batch.fields;
+        if (batch.done) break;
       }
     }
     return { newKeyId, rewrappedKeys, reencryptedFields };
