@@ -48,7 +48,11 @@ import { apiResource, createProvider } from './oauth/provider.ts';
 import { MemoryReplayGuard, RedisReplayGuard, type ReplayGuard } from './oauth/replay.ts';
 import { createResourceServer } from './oauth/resource-server.ts';
 import { registerOAuthRoutes } from './oauth/routes.ts';
-import { registerKycReviewRoutes, registerOnboardingRoutes } from './onboarding/routes.ts';
+import {
+  registerKycReviewRoutes,
+  registerOnboardingPages,
+  registerOnboardingRoutes,
+} from './onboarding/routes.ts';
 import { Onboarding } from './onboarding/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
@@ -209,6 +213,7 @@ export function buildApp(parts: AppParts): BuiltApp {
       scopeOf: (request) => scopeOfCustomer(request.customerId as string),
     });
   });
+  registerOnboardingPages(app, { onboarding, accounts, logins: customerAuth });
   registerKycReviewRoutes(app, onboarding, parts.adminToken);
   registerAccountAdminRoutes(app, accounts, parts.adminToken);
   registerAuditRoutes(app, audit, parts.adminToken);

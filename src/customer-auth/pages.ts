@@ -4,7 +4,7 @@ import type { BankAccount } from '../accounts/store.ts';
 import { SCOPE_OF } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 
-const escapeHtml = (text: string) =>
+export const escapeHtml = (text: string) =>
   text.replace(
     /[&<>"']/g,
     (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c,
@@ -29,7 +29,7 @@ const STYLE = `
   label.choice input { width: auto; }
 `;
 
-function page(title: string, body: string): string {
+export function page(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

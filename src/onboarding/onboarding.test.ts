@@ -388,6 +388,74 @@ for (const database of testDatabases()) {
       );
     });
 
+    it("opens an account through the bank's own page, with a password the applicant chose", async () => {
+      const page = await fetch(`${issuer}/open-account`);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /enctype="multipart\/form-data"/);
+      const form = (fields: Record<string, string>, files: Record<string, Buffer> = {}) => {
+        const body = new FormData();
+        for (const [name, value] of Object.entries(fields)) body.append(name, value);
+        for (const [name, bytes] of Object.entries(files))
+          body.append(name, new Blob([bytes]), `${name}.bin`);
+        return fetch(`${issuer}/open-account`, { method: 'POST', body });
+      };
+      const fields = {
+        legalName: 'Ottilie Pagefield',
+        dateOfBirth: '1991-09-09',
+        nationality: 'gb',
+        nationalIdType: 'uk_nino',
+        nationalIdNumber: 'PR 12 34 56 D',
+        addressLine1: '3 Quay Street',
+        city: 'Bristol',
+        postCode: 'BS1 4DJ',
+        country: 'GB',
+        email: 'ottilie@example.net',
+        phone: '+44 7911 123456',
+        product: 'current',
+        currency: 'EUR',
+        identityDocumentKind: 'passport',
+        password: 'a long page password',
+        agree: 'yes',
+      };
+      const before = await count('onboarding_applications');
+      const wrong = await form(
+        { ...fields, nationalIdNumber: 'QQ123456C', password: 'short', agree: '' },
+        { identityDocument: SCRIPT },
+      );
+      assert.equal(wrong.status, 422);
+      const wrongPage = await wrong.text();
+      for (const field of ['nationalIdNumber', 'password', 'agree', 'identityDocument']) {
+        assert.match(wrongPage, new RegExp(`id="${field}-error"`), `${field}: ${wrongPage.slice(0, 3000)}`);
+      }
+      assert.match(wrongPage, /value="Ottilie Pagefield"/, 'what was typed is kept');
+      assert.doesNotMatch(wrongPage, /short/, 'the password is never sent back');
+      assert.equal(await count('onboarding_applications'), before, 'nothing stored');
+
+      const opened = await form(fields, { identityDocument: PDF });
+      assert.equal(opened.status, 201);
+      const [, customerNumber] = /customer number is <strong>(\d+)<\/strong>/.exec(await opened.text()) ?? [];
+      assert.ok(customerNumber);
+      const signIn = await fetch(`${issuer}/me/sign-in`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ username: customerNumber, password: fields.password, code: '123456' }),
+        redirect: 'manual',
+      });
+      assert.equal(signIn.status, 303);
+      const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+      const mine = (await (await fetch(`${issuer}/v1/me/accounts`, { headers: { cookie } })).json()) as {
+        accounts: { currency: string; product: string }[];
+      };
+      assert.deepEqual(
+        mine.accounts.map((a) => `${a.product} ${a.currency}`),
+        ['current EUR'],
+      );
+      const stored = await db.query<{ channel: string; client_id: string | null }>(
+        `select channel, client_id from onboarding_applications order by created_at desc limit 1`,
+      );
+      assert.deepEqual(stored[0], { channel: 'bank_page', client_id: null });
+    });
+
     it('keeps no name, national id, phone or email in plaintext anywhere in the database', async () => {
       const { body } = await submit(
         application(

@@ -1,7 +1,12 @@
 // Account opening over HTTP: partner apps submit applications on a prospective customer's behalf and
 // follow their status; operators work the manual review queue.
+import multipart from '@fastify/multipart';
+import type { FastifyReply } from 'fastify';
 import { type Static, Type } from 'typebox';
+import { Value } from 'typebox/value';
 import type { Accounts } from '../accounts/service.ts';
+import { PAGE_HEADERS } from '../customer-auth/routes.ts';
+import type { CustomerAuth } from '../customer-auth/service.ts';
 import type { PersonalData } from '../customers/service.ts';
 import type { createGateway } from '../gateway/gateway.ts';
 import { type App, scoped } from '../http/app.ts';
@@ -19,6 +24,7 @@ import {
   DOCUMENTS_MAX,
   type DocumentKind,
 } from './documents.ts';
+import { applicationOutcomePage, openAccountPage } from './pages.ts';
 import { type Application, type Onboarding, REVIEWS_PAGE_MAX } from './service.ts';
 
 const Id = Type.String({ pattern: CURSOR_POSITION.uuid.source });
@@ -29,7 +35,7 @@ const literals = <T extends string>(values: readonly T[]) =>
 const BASE64_CHARS_MAX = Math.ceil(DOCUMENT_BYTES_MAX / 3) * 4;
 const BODY_LIMIT_BYTES = DOCUMENTS_MAX * BASE64_CHARS_MAX + 64 * 1024;
 
-const Applicant = Type.Object(
+export const Applicant = Type.Object(
   {
     legalName: Type.String({ minLength: 1, maxLength: 140 }),
     dateOfBirth: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
@@ -81,78 +87,87 @@ const NewApplicationBody = Type.Object(
   { additionalProperties: false },
 );
 
-/** Checks beyond the schema: check digits, numbering plans, real dates. Throws a 422 listing every field. */
-function validatedApplicant(body: Static<typeof NewApplicationBody>, now: Date): PersonalData {
+type ApplicantInput = Static<typeof Applicant>;
+
+/**
+ * Checks beyond the schema: check digits, numbering plans, real dates. `field` names each part the way the
+ * caller's request does (a JSON Pointer for the API, a form field for the page).
+ */
+export function checkApplicant(
+  applicant: ApplicantInput,
+  consentAtText: string,
+  now: Date,
+  field: (part: 'nationalId' | 'phone' | 'dateOfBirth' | 'consentAt') => string,
+): { ok: true; person: PersonalData } | { ok: false; errors: FieldError[] } {
   const errors: FieldError[] = [];
-  const { applicant } = body;
   let nationalId: PersonalData['nationalId'] = null;
   if (applicant.nationalId) {
-    const checked = checkNationalId(
-      applicant.nationalId.type as NationalIdType,
-      applicant.nationalId.number,
-      now,
-    );
-    if (checked.ok) nationalId = { type: applicant.nationalId.type as NationalIdType, number: checked.value };
+    const type = applicant.nationalId.type as NationalIdType;
+    const checked = checkNationalId(type, applicant.nationalId.number, now);
+    if (checked.ok) nationalId = { type, number: checked.value };
     else
       errors.push({
-        field: '/body/applicant/nationalId/number',
-        message: `fails the ${checked.reason} check`,
+        field: field('nationalId'),
+        message: `fails the ${checked.reason.replace('_', ' ')} check`,
       });
   }
   const phone = checkPhone(applicant.phone);
   if (!phone.ok) {
     errors.push({
-      field: '/body/applicant/phone',
+      field: field('phone'),
       message: 'is not a valid international number (+ and country code)',
     });
   }
   const dateOfBirth = parseTimestamp(`${applicant.dateOfBirth}T00:00:00Z`);
   if (!dateOfBirth || dateOfBirth > now) {
-    errors.push({ field: '/body/applicant/dateOfBirth', message: 'is not a past date that exists' });
+    errors.push({ field: field('dateOfBirth'), message: 'is not a past date that exists' });
   }
-  const consentAt = parseTimestamp(body.applicantConsentAt);
+  const consentAt = parseTimestamp(consentAtText);
   if (!consentAt || consentAt > now) {
-    errors.push({ field: '/body/applicantConsentAt', message: 'is not a past date and time that exists' });
+    errors.push({ field: field('consentAt'), message: 'is not a past date and time that exists' });
   }
-  if (errors.length > 0) {
-    throw new Problem('application_invalid', errors.map((e) => `${e.field} ${e.message}`).join('; '), {
-      errors,
-    });
-  }
+  if (errors.length > 0 || !phone.ok) return { ok: false, errors };
   return {
-    legalName: applicant.legalName.trim().replace(/\s+/g, ' '),
-    dateOfBirth: applicant.dateOfBirth,
-    nationality: applicant.nationality,
-    nationalId,
-    address: applicant.address,
-    email: applicant.email,
-    phone: phone.ok ? phone.e164 : '',
+    ok: true,
+    person: {
+      legalName: applicant.legalName.trim().replace(/\s+/g, ' '),
+      dateOfBirth: applicant.dateOfBirth,
+      nationality: applicant.nationality,
+      nationalId,
+      address: applicant.address,
+      email: applicant.email,
+      phone: phone.e164,
+    },
   };
 }
 
-async function checkedDocuments(body: Static<typeof NewApplicationBody>): Promise<CheckedDocument[]> {
+export interface Upload {
+  readonly kind: DocumentKind;
+  readonly bytes: Buffer;
+  readonly declared: string | undefined;
+  /** Where the caller sent it, for the error. */
+  readonly field: string;
+}
+
+export async function checkUploads(
+  uploads: readonly Upload[],
+): Promise<{ ok: true; documents: CheckedDocument[] } | { ok: false; errors: FieldError[] }> {
   const documents: CheckedDocument[] = [];
   const errors: FieldError[] = [];
-  for (const [index, upload] of body.documents.entries()) {
-    const checked = await checkDocument(
-      upload.kind as DocumentKind,
-      Buffer.from(upload.content, 'base64'),
-      upload.mediaType,
-    );
+  for (const upload of uploads) {
+    const checked = await checkDocument(upload.kind, upload.bytes, upload.declared);
     if (checked.ok) documents.push(checked.document);
-    else
-      errors.push({
-        field: `/body/documents/${index}/content`,
-        message: checked.reason.replaceAll('_', ' '),
-      });
+    else errors.push({ field: upload.field, message: checked.reason.replaceAll('_', ' ') });
   }
-  if (errors.length > 0) {
-    throw new Problem('document_rejected', errors.map((e) => `${e.field}: ${e.message}`).join('; '), {
-      errors,
-    });
-  }
-  return documents;
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, documents };
 }
+
+const POINTERS = {
+  nationalId: '/body/applicant/nationalId/number',
+  phone: '/body/applicant/phone',
+  dateOfBirth: '/body/applicant/dateOfBirth',
+  consentAt: '/body/applicantConsentAt',
+} as const;
 
 /** What the submitting app learns. Screening reasons are withheld: telling the applicant would tip them off. */
 function partnerJson(application: Application) {
@@ -201,19 +216,43 @@ export function registerOnboardingRoutes(
     async (request, reply) => {
       const access = request.access;
       if (!access) throw new Error('route registered without requireAccess');
-      const applicant = validatedApplicant(request.body, new Date());
+      const checked = checkApplicant(
+        request.body.applicant,
+        request.body.applicantConsentAt,
+        new Date(),
+        (part) => POINTERS[part],
+      );
+      if (!checked.ok) {
+        const { errors } = checked;
+        throw new Problem('application_invalid', errors.map((e) => `${e.field} ${e.message}`).join('; '), {
+          errors,
+        });
+      }
       if (!accounts.offers(request.body.currency)) {
         throw new Problem(
           'currency_not_offered',
           `accounts are opened in ${[...accounts.currencies].join(', ')}`,
         );
       }
-      const documents = await checkedDocuments(request.body);
+      const uploads = await checkUploads(
+        request.body.documents.map((document, index) => ({
+          kind: document.kind as DocumentKind,
+          bytes: Buffer.from(document.content, 'base64'),
+          declared: document.mediaType,
+          field: `/body/documents/${index}/content`,
+        })),
+      );
+      if (!uploads.ok) {
+        const { errors } = uploads;
+        throw new Problem('document_rejected', errors.map((e) => `${e.field}: ${e.message}`).join('; '), {
+          errors,
+        });
+      }
       const application = await onboarding.submit({
-        applicant,
+        applicant: checked.person,
+        documents: uploads.documents,
         product: request.body.product,
         currency: request.body.currency,
-        documents,
         channel: 'partner',
         clientId: access.clientId,
       });
@@ -326,5 +365,155 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
           ),
       );
     }
+  });
+}
+
+// The form's fields, by the JSON Pointer of the applicant part they fill.
+const FORM_FIELD_OF: Readonly<Record<string, string>> = {
+  '/legalName': 'legalName',
+  '/dateOfBirth': 'dateOfBirth',
+  '/nationality': 'nationality',
+  '/nationalId/type': 'nationalIdType',
+  '/nationalId/number': 'nationalIdNumber',
+  '/address/lines/0': 'addressLine1',
+  '/address/lines/1': 'addressLine2',
+  '/address/city': 'city',
+  '/address/postCode': 'postCode',
+  '/address/country': 'country',
+  '/email': 'email',
+  '/phone': 'phone',
+};
+const FORM_FIELDS_MAX = 30;
+const FORM_FIELD_BYTES_MAX = 1024;
+const PASSWORD_LENGTH_MIN = 12;
+
+/** The bank's own account-opening page (`/open-account`): the same checks and KYC as the API. */
+export function registerOnboardingPages(
+  app: App,
+  services: { onboarding: Onboarding; accounts: Accounts; logins: CustomerAuth },
+): void {
+  const { onboarding, accounts, logins } = services;
+  scoped(app, async (pages) => {
+    await pages.register(multipart, {
+      limits: {
+        fields: FORM_FIELDS_MAX,
+        fieldSize: FORM_FIELD_BYTES_MAX,
+        files: 2,
+        fileSize: DOCUMENT_BYTES_MAX + 1,
+        parts: FORM_FIELDS_MAX + 2,
+      },
+    });
+    const currencies = [...accounts.currencies];
+    const html = (reply: FastifyReply, status: number, body: string) =>
+      reply.code(status).headers(PAGE_HEADERS).send(body);
+
+    pages.get('/open-account', async (_request, reply) =>
+      html(reply, 200, openAccountPage({ form: {}, errors: [], currencies })),
+    );
+
+    pages.post('/open-account', async (request, reply) => {
+      const form: Record<string, string> = {};
+      const files: Record<string, Buffer> = {};
+      const errors: FieldError[] = [];
+      try {
+        for await (const part of request.parts()) {
+          if (part.type === 'file') {
+            const bytes = await part.toBuffer();
+            if (bytes.length > 0) files[part.fieldname] = bytes;
+          } else if (typeof part.value === 'string') {
+            form[part.fieldname] = part.value;
+          }
+        }
+      } catch (error) {
+        // Too large a file, too many parts: answered as a form error, never a 5xx.
+        if (!(error instanceof Error) || !('statusCode' in error)) throw error;
+        errors.push({
+          field: 'identityDocument',
+          message: 'is larger than 4 MB, or the form has too many parts',
+        });
+      }
+      const { password = '', ...shown } = form;
+      const idType = form.nationalIdType;
+      const applicant = {
+        legalName: form.legalName ?? '',
+        dateOfBirth: form.dateOfBirth ?? '',
+        nationality: (form.nationality ?? '').toUpperCase(),
+        ...(idType && idType !== 'none'
+          ? { nationalId: { type: idType, number: form.nationalIdNumber ?? '' } }
+          : {}),
+        address: {
+          lines: [form.addressLine1 ?? '', ...(form.addressLine2 ? [form.addressLine2] : [])],
+          city: form.city ?? '',
+          postCode: form.postCode ?? '',
+          country: (form.country ?? '').toUpperCase(),
+        },
+        email: form.email ?? '',
+        phone: form.phone ?? '',
+      };
+      for (const error of Value.Errors(Applicant, applicant)) {
+        const field = FORM_FIELD_OF[error.instancePath] ?? 'legalName';
+        if (!errors.some((known) => known.field === field))
+          errors.push({ field, message: 'is missing or not valid' });
+      }
+      if (password.length < PASSWORD_LENGTH_MIN) {
+        errors.push({ field: 'password', message: `must have at least ${PASSWORD_LENGTH_MIN} characters` });
+      }
+      if (form.agree !== 'yes') errors.push({ field: 'agree', message: 'is needed to open an account' });
+      const product = form.product === 'savings' ? 'savings' : 'current';
+      const currency = form.currency ?? '';
+      if (!accounts.offers(currency))
+        errors.push({ field: 'currency', message: 'is not one the bank offers' });
+      const identityKind = (DOCUMENT_KINDS as readonly string[]).includes(form.identityDocumentKind ?? '')
+        ? (form.identityDocumentKind as DocumentKind)
+        : 'passport';
+      const uploads = await checkUploads([
+        ...(files.identityDocument
+          ? [
+              {
+                kind: identityKind,
+                bytes: files.identityDocument,
+                declared: undefined,
+                field: 'identityDocument',
+              },
+            ]
+          : []),
+        ...(files.proofOfAddress
+          ? [
+              {
+                kind: 'proof_of_address' as const,
+                bytes: files.proofOfAddress,
+                declared: undefined,
+                field: 'proofOfAddress',
+              },
+            ]
+          : []),
+      ]);
+      if (!uploads.ok) errors.push(...uploads.errors);
+      const now = new Date();
+      // Every problem at once: the field checks run whenever the shape is right, whatever else is wrong.
+      const checked = Value.Check(Applicant, applicant)
+        ? checkApplicant(applicant, now.toISOString(), now, (part) =>
+            part === 'nationalId' ? 'nationalIdNumber' : part === 'consentAt' ? 'agree' : part,
+          )
+        : undefined;
+      if (checked && !checked.ok) errors.push(...checked.errors);
+      if (errors.length > 0 || !checked?.ok || !uploads.ok) {
+        // The password is never sent back, even into its own field.
+        return html(reply, 422, openAccountPage({ form: shown, errors, currencies }));
+      }
+      const application = await onboarding.submit({
+        applicant: checked.person,
+        product,
+        currency,
+        documents: uploads.documents,
+        channel: 'bank_page',
+        clientId: null,
+        password,
+      });
+      const username = application.customerId
+        ? (await logins.find(application.customerId))?.username
+        : undefined;
+      return html(reply, 201, applicationOutcomePage(application, username));
+    });
   });
 }

@@ -10,6 +10,7 @@ import type { Customers, PersonalData } from '../customers/service.ts';
 import type { Db, Sql } from '../db/db.ts';
 import { emit, type OutboxEvent } from '../events/outbox.ts';
 import type { Screener } from '../kyc/screening.ts';
+import { hashPassword } from '../passwords.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import { type CheckRecord, decide, type Outcome } from './checks.ts';
 import type { CheckedDocument } from './documents.ts';
@@ -39,6 +40,8 @@ export interface NewApplication {
   readonly documents: readonly CheckedDocument[];
   readonly channel: 'partner' | 'bank_page';
   readonly clientId: string | null;
+  /** The password the applicant chose at the bank's page; none for a partner's applicant. */
+  readonly password?: string;
 }
 
 export interface Application {
@@ -128,6 +131,7 @@ export class Onboarding {
   /** Runs every check and records the application with its outcome (creating the customer when approved). */
   async submit(input: NewApplication): Promise<Application> {
     const id = uuidv7();
+    const loginPasswordHash = input.password === undefined ? null : await hashPassword(input.password);
     const now = this.#now();
     const { applicant } = input;
     const nationalIdIndex = applicant.nationalId
@@ -154,6 +158,7 @@ export class Onboarding {
           JSON.stringify(applicant),
           fieldContext('onboarding_applications', 'applicant_enc', id),
         ),
+        loginPasswordHash,
         nationalIdIndex,
         product: input.product,
         currency: input.currency,
@@ -261,7 +266,7 @@ export class Onboarding {
     // for lookup) once they have set a password through the activation the bank sends them.
     const login = {
       id: customerId,
-      password: null,
+      password: application.loginPasswordHash === null ? null : { hash: application.loginPasswordHash },
       displayName: applicant.legalName,
       email: applicant.email,
       emailVerified: false,

@@ -8,6 +8,7 @@ export interface StoredApplication {
   readonly channel: 'partner' | 'bank_page';
   readonly status: Outcome;
   readonly applicantEnc: string;
+  readonly loginPasswordHash: string | null;
   readonly nationalIdIndex: string | null;
   readonly product: 'current' | 'savings';
   readonly currency: string;
@@ -29,6 +30,7 @@ interface Row {
   channel: 'partner' | 'bank_page';
   status: Outcome;
   applicant_enc: string;
+  login_password_hash: string | null;
   national_id_index: string | null;
   product: 'current' | 'savings';
   currency: string;
@@ -50,6 +52,7 @@ const fromRow = (row: Row): StoredApplication => ({
   channel: row.channel,
   status: row.status,
   applicantEnc: row.applicant_enc,
+  loginPasswordHash: row.login_password_hash,
   nationalIdIndex: row.national_id_index,
   product: row.product,
   currency: row.currency,
@@ -68,8 +71,8 @@ const fromRow = (row: Row): StoredApplication => ({
 export async function insertApplication(sql: Sql, a: StoredApplication): Promise<void> {
   await sql.query(
     `insert into onboarding_applications (id, client_id, channel, status, applicant_enc, national_id_index, product,
-       currency, risk_rating, reasons, customer_id, account_id, decided_by, decided_at, created_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::text[], $11, $12, $13, $14, $15)`,
+       currency, risk_rating, reasons, customer_id, account_id, decided_by, decided_at, created_at, login_password_hash)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::text[], $11, $12, $13, $14, $15, $16)`,
     [
       a.id,
       a.clientId,
@@ -86,6 +89,7 @@ export async function insertApplication(sql: Sql, a: StoredApplication): Promise
       a.decidedBy,
       a.decidedAt,
       a.createdAt,
+      a.loginPasswordHash,
     ],
   );
 }

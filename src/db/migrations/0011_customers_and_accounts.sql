@@ -59,6 +59,9 @@ create table onboarding_applications (
   status text not null check (status in ('in_review', 'approved', 'rejected')),
   -- The applicant as submitted (JSON), encrypted as one field.
   applicant_enc text not null,
+  -- At the bank's page the applicant chooses a password (kept only as its scrypt hash until approval
+  -- creates the login); a partner's applicant activates their login through the bank instead.
+  login_password_hash text,
   national_id_index text,
   product text not null check (product in ('current', 'savings')),
   currency text not null,
