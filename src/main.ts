@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import type { BankIdentity } from './accounts/iban.ts';
 import {
   registerAccountAdminRoutes,
+  registerAccountPages,
   registerAccountRoutes,
   scopeOfAccess,
   scopeOfCustomer,
@@ -216,6 +217,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerOnboardingPages(app, { onboarding, accounts, logins: customerAuth });
   registerKycReviewRoutes(app, onboarding, parts.adminToken);
   registerAccountAdminRoutes(app, accounts, parts.adminToken);
+  registerAccountPages(app, accounts, customerAuth);
   registerAuditRoutes(app, audit, parts.adminToken);
   auditGauges(metrics.registry, audit);
   return {

@@ -4,13 +4,17 @@
 // is decided once per request, in an `AccountScope`.
 import type { FastifyRequest, onRequestHookHandler } from 'fastify';
 import { type Static, Type } from 'typebox';
+import { customerSession } from '../consents/customer-routes.ts';
 import { ACCOUNT_PERMISSIONS } from '../consents/routes.ts';
+import { PAGE_HEADERS } from '../customer-auth/routes.ts';
+import type { CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, MINOR_MAX, parseAmount } from '../money.ts';
 import { maskIban } from './iban.ts';
+import { myAccountsPage } from './pages.ts';
 import { ACCOUNTS_PAGE_MAX, type Accounts, TRANSACTIONS_PAGE_MAX, type Transaction } from './service.ts';
 import { statementCsv, statementPdf } from './statement-formats.ts';
 import type { BankAccount } from './store.ts';
@@ -309,5 +313,31 @@ export function registerAccountAdminRoutes(app: App, accounts: Accounts, adminTo
         return accountJson(outcome.account, scopeOfCustomer(outcome.account.customerId));
       },
     );
+  });
+}
+
+const RECENT_TRANSACTIONS = 10;
+
+/** `/me/accounts`: the signed-in customer's accounts as a page; without a session, the sign-in page. */
+export function registerAccountPages(app: App, accounts: Accounts, auth: CustomerAuth): void {
+  scoped(app, (pages) => {
+    const signedIn = customerSession(auth);
+    pages.get('/me/accounts', async (request, reply) => {
+      try {
+        await signedIn(request);
+      } catch {
+        return reply.code(303).header('location', '/me/consents').send();
+      }
+      const customerId = request.customerId as string;
+      const mine = await accounts.list(customerId, undefined, undefined, ACCOUNTS_PAGE_MAX);
+      const details = await Promise.all(
+        mine.map(async (account) => ({
+          account,
+          balances: await accounts.balances(account),
+          recent: await accounts.transactions(account, {}, undefined, RECENT_TRANSACTIONS),
+        })),
+      );
+      return reply.code(200).headers(PAGE_HEADERS).send(myAccountsPage(details));
+    });
   });
 }

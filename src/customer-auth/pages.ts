@@ -27,6 +27,11 @@ const STYLE = `
   fieldset { border: 1px solid GrayText; border-radius: 6px; margin-top: 1rem; }
   label.choice { font-weight: 400; display: flex; gap: .5rem; align-items: center; }
   label.choice input { width: auto; }
+  select { width: 100%; padding: .6rem; font-size: 1rem; border-radius: 6px; }
+  table { width: 100%; border-collapse: collapse; font-size: .9rem; }
+  caption { text-align: left; font-weight: 600; margin: .5rem 0; }
+  th, td { text-align: left; padding: .3rem .2rem; border-bottom: 1px solid GrayText; }
+  .amount { text-align: right; white-space: nowrap; }
 `;
 
 export function page(title: string, body: string): string {
@@ -173,7 +178,8 @@ export function myConsentsPage(consents: readonly (Consent & { appName: string }
     .join('');
   return page(
     'Your consents',
-    `<h1>Apps you allowed</h1>${rows ? `<ul>${rows}</ul>` : '<p>You have not allowed any app yet.</p>'}
+    `<p><a href="/me/accounts">Your accounts</a></p>
+<h1>Apps you allowed</h1>${rows ? `<ul>${rows}</ul>` : '<p>You have not allowed any app yet.</p>'}
 <form method="post" action="/me/sign-out"><button type="submit" class="secondary">Sign out</button></form>`,
   );
 }
