@@ -31,7 +31,8 @@ const STYLE = `
   table { width: 100%; border-collapse: collapse; font-size: .9rem; }
   caption { text-align: left; font-weight: 600; margin: .5rem 0; }
   th, td { text-align: left; padding: .3rem .2rem; border-bottom: 1px solid GrayText; }
-  .amount { text-align: right; white-space: nowrap; }
+  .amount, td:first-child { white-space: nowrap; }
+  .amount { text-align: right; }
 `;
 
 export function page(title: string, body: string): string {

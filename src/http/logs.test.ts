@@ -49,7 +49,7 @@ describe('logs', () => {
     const app = await registerApp(built.app, developer, {
       name: 'Logging App',
       redirectUris: ['http://localhost/cb'],
-      scopes: ['payments'],
+      scopes: ['payments', 'onboarding'],
       tokenEndpointAuthMethod: 'client_secret_basic',
     });
     const config = await client.discovery(
@@ -80,6 +80,35 @@ describe('logs', () => {
       code: '123456',
     });
     await browser.get('/me/consents');
+    // An account opening, accepted and refused: the applicant's data is in the body, never in a log line.
+    const { access_token: partnerToken } = await client.clientCredentialsGrant(config, {
+      scope: 'onboarding',
+    });
+    const applicant = {
+      legalName: 'Gwendolyn Logsafe',
+      dateOfBirth: '1980-01-01',
+      nationality: 'GB',
+      nationalId: { type: 'uk_nino', number: 'TW123456A' },
+      address: { lines: ['1 Secret Road'], city: 'York', postCode: 'YO1 7HH', country: 'GB' },
+      email: 'gwendolyn.logsafe@example.com',
+      phone: '+447911123456',
+    };
+    const statuses: number[] = [];
+    for (const nationalId of [applicant.nationalId, { type: 'uk_nino', number: 'QQ987654C' }]) {
+      const response = await fetch(`${issuer}/v1/onboarding/applications`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${partnerToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          applicant: { ...applicant, nationalId },
+          product: 'current',
+          currency: 'GBP',
+          applicantConsentAt: new Date(Date.now() - 1000).toISOString(),
+          documents: [],
+        }),
+      });
+      statuses.push(response.status);
+    }
+    assert.deepEqual(statuses, [201, 422], 'one application taken, one refused');
 
     assert.ok(lines.length > 10, 'the calls were logged');
     const text = lines.join('');
@@ -94,6 +123,12 @@ describe('logs', () => {
       'frank.private@example.com',
       'Frank Privatename',
       'apibank_customer=',
+      'Gwendolyn',
+      'Logsafe',
+      'TW123456A',
+      'QQ987654C',
+      '7911123456',
+      '1 Secret Road',
     ]) {
       assert.ok(!text.includes(secret), `the log contains ${secret.slice(0, 12)}…`);
     }

@@ -30,7 +30,8 @@ const LABELS: Readonly<Record<string, string>> = {
   currency: 'Account currency',
   product: 'Account',
   password: 'Choose a password (at least 12 characters)',
-  identityDocument: 'Passport or identity card (PDF, JPEG or PNG, up to 4 MB)',
+  identityDocumentKind: 'Identity document',
+  identityDocument: 'Its scan or photo (PDF, JPEG or PNG, up to 4 MB)',
   proofOfAddress: 'Proof of address (optional)',
   agree: 'Consent',
 };
@@ -96,13 +97,13 @@ export function openAccountPage(options: {
   )}
   <label for="password">${escapeHtml(LABELS.password as string)}</label>
   <input id="password" name="password" type="password" autocomplete="new-password" required minlength="12" maxlength="200"${described('password')}>${message('password')}
-  <label for="identityDocument">${escapeHtml(LABELS.identityDocument as string)}</label>
-  <input id="identityDocument" name="identityDocument" type="file" accept="application/pdf,image/jpeg,image/png"${described('identityDocument')}>${message('identityDocument')}
   ${select('identityDocumentKind', [
     ['passport', 'Passport'],
     ['national_id_card', 'Identity card'],
     ['driving_licence', 'Driving licence'],
   ])}
+  <label for="identityDocument">${escapeHtml(LABELS.identityDocument as string)}</label>
+  <input id="identityDocument" name="identityDocument" type="file" accept="application/pdf,image/jpeg,image/png"${described('identityDocument')}>${message('identityDocument')}
   <label for="proofOfAddress">${escapeHtml(LABELS.proofOfAddress as string)}</label>
   <input id="proofOfAddress" name="proofOfAddress" type="file" accept="application/pdf,image/jpeg,image/png"${described('proofOfAddress')}>${message('proofOfAddress')}
   <label class="choice"><input type="checkbox" name="agree" value="yes" required${described('agree')}> I agree that the bank checks my identity and screens my name against sanctions lists, and keeps what I send encrypted.</label>${message('agree')}
