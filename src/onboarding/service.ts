@@ -243,24 +243,7 @@ export class Onboarding {
         applicationId: application.id,
       }))
     ) {
-      await recordDecision(tx, application.id, {
-        status: 'rejected',
-        reviewer,
-        noteEnc,
-        at: now,
-        customerId: null,
-        accountId: null,
-      });
-      await tx.query(
-        `update onboarding_applications set reasons = array_append(reasons, 'already_a_customer') where id = $1`,
-        [application.id],
-      );
-      await emit(tx, now, {
-        type: 'onboarding.application.rejected',
-        subjectId: application.id,
-        payload: { applicationId: application.id, reasons: ['already_a_customer'] },
-      });
-      return view((await findApplication(tx, application.id)) as StoredApplication);
+      return this.#reject(tx, application, reviewer, note ?? '', now, ['already_a_customer']);
     }
     // The customer signs in with a customer number (not their email: usernames are stored in the clear,
     // for lookup) once they have set a password through the activation the bank sends them.
@@ -308,6 +291,36 @@ export class Onboarding {
         payload: { accountId: account.id, customerId, product: account.product, currency: account.currency },
       },
     );
+    return view((await findApplication(tx, application.id)) as StoredApplication);
+  }
+
+  /** Records a rejection (with any reasons found at decision time) and its event. */
+  async #reject(
+    tx: Sql,
+    application: StoredApplication,
+    reviewer: string,
+    note: string,
+    now: Date,
+    moreReasons: readonly string[],
+  ): Promise<Application> {
+    const reasons = [...application.reasons, ...moreReasons];
+    await recordDecision(tx, application.id, {
+      status: 'rejected',
+      reviewer,
+      noteEnc: this.#pii.encrypt(
+        note,
+        fieldContext('onboarding_applications', 'decision_note_enc', application.id),
+      ),
+      at: now,
+      customerId: null,
+      accountId: null,
+      reasons,
+    });
+    await emit(tx, now, {
+      type: 'onboarding.application.rejected',
+      subjectId: application.id,
+      payload: { applicationId: application.id, reasons, decidedBy: reviewer },
+    });
     return view((await findApplication(tx, application.id)) as StoredApplication);
   }
 
@@ -471,24 +484,7 @@ export class Onboarding {
       const now = this.#now();
       if (verdict === 'approve')
         return { ok: true, application: await this.#approve(tx, stored, reviewer, note, now) };
-      const noteEnc = this.#pii.encrypt(
-        note,
-        fieldContext('onboarding_applications', 'decision_note_enc', id),
-      );
-      await recordDecision(tx, id, {
-        status: 'rejected',
-        reviewer,
-        noteEnc,
-        at: now,
-        customerId: null,
-        accountId: null,
-      });
-      await emit(tx, now, {
-        type: 'onboarding.application.rejected',
-        subjectId: id,
-        payload: { applicationId: id, reasons: stored.reasons, decidedBy: reviewer },
-      });
-      return { ok: true, application: view((await findApplication(tx, id)) as StoredApplication) };
+      return { ok: true, application: await this.#reject(tx, stored, reviewer, note, now, []) };
     });
   }
 }

@@ -1,4 +1,4 @@
-import type { Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql } from '../db/db.ts';
 import type { CheckRecord, Outcome } from './checks.ts';
 import type { CheckedDocument } from './documents.ts';
 
@@ -83,7 +83,7 @@ export async function insertApplication(sql: Sql, a: StoredApplication): Promise
       a.product,
       a.currency,
       a.riskRating,
-      `{${a.reasons.join(',')}}`,
+      arrayLiteral(a.reasons),
       a.customerId,
       a.accountId,
       a.decidedBy,
@@ -248,11 +248,13 @@ export async function recordDecision(
     at: Date;
     customerId: string | null;
     accountId: string | null;
+    /** Replaces the reasons, when the decision found more. */
+    reasons?: readonly string[];
   },
 ): Promise<void> {
   await sql.query(
     `update onboarding_applications set status = $2, decided_by = $3, decision_note_enc = $4, decided_at = $5,
-        customer_id = $6, account_id = $7 where id = $1`,
+        customer_id = $6, account_id = $7, reasons = coalesce($8::text::text[], reasons) where id = $1`,
     [
       id,
       decision.status,
@@ -261,6 +263,7 @@ export async function recordDecision(
       decision.at,
       decision.customerId,
       decision.accountId,
+      decision.reasons ? arrayLiteral(decision.reasons) : null,
     ],
   );
 }
