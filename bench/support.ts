@@ -16,8 +16,7 @@ import * as client from 'openid-client';
 import postgres from 'postgres';
 import type { Db } from '../src/db/db.ts';
 import type { BuiltApp } from '../src/main.ts';
-import { testMasterKeys } from '../src/pii/master-keys.ts';
-import { Pii } from '../src/pii/pii.ts';
+import { testPii } from '../src/testing/pii.ts';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -274,7 +273,7 @@ export async function inProcessApp(
     db,
     adminToken,
     oauth: { issuer, keys: await generateOAuthKeys() },
-    pii: await Pii.open(db, testMasterKeys()),
+    pii: await testPii(db),
   });
   return { db, built, port, issuer };
 }

@@ -72,8 +72,8 @@ export interface AppParts {
   readonly replay?: ReplayGuard;
   /** The authorization server; without it the app serves no OAuth endpoints (tests of other parts). */
   readonly oauth?: { readonly issuer: string; readonly keys: OAuthKeys };
-  /** Personal-data encryption; required with `oauth` (customers come with it). */
-  readonly pii?: Pii;
+  /** Field encryption: personal data, app secrets. */
+  readonly pii: Pii;
   /** Sanctions and PEP screening for account opening; default: screens against nothing. */
   readonly screener?: Screener;
   /** Default: DEFAULT_BANK. */
@@ -109,8 +109,10 @@ export function buildApp(parts: AppParts): BuiltApp {
   const developers = new Developers({ db: parts.db, ...clock });
   const plans = new Plans({ db: parts.db, ...clock });
   // New apps start on the default plan, so a developer can call the sandbox at once.
+  const pii = parts.pii;
   const apps = new Apps({
     db: parts.db,
+    pii,
     mode: parts.mode ?? 'sandbox',
     ...clock,
     onCreate: (created) => plans.subscribeToDefault(created.id),
@@ -141,8 +143,6 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   if (!parts.oauth) return { app, ledger, apps, plans, meter };
   const mode = parts.mode ?? 'sandbox';
-  if (!parts.pii) throw new Error('buildApp: customers need personal-data encryption (parts.pii)');
-  const pii = parts.pii;
   const customerAuth = new CustomerAuth({ db: parts.db, mode, pii, ...clock });
   const consents = new Consents({ db: parts.db, ...clock });
   const customers = new Customers({ db: parts.db, pii, ...clock });

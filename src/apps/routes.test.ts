@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { App } from '../http/app.ts';
 import { buildApp } from '../main.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { testPii } from '../testing/pii.ts';
 
 const TOKEN = 'apps-test-operator-token-0123456789abcdef';
 const admin = { authorization: `Bearer ${TOKEN}` };
@@ -20,8 +21,8 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      app = buildApp({ db, adminToken: TOKEN }).app;
-      production = buildApp({ db, adminToken: TOKEN, mode: 'production' }).app;
+      app = buildApp({ db, adminToken: TOKEN, pii: await testPii(db) }).app;
+      production = buildApp({ db, adminToken: TOKEN, mode: 'production', pii: await testPii(db) }).app;
       await Promise.all([app.ready(), production.ready()]);
     });
     after(async () => {
@@ -114,6 +115,12 @@ for (const database of testDatabases()) {
       assert.equal(body.status, 'active');
       const fetched = (await app.inject({ url: `/v1/apps/${body.id}`, headers })).json();
       assert.equal(fetched.clientSecret, undefined);
+      const [stored] = await db.query<{ client_secret_enc: string }>(
+        'select client_secret_enc from apps where id = $1',
+        [body.id],
+      );
+      assert.match(String(stored?.client_secret_enc), /^v1\./, 'sealed at rest');
+      assert.ok(!stored?.client_secret_enc.includes(body.clientSecret));
       const rotated = (
         await app.inject({ method: 'POST', url: `/v1/apps/${body.id}/secret`, headers })
       ).json();

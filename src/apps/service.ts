@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
+import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
   type AppRecord,
   type AppSettings,
@@ -9,6 +10,7 @@ import {
   deleteApp,
   findApp,
   listApps,
+  type StoredApp,
   saveApp,
   type TokenEndpointAuthMethod,
 } from './store.ts';
@@ -46,14 +48,18 @@ export class Apps {
 
   readonly #onCreate: ((app: AppRecord) => Promise<void>) | undefined;
 
+  readonly #pii: Pii;
+
   constructor(options: {
     db: Db;
     mode: Mode;
+    pii: Pii;
     now?: () => Date;
     onCreate?: (app: AppRecord) => Promise<void>;
   }) {
     this.#db = options.db;
     this.#mode = options.mode;
+    this.#pii = options.pii;
     this.#now = options.now ?? (() => new Date());
     this.#onCreate = options.onCreate;
   }
@@ -72,19 +78,52 @@ export class Apps {
       createdAt: now,
       updatedAt: now,
     };
-    await saveApp(this.#db, app);
+    await saveApp(this.#db, this.#seal(app));
     await this.#onCreate?.(app);
     return clientSecret ? { ok: true, app, clientSecret } : { ok: true, app };
   }
 
   /** One developer's app; another developer's is reported as absent, so its existence does not leak. */
   async get(developerId: string, id: string): Promise<AppRecord | undefined> {
-    const app = await findApp(this.#db, id);
+    const app = await this.#find(id);
     return app?.developerId === developerId ? app : undefined;
   }
 
-  list(developerId: string | undefined, afterId: string | undefined, limit: number): Promise<AppRecord[]> {
-    return listApps(this.#db, developerId, afterId, Math.min(limit, APPS_PAGE_MAX));
+  async list(
+    developerId: string | undefined,
+    afterId: string | undefined,
+    limit: number,
+  ): Promise<AppRecord[]> {
+    const stored = await listApps(this.#db, developerId, afterId, Math.min(limit, APPS_PAGE_MAX));
+    return Promise.all(stored.map((app) => this.#open(app)));
+  }
+
+  /** Client secrets rest sealed: a copy of the database does not let anyone act as an app. */
+  #seal(app: AppRecord): StoredApp {
+    const { clientSecret, ...rest } = app;
+    return {
+      ...rest,
+      clientSecretEnc:
+        clientSecret === null
+          ? null
+          : this.#pii.encrypt(clientSecret, fieldContext('apps', 'client_secret_enc', app.id)),
+    };
+  }
+
+  async #open(stored: StoredApp): Promise<AppRecord> {
+    const { clientSecretEnc, ...rest } = stored;
+    return {
+      ...rest,
+      clientSecret:
+        clientSecretEnc === null
+          ? null
+          : await this.#pii.decrypt(clientSecretEnc, fieldContext('apps', 'client_secret_enc', stored.id)),
+    };
+  }
+
+  async #find(id: string): Promise<AppRecord | undefined> {
+    const stored = await findApp(this.#db, id);
+    return stored && this.#open(stored);
   }
 
   async update(developerId: string, id: string, changes: Partial<AppSettings>): Promise<AppOutcome> {
@@ -97,7 +136,7 @@ export class Apps {
     const usesSecret = SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod);
     const clientSecret = usesSecret ? (app.clientSecret ?? newSecret()) : null;
     const updated: AppRecord = { ...app, ...settings, clientSecret, updatedAt: this.#now() };
-    await saveApp(this.#db, updated);
+    await saveApp(this.#db, this.#seal(updated));
     this.#changed(updated);
     return clientSecret && !app.clientSecret
       ? { ok: true, app: updated, clientSecret }
@@ -116,7 +155,7 @@ export class Apps {
     }
     const clientSecret = newSecret();
     const updated: AppRecord = { ...app, clientSecret, updatedAt: this.#now() };
-    await saveApp(this.#db, updated);
+    await saveApp(this.#db, this.#seal(updated));
     this.#changed(updated);
     return { ok: true, app: updated, clientSecret };
   }
@@ -131,10 +170,10 @@ export class Apps {
 
   /** Operators: suspend or reinstate any app. A suspended app's tokens stop working at once. */
   async setStatus(id: string, status: AppStatus): Promise<AppRecord | undefined> {
-    const app = await findApp(this.#db, id);
+    const app = await this.#find(id);
     if (!app) return undefined;
     const updated: AppRecord = { ...app, status, updatedAt: this.#now() };
-    await saveApp(this.#db, updated);
+    await saveApp(this.#db, this.#seal(updated));
     this.#changed(updated);
     return updated;
   }
@@ -148,7 +187,7 @@ export class Apps {
     const now = Date.now();
     const cached = this.#cache.get(id);
     if (cached && now - cached.atMs < APP_CACHE_TTL_MS) return cached.app;
-    const app = await findApp(this.#db, id);
+    const app = await this.#find(id);
     if (this.#cache.size >= APP_CACHE_ENTRIES_MAX) this.#cache.clear();
     this.#cache.set(id, { app, atMs: now });
     return app;

@@ -20,12 +20,15 @@ export interface AppSettings {
 export interface AppRecord extends AppSettings {
   readonly id: string;
   readonly developerId: string;
-  /** Sandbox only; never returned by the API after creation or rotation. */
+  /** Sandbox only; never returned by the API after creation or rotation. Sealed at rest (pii.ts). */
   readonly clientSecret: string | null;
   readonly status: AppStatus;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
+
+/** An app as stored: the client secret sealed under `apps.client_secret_enc:<id>`. */
+export type StoredApp = Omit<AppRecord, 'clientSecret'> & { readonly clientSecretEnc: string | null };
 
 interface AppRow {
   id: string;
@@ -36,7 +39,7 @@ interface AppRow {
   token_endpoint_auth_method: TokenEndpointAuthMethod;
   jwks: { keys: Record<string, unknown>[] } | null;
   jwks_uri: string | null;
-  client_secret: string | null;
+  client_secret_enc: string | null;
   status: AppStatus;
   created_at: Date;
   updated_at: Date;
@@ -44,9 +47,9 @@ interface AppRow {
 
 // Arrays travel as JSON and come back through to_jsonb: both drivers agree on JSON, not on array syntax.
 const SELECT = `select id, developer_id, name, to_jsonb(redirect_uris) as redirect_uris, to_jsonb(scopes) as scopes,
-  token_endpoint_auth_method, jwks, jwks_uri, client_secret, status, created_at, updated_at from apps`;
+  token_endpoint_auth_method, jwks, jwks_uri, client_secret_enc, status, created_at, updated_at from apps`;
 
-const appFromRow = (row: AppRow): AppRecord => ({
+const appFromRow = (row: AppRow): StoredApp => ({
   id: row.id,
   developerId: row.developer_id,
   name: row.name,
@@ -55,21 +58,21 @@ const appFromRow = (row: AppRow): AppRecord => ({
   tokenEndpointAuthMethod: row.token_endpoint_auth_method,
   jwks: row.jwks,
   jwksUri: row.jwks_uri,
-  clientSecret: row.client_secret,
+  clientSecretEnc: row.client_secret_enc,
   status: row.status,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
 
 /** Creates the app, or replaces everything but its owner and creation time. */
-export async function saveApp(sql: Sql, app: AppRecord): Promise<void> {
+export async function saveApp(sql: Sql, app: StoredApp): Promise<void> {
   await sql.query(
     `insert into apps (id, developer_id, name, redirect_uris, scopes, token_endpoint_auth_method, jwks, jwks_uri,
-                       client_secret, status, created_at, updated_at)
+                       client_secret_enc, status, created_at, updated_at)
      values ($1, $2, $3, $4::text::text[], $5::text::text[], $6, $7::text::jsonb, $8, $9, $10, $11, $12)
      on conflict (id) do update set name = excluded.name, redirect_uris = excluded.redirect_uris,
        scopes = excluded.scopes, token_endpoint_auth_method = excluded.token_endpoint_auth_method,
-       jwks = excluded.jwks, jwks_uri = excluded.jwks_uri, client_secret = excluded.client_secret,
+       jwks = excluded.jwks, jwks_uri = excluded.jwks_uri, client_secret_enc = excluded.client_secret_enc,
        status = excluded.status, updated_at = excluded.updated_at`,
     [
       app.id,
@@ -80,7 +83,7 @@ export async function saveApp(sql: Sql, app: AppRecord): Promise<void> {
       app.tokenEndpointAuthMethod,
       app.jwks === null ? null : JSON.stringify(app.jwks),
       app.jwksUri,
-      app.clientSecret,
+      app.clientSecretEnc,
       app.status,
       app.createdAt,
       app.updatedAt,
@@ -88,7 +91,7 @@ export async function saveApp(sql: Sql, app: AppRecord): Promise<void> {
   );
 }
 
-export async function findApp(sql: Sql, id: string): Promise<AppRecord | undefined> {
+export async function findApp(sql: Sql, id: string): Promise<StoredApp | undefined> {
   const [row] = await sql.query<AppRow>(`${SELECT} where id = $1`, [id]);
   return row && appFromRow(row);
 }
@@ -99,7 +102,7 @@ export async function listApps(
   developerId: string | undefined,
   afterId: string | undefined,
   limit: number,
-): Promise<AppRecord[]> {
+): Promise<StoredApp[]> {
   const rows = await sql.query<AppRow>(
     `${SELECT} where ($1::uuid is null or developer_id = $1) and ($2::uuid is null or id > $2) order by id limit $3`,
     [developerId ?? null, afterId ?? null, limit],

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
-import { testMasterKeys } from '../pii/master-keys.ts';
-import { Pii } from '../pii/pii.ts';
 import { registerApp, signUpDeveloper } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { testPii } from '../testing/pii.ts';
 import { AuditLog, recordHash } from './service.ts';
 
 const TOKEN = 'audit-test-operator-token-0123456789abcdef';
@@ -25,7 +24,7 @@ for (const database of testDatabases()) {
         db,
         adminToken: TOKEN,
         oauth: { issuer: 'http://127.0.0.1:1', keys },
-        pii: await Pii.open(db, testMasterKeys()),
+        pii: await testPii(db),
       });
       assert.ok(built.audit);
       audit = built.audit;

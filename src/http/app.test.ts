@@ -4,8 +4,10 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { openDb } from '../db/db.ts';
+import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { testPii } from '../testing/pii.ts';
 import type { App } from './app.ts';
 import { PROBLEMS } from './problems.ts';
 
@@ -30,12 +32,16 @@ describe('error catalogue', () => {
 describe('readiness', () => {
   it('is not ready on a database without the migrations', async () => {
     const empty = await openDb({});
-    const unready = buildApp({ db: empty, adminToken: TOKEN }).app;
+    // Encryption keys live in a migrated database; this one has none, and needs none to answer 503.
+    const keys = await openDb({});
+    await migrate(keys);
+    const unready = buildApp({ db: empty, adminToken: TOKEN, pii: await testPii(keys) }).app;
     const response = await unready.inject('/health/ready');
     assert.equal(response.statusCode, 503);
     assert.equal(response.json().code, 'service_unavailable');
     await unready.close();
     await empty.close();
+    await keys.close();
   });
 });
 
@@ -53,7 +59,12 @@ for (const database of testDatabases()) {
           done();
         },
       });
-      app = buildApp({ db, adminToken: TOKEN, logger: pino({ level: 'info' }, sink) }).app;
+      app = buildApp({
+        db,
+        adminToken: TOKEN,
+        logger: pino({ level: 'info' }, sink),
+        pii: await testPii(db),
+      }).app;
       app.get('/test/boom', async () => {
         throw new Error('secret internal detail');
       });

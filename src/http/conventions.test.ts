@@ -5,6 +5,7 @@ import pino from 'pino';
 import { type Db, openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
+import { testPii } from '../testing/pii.ts';
 import type { App } from './app.ts';
 
 describe('API conventions', () => {
@@ -27,6 +28,7 @@ describe('API conventions', () => {
       mode: 'production',
       corsOrigins: ['https://portal.example'],
       logger: pino({ level: 'info' }, sink),
+      pii: await testPii(db),
     }).app;
     app.get(
       '/v1/test/old',

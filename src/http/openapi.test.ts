@@ -5,8 +5,7 @@ import { type Db, openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
 import { generateOAuthKeys } from '../oauth/keys.ts';
-import { testMasterKeys } from '../pii/master-keys.ts';
-import { Pii } from '../pii/pii.ts';
+import { testPii } from '../testing/pii.ts';
 import type { App } from './app.ts';
 
 describe('API reference', () => {
@@ -24,7 +23,7 @@ describe('API reference', () => {
       db,
       adminToken: 'openapi-operator-token-0123456789abcdef',
       oauth: { issuer: 'http://127.0.0.1:8080', keys: await generateOAuthKeys() },
-      pii: await Pii.open(db, testMasterKeys()),
+      pii: await testPii(db),
     }).app;
     await app.ready();
     document = (await app.inject('/openapi.json')).json();

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { App } from '../http/app.ts';
 import { buildApp } from '../main.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { testPii } from '../testing/pii.ts';
 
 const TOKEN = 'test-operator-token-0123456789abcdef';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -21,7 +22,7 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      app = buildApp({ db, adminToken: TOKEN }).app;
+      app = buildApp({ db, adminToken: TOKEN, pii: await testPii(db) }).app;
       await app.ready();
     });
     after(async () => {

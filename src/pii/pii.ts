@@ -35,6 +35,7 @@ export const ENCRYPTED_COLUMNS: readonly { table: string; columns: readonly stri
   { table: 'customer_logins', columns: ['display_name_enc', 'email_enc'] },
   { table: 'onboarding_applications', columns: ['applicant_enc', 'decision_note_enc'] },
   { table: 'onboarding_documents', columns: ['content_enc'] },
+  { table: 'apps', columns: ['client_secret_enc'] },
 ];
 
 export const fieldContext = (table: string, column: string, id: string) => `${table}.${column}:${id}`;

@@ -1,5 +1,6 @@
 // Test support for tests that drive the bank over HTTP the way a third party does: a listening server
 // with its authorization server, a signed-up developer, and OAuth error codes read the way clients see them.
+
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import type { Mode } from '../config.ts';
@@ -10,10 +11,9 @@ import { DEFAULT_SCREENING_LISTS, loadScreeningLists, Screener } from '../kyc/sc
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
 import { RedisReplayGuard, type ReplayGuard } from '../oauth/replay.ts';
-import { testMasterKeys } from '../pii/master-keys.ts';
-import { Pii } from '../pii/pii.ts';
 import { postgresDatabase } from './databases.ts';
 import { freePort } from './http.ts';
+import { testPii } from './pii.ts';
 
 /** openid-client talks to http://127.0.0.1 only when told it may. */
 export const insecure = { execute: [client.allowInsecureRequests] };
@@ -55,7 +55,7 @@ export async function startBank(
     ...(options.limiter && { limiter: options.limiter }),
     ...(options.replay && { replay: options.replay }),
     oauth: { issuer, keys },
-    pii: await Pii.open(db, testMasterKeys()),
+    pii: await testPii(db),
     screener: new Screener(await loadScreeningLists(DEFAULT_SCREENING_LISTS)),
   });
   options.routes?.(built);

@@ -130,3 +130,8 @@ create sequence bank_account_serial;
 -- Partner apps submit account-opening applications under their own product.
 insert into api_products (id, name) values ('onboarding', 'Account opening');
 update plans set product_ids = array_append(product_ids, 'onboarding') where id = 'standard';
+
+-- App client secrets rest sealed too (a copy of the database must not let anyone act as an app). Secrets
+-- stored in the clear before cannot be sealed by SQL: they are dropped, and those apps rotate theirs.
+alter table apps rename column client_secret to client_secret_enc;
+update apps set client_secret_enc = null;
