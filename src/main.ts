@@ -41,6 +41,7 @@ import { auditGauges, registerMetrics } from './http/metrics.ts';
 import { registerOpenApi } from './http/openapi.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
 import { loadScreeningLists, Screener } from './kyc/screening.ts';
+import { BankLedgerAccounts } from './ledger/bank-accounts.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
 import { pruneOAuthPayloads } from './oauth/adapter.ts';
@@ -55,6 +56,8 @@ import {
   registerOnboardingRoutes,
 } from './onboarding/routes.ts';
 import { Onboarding } from './onboarding/service.ts';
+import { registerPaymentOperatorRoutes, registerPaymentRoutes } from './payments/routes.ts';
+import { Payments } from './payments/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
@@ -97,6 +100,7 @@ export interface BuiltApp {
   readonly customers?: Customers;
   readonly accounts?: Accounts;
   readonly onboarding?: Onboarding;
+  readonly payments?: Payments;
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
@@ -154,6 +158,15 @@ export function buildApp(parts: AppParts): BuiltApp {
     currencies: parts.currencies ?? DEFAULT_CURRENCIES,
     ...clock,
   });
+  const payments = new Payments({
+    db: parts.db,
+    ledger,
+    bankAccounts: new BankLedgerAccounts(parts.db, ledger),
+    accounts,
+    consents,
+    pii,
+    ...clock,
+  });
   const onboarding = new Onboarding({
     db: parts.db,
     pii,
@@ -203,6 +216,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
+    registerPaymentRoutes(scope, { payments, accounts, auth: customerAuth }, gateway);
     registerAccountRoutes(scope, accounts, {
       prefix: '/v1/accounts',
       onRequest: gateway('accounts', 'accounts'),
@@ -218,6 +232,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerKycReviewRoutes(app, onboarding, parts.adminToken);
   registerAccountAdminRoutes(app, accounts, parts.adminToken);
   registerAccountPages(app, accounts, customerAuth);
+  registerPaymentOperatorRoutes(app, payments, { adminToken: parts.adminToken, sandbox: mode === 'sandbox' });
   registerAuditRoutes(app, audit, parts.adminToken);
   auditGauges(metrics.registry, audit);
   return {
@@ -233,6 +248,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     customers,
     accounts,
     onboarding,
+    payments,
     audit,
     gateway,
   };
@@ -261,6 +277,9 @@ const SWEEP_INTERVAL_MS = 1000;
 const PRUNE_INTERVAL_MS = 60_000;
 const AUDIT_FLUSH_INTERVAL_MS = 200;
 const METER_FLUSH_INTERVAL_MS = 10_000;
+// The scheme settles in cycles; the sandbox runs one a minute (operators can run one at any time).
+const SETTLEMENT_CYCLE_INTERVAL_MS = 60_000;
+const PAYMENT_RECOVERY_INTERVAL_MS = 10_000;
 const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
 
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
@@ -292,7 +311,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
         ),
       )
     : new MemoryReplayGuard();
-  const { app, ledger, onboarding, audit, meter } = buildApp({
+  const { app, ledger, onboarding, payments, audit, meter } = buildApp({
     limiter,
     replay,
     corsOrigins: config.corsOrigins,
@@ -337,6 +356,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(PRUNE_INTERVAL_MS, 'pruning expired OAuth records', () => pruneOAuthPayloads(db)),
     every(AUDIT_FLUSH_INTERVAL_MS, 'writing audit records', async () => audit?.flush()),
     every(METER_FLUSH_INTERVAL_MS, 'writing usage', () => meter.flush()),
+    every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => payments?.settleCycle()),
+    every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted payments', async () => payments?.recover()),
     every(AUDIT_CHECKPOINT_INTERVAL_MS, 'signing an audit checkpoint', async () =>
       audit?.checkpoint(new Date()),
     ),

@@ -15,6 +15,7 @@ import {
   type BankAccount,
   bankAccountsByLedgerIds,
   findBankAccount,
+  findBankAccountByIban,
   insertBankAccount,
   listBankAccounts,
   nextAccountSerial,
@@ -115,6 +116,11 @@ export class Accounts {
 
   find(id: string): Promise<BankAccount | undefined> {
     return findBankAccount(this.#db, id);
+  }
+
+  /** An account of this bank by its IBAN (electronic format: no spaces, upper case). */
+  findByIban(iban: string): Promise<BankAccount | undefined> {
+    return findBankAccountByIban(this.#db, iban);
   }
 
   /** The customer's account, or undefined when it is somebody else's: callers answer 404 either way. */

@@ -89,6 +89,11 @@ export async function listBankAccounts(
   return rows.map(fromRow);
 }
 
+export async function findBankAccountByIban(sql: Sql, iban: string): Promise<BankAccount | undefined> {
+  const [row] = await sql.query<Row>('select * from bank_accounts where iban = $1', [iban]);
+  return row && fromRow(row);
+}
+
 export async function bankAccountsByLedgerIds(
   sql: Sql,
   ledgerIds: readonly string[],

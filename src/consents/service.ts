@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Db } from '../db/db.ts';
+import type { Db, Sql } from '../db/db.ts';
 import {
   type Consent,
   type ConsentType,
@@ -101,6 +101,15 @@ export class Consents {
       { customerId },
       this.#now(),
     );
+  }
+
+  /**
+   * A single-use consent (a payment) used up, inside the caller's transaction: the payment and the consent's
+   * end commit together, so a revocation racing the payment either comes first (no payment) or finds it
+   * consumed. Undefined when it was no longer authorised.
+   */
+  consume(id: string, sql: Sql): Promise<Consent | undefined> {
+    return transitionConsent(sql, id, ['authorised'], 'consumed', {}, this.#now());
   }
 
   /** Revoked by its customer or its app: every token issued under it stops working at once. */

@@ -125,6 +125,10 @@ export class CustomerAuth {
     return deleteCustomerSession(this.#db, sessionHash(token));
   }
 
+  async usernameTaken(username: string): Promise<boolean> {
+    return (await findLoginByUsername(this.#db, username)) !== undefined;
+  }
+
   async find(id: string): Promise<CustomerLogin | undefined> {
     const stored = await findLogin(this.#db, id);
     if (!stored) return undefined;

@@ -64,6 +64,14 @@ export const PROBLEMS = {
     title: 'Only an account with a zero balance and nothing pending can close',
   },
   statement_too_large: { status: 422, title: 'The month has too many movements for one statement' },
+  // Payments
+  consent_mismatch: { status: 422, title: 'The payment differs from what the customer authorised' },
+  invalid_creditor_iban: { status: 422, title: "The creditor's IBAN is not valid" },
+  same_account: { status: 422, title: 'A payment cannot go to the account it is paid from' },
+  payment_not_returnable: {
+    status: 409,
+    title: 'Only an accepted or settled payment to another bank can be returned',
+  },
   // Ledger
   not_found: { status: 404, title: 'No such resource' },
   unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },

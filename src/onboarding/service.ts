@@ -403,6 +403,10 @@ export class Onboarding {
     }
   }
 
+  usernameTaken(username: string): Promise<boolean> {
+    return this.#logins.usernameTaken(username);
+  }
+
   /** The application as its submitting app sees it; another app's application is not found. */
   async getForClient(clientId: string, id: string): Promise<Application | undefined> {
     const stored = await findApplication(this.#db, id);

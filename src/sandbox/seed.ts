@@ -3,6 +3,7 @@
 // real customers and all money posted through the ledger, so `apibank ledger verify` passes.
 import type { BankAccount } from '../accounts/store.ts';
 import type { Db } from '../db/db.ts';
+import { BankLedgerAccounts } from '../ledger/bank-accounts.ts';
 import type { TransferRequest } from '../ledger/model.ts';
 import { Ledger } from '../ledger/service.ts';
 import { currencyExponent, type Minor, parseAmount } from '../money.ts';
@@ -13,7 +14,6 @@ import { generateSandbox, type SandboxPerson } from './generate.ts';
 const SEED_LOCK_KEY = 7_140_417_002;
 /** Every generated customer's password (sandbox only; the README publishes it). */
 export const GENERATED_CUSTOMER_PASSWORD = 'sandbox-password';
-const SETTLEMENT_CODE = (currency: string) => `sandbox:settlement-${currency.toLowerCase()}`;
 // Customers created per transaction: few enough to keep locks short, many enough to save commits.
 const CUSTOMERS_PER_TRANSACTION = 100;
 
@@ -62,25 +62,6 @@ export interface SeedReport {
   readonly sampleUsernames: readonly string[];
 }
 
-/** The bank's settlement account in `currency` (money at other banks), created on first use. */
-async function settlementAccount(ledger: Ledger, currency: string): Promise<string> {
-  const code = SETTLEMENT_CODE(currency);
-  const [existing] = await ledger.listAccounts({ code }, undefined, 1);
-  if (existing) return existing.id;
-  const exponent = currencyExponent(currency);
-  if (exponent === undefined) throw new Error(`sandbox currency ${currency}`);
-  const { account } = await ledger.createAccount({
-    currency,
-    exponent,
-    // An asset: paying a customer in raises both sides.
-    normalBalance: 'debit',
-    allowOverdraft: false,
-    code,
-    metadata: { sandbox: true, purpose: 'settlement' },
-  });
-  return account.id;
-}
-
 /**
  * Generated customers with `from`..`to` of history. Each day's transfers are one atomic ledger batch booked at
  * that day's noon (UTC), through a ledger whose clock is the simulated day: the history is real ledger entries.
@@ -93,9 +74,10 @@ export async function seedGenerated(
   const data = generateSandbox(options);
   let clock = options.from;
   const ledger = new Ledger({ db, now: () => clock });
+  const bankAccounts = new BankLedgerAccounts(db, ledger);
   const ledgerIds = new Map<string, string>();
   for (const currency of new Set(data.accounts.map((account) => account.currency))) {
-    ledgerIds.set(`external:${currency}`, await settlementAccount(ledger, currency));
+    ledgerIds.set(`external:${currency}`, await bankAccounts.id('settlement', currency));
   }
   const accountsOf = new Map<string, typeof data.accounts>();
   for (const account of data.accounts)
@@ -257,7 +239,7 @@ const READY_MADE_TRANSFERS: readonly {
 ];
 
 /**
- * Seeds the sandbox unless seeded before (the ready-made customers mark it), under an advisory lock so two
+ * Seeds the sandbox unless seeded before (the ready-made customers mark it: alice exists), under an advisory lock so two
  * processes starting together seed once. Returns whether it did.
  */
 export async function seedSandbox(
@@ -268,12 +250,12 @@ export async function seedSandbox(
   return db.session(async (session) => {
     await session.query('select pg_advisory_lock($1)', [SEED_LOCK_KEY]);
     try {
+      if (await onboarding.usernameTaken(SANDBOX_CUSTOMERS[0].username)) return false;
       const ledger = new Ledger({ db });
-      if ((await ledger.listAccounts({ code: SETTLEMENT_CODE('EUR') }, undefined, 1)).length > 0)
-        return false;
+      const bankAccounts = new BankLedgerAccounts(db, ledger);
       const ids = new Map<string, string>();
       for (const currency of ['EUR', 'GBP'])
-        ids.set(`external:${currency}`, await settlementAccount(ledger, currency));
+        ids.set(`external:${currency}`, await bankAccounts.id('settlement', currency));
       for (const customer of SANDBOX_CUSTOMERS) {
         const created = await onboarding.createDirectly({
           person: customer.person,

@@ -1,0 +1,248 @@
+// Payments over HTTP: an app initiates under the customer's payment consent (`/v1/payments`), the
+// customer pays at the bank's pages (`/v1/me/payments`), an app asks whether funds suffice under a
+// funds-confirmation consent, and operators run settlement cycles; the sandbox simulates the scheme.
+import type { FastifyRequest, onRequestHookHandler } from 'fastify';
+import { type Static, Type } from 'typebox';
+import type { Accounts } from '../accounts/service.ts';
+import { customerSession } from '../consents/customer-routes.ts';
+import type { CustomerAuth } from '../customer-auth/service.ts';
+import type { createGateway } from '../gateway/gateway.ts';
+import { type App, scoped } from '../http/app.ts';
+import { requireBearerToken } from '../http/auth.ts';
+import { CURSOR_POSITION } from '../http/cursor.ts';
+import { Problem } from '../http/problems.ts';
+import { readIdempotencyKey } from '../idempotency.ts';
+import { AMOUNT_PATTERN, currencyExponent, formatAmount, parseAmount } from '../money.ts';
+import type { InitiateOutcome, Initiator, Payment, Payments } from './service.ts';
+
+const Id = Type.String({ pattern: CURSOR_POSITION.uuid.source });
+const InstructedAmount = Type.Object(
+  { amount: Type.String({ pattern: AMOUNT_PATTERN }), currency: Type.String({ pattern: '^[A-Z]{3}$' }) },
+  { additionalProperties: false },
+);
+const PaymentBody = Type.Object(
+  {
+    instructedAmount: InstructedAmount,
+    creditor: Type.Object(
+      {
+        name: Type.String({ minLength: 1, maxLength: 140 }),
+        iban: Type.String({ minLength: 15, maxLength: 42, pattern: '^[A-Za-z0-9 ]+$' }),
+      },
+      { additionalProperties: false },
+    ),
+    reference: Type.Optional(Type.String({ minLength: 1, maxLength: 140 })),
+    debtorAccountId: Type.Optional(Id),
+  },
+  { additionalProperties: false },
+);
+
+export function paymentJson(payment: Payment) {
+  const exponent = currencyExponent(payment.currency) ?? 2;
+  return {
+    id: payment.id,
+    status: payment.status,
+    type: payment.type,
+    debtorAccountId: payment.debtorAccountId,
+    creditor: payment.creditor,
+    instructedAmount: { amount: formatAmount(payment.amount, exponent), currency: payment.currency },
+    reference: payment.reference,
+    rejectionCode: payment.rejectionCode,
+    consentId: payment.consentId,
+    statusHistory: payment.statusHistory,
+    createdAt: payment.createdAt.toISOString(),
+  };
+}
+
+function answer(outcome: InitiateOutcome) {
+  if (!outcome.ok) throw new Problem(outcome.code, outcome.detail);
+  return outcome;
+}
+
+/** The app's payment consent among the token's consents; the payments scope alone pays nothing. */
+function appInitiator(request: FastifyRequest): Initiator {
+  const access = request.access;
+  if (!access) throw new Error('route registered without requireAccess');
+  const consent = access.consents.find((c) => c.type === 'payment_initiation');
+  if (!consent || access.subject === access.clientId) {
+    throw new Problem(
+      'insufficient_scope',
+      "a payment needs a token carrying the customer's payment_initiation consent",
+    );
+  }
+  return { kind: 'app', clientId: access.clientId, customerId: access.subject, consent };
+}
+
+export function registerPaymentRoutes(
+  app: App,
+  services: { payments: Payments; accounts: Accounts; auth: CustomerAuth },
+  gateway: ReturnType<typeof createGateway>,
+): void {
+  const { payments, accounts, auth } = services;
+  const initiate = async (initiator: Initiator, key: string, body: Static<typeof PaymentBody>) =>
+    answer(await payments.initiate(initiator, key, body));
+
+  app.post(
+    '/v1/payments',
+    { schema: { body: PaymentBody }, onRequest: gateway('payments', 'payments') },
+    async (request, reply) => {
+      const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+      const { payment, replayed } = await initiate(appInitiator(request), key, request.body);
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return reply.code(201).send(paymentJson(payment));
+    },
+  );
+
+  app.get(
+    '/v1/payments/:id',
+    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    async (request) => {
+      const access = request.access;
+      if (!access) throw new Error('route registered without requireAccess');
+      const payment = await payments.get({ clientId: access.clientId }, request.params.id);
+      if (!payment) throw new Problem('not_found', 'no payment with this id');
+      return paymentJson(payment);
+    },
+  );
+
+  app.post(
+    '/v1/funds-confirmations',
+    {
+      schema: { body: Type.Object({ instructedAmount: InstructedAmount }, { additionalProperties: false }) },
+      onRequest: gateway('funds-confirmation', 'funds_confirmation'),
+    },
+    async (request) => {
+      const access = request.access;
+      if (!access) throw new Error('route registered without requireAccess');
+      const consent = access.consents.find((c) => c.type === 'funds_confirmation');
+      const accountId = consent?.accountIds?.[0];
+      if (!accountId) {
+        throw new Problem(
+          'insufficient_scope',
+          "funds confirmation needs the customer's funds_confirmation consent",
+        );
+      }
+      const account = await accounts.findForCustomer(access.subject, accountId);
+      if (!account) throw new Problem('not_found', 'the consented account no longer exists');
+      const { amount, currency } = request.body.instructedAmount;
+      const parsed = parseAmount(amount);
+      if (currency !== account.currency)
+        throw new Problem('currency_mismatch', `the account is in ${account.currency}`);
+      if (!parsed || parsed.scale !== currencyExponent(currency)) {
+        throw new Problem(
+          'amount_scale_mismatch',
+          `${currency} amounts have ${currencyExponent(currency)} decimals`,
+        );
+      }
+      return { fundsAvailable: await payments.fundsAvailable(account, parsed.minor) };
+    },
+  );
+
+  scoped(app, (customer) => {
+    const signedIn: onRequestHookHandler[] = [customerSession(auth)];
+    customer.post(
+      '/v1/me/payments',
+      { schema: { body: PaymentBody }, onRequest: signedIn },
+      async (request, reply) => {
+        const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+        if (!request.body.debtorAccountId) {
+          throw new Problem('validation_failed', '/body/debtorAccountId is required at the bank', {
+            errors: [{ field: '/body/debtorAccountId', message: 'is required' }],
+          });
+        }
+        const initiator: Initiator = { kind: 'customer', customerId: request.customerId as string };
+        const { payment, replayed } = await initiate(initiator, key, request.body);
+        if (replayed) reply.header('idempotent-replayed', 'true');
+        return reply.code(201).send(paymentJson(payment));
+      },
+    );
+    customer.get(
+      '/v1/me/payments/:id',
+      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      async (request) => {
+        const payment = await payments.get({ customerId: request.customerId as string }, request.params.id);
+        if (!payment) throw new Problem('not_found', 'no payment with this id');
+        return paymentJson(payment);
+      },
+    );
+  });
+}
+
+/** Operators run a settlement cycle now; the sandbox also plays the other banks (incoming money, returns). */
+export function registerPaymentOperatorRoutes(
+  app: App,
+  payments: Payments,
+  options: { adminToken: string; sandbox: boolean },
+): void {
+  scoped(app, (operator) => {
+    operator.addHook('onRequest', requireBearerToken(options.adminToken));
+    operator.post('/v1/admin/payments/settlement-cycles', async () => ({
+      settled: await payments.settleCycle(),
+    }));
+    if (!options.sandbox) return;
+
+    operator.post(
+      '/v1/sandbox/incoming-payments',
+      {
+        schema: {
+          body: Type.Object(
+            {
+              creditorIban: Type.String({ minLength: 15, maxLength: 42 }),
+              instructedAmount: InstructedAmount,
+              debtor: Type.Object(
+                { name: Type.String({ minLength: 1, maxLength: 140 }) },
+                { additionalProperties: false },
+              ),
+              reference: Type.Optional(Type.String({ minLength: 1, maxLength: 140 })),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request, reply) => {
+        const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+        const { amount, currency } = request.body.instructedAmount;
+        const parsed = parseAmount(amount);
+        if (!parsed || parsed.scale !== currencyExponent(currency)) {
+          throw new Problem(
+            'amount_scale_mismatch',
+            `${currency} amounts have ${currencyExponent(currency)} decimals`,
+          );
+        }
+        const outcome = await payments.receiveIncoming(key, {
+          creditorIban: request.body.creditorIban,
+          amount: parsed,
+          currency,
+          debtorName: request.body.debtor.name,
+          reference: request.body.reference,
+        });
+        if (!outcome.ok) {
+          if (outcome.code === 'not_found')
+            throw new Problem('not_found', 'no account of this bank has that IBAN');
+          if (outcome.code === 'currency_mismatch' || outcome.code === 'account_closed')
+            throw new Problem(outcome.code);
+          throw new Problem('validation_failed', outcome.code);
+        }
+        return reply.code(201).send({ transferId: outcome.transferId });
+      },
+    );
+
+    operator.post(
+      '/v1/sandbox/payments/:id/return',
+      {
+        schema: {
+          params: Type.Object({ id: Id }),
+          body: Type.Object(
+            { reasonCode: Type.String({ pattern: '^[A-Z0-9]{2,4}$' }) },
+            { additionalProperties: false },
+          ),
+        },
+      },
+      async (request) => {
+        const returned = await payments.returnPayment(request.params.id, request.body.reasonCode);
+        if (returned === 'not_found') throw new Problem('not_found', 'no payment with this id');
+        if (returned === 'not_returnable') throw new Problem('payment_not_returnable');
+        return paymentJson(returned);
+      },
+    );
+  });
+}

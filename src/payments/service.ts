@@ -1,0 +1,493 @@
+// Payments out of a customer's account. A payment is recorded (`received`) in the same transaction that
+// consumes its consent; the money then moves through the ledger under a key derived from the payment's id,
+// so however often that step runs (a retry, the recovery sweep after a crash) it moves the money once.
+//
+//   internal:  debtor -> creditor's account at this bank                 received -> settled
+//   domestic:  debtor -> clearing, then in a settlement cycle             received -> accepted -> settled
+//              clearing -> settlement; a return restores the debtor       ... -> returned
+//   refused by the ledger (insufficient funds) or by the accounts' state:  received -> rejected (with a code)
+import { isValidIBAN } from 'ibantools';
+import { v7 as uuidv7 } from 'uuid';
+import type { Accounts } from '../accounts/service.ts';
+import type { BankAccount } from '../accounts/store.ts';
+import type { Consents } from '../consents/service.ts';
+import type { Consent } from '../consents/store.ts';
+import type { Db, Sql } from '../db/db.ts';
+import { emit } from '../events/outbox.ts';
+import { requestHash } from '../idempotency.ts';
+import type { BankLedgerAccounts } from '../ledger/bank-accounts.ts';
+import type { Ledger } from '../ledger/service.ts';
+import { currencyExponent, type Minor, type ParsedAmount, parseAmount } from '../money.ts';
+import { fieldContext, type Pii } from '../pii/pii.ts';
+import {
+  findPayment,
+  findPaymentByKey,
+  insertPayment,
+  listPayments,
+  type PaymentStatus,
+  type PaymentType,
+  type StatusChange,
+  type StoredPayment,
+  transitionPayment,
+} from './store.ts';
+
+export const SETTLEMENT_BATCH_MAX = 1000;
+// A payment still `received` this long after it was recorded lost its process between the two steps.
+export const RECOVER_AFTER_MS = 30_000;
+
+export interface PaymentInstruction {
+  readonly instructedAmount: { readonly amount: string; readonly currency: string };
+  readonly creditor: { readonly name: string; readonly iban: string };
+  readonly reference?: string | undefined;
+  readonly debtorAccountId?: string | undefined;
+}
+
+/** Who pays: an app under the customer's payment consent, or the customer at the bank's pages. */
+export type Initiator =
+  | {
+      readonly kind: 'app';
+      readonly clientId: string;
+      readonly customerId: string;
+      readonly consent: Consent;
+    }
+  | { readonly kind: 'customer'; readonly customerId: string };
+
+export interface Payment {
+  readonly id: string;
+  readonly clientId: string | null;
+  readonly customerId: string;
+  readonly consentId: string | null;
+  readonly debtorAccountId: string;
+  readonly type: PaymentType;
+  readonly creditor: { readonly name: string; readonly iban: string };
+  readonly currency: string;
+  readonly amount: Minor;
+  readonly reference: string | null;
+  readonly status: PaymentStatus;
+  readonly rejectionCode: string | null;
+  readonly statusHistory: readonly StatusChange[];
+  readonly createdAt: Date;
+}
+
+export type PaymentProblem =
+  | 'not_found'
+  | 'consent_mismatch'
+  | 'consent_not_active'
+  | 'currency_mismatch'
+  | 'amount_scale_mismatch'
+  | 'invalid_creditor_iban'
+  | 'same_account'
+  | 'idempotency_key_reused';
+
+export type InitiateOutcome =
+  | { ok: true; payment: Payment; replayed: boolean }
+  | { ok: false; code: PaymentProblem; detail?: string };
+
+const normaliseIban = (iban: string) => iban.replace(/\s+/g, '').toUpperCase();
+
+/** Dynamic linking (PSD2 RTS Art. 5): the payment must be exactly the one the customer authorised. */
+function mismatchWithConsent(
+  consent: Consent,
+  instruction: PaymentInstruction,
+  amount: ParsedAmount,
+): string | undefined {
+  const authorised = consent.details as {
+    instructedAmount?: { amount?: string; currency?: string };
+    creditor?: { name?: string; iban?: string };
+    reference?: string;
+  };
+  const authorisedAmount = parseAmount(String(authorised.instructedAmount?.amount));
+  if (consent.type !== 'payment_initiation') return 'the token carries no payment consent';
+  if (authorised.instructedAmount?.currency !== instruction.instructedAmount.currency) return 'currency';
+  if (authorisedAmount?.minor !== amount.minor || authorisedAmount.scale !== amount.scale) return 'amount';
+  if (normaliseIban(String(authorised.creditor?.iban)) !== normaliseIban(instruction.creditor.iban))
+    return 'creditor IBAN';
+  if (authorised.creditor?.name !== instruction.creditor.name) return 'creditor name';
+  if ((authorised.reference ?? null) !== (instruction.reference ?? null)) return 'reference';
+  return undefined;
+}
+
+// Thrown inside the recording transaction to roll it back when the consent was revoked meanwhile.
+class ConsentNoLongerActive extends Error {}
+
+export class Payments {
+  readonly #db: Db;
+  readonly #ledger: Ledger;
+  readonly #bankAccounts: BankLedgerAccounts;
+  readonly #accounts: Accounts;
+  readonly #consents: Consents;
+  readonly #pii: Pii;
+  readonly #now: () => Date;
+
+  constructor(options: {
+    db: Db;
+    ledger: Ledger;
+    bankAccounts: BankLedgerAccounts;
+    accounts: Accounts;
+    consents: Consents;
+    pii: Pii;
+    now?: () => Date;
+  }) {
+    this.#db = options.db;
+    this.#ledger = options.ledger;
+    this.#bankAccounts = options.bankAccounts;
+    this.#accounts = options.accounts;
+    this.#consents = options.consents;
+    this.#pii = options.pii;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async initiate(
+    initiator: Initiator,
+    key: string,
+    instruction: PaymentInstruction,
+  ): Promise<InitiateOutcome> {
+    const scope = initiator.kind === 'app' ? `app:${initiator.clientId}` : `customer:${initiator.customerId}`;
+    const hash = requestHash(instruction);
+    const existing = await findPaymentByKey(this.#db, scope, key);
+    if (existing) return this.#replay(existing, hash);
+
+    const currency = instruction.instructedAmount.currency;
+    const amount = parseAmount(instruction.instructedAmount.amount);
+    if (!amount || amount.scale !== currencyExponent(currency)) {
+      return {
+        ok: false,
+        code: 'amount_scale_mismatch',
+        detail: `${currency} amounts have ${currencyExponent(currency)} decimals`,
+      };
+    }
+    let debtorAccountId = instruction.debtorAccountId;
+    if (initiator.kind === 'app') {
+      const mismatch = mismatchWithConsent(initiator.consent, instruction, amount);
+      if (mismatch)
+        return {
+          ok: false,
+          code: 'consent_mismatch',
+          detail: `the ${mismatch} differs from what the customer authorised`,
+        };
+      const chosen = initiator.consent.accountIds?.[0];
+      if (!chosen || (debtorAccountId !== undefined && debtorAccountId !== chosen)) {
+        return {
+          ok: false,
+          code: 'consent_mismatch',
+          detail: 'the debtor account is not the one the customer chose',
+        };
+      }
+      debtorAccountId = chosen;
+    }
+    const debtor =
+      debtorAccountId && (await this.#accounts.findForCustomer(initiator.customerId, debtorAccountId));
+    if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
+    if (debtor.currency !== currency)
+      return { ok: false, code: 'currency_mismatch', detail: `the account is in ${debtor.currency}` };
+    const creditorIban = normaliseIban(instruction.creditor.iban);
+    if (!isValidIBAN(creditorIban)) return { ok: false, code: 'invalid_creditor_iban' };
+    const creditor = await this.#accounts.findByIban(creditorIban);
+    if (creditor?.id === debtor.id) return { ok: false, code: 'same_account' };
+
+    const id = uuidv7();
+    const now = this.#now();
+    const recorded: StoredPayment = {
+      id,
+      clientId: initiator.kind === 'app' ? initiator.clientId : null,
+      customerId: initiator.customerId,
+      consentId: initiator.kind === 'app' ? initiator.consent.id : null,
+      idempotencyScope: scope,
+      idempotencyKey: key,
+      requestHash: hash,
+      debtorAccountId: debtor.id,
+      type: creditor ? 'internal' : 'domestic',
+      creditorNameEnc: this.#pii.encrypt(
+        instruction.creditor.name,
+        fieldContext('payments', 'creditor_name_enc', id),
+      ),
+      creditorIban,
+      creditorAccountId: creditor?.id ?? null,
+      currency,
+      amount: amount.minor,
+      reference: instruction.reference ?? null,
+      status: 'received',
+      rejectionCode: null,
+      statusHistory: [{ status: 'received', at: now.toISOString() }],
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      const inserted = await this.#db.transaction(async (tx) => {
+        if (!(await insertPayment(tx, recorded))) return false;
+        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
+          throw new ConsentNoLongerActive();
+        }
+        await emit(tx, now, this.#event(recorded, 'received', null));
+        return true;
+      });
+      // A twin request under the same key won the race: answer as a replay of it.
+      if (!inserted) {
+        const twin = await findPaymentByKey(this.#db, scope, key);
+        if (!twin) throw new Error('payment key conflict without a payment');
+        return this.#replay(twin, hash);
+      }
+    } catch (error) {
+      if (error instanceof ConsentNoLongerActive) return { ok: false, code: 'consent_not_active' };
+      throw error;
+    }
+    return {
+      ok: true,
+      payment: await this.#view(await this.#execute(recorded, debtor, creditor)),
+      replayed: false,
+    };
+  }
+
+  async #replay(existing: StoredPayment, hash: string): Promise<InitiateOutcome> {
+    if (existing.requestHash !== hash) return { ok: false, code: 'idempotency_key_reused' };
+    // Recorded but not yet executed (its process died, or a twin is executing it): executing is idempotent.
+    const payment = existing.status === 'received' ? await this.#executeStored(existing) : existing;
+    return { ok: true, payment: await this.#view(payment), replayed: true };
+  }
+
+  async #executeStored(payment: StoredPayment): Promise<StoredPayment> {
+    const debtor = await this.#accounts.find(payment.debtorAccountId);
+    if (!debtor) throw new Error(`payment ${payment.id} names a missing account`);
+    const creditor = payment.creditorAccountId
+      ? await this.#accounts.find(payment.creditorAccountId)
+      : undefined;
+    return this.#execute(payment, debtor, creditor);
+  }
+
+  /** Moves the money (once, whatever the retries) and records the outcome. */
+  async #execute(
+    payment: StoredPayment,
+    debtor: BankAccount,
+    creditor: BankAccount | undefined,
+  ): Promise<StoredPayment> {
+    let rejection: string | null = null;
+    if (debtor.status !== 'active') rejection = 'debtor_account_not_active';
+    else if (creditor && creditor.status !== 'active') rejection = 'creditor_account_not_active';
+    if (rejection === null) {
+      const target = creditor
+        ? creditor.ledgerAccountId
+        : await this.#bankAccounts.id('clearing', payment.currency);
+      const outcome = await this.#ledger.transfer(`payment:${payment.id}`, {
+        postings: [
+          {
+            debitAccountId: debtor.ledgerAccountId,
+            creditAccountId: target,
+            amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+          },
+        ],
+        pending: false,
+        expiresAt: null,
+        metadata: {
+          paymentId: payment.id,
+          reference: payment.reference,
+          category: 'transfer',
+          // Inside the bank the accounts name both sides; outside, the payee is all the statement can show.
+          ...(creditor ? {} : { counterparty: { iban: payment.creditorIban } }),
+        },
+      });
+      if (!outcome.ok) rejection = outcome.code;
+    }
+    const next: PaymentStatus = rejection ? 'rejected' : payment.type === 'internal' ? 'settled' : 'accepted';
+    return this.#transition(payment, ['received'], next, rejection);
+  }
+
+  async #transition(
+    payment: StoredPayment,
+    from: readonly PaymentStatus[],
+    to: PaymentStatus,
+    code: string | null,
+    sql?: Sql,
+  ): Promise<StoredPayment> {
+    const now = this.#now();
+    const move = async (tx: Sql) => {
+      const moved = await transitionPayment(tx, payment.id, from, to, code, now);
+      if (moved) await emit(tx, now, this.#event(moved, to, code));
+      return moved;
+    };
+    const moved = sql ? await move(sql) : await this.#db.transaction(move);
+    // Another worker moved it first: report where it is now.
+    return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
+  }
+
+  #event(payment: StoredPayment, status: PaymentStatus, code: string | null) {
+    return {
+      type: `payment.${status}`,
+      subjectId: payment.id,
+      payload: {
+        paymentId: payment.id,
+        status,
+        ...(code === null ? {} : { code }),
+        clientId: payment.clientId,
+        customerId: payment.customerId,
+        debtorAccountId: payment.debtorAccountId,
+      },
+    };
+  }
+
+  async #view(payment: StoredPayment): Promise<Payment> {
+    return {
+      id: payment.id,
+      clientId: payment.clientId,
+      customerId: payment.customerId,
+      consentId: payment.consentId,
+      debtorAccountId: payment.debtorAccountId,
+      type: payment.type,
+      creditor: {
+        name: await this.#pii.decrypt(
+          payment.creditorNameEnc,
+          fieldContext('payments', 'creditor_name_enc', payment.id),
+        ),
+        iban: payment.creditorIban,
+      },
+      currency: payment.currency,
+      amount: payment.amount as Minor,
+      reference: payment.reference,
+      status: payment.status,
+      rejectionCode: payment.rejectionCode,
+      statusHistory: payment.statusHistory,
+      createdAt: payment.createdAt,
+    };
+  }
+
+  /** The payment, if `who` may see it: the app that initiated it, or the customer who paid. */
+  async get(who: { clientId: string } | { customerId: string }, id: string): Promise<Payment | undefined> {
+    const payment = await findPayment(this.#db, id);
+    if (!payment) return undefined;
+    const visible =
+      'clientId' in who ? payment.clientId === who.clientId : payment.customerId === who.customerId;
+    return visible ? this.#view(payment) : undefined;
+  }
+
+  /**
+   * One settlement cycle with the scheme: every accepted outbound payment leaves clearing for settlement, in
+   * one ledger batch. Cycles may run in several processes at once: each payment's settlement transfer has a
+   * key of its own, so a payment two cycles pick up still moves once, and only one of them records it.
+   */
+  async settleCycle(): Promise<number> {
+    const due = await listPayments(this.#db, 'accepted', 'domestic', this.#now(), SETTLEMENT_BATCH_MAX);
+    if (due.length === 0) return 0;
+    const transfers = [];
+    for (const payment of due) {
+      transfers.push({
+        key: `payment-settlement:${payment.id}`,
+        request: {
+          postings: [
+            {
+              debitAccountId: await this.#bankAccounts.id('clearing', payment.currency),
+              creditAccountId: await this.#bankAccounts.id('settlement', payment.currency),
+              amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+            },
+          ],
+          pending: false,
+          expiresAt: null,
+          metadata: { paymentId: payment.id, purpose: 'settlement' },
+        },
+      });
+    }
+    const outcomes = await this.#ledger.transferBatch(false, transfers);
+    let settled = 0;
+    for (const [index, payment] of due.entries()) {
+      const outcome = outcomes[index];
+      if (!outcome?.ok) throw new Error(`settling payment ${payment.id}: ${outcome?.code}`);
+      if ((await this.#transition(payment, ['accepted'], 'settled', null)).status === 'settled') settled++;
+    }
+    return settled;
+  }
+
+  /**
+   * The receiving bank sent the payment back (a closed account, a wrong name): the debtor gets the money
+   * back, from clearing if it had not settled yet, from settlement if it had.
+   */
+  async returnPayment(id: string, reasonCode: string): Promise<Payment | 'not_found' | 'not_returnable'> {
+    const payment = await findPayment(this.#db, id);
+    if (!payment) return 'not_found';
+    if (payment.type !== 'domestic' || (payment.status !== 'accepted' && payment.status !== 'settled')) {
+      return 'not_returnable';
+    }
+    const debtor = await this.#accounts.find(payment.debtorAccountId);
+    if (!debtor) throw new Error(`payment ${id} names a missing account`);
+    const source = await this.#bankAccounts.id(
+      payment.status === 'settled' ? 'settlement' : 'clearing',
+      payment.currency,
+    );
+    const outcome = await this.#ledger.transfer(`payment-return:${payment.id}`, {
+      postings: [
+        {
+          debitAccountId: source,
+          creditAccountId: debtor.ledgerAccountId,
+          amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+        },
+      ],
+      pending: false,
+      expiresAt: null,
+      metadata: {
+        paymentId: payment.id,
+        reference: `Returned: ${payment.reference ?? ''}`.trim(),
+        category: 'transfer',
+      },
+    });
+    if (!outcome.ok) throw new Error(`returning payment ${id}: ${outcome.code}`);
+    return this.#view(await this.#transition(payment, ['accepted', 'settled'], 'returned', reasonCode));
+  }
+
+  /** Executes payments whose process died between recording and moving the money. */
+  async recover(): Promise<number> {
+    const stale = await listPayments(
+      this.#db,
+      'received',
+      undefined,
+      new Date(this.#now().getTime() - RECOVER_AFTER_MS),
+      100,
+    );
+    for (const payment of stale) await this.#executeStored(payment);
+    return stale.length;
+  }
+
+  /** Money arriving from another bank (the sandbox's stand-in for the scheme): settlement -> the account. */
+  async receiveIncoming(
+    key: string,
+    incoming: {
+      creditorIban: string;
+      amount: ParsedAmount;
+      currency: string;
+      debtorName: string;
+      reference?: string | undefined;
+    },
+  ): Promise<
+    | { ok: true; transferId: string }
+    | { ok: false; code: 'not_found' | 'currency_mismatch' | 'account_closed' | string }
+  > {
+    const account = await this.#accounts.findByIban(normaliseIban(incoming.creditorIban));
+    if (!account) return { ok: false, code: 'not_found' };
+    if (account.currency !== incoming.currency) return { ok: false, code: 'currency_mismatch' };
+    if (account.status === 'closed') return { ok: false, code: 'account_closed' };
+    const outcome = await this.#ledger.transfer(`incoming:${key}`, {
+      postings: [
+        {
+          debitAccountId: await this.#bankAccounts.id('settlement', incoming.currency),
+          creditAccountId: account.ledgerAccountId,
+          amount: incoming.amount,
+        },
+      ],
+      pending: false,
+      expiresAt: null,
+      metadata: {
+        reference: incoming.reference ?? null,
+        category: 'transfer',
+        counterparty: { name: incoming.debtorName },
+      },
+    });
+    if (!outcome.ok) return { ok: false, code: outcome.code };
+    await emit(this.#db, this.#now(), {
+      type: 'payment.incoming',
+      subjectId: outcome.transfer.id,
+      payload: { transferId: outcome.transfer.id, accountId: account.id },
+    });
+    return { ok: true, transferId: outcome.transfer.id };
+  }
+
+  /** Funds confirmation: whether the account can cover the amount now, and nothing more. */
+  async fundsAvailable(account: BankAccount, amount: Minor): Promise<boolean> {
+    return (await this.#accounts.balances(account)).available >= amount;
+  }
+}

@@ -1,0 +1,165 @@
+import type { Sql } from '../db/db.ts';
+
+export type PaymentStatus = 'received' | 'accepted' | 'settled' | 'rejected' | 'returned';
+export type PaymentType = 'internal' | 'domestic';
+
+export interface StatusChange {
+  readonly status: PaymentStatus;
+  readonly at: string;
+  readonly code?: string;
+}
+
+export interface StoredPayment {
+  readonly id: string;
+  readonly clientId: string | null;
+  readonly customerId: string;
+  readonly consentId: string | null;
+  readonly idempotencyScope: string;
+  readonly idempotencyKey: string;
+  readonly requestHash: string;
+  readonly debtorAccountId: string;
+  readonly type: PaymentType;
+  readonly creditorNameEnc: string;
+  readonly creditorIban: string;
+  readonly creditorAccountId: string | null;
+  readonly currency: string;
+  readonly amount: bigint;
+  readonly reference: string | null;
+  readonly status: PaymentStatus;
+  readonly rejectionCode: string | null;
+  readonly statusHistory: readonly StatusChange[];
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+interface Row {
+  id: string;
+  client_id: string | null;
+  customer_id: string;
+  consent_id: string | null;
+  idempotency_scope: string;
+  idempotency_key: string;
+  request_hash: string;
+  debtor_account_id: string;
+  type: PaymentType;
+  creditor_name_enc: string;
+  creditor_iban: string;
+  creditor_account_id: string | null;
+  currency: string;
+  amount: bigint;
+  reference: string | null;
+  status: PaymentStatus;
+  rejection_code: string | null;
+  status_history: StatusChange[];
+  created_at: Date;
+  updated_at: Date;
+}
+
+const fromRow = (row: Row): StoredPayment => ({
+  id: row.id,
+  clientId: row.client_id,
+  customerId: row.customer_id,
+  consentId: row.consent_id,
+  idempotencyScope: row.idempotency_scope,
+  idempotencyKey: row.idempotency_key,
+  requestHash: row.request_hash,
+  debtorAccountId: row.debtor_account_id,
+  type: row.type,
+  creditorNameEnc: row.creditor_name_enc,
+  creditorIban: row.creditor_iban,
+  creditorAccountId: row.creditor_account_id,
+  currency: row.currency,
+  amount: row.amount,
+  reference: row.reference,
+  status: row.status,
+  rejectionCode: row.rejection_code,
+  statusHistory: row.status_history,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+/** False when the caller's idempotency key is taken (by this request or another). */
+export async function insertPayment(sql: Sql, p: StoredPayment): Promise<boolean> {
+  const rows = await sql.query(
+    `insert into payments (id, client_id, customer_id, consent_id, idempotency_scope, idempotency_key, request_hash,
+       debtor_account_id, type, creditor_name_enc, creditor_iban, creditor_account_id, currency, amount, reference,
+       status, rejection_code, status_history, created_at, updated_at)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20)
+     on conflict (idempotency_scope, idempotency_key) do nothing returning 1`,
+    [
+      p.id,
+      p.clientId,
+      p.customerId,
+      p.consentId,
+      p.idempotencyScope,
+      p.idempotencyKey,
+      p.requestHash,
+      p.debtorAccountId,
+      p.type,
+      p.creditorNameEnc,
+      p.creditorIban,
+      p.creditorAccountId,
+      p.currency,
+      p.amount,
+      p.reference,
+      p.status,
+      p.rejectionCode,
+      JSON.stringify(p.statusHistory),
+      p.createdAt,
+      p.updatedAt,
+    ],
+  );
+  return rows.length === 1;
+}
+
+export async function findPayment(sql: Sql, id: string): Promise<StoredPayment | undefined> {
+  const [row] = await sql.query<Row>('select * from payments where id = $1', [id]);
+  return row && fromRow(row);
+}
+
+export async function findPaymentByKey(
+  sql: Sql,
+  scope: string,
+  key: string,
+): Promise<StoredPayment | undefined> {
+  const [row] = await sql.query<Row>(
+    'select * from payments where idempotency_scope = $1 and idempotency_key = $2',
+    [scope, key],
+  );
+  return row && fromRow(row);
+}
+
+/** Moves a payment on from one of `from`, appending to its history; undefined when it was elsewhere. */
+export async function transitionPayment(
+  sql: Sql,
+  id: string,
+  from: readonly PaymentStatus[],
+  to: PaymentStatus,
+  code: string | null,
+  at: Date,
+): Promise<StoredPayment | undefined> {
+  const change: StatusChange = { status: to, at: at.toISOString(), ...(code === null ? {} : { code }) };
+  const [row] = await sql.query<Row>(
+    `update payments set status = $3, rejection_code = coalesce($4, rejection_code), updated_at = $5,
+            status_history = status_history || $6::text::jsonb
+      where id = $1 and status = any($2::text::text[]) returning *`,
+    [id, `{${from.join(',')}}`, to, code, at, JSON.stringify([change])],
+  );
+  return row && fromRow(row);
+}
+
+/** Payments in `status` (of `type`, when given) created before `before`, oldest first. */
+export async function listPayments(
+  sql: Sql,
+  status: PaymentStatus,
+  type: PaymentType | undefined,
+  before: Date,
+  limit: number,
+): Promise<StoredPayment[]> {
+  const rows = await sql.query<Row>(
+    `select * from payments where status = $1 and ($2::text is null or type = $2) and created_at < $3
+      order by created_at limit $4`,
+    [status, type ?? null, before, limit],
+  );
+  return rows.map(fromRow);
+}
