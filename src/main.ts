@@ -56,6 +56,7 @@ import {
   registerOnboardingRoutes,
 } from './onboarding/routes.ts';
 import { Onboarding } from './onboarding/service.ts';
+import { PaymentOrders } from './payments/orders.ts';
 import { registerPaymentOperatorRoutes, registerPaymentRoutes } from './payments/routes.ts';
 import { Payments } from './payments/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
@@ -101,6 +102,7 @@ export interface BuiltApp {
   readonly accounts?: Accounts;
   readonly onboarding?: Onboarding;
   readonly payments?: Payments;
+  readonly orders?: PaymentOrders;
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
@@ -167,6 +169,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     pii,
     ...clock,
   });
+  const orders = new PaymentOrders({ db: parts.db, payments, consents, pii, ...clock });
   const onboarding = new Onboarding({
     db: parts.db,
     pii,
@@ -216,7 +219,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
-    registerPaymentRoutes(scope, { payments, accounts, auth: customerAuth }, gateway);
+    registerPaymentRoutes(scope, { payments, orders, accounts, auth: customerAuth }, gateway);
     registerAccountRoutes(scope, accounts, {
       prefix: '/v1/accounts',
       onRequest: gateway('accounts', 'accounts'),
@@ -249,6 +252,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     accounts,
     onboarding,
     payments,
+    orders,
     audit,
     gateway,
   };
@@ -280,6 +284,8 @@ const METER_FLUSH_INTERVAL_MS = 10_000;
 // The scheme settles in cycles; the sandbox runs one a minute (operators can run one at any time).
 const SETTLEMENT_CYCLE_INTERVAL_MS = 60_000;
 const PAYMENT_RECOVERY_INTERVAL_MS = 10_000;
+// Orders fall due by date: checking every minute pays each on its day, soon after midnight (UTC).
+const SCHEDULER_INTERVAL_MS = 60_000;
 const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
 
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
@@ -311,7 +317,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
         ),
       )
     : new MemoryReplayGuard();
-  const { app, ledger, onboarding, payments, audit, meter } = buildApp({
+  const { app, ledger, onboarding, payments, orders, audit, meter } = buildApp({
     limiter,
     replay,
     corsOrigins: config.corsOrigins,
@@ -358,6 +364,9 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(METER_FLUSH_INTERVAL_MS, 'writing usage', () => meter.flush()),
     every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => payments?.settleCycle()),
     every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted payments', async () => payments?.recover()),
+    every(SCHEDULER_INTERVAL_MS, 'paying scheduled payments and standing orders', async () =>
+      orders?.runDue(),
+    ),
     every(AUDIT_CHECKPOINT_INTERVAL_MS, 'signing an audit checkpoint', async () =>
       audit?.checkpoint(new Date()),
     ),

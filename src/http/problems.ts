@@ -68,6 +68,8 @@ export const PROBLEMS = {
   consent_mismatch: { status: 422, title: 'The payment differs from what the customer authorised' },
   invalid_creditor_iban: { status: 422, title: "The creditor's IBAN is not valid" },
   same_account: { status: 422, title: 'A payment cannot go to the account it is paid from' },
+  invalid_schedule: { status: 422, title: 'The schedule is not one the bank can run' },
+  order_not_active: { status: 409, title: 'The order is already completed or cancelled' },
   payment_not_returnable: {
     status: 409,
     title: 'Only an accepted or settled payment to another bank can be returned',

@@ -13,6 +13,14 @@ import { CURSOR_POSITION } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, parseAmount } from '../money.ts';
+import {
+  type CreateOrderOutcome,
+  ORDER_RUNS_MAX,
+  ORDERS_PAGE_MAX,
+  type PaymentOrder,
+  type PaymentOrders,
+} from './orders.ts';
+import type { Frequency } from './schedule.ts';
 import type { InitiateOutcome, Initiator, Payment, Payments } from './service.ts';
 
 const Id = Type.String({ pattern: CURSOR_POSITION.uuid.source });
@@ -35,6 +43,61 @@ const PaymentBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const OrderBody = Type.Object(
+  {
+    ...PaymentBody.properties,
+    schedule: Type.Object(
+      {
+        firstDate: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
+        frequency: Type.Optional(
+          Type.Union(['daily', 'weekly', 'monthly', 'yearly'].map((f) => Type.Literal(f as Frequency))),
+        ),
+        lastDate: Type.Optional(Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' })),
+        count: Type.Optional(Type.Integer({ minimum: 1, maximum: ORDER_RUNS_MAX })),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export function orderJson(order: PaymentOrder) {
+  return {
+    id: order.id,
+    kind: order.kind,
+    status: order.status,
+    debtorAccountId: order.debtorAccountId,
+    creditor: order.creditor,
+    instructedAmount: order.instructedAmount,
+    reference: order.reference,
+    schedule: {
+      firstDate: order.schedule.first,
+      frequency: order.schedule.frequency,
+      lastDate: order.schedule.last,
+      count: order.schedule.countMax,
+    },
+    nextRunOn: order.nextRunOn,
+    runs: order.runs.map((run) => ({
+      date: run.runOn,
+      status: run.status,
+      paymentId: run.paymentId,
+      outcome: run.outcome,
+    })),
+    createdAt: order.createdAt.toISOString(),
+  };
+}
+
+function orderAnswer(outcome: CreateOrderOutcome) {
+  if (!outcome.ok) throw new Problem(outcome.code, outcome.detail);
+  return outcome;
+}
+
+function cancelled(outcome: PaymentOrder | 'not_found' | 'not_active') {
+  if (outcome === 'not_found') throw new Problem('not_found', 'no order with this id');
+  if (outcome === 'not_active') throw new Problem('order_not_active');
+  return orderJson(outcome);
+}
 
 export function paymentJson(payment: Payment) {
   const exponent = currencyExponent(payment.currency) ?? 2;
@@ -74,10 +137,39 @@ function appInitiator(request: FastifyRequest): Initiator {
 
 export function registerPaymentRoutes(
   app: App,
-  services: { payments: Payments; accounts: Accounts; auth: CustomerAuth },
+  services: { payments: Payments; orders: PaymentOrders; accounts: Accounts; auth: CustomerAuth },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { payments, accounts, auth } = services;
+  const { payments, orders, accounts, auth } = services;
+  const appOf = (request: FastifyRequest) => {
+    if (!request.access) throw new Error('route registered without requireAccess');
+    return { clientId: request.access.clientId };
+  };
+
+  app.post(
+    '/v1/payment-orders',
+    { schema: { body: OrderBody }, onRequest: gateway('payments', 'payments') },
+    async (request, reply) => {
+      const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+      const { order, replayed } = orderAnswer(await orders.create(appInitiator(request), key, request.body));
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return reply.code(201).send(orderJson(order));
+    },
+  );
+  app.get(
+    '/v1/payment-orders/:id',
+    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    async (request) => {
+      const order = await orders.get(appOf(request), request.params.id);
+      if (!order) throw new Problem('not_found', 'no order with this id');
+      return orderJson(order);
+    },
+  );
+  app.delete(
+    '/v1/payment-orders/:id',
+    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    async (request) => cancelled(await orders.cancel(appOf(request), request.params.id)),
+  );
   const initiate = async (initiator: Initiator, key: string, body: Static<typeof PaymentBody>) =>
     answer(await payments.initiate(initiator, key, body));
 
@@ -154,6 +246,35 @@ export function registerPaymentRoutes(
         if (replayed) reply.header('idempotent-replayed', 'true');
         return reply.code(201).send(paymentJson(payment));
       },
+    );
+    customer.post(
+      '/v1/me/payment-orders',
+      { schema: { body: OrderBody }, onRequest: signedIn },
+      async (request, reply) => {
+        const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+        const initiator: Initiator = { kind: 'customer', customerId: request.customerId as string };
+        const { order, replayed } = orderAnswer(await orders.create(initiator, key, request.body));
+        if (replayed) reply.header('idempotent-replayed', 'true');
+        return reply.code(201).send(orderJson(order));
+      },
+    );
+    customer.get('/v1/me/payment-orders', { onRequest: signedIn }, async (request) => ({
+      orders: (await orders.list(request.customerId as string, undefined, ORDERS_PAGE_MAX)).map(orderJson),
+    }));
+    customer.get(
+      '/v1/me/payment-orders/:id',
+      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      async (request) => {
+        const order = await orders.get({ customerId: request.customerId as string }, request.params.id);
+        if (!order) throw new Problem('not_found', 'no order with this id');
+        return orderJson(order);
+      },
+    );
+    customer.delete(
+      '/v1/me/payment-orders/:id',
+      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      async (request) =>
+        cancelled(await orders.cancel({ customerId: request.customerId as string }, request.params.id)),
     );
     customer.get(
       '/v1/me/payments/:id',

@@ -50,7 +50,14 @@ export type Initiator =
       readonly customerId: string;
       readonly consent: Consent;
     }
-  | { readonly kind: 'customer'; readonly customerId: string };
+  | { readonly kind: 'customer'; readonly customerId: string }
+  // A scheduled payment or standing order on one of its dates, authorised when it was set up.
+  | {
+      readonly kind: 'order';
+      readonly orderId: string;
+      readonly clientId: string | null;
+      readonly customerId: string;
+    };
 
 export interface Payment {
   readonly id: string;
@@ -142,54 +149,26 @@ export class Payments {
     key: string,
     instruction: PaymentInstruction,
   ): Promise<InitiateOutcome> {
-    const scope = initiator.kind === 'app' ? `app:${initiator.clientId}` : `customer:${initiator.customerId}`;
+    const scope =
+      initiator.kind === 'app'
+        ? `app:${initiator.clientId}`
+        : initiator.kind === 'order'
+          ? `order:${initiator.orderId}`
+          : `customer:${initiator.customerId}`;
     const hash = requestHash(instruction);
     const existing = await findPaymentByKey(this.#db, scope, key);
     if (existing) return this.#replay(existing, hash);
 
+    const checked = await this.check(initiator, instruction);
+    if (!checked.ok) return checked;
+    const { debtor, creditor, creditorIban, amount } = checked;
     const currency = instruction.instructedAmount.currency;
-    const amount = parseAmount(instruction.instructedAmount.amount);
-    if (!amount || amount.scale !== currencyExponent(currency)) {
-      return {
-        ok: false,
-        code: 'amount_scale_mismatch',
-        detail: `${currency} amounts have ${currencyExponent(currency)} decimals`,
-      };
-    }
-    let debtorAccountId = instruction.debtorAccountId;
-    if (initiator.kind === 'app') {
-      const mismatch = mismatchWithConsent(initiator.consent, instruction, amount);
-      if (mismatch)
-        return {
-          ok: false,
-          code: 'consent_mismatch',
-          detail: `the ${mismatch} differs from what the customer authorised`,
-        };
-      const chosen = initiator.consent.accountIds?.[0];
-      if (!chosen || (debtorAccountId !== undefined && debtorAccountId !== chosen)) {
-        return {
-          ok: false,
-          code: 'consent_mismatch',
-          detail: 'the debtor account is not the one the customer chose',
-        };
-      }
-      debtorAccountId = chosen;
-    }
-    const debtor =
-      debtorAccountId && (await this.#accounts.findForCustomer(initiator.customerId, debtorAccountId));
-    if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
-    if (debtor.currency !== currency)
-      return { ok: false, code: 'currency_mismatch', detail: `the account is in ${debtor.currency}` };
-    const creditorIban = normaliseIban(instruction.creditor.iban);
-    if (!isValidIBAN(creditorIban)) return { ok: false, code: 'invalid_creditor_iban' };
-    const creditor = await this.#accounts.findByIban(creditorIban);
-    if (creditor?.id === debtor.id) return { ok: false, code: 'same_account' };
 
     const id = uuidv7();
     const now = this.#now();
     const recorded: StoredPayment = {
       id,
-      clientId: initiator.kind === 'app' ? initiator.clientId : null,
+      clientId: initiator.kind === 'customer' ? null : initiator.clientId,
       customerId: initiator.customerId,
       consentId: initiator.kind === 'app' ? initiator.consent.id : null,
       idempotencyScope: scope,
@@ -236,6 +215,64 @@ export class Payments {
       payment: await this.#view(await this.#execute(recorded, debtor, creditor)),
       replayed: false,
     };
+  }
+
+  /**
+   * What a payment (or an order of payments) needs before anything is recorded: a well-formed amount, the
+   * consent's exact terms (dynamic linking, PSD2 RTS Art. 5), the payer's own account in the currency, a
+   * valid creditor IBAN that is not the same account.
+   */
+  async check(
+    initiator: Initiator,
+    instruction: PaymentInstruction,
+  ): Promise<
+    | {
+        ok: true;
+        debtor: BankAccount;
+        creditor: BankAccount | undefined;
+        creditorIban: string;
+        amount: ParsedAmount;
+      }
+    | { ok: false; code: PaymentProblem; detail?: string }
+  > {
+    const currency = instruction.instructedAmount.currency;
+    const amount = parseAmount(instruction.instructedAmount.amount);
+    if (!amount || amount.scale !== currencyExponent(currency)) {
+      return {
+        ok: false,
+        code: 'amount_scale_mismatch',
+        detail: `${currency} amounts have ${currencyExponent(currency)} decimals`,
+      };
+    }
+    let debtorAccountId = instruction.debtorAccountId;
+    if (initiator.kind === 'app') {
+      const mismatch = mismatchWithConsent(initiator.consent, instruction, amount);
+      if (mismatch)
+        return {
+          ok: false,
+          code: 'consent_mismatch',
+          detail: `the ${mismatch} differs from what the customer authorised`,
+        };
+      const chosen = initiator.consent.accountIds?.[0];
+      if (!chosen || (debtorAccountId !== undefined && debtorAccountId !== chosen)) {
+        return {
+          ok: false,
+          code: 'consent_mismatch',
+          detail: 'the debtor account is not the one the customer chose',
+        };
+      }
+      debtorAccountId = chosen;
+    }
+    const debtor =
+      debtorAccountId && (await this.#accounts.findForCustomer(initiator.customerId, debtorAccountId));
+    if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
+    if (debtor.currency !== currency)
+      return { ok: false, code: 'currency_mismatch', detail: `the account is in ${debtor.currency}` };
+    const creditorIban = normaliseIban(instruction.creditor.iban);
+    if (!isValidIBAN(creditorIban)) return { ok: false, code: 'invalid_creditor_iban' };
+    const creditor = await this.#accounts.findByIban(creditorIban);
+    if (creditor?.id === debtor.id) return { ok: false, code: 'same_account' };
+    return { ok: true, debtor, creditor, creditorIban, amount };
   }
 
   async #replay(existing: StoredPayment, hash: string): Promise<InitiateOutcome> {
