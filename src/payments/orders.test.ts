@@ -184,6 +184,71 @@ for (const database of testDatabases()) {
       assert.equal(await balanceOf(account.id), 90_000n, 'nothing paid');
     });
 
+    it('lets the customer set up, list, read and cancel orders at /v1/me/payment-orders', async () => {
+      const { account } = await payer('50.00');
+      const username = `tenant${customers}`;
+      const { issuer } = {
+        issuer: `http://127.0.0.1:${(built.app.server.address() as { port: number }).port}`,
+      };
+      const signIn = await fetch(`${issuer}/me/sign-in`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ username, password: 'a tenant password', code: '123456' }),
+        redirect: 'manual',
+      });
+      const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+      const call = (method: string, path: string, body?: unknown, key?: string) =>
+        fetch(`${issuer}${path}`, {
+          method,
+          headers: {
+            cookie,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...(key ? { 'idempotency-key': key } : {}),
+          },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+      const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+      const body = {
+        instructedAmount: { amount: '5.00', currency: 'EUR' },
+        creditor: CREDITOR,
+        debtorAccountId: account.id,
+        schedule: { firstDate: tomorrow, frequency: 'weekly', count: 4 },
+      };
+      assert.equal(
+        (await call('POST', '/v1/me/payment-orders', body)).status,
+        400,
+        'Idempotency-Key required',
+      );
+      const created = await call('POST', '/v1/me/payment-orders', body, 'gym-1');
+      assert.equal(created.status, 201);
+      const order = (await created.json()) as { id: string; kind: string; status: string; nextRunOn: string };
+      assert.deepEqual([order.kind, order.status, order.nextRunOn], ['standing', 'active', tomorrow]);
+      const listed = (await (await call('GET', '/v1/me/payment-orders')).json()) as {
+        orders: { id: string }[];
+      };
+      assert.deepEqual(
+        listed.orders.map((o) => o.id),
+        [order.id],
+      );
+      const bad = await call(
+        'POST',
+        '/v1/me/payment-orders',
+        { ...body, schedule: { firstDate: '2020-01-01' } },
+        'gym-2',
+      );
+      assert.deepEqual(
+        [bad.status, ((await bad.json()) as { code: string }).code],
+        [422, 'invalid_schedule'],
+      );
+      assert.equal((await call('DELETE', `/v1/me/payment-orders/${order.id}`)).status, 200);
+      const again = await call('DELETE', `/v1/me/payment-orders/${order.id}`);
+      assert.deepEqual(
+        [again.status, ((await again.json()) as { code: string }).code],
+        [409, 'order_not_active'],
+      );
+      assert.equal((await fetch(`${issuer}/v1/me/payment-orders/${order.id}`)).status, 401);
+    });
+
     it('refuses impossible schedules and replays the same key', async () => {
       clock = new Date('2027-01-30T08:00:00Z');
       const { customerId, account } = await payer('100.00');
