@@ -192,14 +192,17 @@ export class Payments {
       updatedAt: now,
     };
     try {
-      const inserted = await this.#db.transaction(async (tx) => {
-        if (!(await insertPayment(tx, recorded))) return false;
-        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
-          throw new ConsentNoLongerActive();
-        }
-        await emit(tx, now, this.#event(recorded, 'received', null));
-        return true;
-      });
+      const event = this.#event(recorded, 'received', null);
+      // An app's payment consumes its consent in the same transaction; otherwise one statement records it.
+      const inserted =
+        initiator.kind === 'app'
+          ? await this.#db.transaction(async (tx) => {
+              if (!(await insertPayment(tx, recorded, event))) return false;
+              if (!(await this.#consents.consume(initiator.consent.id, tx)))
+                throw new ConsentNoLongerActive();
+              return true;
+            })
+          : await insertPayment(this.#db, recorded, event);
       // A twin request under the same key won the race: answer as a replay of it.
       if (!inserted) {
         const twin = await findPaymentByKey(this.#db, scope, key);
@@ -322,7 +325,14 @@ export class Payments {
           ...(creditor ? {} : { counterparty: { iban: payment.creditorIban } }),
         },
       });
-      if (!outcome.ok) rejection = outcome.code;
+      if (!outcome.ok) {
+        // A twin (a replayed request, the recovery sweep) is moving this payment's money right now: recording
+        // the outcome is its job. Refusing here would mark `rejected` a payment whose money moves anyway.
+        if (outcome.code === 'idempotency_key_in_flight') {
+          return (await findPayment(this.#db, payment.id)) ?? payment;
+        }
+        rejection = outcome.code;
+      }
     }
     const next: PaymentStatus = rejection ? 'rejected' : payment.type === 'internal' ? 'settled' : 'accepted';
     return this.#transition(payment, ['received'], next, rejection);
@@ -336,12 +346,15 @@ export class Payments {
     sql?: Sql,
   ): Promise<StoredPayment> {
     const now = this.#now();
-    const move = async (tx: Sql) => {
-      const moved = await transitionPayment(tx, payment.id, from, to, code, now);
-      if (moved) await emit(tx, now, this.#event(moved, to, code));
-      return moved;
-    };
-    const moved = sql ? await move(sql) : await this.#db.transaction(move);
+    const moved = await transitionPayment(
+      sql ?? this.#db,
+      payment.id,
+      from,
+      to,
+      code,
+      now,
+      this.#event(payment, to, code),
+    );
     // Another worker moved it first: report where it is now.
     return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }
