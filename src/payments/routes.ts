@@ -12,7 +12,7 @@ import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
-import { AMOUNT_PATTERN, currencyExponent, formatAmount, parseAmount } from '../money.ts';
+import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, parseAmount } from '../money.ts';
 import {
   type CreateOrderOutcome,
   ORDER_RUNS_MAX,
@@ -116,6 +116,23 @@ export function paymentJson(payment: Payment) {
   };
 }
 
+// The schema's pattern admits "0.00" and amounts past what a balance can hold; the ledger's rule, once.
+const POSITIVE_AMOUNT = 'must be greater than zero and fit in 63 bits';
+
+/** The amount's currency and size, before any rule that needs the database. */
+function checkAmount({ amount, currency }: { amount: string; currency: string }): ParsedAmount {
+  if (currencyExponent(currency) === undefined) {
+    throw new Problem('unsupported_currency', `${currency} is not an active ISO 4217 currency`);
+  }
+  const parsed = parseAmount(amount);
+  if (!parsed) {
+    throw new Problem('validation_failed', `/body/instructedAmount/amount ${POSITIVE_AMOUNT}`, {
+      errors: [{ field: '/body/instructedAmount/amount', message: POSITIVE_AMOUNT }],
+    });
+  }
+  return parsed;
+}
+
 function answer(outcome: InitiateOutcome) {
   if (!outcome.ok) throw new Problem(outcome.code, outcome.detail);
   return outcome;
@@ -151,6 +168,7 @@ export function registerPaymentRoutes(
     { schema: { body: OrderBody }, onRequest: gateway('payments', 'payments') },
     async (request, reply) => {
       const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+      checkAmount(request.body.instructedAmount);
       const { order, replayed } = orderAnswer(await orders.create(appInitiator(request), key, request.body));
       if (replayed) reply.header('idempotent-replayed', 'true');
       return reply.code(201).send(orderJson(order));
@@ -170,8 +188,10 @@ export function registerPaymentRoutes(
     { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
     async (request) => cancelled(await orders.cancel(appOf(request), request.params.id)),
   );
-  const initiate = async (initiator: Initiator, key: string, body: Static<typeof PaymentBody>) =>
-    answer(await payments.initiate(initiator, key, body));
+  const initiate = async (initiator: Initiator, key: string, body: Static<typeof PaymentBody>) => {
+    checkAmount(body.instructedAmount);
+    return answer(await payments.initiate(initiator, key, body));
+  };
 
   app.post(
     '/v1/payments',
@@ -215,11 +235,11 @@ export function registerPaymentRoutes(
       }
       const account = await accounts.findForCustomer(access.subject, accountId);
       if (!account) throw new Problem('not_found', 'the consented account no longer exists');
-      const { amount, currency } = request.body.instructedAmount;
-      const parsed = parseAmount(amount);
+      const { currency } = request.body.instructedAmount;
+      const parsed = checkAmount(request.body.instructedAmount);
       if (currency !== account.currency)
         throw new Problem('currency_mismatch', `the account is in ${account.currency}`);
-      if (!parsed || parsed.scale !== currencyExponent(currency)) {
+      if (parsed.scale !== currencyExponent(currency)) {
         throw new Problem(
           'amount_scale_mismatch',
           `${currency} amounts have ${currencyExponent(currency)} decimals`,
@@ -253,6 +273,7 @@ export function registerPaymentRoutes(
       async (request, reply) => {
         const key = readIdempotencyKey(request.headers['idempotency-key'], true);
         const initiator: Initiator = { kind: 'customer', customerId: request.customerId as string };
+        checkAmount(request.body.instructedAmount);
         const { order, replayed } = orderAnswer(await orders.create(initiator, key, request.body));
         if (replayed) reply.header('idempotent-replayed', 'true');
         return reply.code(201).send(orderJson(order));
@@ -321,9 +342,9 @@ export function registerPaymentOperatorRoutes(
       },
       async (request, reply) => {
         const key = readIdempotencyKey(request.headers['idempotency-key'], true);
-        const { amount, currency } = request.body.instructedAmount;
-        const parsed = parseAmount(amount);
-        if (!parsed || parsed.scale !== currencyExponent(currency)) {
+        const { currency } = request.body.instructedAmount;
+        const parsed = checkAmount(request.body.instructedAmount);
+        if (parsed.scale !== currencyExponent(currency)) {
           throw new Problem(
             'amount_scale_mismatch',
             `${currency} amounts have ${currencyExponent(currency)} decimals`,
@@ -339,7 +360,13 @@ export function registerPaymentOperatorRoutes(
         if (!outcome.ok) {
           if (outcome.code === 'not_found')
             throw new Problem('not_found', 'no account of this bank has that IBAN');
-          if (outcome.code === 'currency_mismatch' || outcome.code === 'account_closed')
+          // The sandbox's Idempotency-Key is the ledger transfer's: its refusals are the caller's to see.
+          if (
+            outcome.code === 'currency_mismatch' ||
+            outcome.code === 'account_closed' ||
+            outcome.code === 'idempotency_key_reused' ||
+            outcome.code === 'idempotency_key_in_flight'
+          )
             throw new Problem(outcome.code);
           throw new Problem('validation_failed', outcome.code);
         }

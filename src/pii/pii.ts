@@ -37,6 +37,7 @@ export const ENCRYPTED_COLUMNS: readonly { table: string; columns: readonly stri
   { table: 'onboarding_documents', columns: ['content_enc'] },
   { table: 'apps', columns: ['client_secret_enc'] },
   { table: 'payments', columns: ['creditor_name_enc'] },
+  { table: 'webhook_endpoints', columns: ['secret_enc', 'previous_secret_enc'] },
   { table: 'payment_orders', columns: ['creditor_name_enc'] },
 ];
 
