@@ -41,7 +41,7 @@ const NewConsentBody = Type.Union([
         },
         { additionalProperties: false },
       ),
-      reference: Type.Optional(Type.String({ maxLength: 140 })),
+      reference: Type.Optional(Type.String({ minLength: 1, maxLength: 140 })),
       expiresAt: ExpiresAt,
     },
     { additionalProperties: false },

@@ -130,11 +130,12 @@ export function createResourceServer(options: ResourceServerOptions) {
     for (const detail of authorizationDetails) {
       const consent =
         typeof detail.consentId === 'string' ? await options.consents.find(detail.consentId) : undefined;
-      if (
-        consent?.status !== 'authorised' ||
-        consent.customerId !== subject ||
-        consent.clientId !== clientId
-      ) {
+      // A payment consent its payment consumed still authenticates: the app reads that payment's status and
+      // replays its request with this token, and a second payment under it finds the consent used (409).
+      const usable =
+        consent?.status === 'authorised' ||
+        (consent?.status === 'consumed' && consent.type === 'payment_initiation');
+      if (!usable || consent.customerId !== subject || consent.clientId !== clientId) {
         throw invalidToken(scheme, 'the consent behind this token is no longer authorised');
       }
       consents.push(consent);

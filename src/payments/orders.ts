@@ -116,7 +116,10 @@ export class PaymentOrders {
     instruction: OrderInstruction,
   ): Promise<CreateOrderOutcome> {
     if (initiator.kind === 'order') throw new Error('orders are not created by orders');
-    const scope = initiator.kind === 'app' ? `app:${initiator.clientId}` : `customer:${initiator.customerId}`;
+    const scope =
+      initiator.kind === 'app'
+        ? `app:${initiator.clientId}:${initiator.customerId}`
+        : `customer:${initiator.customerId}`;
     const hash = requestHash(instruction);
     const existing = await findOrderByKey(this.#db, scope, key);
     if (existing) {

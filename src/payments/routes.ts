@@ -317,9 +317,8 @@ export function registerPaymentOperatorRoutes(
 ): void {
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(options.adminToken));
-    operator.post('/v1/admin/payments/settlement-cycles', async () => ({
-      settled: await payments.settleCycle(),
-    }));
+    // { settled, deferred }: deferred payments wait for the next cycle (the bank short of settlement money).
+    operator.post('/v1/admin/payments/settlement-cycles', async () => payments.settleCycle());
     if (!options.sandbox) return;
 
     operator.post(

@@ -20,6 +20,7 @@ import type { Ledger } from '../ledger/service.ts';
 import { currencyExponent, type Minor, type ParsedAmount, parseAmount } from '../money.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
+  claimForSettlement,
   findPayment,
   findPaymentByKey,
   insertPayment,
@@ -34,6 +35,8 @@ import {
 export const SETTLEMENT_BATCH_MAX = 1000;
 // A payment still `received` this long after it was recorded lost its process between the two steps.
 export const RECOVER_AFTER_MS = 30_000;
+// A settlement or return claim this old belonged to a process that died before finishing it.
+const STALE_CLAIM_MS = 5 * 60_000;
 
 export interface PaymentInstruction {
   readonly instructedAmount: { readonly amount: string; readonly currency: string };
@@ -150,8 +153,9 @@ export class Payments {
     instruction: PaymentInstruction,
   ): Promise<InitiateOutcome> {
     const scope =
+      // An app's keys are its own per customer: the same key and body for another customer is another payment.
       initiator.kind === 'app'
-        ? `app:${initiator.clientId}`
+        ? `app:${initiator.clientId}:${initiator.customerId}`
         : initiator.kind === 'order'
           ? `order:${initiator.orderId}`
           : `customer:${initiator.customerId}`;
@@ -275,6 +279,13 @@ export class Payments {
     if (!isValidIBAN(creditorIban)) return { ok: false, code: 'invalid_creditor_iban' };
     const creditor = await this.#accounts.findByIban(creditorIban);
     if (creditor?.id === debtor.id) return { ok: false, code: 'same_account' };
+    if (creditor && creditor.currency !== currency) {
+      return {
+        ok: false,
+        code: 'currency_mismatch',
+        detail: `the creditor's account is in ${creditor.currency}`,
+      };
+    }
     return { ok: true, debtor, creditor, creditorIban, amount };
   }
 
@@ -409,13 +420,20 @@ export class Payments {
   }
 
   /**
-   * One settlement cycle with the scheme: every accepted outbound payment leaves clearing for settlement, in
-   * one ledger batch. Cycles may run in several processes at once: each payment's settlement transfer has a
-   * key of its own, so a payment two cycles pick up still moves once, and only one of them records it.
+   * One settlement cycle with the scheme: accepted outbound payments are claimed (`settling`, one statement,
+   * SKIP LOCKED) so no return or other cycle can touch them, their money leaves clearing for settlement in
+   * one ledger batch under per-payment keys, and each becomes `settled`. A payment the ledger refuses (the
+   * bank short of settlement money) goes back to `accepted` for the next cycle.
    */
-  async settleCycle(): Promise<number> {
-    const due = await listPayments(this.#db, 'accepted', 'domestic', this.#now(), SETTLEMENT_BATCH_MAX);
-    if (due.length === 0) return 0;
+  async settleCycle(): Promise<{ settled: number; deferred: number }> {
+    const now = this.#now();
+    const due = await claimForSettlement(
+      this.#db,
+      now,
+      new Date(now.getTime() - STALE_CLAIM_MS),
+      SETTLEMENT_BATCH_MAX,
+    );
+    if (due.length === 0) return { settled: 0, deferred: 0 };
     const transfers = [];
     for (const payment of due) {
       transfers.push({
@@ -437,16 +455,20 @@ export class Payments {
     const outcomes = await this.#ledger.transferBatch(false, transfers);
     let settled = 0;
     for (const [index, payment] of due.entries()) {
-      const outcome = outcomes[index];
-      if (!outcome?.ok) throw new Error(`settling payment ${payment.id}: ${outcome?.code}`);
-      if ((await this.#transition(payment, ['accepted'], 'settled', null)).status === 'settled') settled++;
+      if (outcomes[index]?.ok) {
+        await this.#transition(payment, ['settling'], 'settled', null);
+        settled++;
+      } else {
+        await this.#transition(payment, ['settling'], 'accepted', null);
+      }
     }
-    return settled;
+    return { settled, deferred: due.length - settled };
   }
 
   /**
    * The receiving bank sent the payment back (a closed account, a wrong name): the debtor gets the money
-   * back, from clearing if it had not settled yet, from settlement if it had.
+   * back, from clearing if it had not settled yet, from settlement if it had. The payment is claimed first
+   * (`returning`, from exactly the status it was read in), so a settlement cycle cannot move it meanwhile.
    */
   async returnPayment(id: string, reasonCode: string): Promise<Payment | 'not_found' | 'not_returnable'> {
     const payment = await findPayment(this.#db, id);
@@ -454,10 +476,27 @@ export class Payments {
     if (payment.type !== 'domestic' || (payment.status !== 'accepted' && payment.status !== 'settled')) {
       return 'not_returnable';
     }
+    const claimed = await transitionPayment(
+      this.#db,
+      id,
+      [payment.status],
+      'returning',
+      reasonCode,
+      this.#now(),
+      {
+        type: 'payment.returning',
+        payload: { paymentId: id, status: 'returning', code: reasonCode },
+      },
+    );
+    if (!claimed) return 'not_returnable';
+    return this.#view(await this.#finishReturn(claimed, payment.status));
+  }
+
+  async #finishReturn(payment: StoredPayment, from: 'accepted' | 'settled'): Promise<StoredPayment> {
     const debtor = await this.#accounts.find(payment.debtorAccountId);
-    if (!debtor) throw new Error(`payment ${id} names a missing account`);
+    if (!debtor) throw new Error(`payment ${payment.id} names a missing account`);
     const source = await this.#bankAccounts.id(
-      payment.status === 'settled' ? 'settlement' : 'clearing',
+      from === 'settled' ? 'settlement' : 'clearing',
       payment.currency,
     );
     const outcome = await this.#ledger.transfer(`payment-return:${payment.id}`, {
@@ -476,12 +515,19 @@ export class Payments {
         category: 'transfer',
       },
     });
-    if (!outcome.ok) throw new Error(`returning payment ${id}: ${outcome.code}`);
-    return this.#view(await this.#transition(payment, ['accepted', 'settled'], 'returned', reasonCode));
+    // The money is where it was: the payment goes back to where it was.
+    if (!outcome.ok) return this.#transition(payment, ['returning'], from, null);
+    return this.#transition(payment, ['returning'], 'returned', payment.rejectionCode);
   }
 
-  /** Executes payments whose process died between recording and moving the money. */
+  /** Finishes payments whose process died between a step's record and its money movement. */
   async recover(): Promise<number> {
+    const staleBefore = new Date(this.#now().getTime() - STALE_CLAIM_MS);
+    for (const payment of await listPayments(this.#db, 'returning', 'domestic', staleBefore, 100)) {
+      // Where it was returned from is the status before `returning` in its history.
+      const from = payment.statusHistory.at(-2)?.status === 'settled' ? 'settled' : 'accepted';
+      await this.#finishReturn(payment, from);
+    }
     const stale = await listPayments(
       this.#db,
       'received',

@@ -1,6 +1,13 @@
 import type { Sql } from '../db/db.ts';
 
-export type PaymentStatus = 'received' | 'accepted' | 'settled' | 'rejected' | 'returned';
+export type PaymentStatus =
+  | 'received'
+  | 'accepted'
+  | 'settling'
+  | 'settled'
+  | 'returning'
+  | 'rejected'
+  | 'returned';
 export type PaymentType = 'internal' | 'domestic';
 
 export interface StatusChange {
@@ -189,6 +196,29 @@ export async function listPayments(
     `select * from payments where status = $1 and ($2::text is null or type = $2) and created_at < $3
       order by created_at limit $4`,
     [status, type ?? null, before, limit],
+  );
+  return rows.map(fromRow);
+}
+
+/**
+ * Claims up to `limit` outbound payments for one settlement cycle, in one statement: accepted ones, and
+ * ones a cycle claimed before `staleBefore` and never finished (its process died). SKIP LOCKED keeps two
+ * cycles from claiming the same payment.
+ */
+export async function claimForSettlement(
+  sql: Sql,
+  at: Date,
+  staleBefore: Date,
+  limit: number,
+): Promise<StoredPayment[]> {
+  const change: StatusChange = { status: 'settling', at: at.toISOString() };
+  const rows = await sql.query<Row>(
+    `update payments set status = 'settling', updated_at = $1, status_history = status_history || $2::text::jsonb
+      where id in (select id from payments
+                    where type = 'domestic' and (status = 'accepted' or (status = 'settling' and updated_at < $3))
+                    order by created_at limit $4 for update skip locked)
+      returning *`,
+    [at, JSON.stringify([change]), staleBefore, limit],
   );
   return rows.map(fromRow);
 }

@@ -20,7 +20,9 @@ create table payments (
   currency text not null,
   amount bigint not null check (amount > 0),
   reference text,
-  status text not null check (status in ('received', 'accepted', 'settled', 'rejected', 'returned')),
+  -- settling and returning are claims: the one worker that moved a payment there moves its money next.
+  status text not null
+    check (status in ('received', 'accepted', 'settling', 'settled', 'returning', 'rejected', 'returned')),
   rejection_code text,
   -- Every status the payment went through, with its time: [{ status, at, code? }].
   status_history jsonb not null,

@@ -1,0 +1,945 @@
+// Payments end to end: an app paying under the customer's consent (exactly the payment authorised, once),
+// the customer paying at the bank's pages, outbound payments through clearing, settlement and returns,
+// money arriving from other banks, funds confirmation, and every refusal leaving the money where it was.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { LightMyRequestResponse as InjectResponse } from 'fastify';
+import * as client from 'openid-client';
+import { balancesOf } from '../ledger/model.ts';
+import type { BuiltApp } from '../main.ts';
+import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { location, TestBrowser } from '../testing/browser.ts';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+
+const TOKEN = 'payments-test-operator-token-0123456789abcdef';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'payments test password';
+// Valid, and not an account of this bank: a payment there is domestic, to another bank.
+const EXTERNAL_IBAN = 'DE89370400440532013000';
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
+const decimal = (minorUnits: bigint) => {
+  const digits = minorUnits.toString().padStart(3, '0');
+  return `${digits.slice(0, -2)}.${digits.slice(-2)}`;
+};
+
+interface PaymentJson {
+  id: string;
+  status: string;
+  type: string;
+  debtorAccountId: string;
+  creditor: { name: string; iban: string };
+  instructedAmount: { amount: string; currency: string };
+  reference: string | null;
+  rejectionCode: string | null;
+  consentId: string | null;
+  statusHistory: { status: string; at: string; code?: string }[];
+  createdAt: string;
+}
+interface Instruction {
+  instructedAmount: { amount: string; currency: string };
+  creditor: { name: string; iban: string };
+  reference?: string;
+  debtorAccountId?: string;
+}
+type Customer = { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
+
+for (const database of testDatabases()) {
+  describe(`payments on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let developer: Record<string, string>;
+    let apps = 0;
+    let incomingKeys = 0;
+    let paymentKeys = 0;
+    let alice: Customer;
+    let bob: Customer;
+    let carol: Customer;
+    let aliceCurrent: string;
+    let aliceSavings: string;
+    let aliceGbp: string;
+    let bobCurrent: string;
+    let carolCurrent: string;
+    const ibanOf = new Map<string, string>();
+    const cookies = new Map<string, string>();
+
+    // ---- calls --------------------------------------------------------------------------------------------
+
+    const call = (
+      method: 'GET' | 'POST' | 'DELETE' | 'PATCH',
+      url: string,
+      options: { token?: string; cookie?: string; key?: string; body?: unknown } = {},
+    ) =>
+      built.app.inject({
+        method,
+        url,
+        headers: {
+          ...(options.token && { authorization: `Bearer ${options.token}` }),
+          ...(options.cookie && { cookie: options.cookie }),
+          ...(options.key && { 'idempotency-key': options.key }),
+        },
+        ...(options.body !== undefined && { payload: options.body as object }),
+      });
+    const admin = (method: 'POST' | 'PATCH', url: string, body?: unknown, key?: string) =>
+      call(method, url, { token: TOKEN, body, ...(key && { key }) });
+    const json = <T>(response: InjectResponse, status = 200): T => {
+      assert.equal(response.statusCode, status, `${response.body}`);
+      return response.json() as T;
+    };
+    const problem = (response: InjectResponse) => {
+      assert.equal(
+        response.headers['content-type'],
+        'application/problem+json; charset=utf-8',
+        response.body,
+      );
+      return [response.statusCode, (response.json() as { code: string }).code];
+    };
+    const nextKey = () => `payment-${++paymentKeys}`;
+
+    /** Money from another bank (the sandbox's stand-in for the scheme). */
+    const receive = (iban: string, amount: string, key = `incoming-${++incomingKeys}`, currency = 'EUR') =>
+      admin(
+        'POST',
+        '/v1/sandbox/incoming-payments',
+        {
+          creditorIban: iban,
+          instructedAmount: { amount, currency },
+          debtor: { name: 'Northwind Ltd' },
+          reference: 'Salary',
+        },
+        key,
+      );
+    const settleCycle = async () =>
+      json<{ settled: number; deferred: number }>(await admin('POST', '/v1/admin/payments/settlement-cycles'))
+        .settled;
+    const setStatus = async (accountId: string, status: string) =>
+      json(await admin('PATCH', `/v1/admin/accounts/${accountId}`, { status }));
+
+    /** The customer signed in at the bank's pages: the session cookie. */
+    const signIn = async (username: string) => {
+      const known = cookies.get(username);
+      if (known) return known;
+      const response = await built.app.inject({
+        method: 'POST',
+        url: '/me/sign-in',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({ username, password: PASSWORD, code: '123456' }).toString(),
+      });
+      assert.equal(response.statusCode, 303);
+      const cookie = String(response.headers['set-cookie']).split(';')[0] ?? '';
+      cookies.set(username, cookie);
+      return cookie;
+    };
+    /** `key` null: sent without an Idempotency-Key. */
+    const payAtBank = async (username: string, body: unknown, key: string | null = nextKey()) =>
+      call('POST', '/v1/me/payments', { cookie: await signIn(username), body, ...(key && { key }) });
+
+    // ---- balances -----------------------------------------------------------------------------------------
+
+    const posted = async (accountId: string) => {
+      const account = await built.accounts?.find(accountId);
+      assert.ok(account, accountId);
+      return (await built.accounts?.balances(account))?.posted ?? 0n;
+    };
+    /** The bank's own ledger account's balance (0 before its first use). */
+    const bankPosted = async (purpose: 'clearing' | 'settlement') => {
+      const [account] = await built.ledger.listAccounts({ code: `bank:${purpose}-eur` }, undefined, 1);
+      return account ? balancesOf(account).posted : 0n;
+    };
+    const paymentRows = async () =>
+      Number((await db.query<{ n: number }>('select count(*)::int as n from payments'))[0]?.n);
+    /** Everything a refused payment must leave as it was. */
+    const snapshot = async () => ({
+      accounts: await Promise.all(
+        [aliceCurrent, aliceSavings, aliceGbp, bobCurrent, carolCurrent].map(async (id) => [
+          id,
+          await posted(id),
+        ]),
+      ),
+      clearing: await bankPosted('clearing'),
+      settlement: await bankPosted('settlement'),
+      payments: await paymentRows(),
+    });
+
+    // ---- apps and consents ---------------------------------------------------------------------------------
+
+    /** An app: its OAuth configuration and an app-level (client credentials) token. */
+    const newApp = async (scopes: readonly string[] = ['payments']) => {
+      const { id, clientSecret } = await registerApp(built.app, developer, {
+        name: `Pay Now ${++apps}`,
+        redirectUris: [REDIRECT],
+        scopes: ['openid', ...scopes],
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      });
+      const config = await client.discovery(
+        new URL(issuer),
+        id,
+        undefined,
+        client.ClientSecretBasic(clientSecret ?? ''),
+        insecure,
+      );
+      const appToken = (await client.clientCredentialsGrant(config, { scope: scopes.join(' ') }))
+        .access_token;
+      return { id, config, appToken };
+    };
+    type TestApp = Awaited<ReturnType<typeof newApp>>;
+    const createConsent = async (app: TestApp, body: Record<string, unknown>) =>
+      json<{ id: string }>(
+        await call('POST', '/v1/consents', { token: app.appToken, body: { expiresAt: inDays(1), ...body } }),
+        201,
+      ).id;
+    const consentStatus = async (app: TestApp, consentId: string) =>
+      json<{ status: string }>(await call('GET', `/v1/consents/${consentId}`, { token: app.appToken }))
+        .status;
+
+    /** The customer authorises the consent at the bank, choosing `account`; returns the access token. */
+    const authorise = async (
+      app: TestApp,
+      consentId: string,
+      {
+        username = 'alice',
+        account = aliceCurrent,
+        type = 'payment_initiation',
+        scope = 'openid payments',
+      } = {},
+    ) => {
+      const verifier = client.randomPKCECodeVerifier();
+      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
+        redirect_uri: REDIRECT,
+        scope,
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        authorization_details: JSON.stringify([{ type, consentId }]),
+      });
+      const browser = new TestBrowser(issuer);
+      const interaction = location(await browser.get(url));
+      const signedIn = await browser.postForm(`${interaction}/login`, {
+        username,
+        password: PASSWORD,
+        code: '123456',
+      });
+      const consentUrl = location(await browser.get(location(signedIn)));
+      await browser.get(consentUrl);
+      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
+      const callback = new URL(location(await browser.get(location(decided))));
+      const tokens = await client.authorizationCodeGrant(app.config, callback, {
+        pkceCodeVerifier: verifier,
+      });
+      assert.equal(await consentStatus(app, consentId), 'authorised');
+      return tokens.access_token;
+    };
+    /** A payment consent for `instruction`, authorised by Alice from `account`: its id and the token. */
+    const authorisedPayment = async (
+      app: TestApp,
+      instruction: Instruction,
+      options: { username?: string; account?: string } = {},
+    ) => {
+      const consentId = await createConsent(app, { type: 'payment_initiation', ...instruction });
+      return { consentId, token: await authorise(app, consentId, options) };
+    };
+    const payByApp = (token: string, body: unknown, key: string | null = nextKey()) =>
+      call('POST', '/v1/payments', { token, body, ...(key && { key }) });
+
+    const toShop = (amount = '12.50', reference = 'Invoice 42'): Instruction => ({
+      instructedAmount: { amount, currency: 'EUR' },
+      creditor: { name: 'Corner Shop', iban: EXTERNAL_IBAN },
+      reference,
+    });
+    const toBob = (amount: string, reference = 'Dinner'): Instruction => ({
+      instructedAmount: { amount, currency: 'EUR' },
+      creditor: { name: 'Bob Baker', iban: ibanOf.get(bobCurrent) ?? '' },
+      reference,
+    });
+
+    before(async () => {
+      db = await database.open();
+      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
+      developer = await signUpDeveloper(built.app, 'payments-dev@example.com', PASSWORD);
+      alice = await createCustomer(built, {
+        username: 'alice',
+        password: PASSWORD,
+        legalName: 'Alice Able',
+        accounts: [
+          { product: 'current', currency: 'EUR' },
+          { product: 'savings', currency: 'EUR' },
+          { product: 'current', currency: 'GBP' },
+        ],
+      });
+      bob = await createCustomer(built, { username: 'bob', password: PASSWORD, legalName: 'Bob Baker' });
+      carol = await createCustomer(built, { username: 'carol', password: PASSWORD, legalName: 'Carol Cole' });
+      [aliceCurrent = '', aliceSavings = '', aliceGbp = ''] = alice.accountIds;
+      [bobCurrent = ''] = bob.accountIds;
+      [carolCurrent = ''] = carol.accountIds;
+      for (const id of [aliceCurrent, aliceSavings, aliceGbp, bobCurrent, carolCurrent]) {
+        ibanOf.set(id, (await built.accounts?.find(id))?.iban ?? '');
+      }
+      // Funded from other banks, which also gives the bank's settlement account what outbound payments take.
+      for (const [id, amount] of [
+        [aliceCurrent, '1000.00'],
+        [aliceSavings, '100.00'],
+        [bobCurrent, '50.00'],
+        [carolCurrent, '10.00'],
+      ] as const) {
+        json(await receive(ibanOf.get(id) ?? '', amount), 201);
+      }
+      json(await receive(ibanOf.get(aliceGbp) ?? '', '20.00', 'incoming-gbp', 'GBP'), 201);
+      assert.equal(await posted(aliceCurrent), 100_000n);
+      assert.equal(await bankPosted('settlement'), 116_000n);
+    });
+    after(async () => {
+      await built.app.close();
+      await db.close();
+    });
+
+    it('pays another customer under an authorised consent, once', async () => {
+      const app = await newApp();
+      const { consentId, token } = await authorisedPayment(app, toBob('25.00'));
+      const before = await snapshot();
+
+      const response = await payByApp(token, toBob('25.00'));
+      const payment = json<PaymentJson>(response, 201);
+      assert.equal(response.headers['idempotent-replayed'], undefined);
+      assert.deepEqual(
+        { ...payment, id: undefined, createdAt: undefined, statusHistory: undefined },
+        {
+          id: undefined,
+          status: 'settled',
+          type: 'internal',
+          debtorAccountId: aliceCurrent,
+          creditor: { name: 'Bob Baker', iban: ibanOf.get(bobCurrent) },
+          instructedAmount: { amount: '25.00', currency: 'EUR' },
+          reference: 'Dinner',
+          rejectionCode: null,
+          consentId,
+          createdAt: undefined,
+          statusHistory: undefined,
+        },
+      );
+      assert.deepEqual(
+        payment.statusHistory.map((change) => change.status),
+        ['received', 'settled'],
+      );
+      assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 2500n);
+      assert.equal(await posted(bobCurrent), (before.accounts[3]?.[1] as bigint) + 2500n);
+      assert.equal(await bankPosted('clearing'), before.clearing, 'an internal payment never clears');
+      assert.equal(await consentStatus(app, consentId), 'consumed');
+
+      // A consumed consent pays once: another payment under it is refused, the same request again is a replay.
+      const afterPayment = await snapshot();
+      assert.deepEqual(problem(await payByApp(token, toBob('25.00'))), [409, 'consent_not_active']);
+      const replay = await payByApp(token, toBob('25.00'), `payment-${paymentKeys - 1}`);
+      assert.equal(replay.headers['idempotent-replayed'], 'true');
+      assert.equal(json<PaymentJson>(replay, 201).id, payment.id);
+      assert.deepEqual(await snapshot(), afterPayment);
+
+      // The app sees its payment with its app token; another app does not, nor a token without the consent.
+      assert.deepEqual(
+        json<PaymentJson>(await call('GET', `/v1/payments/${payment.id}`, { token: app.appToken })),
+        payment,
+      );
+      const other = await newApp();
+      assert.deepEqual(problem(await call('GET', `/v1/payments/${payment.id}`, { token: other.appToken })), [
+        404,
+        'not_found',
+      ]);
+      assert.deepEqual(problem(await payByApp(app.appToken, toBob('25.00'))), [403, 'insufficient_scope']);
+      assert.deepEqual(await snapshot(), afterPayment);
+    });
+
+    it('takes a payment to another bank into clearing, settles it in a cycle, and returns it', async () => {
+      await settleCycle(); // whatever earlier tests left accepted
+      const start = await snapshot();
+      const pay = async (amount: string) =>
+        json<PaymentJson>(
+          await payAtBank('alice', { ...toShop(amount), debtorAccountId: aliceCurrent }),
+          201,
+        );
+
+      const settledLater = await pay('30.00');
+      assert.equal(settledLater.status, 'accepted');
+      assert.equal(settledLater.type, 'domestic');
+      assert.equal(settledLater.consentId, null);
+      assert.equal(await posted(aliceCurrent), (start.accounts[0]?.[1] as bigint) - 3000n);
+      assert.equal(await bankPosted('clearing'), start.clearing + 3000n);
+      assert.equal(await bankPosted('settlement'), start.settlement);
+
+      assert.equal(await settleCycle(), 1);
+      const cookie = await signIn('alice');
+      const settled = json<PaymentJson>(await call('GET', `/v1/me/payments/${settledLater.id}`, { cookie }));
+      assert.equal(settled.status, 'settled');
+      assert.deepEqual(
+        settled.statusHistory.map((change) => change.status),
+        ['received', 'accepted', 'settling', 'settled'],
+      );
+      assert.equal(await bankPosted('clearing'), start.clearing);
+      assert.equal(await bankPosted('settlement'), start.settlement - 3000n, 'the money left the bank');
+      assert.equal(await settleCycle(), 0, 'a second cycle finds nothing to settle');
+      assert.equal(await bankPosted('settlement'), start.settlement - 3000n);
+
+      // The receiving bank sends it back: from settlement, since it had settled.
+      const returned = json<PaymentJson>(
+        await admin('POST', `/v1/sandbox/payments/${settledLater.id}/return`, { reasonCode: 'AC04' }),
+      );
+      assert.equal(returned.status, 'returned');
+      assert.equal(returned.rejectionCode, 'AC04');
+      assert.deepEqual(returned.statusHistory.at(-1)?.code, 'AC04');
+      assert.deepEqual(
+        returned.statusHistory.map((change) => change.status),
+        ['received', 'accepted', 'settling', 'settled', 'returning', 'returned'],
+      );
+      assert.equal(await posted(aliceCurrent), start.accounts[0]?.[1]);
+      assert.equal(await bankPosted('settlement'), start.settlement);
+      assert.equal(await bankPosted('clearing'), start.clearing);
+      assert.deepEqual(
+        problem(
+          await admin('POST', `/v1/sandbox/payments/${settledLater.id}/return`, { reasonCode: 'AC04' }),
+        ),
+        [409, 'payment_not_returnable'],
+      );
+      assert.equal(await posted(aliceCurrent), start.accounts[0]?.[1], 'returned once');
+
+      // Returned before its cycle: from clearing, and the cycle then has nothing to settle.
+      const returnedEarly = await pay('5.00');
+      assert.equal(await bankPosted('clearing'), start.clearing + 500n);
+      const early = json<PaymentJson>(
+        await admin('POST', `/v1/sandbox/payments/${returnedEarly.id}/return`, { reasonCode: 'AC04' }),
+      );
+      assert.deepEqual(
+        early.statusHistory.map((change) => change.status),
+        ['received', 'accepted', 'returning', 'returned'],
+      );
+      assert.equal(await bankPosted('clearing'), start.clearing);
+      assert.equal(await settleCycle(), 0);
+      assert.equal(await posted(aliceCurrent), start.accounts[0]?.[1]);
+      assert.equal(await bankPosted('settlement'), start.settlement);
+
+      // Only payments to another bank go back; only operators send them back.
+      const internal = json<PaymentJson>(
+        await payAtBank('alice', { ...toBob('1.00'), debtorAccountId: aliceCurrent }),
+        201,
+      );
+      assert.equal(internal.status, 'settled');
+      assert.deepEqual(
+        problem(await admin('POST', `/v1/sandbox/payments/${internal.id}/return`, { reasonCode: 'AC04' })),
+        [409, 'payment_not_returnable'],
+      );
+      assert.deepEqual(
+        problem(
+          await admin('POST', '/v1/sandbox/payments/00000000-0000-7000-8000-000000000000/return', {
+            reasonCode: 'AC04',
+          }),
+        ),
+        [404, 'not_found'],
+      );
+      const anonymous = await call('POST', `/v1/sandbox/payments/${returnedEarly.id}/return`, {
+        body: { reasonCode: 'AC04' },
+      });
+      assert.equal(anonymous.statusCode, 401);
+      assert.equal((await call('POST', '/v1/admin/payments/settlement-cycles')).statusCode, 401);
+    });
+
+    it('refuses any payment that differs from the one authorised, and still makes the right one', async () => {
+      const app = await newApp();
+      const right = toShop();
+      const { consentId, token } = await authorisedPayment(app, right);
+      const before = await snapshot();
+      const mismatches: [string, unknown][] = [
+        ['amount', { ...right, instructedAmount: { amount: '12.51', currency: 'EUR' } }],
+        ['currency', { ...right, instructedAmount: { amount: '12.50', currency: 'GBP' } }],
+        ['creditor IBAN', { ...right, creditor: { name: 'Corner Shop', iban: 'GB82WEST12345698765432' } }],
+        ['creditor name', { ...right, creditor: { name: 'Corner Shop Ltd', iban: EXTERNAL_IBAN } }],
+        ['reference', { ...right, reference: 'Invoice 43' }],
+        ['no reference', { instructedAmount: right.instructedAmount, creditor: right.creditor }],
+        ['debtor account', { ...right, debtorAccountId: aliceSavings }],
+      ];
+      for (const [what, body] of mismatches) {
+        assert.deepEqual(problem(await payByApp(token, body)), [422, 'consent_mismatch'], what);
+      }
+      assert.deepEqual(problem(await payByApp(token, { ...right, tip: '1.00' })), [400, 'validation_failed']);
+      assert.deepEqual(problem(await payByApp(token, right, null)), [400, 'idempotency_key_missing']);
+      assert.deepEqual(await snapshot(), before, 'nothing moved, nothing recorded');
+      assert.equal(await consentStatus(app, consentId), 'authorised');
+
+      // The same payment, the IBAN spaced and in lower case, naming the account the customer chose.
+      const paid = json<PaymentJson>(
+        await payByApp(token, {
+          ...right,
+          creditor: { name: 'Corner Shop', iban: 'de89 3704 0044 0532 0130 00' },
+          debtorAccountId: aliceCurrent,
+        }),
+        201,
+      );
+      assert.equal(paid.status, 'accepted');
+      assert.deepEqual(paid.creditor, { name: 'Corner Shop', iban: EXTERNAL_IBAN });
+      assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 1250n);
+      assert.equal(await bankPosted('clearing'), before.clearing + 1250n);
+      assert.equal(await consentStatus(app, consentId), 'consumed');
+    });
+
+    it('makes one payment of one Idempotency-Key, however often and however concurrently it is sent', async () => {
+      const cookie = await signIn('alice');
+      const body = { ...toBob('2.00'), debtorAccountId: aliceCurrent };
+      const start = await snapshot();
+      const first = await payAtBank('alice', body, 'same-key-1');
+      const again = await payAtBank('alice', body, 'same-key-1');
+      const payment = json<PaymentJson>(first, 201);
+      assert.equal(first.headers['idempotent-replayed'], undefined);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(json<PaymentJson>(again, 201), payment);
+      assert.equal(await posted(aliceCurrent), (start.accounts[0]?.[1] as bigint) - 200n);
+      assert.equal(await paymentRows(), start.payments + 1);
+
+      const moved = await snapshot();
+      assert.deepEqual(problem(await payAtBank('alice', { ...body, reference: 'Lunch' }, 'same-key-1')), [
+        422,
+        'idempotency_key_reused',
+      ]);
+      assert.deepEqual(problem(await payAtBank('alice', body, null)), [400, 'idempotency_key_missing']);
+      assert.deepEqual(await snapshot(), moved);
+      // Keys belong to their caller: Bob's same key is his own payment.
+      const bobs = json<PaymentJson>(
+        await payAtBank('bob', { ...toShop('1.00'), debtorAccountId: bobCurrent }, 'same-key-1'),
+        201,
+      );
+      assert.notEqual(bobs.id, payment.id);
+
+      // Twins at once: one payment, one movement, and every answer names it.
+      const twins = await Promise.all(
+        Array.from({ length: 5 }, () => payAtBank('alice', body, 'same-key-2')),
+      );
+      const ids = new Set(twins.map((response) => json<PaymentJson>(response, 201).id));
+      assert.equal(ids.size, 1);
+      assert.equal(twins.filter((response) => response.headers['idempotent-replayed'] === 'true').length, 4);
+      const [twinId = ''] = ids;
+      const twin = json<PaymentJson>(await call('GET', `/v1/me/payments/${twinId}`, { cookie }));
+      assert.equal(twin.status, 'settled');
+      assert.deepEqual(
+        twin.statusHistory.map((change) => change.status),
+        ['received', 'settled'],
+      );
+      assert.equal(await posted(aliceCurrent), (start.accounts[0]?.[1] as bigint) - 400n);
+      assert.equal(await posted(bobCurrent), (start.accounts[3]?.[1] as bigint) + 400n - 100n);
+
+      // The same through an app: the twins either replay the payment or find the consent used up.
+      const app = await newApp();
+      const { consentId, token } = await authorisedPayment(app, toBob('3.00'));
+      const beforeApp = await snapshot();
+      const answers = await Promise.all(
+        Array.from({ length: 3 }, () => payByApp(token, toBob('3.00'), 'app-key')),
+      );
+      const created = answers.filter((response) => response.statusCode === 201);
+      assert.ok(created.length >= 1);
+      for (const response of answers) {
+        if (response.statusCode !== 201) {
+          assert.ok(
+            ['idempotency_key_in_flight', 'consent_not_active'].includes(String(problem(response)[1])),
+            response.body,
+          );
+        }
+      }
+      assert.equal(new Set(created.map((response) => json<PaymentJson>(response, 201).id)).size, 1);
+      const appPaymentId = json<PaymentJson>(created[0] as InjectResponse, 201).id;
+      assert.equal(
+        json<PaymentJson>(await call('GET', `/v1/payments/${appPaymentId}`, { token: app.appToken })).status,
+        'settled',
+      );
+      assert.equal(await posted(aliceCurrent), (beforeApp.accounts[0]?.[1] as bigint) - 300n);
+      assert.equal(await paymentRows(), beforeApp.payments + 1);
+      assert.equal(await consentStatus(app, consentId), 'consumed');
+    });
+
+    it('never both moves the money and lets a racing revocation win', async () => {
+      const revokers = [
+        async (_app: TestApp, consentId: string) =>
+          call('DELETE', `/v1/me/consents/${consentId}`, { cookie: await signIn('alice') }),
+        async (app: TestApp, consentId: string) =>
+          call('DELETE', `/v1/consents/${consentId}`, { token: app.appToken }),
+      ];
+      for (const revoke of revokers) {
+        const app = await newApp();
+        const { consentId, token } = await authorisedPayment(app, toBob('3.00'));
+        const before = await snapshot();
+        const [paid, revoked] = await Promise.all([payByApp(token, toBob('3.00')), revoke(app, consentId)]);
+        const status = await consentStatus(app, consentId);
+        if (status === 'consumed') {
+          assert.equal(json<PaymentJson>(paid, 201).status, 'settled');
+          assert.deepEqual(problem(revoked), [409, 'consent_not_active']);
+          assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 300n);
+          assert.equal(await paymentRows(), before.payments + 1);
+        } else {
+          assert.equal(status, 'revoked');
+          assert.equal(revoked.statusCode, 204);
+          assert.ok(
+            [
+              [401, 'invalid_token'],
+              [409, 'consent_not_active'],
+            ].some((refusal) => JSON.stringify(refusal) === JSON.stringify(problem(paid))),
+            paid.body,
+          );
+          assert.deepEqual(await snapshot(), before);
+        }
+      }
+    });
+
+    it('records a payment the account cannot cover as rejected, moving nothing and using up the consent', async () => {
+      const app = await newApp();
+      const { consentId, token } = await authorisedPayment(app, toShop('12.50'), {
+        username: 'carol',
+        account: carolCurrent,
+      });
+      const before = await snapshot();
+      const payment = json<PaymentJson>(await payByApp(token, toShop('12.50')), 201);
+      assert.equal(payment.status, 'rejected');
+      assert.equal(payment.rejectionCode, 'insufficient_funds');
+      assert.deepEqual(
+        payment.statusHistory.map(({ status, code }) => [status, code]),
+        [
+          ['received', undefined],
+          ['rejected', 'insufficient_funds'],
+        ],
+      );
+      assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 1 });
+      // The consent was for this one payment, and it was made (and refused): a new attempt needs a new consent.
+      assert.equal(await consentStatus(app, consentId), 'consumed');
+    });
+
+    it("lets the customer pay at the bank's pages, from their own account only", async () => {
+      const start = await snapshot();
+      const response = await payAtBank('alice', { ...toBob('4.00', 'Books'), debtorAccountId: aliceSavings });
+      const payment = json<PaymentJson>(response, 201);
+      assert.deepEqual(
+        [payment.status, payment.type, payment.debtorAccountId, payment.consentId],
+        ['settled', 'internal', aliceSavings, null],
+      );
+      assert.equal(await posted(aliceSavings), (start.accounts[1]?.[1] as bigint) - 400n);
+      assert.equal(await posted(bobCurrent), (start.accounts[3]?.[1] as bigint) + 400n);
+
+      const paid = await snapshot();
+      assert.deepEqual(problem(await payAtBank('alice', { ...toShop(), debtorAccountId: bobCurrent })), [
+        404,
+        'not_found',
+      ]);
+      assert.deepEqual(problem(await payAtBank('alice', toShop())), [400, 'validation_failed']);
+      const anonymous = await call('POST', '/v1/me/payments', {
+        key: nextKey(),
+        body: { ...toShop(), debtorAccountId: aliceCurrent },
+      });
+      assert.deepEqual(problem(anonymous), [401, 'unauthorized']);
+      assert.deepEqual(await snapshot(), paid);
+
+      // To an account of this bank in another currency: refused before anything is recorded.
+      const toGbp = await payAtBank('alice', {
+        instructedAmount: { amount: '1.00', currency: 'EUR' },
+        creditor: { name: 'Alice Able', iban: ibanOf.get(aliceGbp) },
+        debtorAccountId: aliceCurrent,
+      });
+      assert.deepEqual(problem(toGbp), [422, 'currency_mismatch']);
+      assert.deepEqual(await snapshot(), paid);
+
+      const mine = json<PaymentJson>(
+        await call('GET', `/v1/me/payments/${payment.id}`, { cookie: await signIn('alice') }),
+      );
+      assert.deepEqual(mine, payment);
+      assert.deepEqual(
+        problem(await call('GET', `/v1/me/payments/${payment.id}`, { cookie: await signIn('bob') })),
+        [404, 'not_found'],
+        'the payee does not see the payer',
+      );
+      assert.equal((await call('GET', `/v1/me/payments/${payment.id}`)).statusCode, 401);
+      const app = await newApp();
+      assert.deepEqual(problem(await call('GET', `/v1/payments/${payment.id}`, { token: app.appToken })), [
+        404,
+        'not_found',
+      ]);
+    });
+
+    it('credits money from another bank once, to an account of this bank in its currency', async () => {
+      const bobIban = ibanOf.get(bobCurrent) ?? '';
+      const start = await snapshot();
+      const first = json<{ transferId: string }>(await receive(bobIban, '7.25', 'incoming-once'), 201);
+      const again = json<{ transferId: string }>(await receive(bobIban, '7.25', 'incoming-once'), 201);
+      assert.equal(again.transferId, first.transferId);
+      assert.equal(await posted(bobCurrent), (start.accounts[3]?.[1] as bigint) + 725n);
+      assert.equal(await bankPosted('settlement'), start.settlement + 725n);
+      // Spaced and lower case, as people write IBANs.
+      const spaced = bobIban.toLowerCase().replace(/(.{4})/g, '$1 ');
+      json(await receive(spaced, '0.75'), 201);
+      assert.equal(await posted(bobCurrent), (start.accounts[3]?.[1] as bigint) + 800n);
+
+      const received = await snapshot();
+      assert.deepEqual(problem(await receive(bobIban, '7.26', 'incoming-once')), [
+        422,
+        'idempotency_key_reused',
+      ]);
+      assert.deepEqual(problem(await receive(EXTERNAL_IBAN, '1.00')), [404, 'not_found']);
+      assert.deepEqual(problem(await receive(bobIban, '1.00', undefined, 'GBP')), [422, 'currency_mismatch']);
+      assert.deepEqual(problem(await receive(bobIban, '1.5')), [400, 'amount_scale_mismatch']);
+      assert.deepEqual(problem(await receive(bobIban, '0.00')), [400, 'validation_failed']);
+      const unkeyed = await call('POST', '/v1/sandbox/incoming-payments', {
+        token: TOKEN,
+        body: {
+          creditorIban: bobIban,
+          instructedAmount: { amount: '1.00', currency: 'EUR' },
+          debtor: { name: 'X' },
+        },
+      });
+      assert.deepEqual(problem(unkeyed), [400, 'idempotency_key_missing']);
+      const anonymous = await call('POST', '/v1/sandbox/incoming-payments', {
+        key: 'incoming-anonymous',
+        body: {
+          creditorIban: bobIban,
+          instructedAmount: { amount: '1.00', currency: 'EUR' },
+          debtor: { name: 'X' },
+        },
+      });
+      assert.equal(anonymous.statusCode, 401);
+      assert.deepEqual(await snapshot(), received);
+
+      // A closed account takes nothing in.
+      const dan = await createCustomer(built, { username: 'dan', password: PASSWORD });
+      const [danAccount = ''] = dan.accountIds;
+      await setStatus(danAccount, 'closed');
+      const danIban = (await built.accounts?.find(danAccount))?.iban ?? '';
+      assert.deepEqual(problem(await receive(danIban, '1.00')), [409, 'account_closed']);
+      assert.equal(await posted(danAccount), 0n);
+    });
+
+    it('confirms funds up to the available balance of the account the customer chose, and nothing else', async () => {
+      const app = await newApp(['funds_confirmation']);
+      const consentId = await createConsent(app, { type: 'funds_confirmation' });
+      const token = await authorise(app, consentId, {
+        username: 'bob',
+        account: bobCurrent,
+        type: 'funds_confirmation',
+        scope: 'openid funds_confirmation',
+      });
+      const bobAccount = await built.accounts?.find(bobCurrent);
+      assert.ok(bobAccount);
+      const available = (await built.accounts?.balances(bobAccount))?.available ?? 0n;
+      assert.ok(available > 0n);
+      const ask = (amount: string, currency = 'EUR', as = token) =>
+        call('POST', '/v1/funds-confirmations', {
+          token: as,
+          body: { instructedAmount: { amount, currency } },
+        });
+      const answer = async (amount: string) =>
+        json<{ fundsAvailable: boolean }>(await ask(amount)).fundsAvailable;
+      assert.equal(await answer('0.01'), true);
+      assert.equal(await answer(decimal(available)), true);
+      assert.equal(await answer(decimal(available + 1n)), false);
+      assert.equal(await answer('1000000.00'), false);
+      assert.deepEqual(problem(await ask('1.00', 'GBP')), [422, 'currency_mismatch']);
+      assert.deepEqual(problem(await ask('1.5')), [400, 'amount_scale_mismatch']);
+      assert.deepEqual(problem(await ask('0.00')), [400, 'validation_failed']);
+      assert.deepEqual(problem(await ask('1.00', 'EUR', app.appToken)), [403, 'insufficient_scope']);
+      // Asking moves nothing and uses nothing up.
+      assert.equal(await posted(bobCurrent), available);
+      assert.equal(await consentStatus(app, consentId), 'authorised');
+
+      // A payment consent's token answers no funds question, and a funds consent pays nothing.
+      const payer = await newApp();
+      const { token: paymentToken } = await authorisedPayment(payer, toShop('1.00'));
+      assert.deepEqual(problem(await ask('1.00', 'EUR', paymentToken)), [403, 'insufficient_scope']);
+      assert.deepEqual(problem(await payByApp(token, toShop('1.00'))), [403, 'insufficient_scope']);
+    });
+
+    it('refuses bad payments with a problem, never a server error, and stores nothing', async () => {
+      const before = await snapshot();
+      const base = { ...toShop(), debtorAccountId: aliceCurrent };
+      const cases: [string, unknown, number, string][] = [
+        [
+          'IBAN check digits',
+          { ...base, creditor: { name: 'Corner Shop', iban: 'DE00370400440532013000' } },
+          422,
+          'invalid_creditor_iban',
+        ],
+        [
+          'IBAN characters',
+          { ...base, creditor: { name: 'Corner Shop', iban: 'DE89-3704-0044-0532-0130' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'too many decimals',
+          { ...base, instructedAmount: { amount: '12.505', currency: 'EUR' } },
+          400,
+          'amount_scale_mismatch',
+        ],
+        [
+          'too few decimals',
+          { ...base, instructedAmount: { amount: '12.5', currency: 'EUR' } },
+          400,
+          'amount_scale_mismatch',
+        ],
+        [
+          'negative',
+          { ...base, instructedAmount: { amount: '-12.50', currency: 'EUR' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'zero',
+          { ...base, instructedAmount: { amount: '0.00', currency: 'EUR' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'number',
+          { ...base, instructedAmount: { amount: 12.5, currency: 'EUR' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'past any balance',
+          { ...base, instructedAmount: { amount: '9999999999999999999.99', currency: 'EUR' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'not a currency',
+          { ...base, instructedAmount: { amount: '12.50', currency: 'XXX' } },
+          400,
+          'unsupported_currency',
+        ],
+        [
+          "not the account's currency",
+          { ...base, instructedAmount: { amount: '12.50', currency: 'GBP' } },
+          422,
+          'currency_mismatch',
+        ],
+        ['unknown field', { ...base, priority: 'urgent' }, 400, 'validation_failed'],
+        [
+          'unknown creditor field',
+          { ...base, creditor: { ...base.creditor, bic: 'COBADEFFXXX' } },
+          400,
+          'validation_failed',
+        ],
+        [
+          'no creditor name',
+          { ...base, creditor: { name: '', iban: EXTERNAL_IBAN } },
+          400,
+          'validation_failed',
+        ],
+        ['empty reference', { ...base, reference: '' }, 400, 'validation_failed'],
+        ['malformed account id', { ...base, debtorAccountId: 'current' }, 400, 'validation_failed'],
+        [
+          'unknown account',
+          { ...base, debtorAccountId: '00000000-0000-7000-8000-000000000000' },
+          404,
+          'not_found',
+        ],
+        [
+          'same account',
+          { ...base, creditor: { name: 'Alice Able', iban: ibanOf.get(aliceCurrent) } },
+          422,
+          'same_account',
+        ],
+        ['not an object', [base], 400, 'validation_failed'],
+      ];
+      for (const [what, body, status, code] of cases) {
+        assert.deepEqual(problem(await payAtBank('alice', body)), [status, code], what);
+      }
+      const malformedKey = await call('POST', '/v1/me/payments', {
+        cookie: await signIn('alice'),
+        key: 'k'.repeat(256),
+        body: base,
+      });
+      assert.deepEqual(problem(malformedKey), [400, 'idempotency_key_invalid']);
+      assert.deepEqual(await snapshot(), before);
+    });
+
+    it('rejects a payment from or to an account that is not active, moving nothing', async () => {
+      const body = { ...toBob('1.00'), debtorAccountId: carolCurrent };
+      await setStatus(carolCurrent, 'frozen');
+      const before = await snapshot();
+      const fromFrozen = json<PaymentJson>(await payAtBank('carol', body), 201);
+      assert.deepEqual(
+        [fromFrozen.status, fromFrozen.rejectionCode],
+        ['rejected', 'debtor_account_not_active'],
+      );
+      assert.deepEqual(
+        fromFrozen.statusHistory.map(({ status, code }) => [status, code]),
+        [
+          ['received', undefined],
+          ['rejected', 'debtor_account_not_active'],
+        ],
+      );
+      assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 1 });
+      await setStatus(carolCurrent, 'active');
+
+      await setStatus(bobCurrent, 'frozen');
+      const toFrozen = json<PaymentJson>(await payAtBank('carol', body), 201);
+      assert.deepEqual(
+        [toFrozen.status, toFrozen.rejectionCode],
+        ['rejected', 'creditor_account_not_active'],
+      );
+      assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 2 });
+      await setStatus(bobCurrent, 'active');
+
+      // Through an app too: the consent was authorised while the account was active.
+      const app = await newApp();
+      const { consentId, token } = await authorisedPayment(app, toShop('2.00'), {
+        username: 'carol',
+        account: carolCurrent,
+      });
+      await setStatus(carolCurrent, 'frozen');
+      const byApp = json<PaymentJson>(await payByApp(token, toShop('2.00')), 201);
+      assert.deepEqual([byApp.status, byApp.rejectionCode], ['rejected', 'debtor_account_not_active']);
+      assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 3 });
+      assert.equal(await consentStatus(app, consentId), 'consumed');
+      await setStatus(carolCurrent, 'active');
+
+      const paid = json<PaymentJson>(await payAtBank('carol', body), 201);
+      assert.equal(paid.status, 'settled');
+      assert.equal(await posted(carolCurrent), (before.accounts[4]?.[1] as bigint) - 100n);
+    });
+
+    it('never both settles and returns a payment when a return races a settlement cycle', async () => {
+      const payments = built.payments;
+      assert.ok(payments);
+      for (let round = 0; round < 6; round++) {
+        const paid = json<PaymentJson>(
+          await payAtBank('alice', {
+            instructedAmount: { amount: '0.10', currency: 'EUR' },
+            creditor: { name: 'Racing Payee', iban: EXTERNAL_IBAN },
+            debtorAccountId: aliceCurrent,
+          }),
+          201,
+        );
+        const before = await posted(aliceCurrent);
+        // Both started before either is awaited: they run together.
+        const settling = payments.settleCycle();
+        const returning: Promise<unknown> = payments.returnPayment(paid.id, 'AC04');
+        await settling;
+        const returned: unknown = await returning;
+        const alice = (await built.accounts?.find(aliceCurrent))?.customerId ?? '';
+        const final = await payments.get({ customerId: alice }, paid.id);
+        assert.ok(final && ['settled', 'returned', 'accepted'].includes(final.status), final?.status);
+        if (final?.status === 'returned') {
+          assert.equal(await posted(aliceCurrent), (before as bigint) + 10n, 'the money came back once');
+        } else {
+          assert.equal(returned, 'not_returnable');
+          assert.equal(await posted(aliceCurrent), before);
+        }
+      }
+      await payments.settleCycle();
+      assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it('leaves a ledger that balances, with clearing holding exactly the unsettled outbound payments', async () => {
+      const report = await built.ledger.verify();
+      assert.ok(
+        report.ok,
+        JSON.stringify(report, (_, value) => (typeof value === 'bigint' ? `${value}` : value)),
+      );
+      const [unsettled] = await db.query<{ total: string }>(
+        `select coalesce(sum(amount), 0)::text as total from payments where status = 'accepted' and type = 'domestic'`,
+      );
+      assert.equal(await bankPosted('clearing'), BigInt(unsettled?.total ?? '-1'));
+      const [stuck] = await db.query<{ n: number }>(
+        `select count(*)::int as n from payments where status = 'received'`,
+      );
+      assert.equal(stuck?.n, 0, 'every recorded payment was executed');
+    });
+  });
+}
