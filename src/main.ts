@@ -62,6 +62,8 @@ import { Payments } from './payments/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
+import { registerWebhookRoutes } from './webhooks/routes.ts';
+import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
 
 export interface AppParts {
   readonly db: Db;
@@ -107,6 +109,7 @@ export interface BuiltApp {
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
   readonly meter: Meter;
+  readonly webhooks: Webhooks;
 }
 
 export function buildApp(parts: AppParts): BuiltApp {
@@ -137,6 +140,8 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   scoped(app, (scope) => registerDeveloperRoutes(scope, developers));
   registerAppRoutes(app, apps, developers);
+  const webhooks = new Webhooks({ db: parts.db, pii, mode: parts.mode ?? 'sandbox', apps, ...clock });
+  scoped(app, (scope) => registerWebhookRoutes(scope, webhooks, developers));
   registerAppAdminRoutes(app, apps, parts.adminToken);
   const meter = new Meter({ db: parts.db });
   registerPlanRoutes(app, { plans, apps, developers, meter }, parts.adminToken);
@@ -147,7 +152,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     metrics.apiCalls.inc({ ...labels, status: String(reply.statusCode) });
     metrics.apiLatency.observe(labels, reply.elapsedTime / 1000);
   });
-  if (!parts.oauth) return { app, ledger, apps, plans, meter };
+  if (!parts.oauth) return { app, ledger, apps, plans, meter, webhooks };
   const mode = parts.mode ?? 'sandbox';
   const customerAuth = new CustomerAuth({ db: parts.db, mode, pii, ...clock });
   const consents = new Consents({ db: parts.db, ...clock });
@@ -244,6 +249,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     apps,
     plans,
     meter,
+    webhooks,
     provider,
     requireAccess,
     customerAuth,
@@ -287,6 +293,8 @@ const PAYMENT_RECOVERY_INTERVAL_MS = 10_000;
 // Orders fall due by date: checking every minute pays each on its day, soon after midnight (UTC).
 const SCHEDULER_INTERVAL_MS = 60_000;
 const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
+// Webhooks leave within about a second of their event's commit.
+const WEBHOOK_DISPATCH_INTERVAL_MS = 1000;
 
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Config, logger: Logger): Promise<void> {
@@ -339,6 +347,12 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     logger.info('seeded sandbox customers, accounts and a year of history (see README: sandbox data)');
   }
 
+  const webhookDispatcher = new WebhookDispatcher({
+    db,
+    pii,
+    mode: config.mode,
+    onError: (error) => logger.error({ err: error }, 'webhook delivery failed'),
+  });
   // Background work. Each runs alone (no overlap with itself) and is safe in several processes at once.
   const every = (intervalMs: number, name: string, work: () => Promise<unknown>) => {
     let running = false;
@@ -362,6 +376,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(PRUNE_INTERVAL_MS, 'pruning expired OAuth records', () => pruneOAuthPayloads(db)),
     every(AUDIT_FLUSH_INTERVAL_MS, 'writing audit records', async () => audit?.flush()),
     every(METER_FLUSH_INTERVAL_MS, 'writing usage', () => meter.flush()),
+    every(WEBHOOK_DISPATCH_INTERVAL_MS, 'dispatching webhooks', () => webhookDispatcher.dispatchOnce()),
+    every(PRUNE_INTERVAL_MS, 'pruning the webhook delivery log', () => webhookDispatcher.prune()),
     every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => payments?.settleCycle()),
     every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted payments', async () => payments?.recover()),
     every(SCHEDULER_INTERVAL_MS, 'paying scheduled payments and standing orders', async () =>
@@ -388,6 +404,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     }, config.shutdownTimeoutMs);
     force.unref();
     for (const timer of timers) clearInterval(timer);
+    // Attempts in flight are abandoned to their leases: another process (or this one, restarted) resends them.
+    await webhookDispatcher.close();
     await app.close();
     // The calls just finished are audited before the database closes.
     await audit?.flush();

@@ -50,6 +50,10 @@ export const PROBLEMS = {
   },
   scope_not_available: { status: 400, title: 'A requested scope is not offered' },
   app_suspended: { status: 409, title: 'The app is suspended' },
+  // Webhooks
+  invalid_webhook_url: { status: 400, title: 'The webhook URL is not allowed' },
+  webhook_endpoint_limit_reached: { status: 409, title: 'The app has as many webhook endpoints as allowed' },
+  webhook_endpoint_disabled: { status: 409, title: 'The webhook endpoint is disabled' },
   // Account opening and accounts
   application_invalid: { status: 422, title: 'A field of the application is not valid' },
   document_rejected: { status: 422, title: 'An uploaded document is not an accepted PDF, JPEG or PNG' },

@@ -197,7 +197,9 @@ export class Onboarding {
         {
           type: 'onboarding.application.submitted',
           subjectId: id,
-          payload: { applicationId: id, channel: input.channel },
+          // clientId routes the event to the partner's webhooks. Check results and reasons never carry it:
+          // screening outcomes must not reach the applicant's side (tipping off).
+          payload: { applicationId: id, channel: input.channel, clientId: input.clientId },
         },
         ...decision.checks.map(
           (check): OutboxEvent => ({
@@ -278,7 +280,12 @@ export class Onboarding {
       {
         type: 'onboarding.application.approved',
         subjectId: application.id,
-        payload: { applicationId: application.id, customerId, decidedBy: reviewer },
+        payload: {
+          applicationId: application.id,
+          customerId,
+          decidedBy: reviewer,
+          clientId: application.clientId,
+        },
       },
       {
         type: 'customer.created',
