@@ -27,6 +27,8 @@ import { type Db, openDb } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { registerDeveloperRoutes } from './developers/routes.ts';
 import { Developers } from './developers/service.ts';
+import { registerFraudRoutes } from './fraud/routes.ts';
+import { FraudScreening } from './fraud/service.ts';
 import { createGateway } from './gateway/gateway.ts';
 import { registerIdempotency } from './gateway/idempotency.ts';
 import { Meter } from './gateway/metering.ts';
@@ -104,6 +106,7 @@ export interface BuiltApp {
   readonly accounts?: Accounts;
   readonly onboarding?: Onboarding;
   readonly payments?: Payments;
+  readonly fraud?: FraudScreening;
   readonly orders?: PaymentOrders;
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
@@ -165,8 +168,10 @@ export function buildApp(parts: AppParts): BuiltApp {
     currencies: parts.currencies ?? DEFAULT_CURRENCIES,
     ...clock,
   });
+  const fraud = new FraudScreening({ db: parts.db, ...clock });
   const payments = new Payments({
     db: parts.db,
+    fraud,
     ledger,
     bankAccounts: new BankLedgerAccounts(parts.db, ledger),
     accounts,
@@ -242,6 +247,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerAccountPages(app, accounts, customerAuth);
   registerPaymentOperatorRoutes(app, payments, { adminToken: parts.adminToken, sandbox: mode === 'sandbox' });
   registerAuditRoutes(app, audit, parts.adminToken);
+  registerFraudRoutes(app, fraud, parts.adminToken);
   auditGauges(metrics.registry, audit);
   return {
     app,
@@ -258,6 +264,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     accounts,
     onboarding,
     payments,
+    fraud,
     orders,
     audit,
     gateway,

@@ -78,6 +78,10 @@ export const PROBLEMS = {
     status: 409,
     title: 'Only an accepted or settled payment to another bank can be returned',
   },
+  // Fraud screening
+  fraud_case_resolved: { status: 409, title: 'The fraud case is already resolved' },
+  fraud_case_not_claimed: { status: 409, title: 'Claim the fraud case before resolving it' },
+  fraud_case_claimed_by_another: { status: 409, title: 'Another operator has claimed the fraud case' },
   // Ledger
   not_found: { status: 404, title: 'No such resource' },
   unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },

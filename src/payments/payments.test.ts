@@ -80,7 +80,7 @@ for (const database of testDatabases()) {
         },
         ...(options.body !== undefined && { payload: options.body as object }),
       });
-    const admin = (method: 'POST' | 'PATCH', url: string, body?: unknown, key?: string) =>
+    const admin = (method: 'GET' | 'POST' | 'PATCH', url: string, body?: unknown, key?: string) =>
       call(method, url, { token: TOKEN, body, ...(key && { key }) });
     const json = <T>(response: InjectResponse, status = 200): T => {
       assert.equal(response.statusCode, status, `${response.body}`);
@@ -266,6 +266,11 @@ for (const database of testDatabases()) {
         ],
       });
       bob = await createCustomer(built, { username: 'bob', password: PASSWORD, legalName: 'Bob Baker' });
+      // These tests make many payments fast, as no customer would: the fraud rules stay off but for the
+      // tests of the screening itself, which turn on the one they need.
+      for (const rule of (await built.fraud?.rules()) ?? []) {
+        await built.fraud?.updateRule(rule.id, { enabled: false, changedBy: 'payments-test' });
+      }
       carol = await createCustomer(built, { username: 'carol', password: PASSWORD, legalName: 'Carol Cole' });
       [aliceCurrent = '', aliceSavings = '', aliceGbp = ''] = alice.accountIds;
       [bobCurrent = ''] = bob.accountIds;
@@ -924,6 +929,66 @@ for (const database of testDatabases()) {
       }
       await payments.settleCycle();
       assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it('screens every payment: a block-listed payee is refused, and nobody is told why', async () => {
+      const fraud = built.fraud;
+      assert.ok(fraud);
+      await fraud.updateRule('blocklisted_payee', { enabled: true, changedBy: 'payments-test' });
+      await fraud.addToBlocklist({ iban: EXTERNAL_IBAN, reason: 'mule account', addedBy: 'ops' });
+      try {
+        const before = await snapshot();
+        const refused = json<PaymentJson>(
+          await payAtBank('alice', {
+            instructedAmount: { amount: '5.00', currency: 'EUR' },
+            creditor: { name: 'Mule', iban: EXTERNAL_IBAN },
+            debtorAccountId: aliceCurrent,
+          }),
+          201,
+        );
+        assert.deepEqual([refused.status, refused.rejectionCode], ['rejected', 'payment_blocked']);
+        assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 1 }, 'no money moved');
+        const cases = await admin('GET', '/v1/admin/fraud/cases?status=open');
+        assert.ok(JSON.stringify(json(cases)).includes(refused.id), 'a case for operators');
+      } finally {
+        await fraud.removeFromBlocklist(EXTERNAL_IBAN);
+        await fraud.updateRule('blocklisted_payee', { enabled: false, changedBy: 'payments-test' });
+      }
+    });
+
+    it('asks for strong authentication only where the payment has not had it', async () => {
+      const fraud = built.fraud;
+      assert.ok(fraud);
+      // Every payment of 1.00 or more to a new payee asks for step-up.
+      await fraud.updateRule('new_payee', {
+        enabled: true,
+        parameters: { ignoreBelow: { EUR: '1.00' } },
+        changedBy: 'payments-test',
+      });
+      try {
+        const newPayee = { name: 'First Time Payee', iban: 'GB82WEST12345698765432' };
+        const atBank = json<PaymentJson>(
+          await payAtBank('alice', {
+            instructedAmount: { amount: '2.00', currency: 'EUR' },
+            creditor: newPayee,
+            debtorAccountId: aliceCurrent,
+          }),
+          201,
+        );
+        assert.deepEqual(
+          [atBank.status, atBank.rejectionCode],
+          ['rejected', 'sca_required'],
+          'a session is not per-payment SCA',
+        );
+        // An app's payment: the customer authorised exactly this payment at the consent page.
+        const app = await newApp();
+        const instruction = { instructedAmount: { amount: '2.00', currency: 'EUR' }, creditor: newPayee };
+        const { token } = await authorisedPayment(app, instruction);
+        const byApp = json<PaymentJson>(await payByApp(token, instruction), 201);
+        assert.equal(byApp.status, 'accepted');
+      } finally {
+        await fraud.updateRule('new_payee', { enabled: false, changedBy: 'payments-test' });
+      }
     });
 
     it('leaves a ledger that balances, with clearing holding exactly the unsettled outbound payments', async () => {

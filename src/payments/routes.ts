@@ -133,6 +133,23 @@ function checkAmount({ amount, currency }: { amount: string; currency: string })
   return parsed;
 }
 
+const header = (request: FastifyRequest, name: string) => {
+  const value = request.headers[name];
+  return typeof value === 'string' && value.length <= 512 ? value : undefined;
+};
+
+/**
+ * Where the payer is, for fraud screening: the customer's own connection at the bank's pages; from an app,
+ * what the app reports of its user (FAPI's x-fapi-customer-ip-address, and the customer's user agent).
+ */
+function payerContext(request: FastifyRequest, initiator: Initiator) {
+  const app = initiator.kind === 'app';
+  const ip = app ? header(request, 'x-fapi-customer-ip-address') : request.ip;
+  const userAgent = header(request, app ? 'x-customer-user-agent' : 'user-agent');
+  const deviceId = header(request, 'x-device-id');
+  return { ...(ip && { ip }), ...(userAgent && { userAgent }), ...(deviceId && { deviceId }) };
+}
+
 function answer(outcome: InitiateOutcome) {
   if (!outcome.ok) throw new Problem(outcome.code, outcome.detail);
   return outcome;
@@ -188,9 +205,14 @@ export function registerPaymentRoutes(
     { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
     async (request) => cancelled(await orders.cancel(appOf(request), request.params.id)),
   );
-  const initiate = async (initiator: Initiator, key: string, body: Static<typeof PaymentBody>) => {
+  const initiate = async (
+    request: FastifyRequest,
+    initiator: Initiator,
+    key: string,
+    body: Static<typeof PaymentBody>,
+  ) => {
     checkAmount(body.instructedAmount);
-    return answer(await payments.initiate(initiator, key, body));
+    return answer(await payments.initiate(initiator, key, body, payerContext(request, initiator)));
   };
 
   app.post(
@@ -198,7 +220,7 @@ export function registerPaymentRoutes(
     { schema: { body: PaymentBody }, onRequest: gateway('payments', 'payments') },
     async (request, reply) => {
       const key = readIdempotencyKey(request.headers['idempotency-key'], true);
-      const { payment, replayed } = await initiate(appInitiator(request), key, request.body);
+      const { payment, replayed } = await initiate(request, appInitiator(request), key, request.body);
       if (replayed) reply.header('idempotent-replayed', 'true');
       return reply.code(201).send(paymentJson(payment));
     },
@@ -262,7 +284,7 @@ export function registerPaymentRoutes(
           });
         }
         const initiator: Initiator = { kind: 'customer', customerId: request.customerId as string };
-        const { payment, replayed } = await initiate(initiator, key, request.body);
+        const { payment, replayed } = await initiate(request, initiator, key, request.body);
         if (replayed) reply.header('idempotent-replayed', 'true');
         return reply.code(201).send(paymentJson(payment));
       },

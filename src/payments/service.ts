@@ -14,6 +14,8 @@ import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import type { Db, Sql } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
+import type { ScreeningInput } from '../fraud/rules.ts';
+import type { FraudScreening } from '../fraud/service.ts';
 import { requestHash } from '../idempotency.ts';
 import type { BankLedgerAccounts } from '../ledger/bank-accounts.ts';
 import type { Ledger } from '../ledger/service.ts';
@@ -117,6 +119,18 @@ function mismatchWithConsent(
   return undefined;
 }
 
+/**
+ * What a fraud verdict means for the payment. `block` refuses it. `step_up` asks for strong customer
+ * authentication bound to this payment: an app's payment already had it (the customer authorised this exact
+ * payment at the consent page, PSD2 RTS Art. 5), and so did an order when it was set up; a payment made in a
+ * signed-in session has not, and the bank's per-payment confirmation does not exist yet, so it is refused.
+ */
+function refusalOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator): string | null {
+  if (verdict === 'block') return 'payment_blocked';
+  if (verdict === 'step_up' && initiator.kind === 'customer') return 'sca_required';
+  return null;
+}
+
 // Thrown inside the recording transaction to roll it back when the consent was revoked meanwhile.
 class ConsentNoLongerActive extends Error {}
 
@@ -127,6 +141,7 @@ export class Payments {
   readonly #accounts: Accounts;
   readonly #consents: Consents;
   readonly #pii: Pii;
+  readonly #fraud: FraudScreening;
   readonly #now: () => Date;
 
   constructor(options: {
@@ -136,6 +151,7 @@ export class Payments {
     accounts: Accounts;
     consents: Consents;
     pii: Pii;
+    fraud: FraudScreening;
     now?: () => Date;
   }) {
     this.#db = options.db;
@@ -144,6 +160,7 @@ export class Payments {
     this.#accounts = options.accounts;
     this.#consents = options.consents;
     this.#pii = options.pii;
+    this.#fraud = options.fraud;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -151,6 +168,7 @@ export class Payments {
     initiator: Initiator,
     key: string,
     instruction: PaymentInstruction,
+    context?: ScreeningInput['context'],
   ): Promise<InitiateOutcome> {
     const scope =
       // An app's keys are its own per customer: the same key and body for another customer is another payment.
@@ -170,6 +188,20 @@ export class Payments {
 
     const id = uuidv7();
     const now = this.#now();
+    // Fraud screening before any money moves. Its reasons stay with the bank (a case for operators): the
+    // payer learns only that the payment was refused, never which rule fired.
+    const screening = await this.#fraud.screen({
+      paymentId: id,
+      customerId: initiator.customerId,
+      debtorAccountId: debtor.id,
+      amountMinor: amount.minor,
+      currency,
+      creditorIban,
+      creditorName: instruction.creditor.name,
+      at: now,
+      context: context ?? {},
+    });
+    const refusal = refusalOf(screening.verdict, initiator);
     const recorded: StoredPayment = {
       id,
       clientId: initiator.kind === 'customer' ? null : initiator.clientId,
@@ -217,9 +249,12 @@ export class Payments {
       if (error instanceof ConsentNoLongerActive) return { ok: false, code: 'consent_not_active' };
       throw error;
     }
+    const done = refusal
+      ? await this.#transition(recorded, ['received'], 'rejected', refusal)
+      : await this.#execute(recorded, debtor, creditor);
     return {
       ok: true,
-      payment: await this.#view(await this.#execute(recorded, debtor, creditor)),
+      payment: await this.#view(done),
       replayed: false,
     };
   }

@@ -1,0 +1,494 @@
+// Fraud screening's SQL: rules, block list, screenings (the history the rules read) and cases.
+import type { Sql } from '../db/db.ts';
+import {
+  type History,
+  type HistoryPlan,
+  type Reason,
+  type RuleAction,
+  type RuleType,
+  type StoredRule,
+  VELOCITY_WINDOWS_MAX,
+  type Verdict,
+} from './rules.ts';
+
+// ------------------------------------------------------------------------------------------------ rules
+
+interface RuleRow {
+  id: string;
+  type: RuleType;
+  enabled: boolean;
+  action: RuleAction;
+  parameters: Record<string, unknown>;
+  description: string;
+  version: number;
+  updated_at: Date | string;
+  updated_by: string | null;
+}
+
+const ruleFromRow = (row: RuleRow): StoredRule => ({
+  id: row.id,
+  type: row.type,
+  enabled: row.enabled,
+  action: row.action,
+  parameters: row.parameters,
+  description: row.description,
+  version: Number(row.version),
+  // Rows read through json_agg carry their timestamps as text.
+  updatedAt: new Date(row.updated_at),
+  updatedBy: row.updated_by,
+});
+
+/** Every rule with the rule set's version, read together so the two always match. */
+export async function loadRules(sql: Sql): Promise<{ version: bigint; rules: StoredRule[] }> {
+  const [row] = await sql.query<{ version: bigint; rules: RuleRow[] }>(
+    `select (select version from fraud_rule_set) as version,
+            coalesce((select json_agg(r order by r.id) from fraud_rules r), '[]'::json) as rules`,
+  );
+  if (!row) throw new Error('fraud_rule_set has no row');
+  return { version: BigInt(row.version), rules: row.rules.map(ruleFromRow) };
+}
+
+export async function findRule(sql: Sql, id: string): Promise<StoredRule | undefined> {
+  const [row] = await sql.query<RuleRow>('select * from fraud_rules where id = $1', [id]);
+  return row && ruleFromRow(row);
+}
+
+export async function updateRule(
+  sql: Sql,
+  id: string,
+  change: {
+    enabled: boolean | undefined;
+    action: RuleAction | undefined;
+    parameters: Readonly<Record<string, unknown>> | undefined;
+    by: string;
+    at: Date;
+  },
+): Promise<StoredRule | undefined> {
+  const [row] = await sql.query<RuleRow>(
+    `update fraud_rules
+        set enabled = coalesce($2, enabled), action = coalesce($3, action),
+            parameters = coalesce($4::text::jsonb, parameters), version = version + 1,
+            updated_by = $5, updated_at = $6
+      where id = $1
+      returning *`,
+    [
+      id,
+      change.enabled ?? null,
+      change.action ?? null,
+      change.parameters === undefined ? null : JSON.stringify(change.parameters),
+      change.by,
+      change.at,
+    ],
+  );
+  return row && ruleFromRow(row);
+}
+
+// ------------------------------------------------------------------------------------------- block list
+
+export interface BlocklistEntry {
+  readonly iban: string;
+  readonly reason: string;
+  readonly addedBy: string;
+  readonly addedAt: Date;
+}
+
+interface BlocklistRow {
+  iban: string;
+  reason: string;
+  added_by: string;
+  added_at: Date;
+}
+
+const blocklistFromRow = (row: BlocklistRow): BlocklistEntry => ({
+  iban: row.iban,
+  reason: row.reason,
+  addedBy: row.added_by,
+  addedAt: row.added_at,
+});
+
+export async function listBlocklist(
+  sql: Sql,
+  after: string | undefined,
+  limit: number,
+): Promise<BlocklistEntry[]> {
+  const rows = await sql.query<BlocklistRow>(
+    'select * from fraud_blocklist where ($1::text is null or iban > $1) order by iban limit $2',
+    [after ?? null, limit],
+  );
+  return rows.map(blocklistFromRow);
+}
+
+/** Adds the entry; an IBAN already listed keeps its first entry, which is returned with `added: false`. */
+export async function addToBlocklist(
+  sql: Sql,
+  entry: BlocklistEntry,
+): Promise<{ entry: BlocklistEntry; added: boolean }> {
+  const [inserted] = await sql.query<BlocklistRow>(
+    `insert into fraud_blocklist (iban, reason, added_by, added_at) values ($1, $2, $3, $4)
+     on conflict (iban) do nothing returning *`,
+    [entry.iban, entry.reason, entry.addedBy, entry.addedAt],
+  );
+  if (inserted) return { entry: blocklistFromRow(inserted), added: true };
+  const [existing] = await sql.query<BlocklistRow>('select * from fraud_blocklist where iban = $1', [
+    entry.iban,
+  ]);
+  // Deleted between the two statements: it is not listed now, and the caller may simply retry.
+  if (!existing) throw new Error(`block list entry ${entry.iban} vanished while being added`);
+  return { entry: blocklistFromRow(existing), added: false };
+}
+
+export async function removeFromBlocklist(sql: Sql, iban: string): Promise<boolean> {
+  const rows = await sql.query('delete from fraud_blocklist where iban = $1 returning iban', [iban]);
+  return rows.length > 0;
+}
+
+// ------------------------------------------------------------------------------------------- screenings
+
+export interface StoredScreening {
+  readonly id: string;
+  readonly paymentId: string;
+  readonly customerId: string;
+  readonly debtorAccountId: string;
+  readonly amountMinor: bigint;
+  readonly currency: string;
+  readonly creditorIban: string;
+  readonly deviceKey: string | null;
+  readonly at: Date;
+  readonly verdict: Verdict;
+  readonly reasons: readonly Reason[];
+  readonly ruleVersions: Readonly<Record<string, number>>;
+  readonly rulesVersion: bigint;
+  readonly latencyUs: number;
+}
+
+interface ScreeningRow {
+  id: string;
+  payment_id: string;
+  customer_id: string;
+  debtor_account_id: string;
+  amount: bigint | string;
+  currency: string;
+  creditor_iban: string;
+  device_key: string | null;
+  at: Date | string;
+  verdict: Verdict;
+  reasons: Reason[];
+  rule_versions: Record<string, number>;
+  rules_version: bigint | string;
+  latency_us: number;
+}
+
+// Also read as SCREENING_JSON, where bigints and timestamps arrive as text.
+const screeningFromRow = (row: ScreeningRow): StoredScreening => ({
+  id: row.id,
+  paymentId: row.payment_id,
+  customerId: row.customer_id,
+  debtorAccountId: row.debtor_account_id,
+  amountMinor: BigInt(row.amount),
+  currency: row.currency,
+  creditorIban: row.creditor_iban,
+  deviceKey: row.device_key,
+  at: new Date(row.at),
+  verdict: row.verdict,
+  reasons: row.reasons,
+  ruleVersions: row.rule_versions,
+  rulesVersion: BigInt(row.rules_version),
+  latencyUs: row.latency_us,
+});
+
+// A screening inside another row, with its bigints as text: a JSON number would round them past 2^53.
+const SCREENING_JSON = `json_build_object('id', s.id, 'payment_id', s.payment_id, 'customer_id', s.customer_id,
+  'debtor_account_id', s.debtor_account_id, 'amount', s.amount::text, 'currency', s.currency,
+  'creditor_iban', s.creditor_iban, 'device_key', s.device_key, 'at', s.at, 'verdict', s.verdict,
+  'reasons', s.reasons, 'rule_versions', s.rule_versions, 'rules_version', s.rules_version::text,
+  'latency_us', s.latency_us)`;
+
+export interface HistoryQuery {
+  readonly customerId: string;
+  readonly currency: string;
+  readonly creditorIban: string;
+  readonly deviceKey: string | null;
+  readonly at: Date;
+  readonly plan: HistoryPlan;
+}
+
+const MINUTE_MS = 60 * 1000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
+// Each velocity window's count and total in the payment's currency, from one scan of the widest window
+// (the first). A fixed number of them keeps the statement's text constant, so it is planned once. Their
+// starts are parameters $8 onwards.
+const VELOCITY_WINDOW_AGGREGATES = Array.from({ length: VELOCITY_WINDOWS_MAX }, (_, index) => {
+  const since = `$${8 + index}::timestamptz`;
+  return `count(*) filter (where s.at > ${since}),
+          coalesce(sum(s.amount) filter (where s.currency = $2 and s.at > ${since}), 0)::text`;
+}).join(',\n          ');
+// The first key of the two-key advisory locks on a customer's screening history (the second: the customer).
+const CUSTOMER_HISTORY_LOCK_CLASS = 7_140_418;
+
+/**
+ * Holds the customer's screening history until the transaction ends. A statement of its own, before the
+ * read: a statement's snapshot is taken when it starts, so a lock inside the read would not show it what
+ * the previous holder committed.
+ */
+export async function lockCustomerHistory(sql: Sql, customerId: string): Promise<void> {
+  await sql.query('select pg_advisory_xact_lock($1, hashtext($2))', [
+    CUSTOMER_HISTORY_LOCK_CLASS,
+    customerId,
+  ]);
+}
+
+/**
+ * Everything one screening reads, in one statement: the rule set's version (so a change is noticed at
+ * once) and the customer's history as `plan` needs it. Each part is an index lookup on the customer (see
+ * the migration's indexes), bounded by time or by a limit. Amounts come back as text, so no driver turns
+ * a bigint into a float.
+ */
+export async function readHistory(
+  sql: Sql,
+  query: HistoryQuery,
+): Promise<{ rulesVersion: bigint; history: History }> {
+  const amountsSince = new Date(query.at.getTime() - query.plan.amountLookbackDays * DAY_MS);
+  const [row] = await sql.query<{
+    rules_version: bigint;
+    windows: (number | string)[];
+    amounts: [string, string][];
+    payee_known: boolean;
+    payee_blocklisted: boolean;
+    device_last_seen: Date | null;
+    any_device_last_seen: Date | null;
+  }>(
+    `select
+       (select version from fraud_rule_set) as rules_version,
+       (select json_build_array(${VELOCITY_WINDOW_AGGREGATES})
+          from fraud_screenings s
+         where s.customer_id = $1 and s.in_history and s.at > $8::timestamptz and s.at <= $4::timestamptz
+       ) as windows,
+       (select coalesce(json_agg(json_build_array(a.amount::text, a.at)), '[]'::json)
+          from (select s.amount, s.at from fraud_screenings s
+                 where s.customer_id = $1 and s.in_history and s.currency = $2
+                   and s.at > $5::timestamptz and s.at <= $4::timestamptz
+                 order by s.at desc limit $6) a) as amounts,
+       exists (select 1 from fraud_screenings s
+                where s.customer_id = $1 and s.creditor_iban = $3 and s.in_history) as payee_known,
+       exists (select 1 from fraud_blocklist b where b.iban = $3) as payee_blocklisted,
+       (select max(s.at) from fraud_screenings s
+         where s.customer_id = $1 and s.device_key = $7 and s.in_history and s.device_key is not null
+           and s.at <= $4::timestamptz) as device_last_seen,
+       (select max(s.at) from fraud_screenings s
+         where s.customer_id = $1 and s.in_history and s.device_key is not null
+           and s.at <= $4::timestamptz) as any_device_last_seen`,
+    [
+      query.customerId,
+      query.currency,
+      query.creditorIban,
+      query.at,
+      amountsSince,
+      query.plan.amountsMax,
+      query.deviceKey,
+      // Padded with the narrowest window, whose figures are then read and ignored; none: an empty range.
+      ...Array.from({ length: VELOCITY_WINDOWS_MAX }, (_, index) => {
+        const minutes = query.plan.windowMinutes[index] ?? query.plan.windowMinutes.at(-1) ?? 0;
+        return new Date(query.at.getTime() - minutes * MINUTE_MS);
+      }),
+    ],
+  );
+  if (!row) throw new Error('the history query returned no row');
+  return {
+    rulesVersion: BigInt(row.rules_version),
+    history: {
+      windows: query.plan.windowMinutes.map((_, index) => ({
+        count: Number(row.windows[2 * index]),
+        amountMinor: BigInt(row.windows[2 * index + 1] ?? 0),
+      })),
+      amounts: row.amounts.map(([amount, at]) => ({ amountMinor: BigInt(amount), at: new Date(at) })),
+      payeeKnown: row.payee_known,
+      payeeBlocklisted: row.payee_blocklisted,
+      deviceLastSeen: row.device_last_seen ?? undefined,
+      anyDeviceLastSeen: row.any_device_last_seen ?? undefined,
+    },
+  };
+}
+
+export async function findScreeningByPayment(
+  sql: Sql,
+  paymentId: string,
+): Promise<StoredScreening | undefined> {
+  const [row] = await sql.query<ScreeningRow>('select * from fraud_screenings where payment_id = $1', [
+    paymentId,
+  ]);
+  return row && screeningFromRow(row);
+}
+
+const INSERT_SCREENING = `insert into fraud_screenings (id, payment_id, customer_id, debtor_account_id, amount,
+    currency, creditor_iban, device_key, at, verdict, reasons, rule_versions, rules_version, latency_us, in_history)
+  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text, $11::text::jsonb, $12::text::jsonb, $13, $14,
+    $10::text <> 'block')
+  on conflict (payment_id) do nothing`;
+
+/**
+ * Records the screening and, for a verdict other than allow, opens its case: one statement either way, so
+ * the two exist together or not at all, inside the caller's transaction or on their own. Returns false when
+ * the payment was already screened (a twin call won the race).
+ */
+export async function recordScreening(
+  sql: Sql,
+  screening: StoredScreening,
+  openCase: { id: string; at: Date } | undefined,
+): Promise<boolean> {
+  const values = [
+    screening.id,
+    screening.paymentId,
+    screening.customerId,
+    screening.debtorAccountId,
+    screening.amountMinor,
+    screening.currency,
+    screening.creditorIban,
+    screening.deviceKey,
+    screening.at,
+    screening.verdict,
+    JSON.stringify(screening.reasons),
+    JSON.stringify(screening.ruleVersions),
+    screening.rulesVersion,
+    screening.latencyUs,
+  ];
+  // Most payments are allowed: the plain insert is their statement (cheaper to plan where nothing caches
+  // plans, as on PGlite).
+  const rows = openCase
+    ? await sql.query(
+        `with screening as (${INSERT_SCREENING} returning id, payment_id, customer_id, verdict),
+         opened as (
+           insert into fraud_cases (id, screening_id, payment_id, customer_id, verdict, status, opened_at)
+           select $15, id, payment_id, customer_id, verdict, 'open', $16 from screening
+         )
+         select id from screening`,
+        [...values, openCase.id, openCase.at],
+      )
+    : await sql.query(`${INSERT_SCREENING} returning id`, values);
+  return rows.length === 1;
+}
+
+// ------------------------------------------------------------------------------------------------ cases
+
+export const CASE_STATUSES = ['open', 'claimed', 'resolved'] as const;
+export type CaseStatus = (typeof CASE_STATUSES)[number];
+export const CASE_OUTCOMES = ['confirmed_fraud', 'legitimate'] as const;
+export type CaseOutcome = (typeof CASE_OUTCOMES)[number];
+
+export interface StoredCase {
+  readonly id: string;
+  readonly screeningId: string;
+  readonly paymentId: string;
+  readonly customerId: string;
+  readonly verdict: Exclude<Verdict, 'allow'>;
+  readonly status: CaseStatus;
+  readonly claimedBy: string | null;
+  readonly claimedAt: Date | null;
+  readonly outcome: CaseOutcome | null;
+  readonly resolvedBy: string | null;
+  readonly resolutionNote: string | null;
+  readonly resolvedAt: Date | null;
+  readonly openedAt: Date;
+}
+
+interface CaseRow {
+  id: string;
+  screening_id: string;
+  payment_id: string;
+  customer_id: string;
+  verdict: Exclude<Verdict, 'allow'>;
+  status: CaseStatus;
+  claimed_by: string | null;
+  claimed_at: Date | null;
+  outcome: CaseOutcome | null;
+  resolved_by: string | null;
+  resolution_note: string | null;
+  resolved_at: Date | null;
+  opened_at: Date;
+}
+
+const caseFromRow = (row: CaseRow): StoredCase => ({
+  id: row.id,
+  screeningId: row.screening_id,
+  paymentId: row.payment_id,
+  customerId: row.customer_id,
+  verdict: row.verdict,
+  status: row.status,
+  claimedBy: row.claimed_by,
+  claimedAt: row.claimed_at,
+  outcome: row.outcome,
+  resolvedBy: row.resolved_by,
+  resolutionNote: row.resolution_note,
+  resolvedAt: row.resolved_at,
+  openedAt: row.opened_at,
+});
+
+/** Oldest first (ids are time-ordered), after the cursor's id. */
+export async function listCases(
+  sql: Sql,
+  status: CaseStatus | undefined,
+  after: string | undefined,
+  limit: number,
+): Promise<StoredCase[]> {
+  const rows = await sql.query<CaseRow>(
+    `select * from fraud_cases
+      where ($1::text is null or status = $1) and ($2::uuid is null or id > $2)
+      order by id limit $3`,
+    [status ?? null, after ?? null, limit],
+  );
+  return rows.map(caseFromRow);
+}
+
+export async function findCase(
+  sql: Sql,
+  id: string,
+  forUpdate = false,
+): Promise<{ case: StoredCase; screening: StoredScreening } | undefined> {
+  const [row] = await sql.query<CaseRow & { screening: ScreeningRow }>(
+    `select c.*, ${SCREENING_JSON} as screening
+       from fraud_cases c join fraud_screenings s on s.id = c.screening_id
+      where c.id = $1${forUpdate ? ' for update of c' : ''}`,
+    [id],
+  );
+  return row && { case: caseFromRow(row), screening: screeningFromRow(row.screening) };
+}
+
+/** Claims a case nobody holds, or whose claim went stale; the holder claiming again renews it. */
+export async function claimCase(
+  sql: Sql,
+  id: string,
+  reviewer: string,
+  at: Date,
+  staleBefore: Date,
+): Promise<StoredCase | undefined> {
+  const [row] = await sql.query<CaseRow>(
+    `update fraud_cases set status = 'claimed', claimed_by = $2, claimed_at = $3
+      where id = $1 and status <> 'resolved'
+        and (claimed_by is null or claimed_by = $2 or claimed_at < $4)
+      returning *`,
+    [id, reviewer, at, staleBefore],
+  );
+  return row && caseFromRow(row);
+}
+
+/** Resolves the case; a confirmed fraud also leaves the customer's history, as the customer never made it. */
+export async function resolveCase(
+  sql: Sql,
+  id: string,
+  resolution: { reviewer: string; outcome: CaseOutcome; note: string; at: Date },
+): Promise<StoredCase> {
+  const [row] = await sql.query<CaseRow>(
+    `with resolved as (
+       update fraud_cases
+          set status = 'resolved', outcome = $2, resolved_by = $3, resolution_note = $4, resolved_at = $5
+        where id = $1
+        returning *
+     ), forgotten as (
+       update fraud_screenings s set in_history = false
+         from resolved r where s.id = r.screening_id and r.outcome = 'confirmed_fraud'
+     )
+     select * from resolved`,
+    [id, resolution.outcome, resolution.reviewer, resolution.note, resolution.at],
+  );
+  if (!row) throw new Error(`case ${id} vanished while being resolved`);
+  return caseFromRow(row);
+}
