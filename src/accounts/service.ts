@@ -4,6 +4,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Customers } from '../customers/service.ts';
 import type { Db, Sql } from '../db/db.ts';
+import { emit } from '../events/outbox.ts';
 import { type Balances, balancesOf, type EntryFilter } from '../ledger/model.ts';
 import { ENTRIES_PAGE_MAX, type Ledger } from '../ledger/service.ts';
 import { currencyExponent, formatAmount, type Minor } from '../money.ts';
@@ -254,7 +255,18 @@ export class Accounts {
         return { ok: false, code: 'balance_not_zero' };
       }
     }
-    const updated = await updateBankAccountStatus(this.#db, id, status, this.#now());
+    const now = this.#now();
+    const updated = await this.#db.transaction(async (tx) => {
+      const changed = await updateBankAccountStatus(tx, id, status, now);
+      if (changed) {
+        await emit(tx, now, {
+          type: `account.${status === 'active' ? 'reactivated' : status}`,
+          subjectId: id,
+          payload: { accountId: id, customerId: changed.customerId, status },
+        });
+      }
+      return changed;
+    });
     return updated ? { ok: true, account: updated } : { ok: false, code: 'account_closed' };
   }
 }

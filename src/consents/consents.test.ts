@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
+import { eventsAbout } from '../events/outbox.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
@@ -150,6 +151,13 @@ for (const database of testDatabases()) {
         ((await (await app.call('GET', `/v1/consents/${consent.id}`)).json()) as { status: string }).status,
         'revoked',
       );
+      // Each step is an event in the outbox, for the app's webhooks.
+      const events = await eventsAbout(db, consent.id);
+      assert.deepEqual(
+        events.map((event) => event.type),
+        ['consent.created', 'consent.authorised', 'consent.revoked'],
+      );
+      assert.ok(typeof events[0]?.payload.clientId === 'string');
     });
 
     it('records a rejection, and never lets a consent be authorised twice or by another app', async () => {

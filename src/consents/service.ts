@@ -1,7 +1,9 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/db.ts';
+import { emit } from '../events/outbox.ts';
 import {
   type Consent,
+  type ConsentStatus,
   type ConsentType,
   destroyGrant,
   findConsent,
@@ -52,7 +54,10 @@ export class Consents {
       createdAt: now,
       statusUpdatedAt: now,
     };
-    await insertConsent(this.#db, consent);
+    await this.#db.transaction(async (tx) => {
+      await insertConsent(tx, consent);
+      await emit(tx, now, consentEvent(consent, 'created'));
+    });
     return { ok: true, consent };
   }
 
@@ -82,25 +87,15 @@ export class Consents {
     grantId: string,
     accountIds: readonly string[],
   ): Promise<Consent | undefined> {
-    return transitionConsent(
-      this.#db,
-      id,
-      ['awaiting_authorisation'],
-      'authorised',
-      { customerId, grantId, accountIds },
-      this.#now(),
-    );
+    return this.#move(undefined, id, ['awaiting_authorisation'], 'authorised', {
+      customerId,
+      grantId,
+      accountIds,
+    });
   }
 
   reject(id: string, customerId: string): Promise<Consent | undefined> {
-    return transitionConsent(
-      this.#db,
-      id,
-      ['awaiting_authorisation'],
-      'rejected',
-      { customerId },
-      this.#now(),
-    );
+    return this.#move(undefined, id, ['awaiting_authorisation'], 'rejected', { customerId });
   }
 
   /**
@@ -109,20 +104,51 @@ export class Consents {
    * consumed. Undefined when it was no longer authorised.
    */
   consume(id: string, sql: Sql): Promise<Consent | undefined> {
-    return transitionConsent(sql, id, ['authorised'], 'consumed', {}, this.#now());
+    return this.#move(sql, id, ['authorised'], 'consumed', {});
   }
 
   /** Revoked by its customer or its app: every token issued under it stops working at once. */
   async revoke(consent: Consent): Promise<Consent | undefined> {
-    const revoked = await transitionConsent(
-      this.#db,
+    const revoked = await this.#move(
+      undefined,
       consent.id,
       ['awaiting_authorisation', 'authorised'],
       'revoked',
       {},
-      this.#now(),
     );
     if (revoked?.grantId) await destroyGrant(this.#db, revoked.grantId);
     return revoked;
   }
+
+  /** A status change and its event, in the caller's transaction or one of its own. */
+  async #move(
+    sql: Sql | undefined,
+    id: string,
+    from: readonly ConsentStatus[],
+    to: ConsentStatus,
+    changes: { customerId?: string; grantId?: string; accountIds?: readonly string[] },
+  ): Promise<Consent | undefined> {
+    const now = this.#now();
+    const move = async (tx: Sql) => {
+      const moved = await transitionConsent(tx, id, from, to, changes, now);
+      if (moved) await emit(tx, now, consentEvent(moved, to));
+      return moved;
+    };
+    return sql ? move(sql) : this.#db.transaction(move);
+  }
+}
+
+/** Ids and the new status only: the consent's terms (a payee's name) stay out of events and webhooks. */
+function consentEvent(consent: Consent, what: string) {
+  return {
+    type: `consent.${what}`,
+    subjectId: consent.id,
+    payload: {
+      consentId: consent.id,
+      clientId: consent.clientId,
+      customerId: consent.customerId,
+      type: consent.type,
+      status: consent.status,
+    },
+  };
 }
