@@ -188,20 +188,6 @@ export class Payments {
 
     const id = uuidv7();
     const now = this.#now();
-    // Fraud screening before any money moves. Its reasons stay with the bank (a case for operators): the
-    // payer learns only that the payment was refused, never which rule fired.
-    const screening = await this.#fraud.screen({
-      paymentId: id,
-      customerId: initiator.customerId,
-      debtorAccountId: debtor.id,
-      amountMinor: amount.minor,
-      currency,
-      creditorIban,
-      creditorName: instruction.creditor.name,
-      at: now,
-      context: context ?? {},
-    });
-    const refusal = refusalOf(screening.verdict, initiator);
     const recorded: StoredPayment = {
       id,
       clientId: initiator.kind === 'customer' ? null : initiator.clientId,
@@ -227,18 +213,34 @@ export class Payments {
       createdAt: now,
       updatedAt: now,
     };
+    let refusal: string | null = null;
     try {
       const event = this.#event(recorded, 'received', null);
-      // An app's payment consumes its consent in the same transaction; otherwise one statement records it.
-      const inserted =
-        initiator.kind === 'app'
-          ? await this.#db.transaction(async (tx) => {
-              if (!(await insertPayment(tx, recorded, event))) return false;
-              if (!(await this.#consents.consume(initiator.consent.id, tx)))
-                throw new ConsentNoLongerActive();
-              return true;
-            })
-          : await insertPayment(this.#db, recorded, event);
+      // One transaction records the payment, consumes an app's consent, and screens it for fraud before any
+      // money moves. The screening's reasons stay with the bank (a case for operators): the payer learns
+      // only that the payment was refused, never which rule fired.
+      const inserted = await this.#db.transaction(async (tx) => {
+        if (!(await insertPayment(tx, recorded, event))) return false;
+        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
+          throw new ConsentNoLongerActive();
+        }
+        const screening = await this.#fraud.screen(
+          {
+            paymentId: id,
+            customerId: initiator.customerId,
+            debtorAccountId: debtor.id,
+            amountMinor: amount.minor,
+            currency,
+            creditorIban,
+            creditorName: instruction.creditor.name,
+            at: now,
+            context: context ?? {},
+          },
+          tx,
+        );
+        refusal = refusalOf(screening.verdict, initiator);
+        return true;
+      });
       // A twin request under the same key won the race: answer as a replay of it.
       if (!inserted) {
         const twin = await findPaymentByKey(this.#db, scope, key);
