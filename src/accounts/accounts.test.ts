@@ -8,7 +8,7 @@ import * as client from 'openid-client';
 import { ENTRIES_PAGE_MAX } from '../ledger/service.ts';
 import type { BuiltApp } from '../main.ts';
 import { type Minor, parseAmount } from '../money.ts';
-import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { maskIban } from './iban.ts';
@@ -250,21 +250,11 @@ for (const database of testDatabases()) {
 
     /** An app: its OAuth configuration and an app-level token to create consents with. */
     const newApp = async (scopes: readonly string[] = ['accounts']) => {
-      const { id, clientSecret } = await registerApp(built.app, developer, {
+      const { config, appToken } = await newClientApp({ built, issuer }, developer, {
         name: `Budget Buddy ${++apps}`,
-        redirectUris: [REDIRECT],
         scopes: ['openid', ...scopes],
-        tokenEndpointAuthMethod: 'client_secret_basic',
+        redirectUri: REDIRECT,
       });
-      const config = await client.discovery(
-        new URL(issuer),
-        id,
-        undefined,
-        client.ClientSecretBasic(clientSecret ?? ''),
-        insecure,
-      );
-      const appToken = (await client.clientCredentialsGrant(config, { scope: scopes.join(' ') }))
-        .access_token;
       const createConsent = async (body: Record<string, unknown>) => {
         const response = await fetch(`${issuer}/v1/consents`, {
           method: 'POST',

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import type { BuiltApp } from '../main.ts';
-import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
@@ -51,20 +51,11 @@ for (const database of testDatabases()) {
 
     /** A payments app: its OAuth configuration and an app-level token to manage consents with. */
     const newApp = async () => {
-      const { id, clientSecret } = await registerApp(built.app, developer, {
+      const { id, config, appToken } = await newClientApp({ built, issuer }, developer, {
         name: `Pay Later ${++apps}`,
-        redirectUris: [REDIRECT],
         scopes: ['openid', 'payments'],
-        tokenEndpointAuthMethod: 'client_secret_basic',
+        redirectUri: REDIRECT,
       });
-      const config = await client.discovery(
-        new URL(issuer),
-        id,
-        undefined,
-        client.ClientSecretBasic(clientSecret ?? ''),
-        insecure,
-      );
-      const appToken = (await client.clientCredentialsGrant(config, { scope: 'payments' })).access_token;
       const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
         fetch(`${issuer}${path}`, {
           method,

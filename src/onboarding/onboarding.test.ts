@@ -3,10 +3,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { isValidIBAN } from 'ibantools';
-import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import type { BuiltApp } from '../main.ts';
-import { insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'onboarding-test-operator-token-0123456789abcdef';
@@ -55,20 +54,11 @@ for (const database of testDatabases()) {
     let otherPartner: typeof partner;
 
     const partnerFor = async (developer: Record<string, string>, name: string) => {
-      const { id, clientSecret } = await registerApp(built.app, developer, {
+      const { appToken: token } = await newClientApp({ built, issuer }, developer, {
         name,
-        redirectUris: ['http://localhost:3000/callback'],
         scopes: ['onboarding'],
-        tokenEndpointAuthMethod: 'client_secret_basic',
+        redirectUri: 'http://localhost:3000/callback',
       });
-      const config = await client.discovery(
-        new URL(issuer),
-        id,
-        undefined,
-        client.ClientSecretBasic(clientSecret ?? ''),
-        insecure,
-      );
-      const token = (await client.clientCredentialsGrant(config, { scope: 'onboarding' })).access_token;
       return (method: string, path: string, body?: unknown) =>
         fetch(`${issuer}${path}`, {
           method,

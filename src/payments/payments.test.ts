@@ -7,7 +7,7 @@ import type { LightMyRequestResponse as InjectResponse } from 'fastify';
 import * as client from 'openid-client';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
-import { createCustomer, insecure, registerApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
@@ -164,24 +164,12 @@ for (const database of testDatabases()) {
     // ---- apps and consents ---------------------------------------------------------------------------------
 
     /** An app: its OAuth configuration and an app-level (client credentials) token. */
-    const newApp = async (scopes: readonly string[] = ['payments']) => {
-      const { id, clientSecret } = await registerApp(built.app, developer, {
+    const newApp = (scopes: readonly string[] = ['payments']) =>
+      newClientApp({ built, issuer }, developer, {
         name: `Pay Now ${++apps}`,
-        redirectUris: [REDIRECT],
         scopes: ['openid', ...scopes],
-        tokenEndpointAuthMethod: 'client_secret_basic',
+        redirectUri: REDIRECT,
       });
-      const config = await client.discovery(
-        new URL(issuer),
-        id,
-        undefined,
-        client.ClientSecretBasic(clientSecret ?? ''),
-        insecure,
-      );
-      const appToken = (await client.clientCredentialsGrant(config, { scope: scopes.join(' ') }))
-        .access_token;
-      return { id, config, appToken };
-    };
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     const createConsent = async (app: TestApp, body: Record<string, unknown>) =>
       json<{ id: string }>(

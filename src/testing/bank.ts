@@ -169,3 +169,27 @@ export async function createCustomer(
     ledgerAccountIds: created.accounts.map((account) => account.ledgerAccountId),
   };
 }
+
+/** An app registered by `developer` with a client secret, discovered as an OAuth client, and its app token. */
+export async function newClientApp(
+  bank: { built: BuiltApp; issuer: string },
+  developer: Record<string, string>,
+  options: { name: string; scopes: readonly string[]; redirectUri: string; tokenScopes?: readonly string[] },
+): Promise<{ id: string; config: client.Configuration; appToken: string }> {
+  const { id, clientSecret } = await registerApp(bank.built.app, developer, {
+    name: options.name,
+    redirectUris: [options.redirectUri],
+    scopes: options.scopes,
+    tokenEndpointAuthMethod: 'client_secret_basic',
+  });
+  const config = await client.discovery(
+    new URL(bank.issuer),
+    id,
+    undefined,
+    client.ClientSecretBasic(clientSecret ?? ''),
+    insecure,
+  );
+  const scope = (options.tokenScopes ?? options.scopes.filter((s) => s !== 'openid')).join(' ');
+  const appToken = (await client.clientCredentialsGrant(config, { scope })).access_token;
+  return { id, config, appToken };
+}
