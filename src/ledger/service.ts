@@ -28,7 +28,6 @@ import {
   insertAccount,
   type LedgerItem,
   listAccounts,
-  listEntries,
   listEntryDetails,
 } from './store.ts';
 
@@ -134,8 +133,9 @@ export class Ledger {
     return listAccounts(this.#db, filter, afterId, Math.min(limit, ACCOUNTS_PAGE_MAX));
   }
 
+  /** Entries newest first, strictly older than `beforeSeq` when given. */
   listEntries(accountId: string, beforeSeq: bigint | undefined, limit: number): Promise<Entry[]> {
-    return listEntries(this.#db, accountId, beforeSeq, Math.min(limit, ENTRIES_PAGE_MAX));
+    return this.listEntryDetails(accountId, {}, beforeSeq, limit);
   }
 
   getTransfer(id: string): Promise<Transfer | undefined> {

@@ -101,35 +101,6 @@ export async function listAccounts(
   return rows.map(accountFromRow);
 }
 
-/** Entries newest first, strictly older than `beforeSeq` when given. */
-export async function listEntries(
-  sql: Sql,
-  accountId: string,
-  beforeSeq: bigint | undefined,
-  limit: number,
-): Promise<Entry[]> {
-  const rows = await sql.query<{
-    seq: bigint;
-    transfer_id: string;
-    side: NormalBalance;
-    amount: bigint;
-    balance: bigint;
-    created_at: Date;
-  }>(
-    `select seq, transfer_id, side, amount, balance, created_at from ledger_entries
-      where account_id = $1 and ($2::bigint is null or seq < $2) order by seq desc limit $3`,
-    [accountId, beforeSeq ?? null, limit],
-  );
-  return rows.map((row) => ({
-    seq: row.seq,
-    transferId: row.transfer_id,
-    side: row.side,
-    amount: row.amount as Minor,
-    balance: row.balance,
-    createdAt: row.created_at,
-  }));
-}
-
 /** Entries with their transfers' metadata, newest first, strictly older than `beforeSeq`, filtered. */
 export async function listEntryDetails(
   sql: Sql,

@@ -200,25 +200,29 @@ export async function insertRun(sql: Sql, orderId: string, runOn: string, at: Da
   );
 }
 
+interface RunRow {
+  order_id: string;
+  run_on: string;
+  status: OrderRun['status'];
+  payment_id: string | null;
+  outcome: string | null;
+}
+
+const runFromRow = (row: RunRow): OrderRun => ({
+  orderId: row.order_id,
+  runOn: row.run_on,
+  status: row.status,
+  paymentId: row.payment_id,
+  outcome: row.outcome,
+});
+
 export async function pendingRuns(sql: Sql, limit: number): Promise<OrderRun[]> {
-  const rows = await sql.query<{
-    order_id: string;
-    run_on: string;
-    status: OrderRun['status'];
-    payment_id: string | null;
-    outcome: string | null;
-  }>(
+  const rows = await sql.query<RunRow>(
     `select order_id, run_on::text as run_on, status, payment_id, outcome from payment_order_runs
       where status = 'pending' order by created_at, run_on limit $1`,
     [limit],
   );
-  return rows.map((row) => ({
-    orderId: row.order_id,
-    runOn: row.run_on,
-    status: row.status,
-    paymentId: row.payment_id,
-    outcome: row.outcome,
-  }));
+  return rows.map(runFromRow);
 }
 
 export async function finishRun(
@@ -241,22 +245,10 @@ export async function finishRun(
 }
 
 export async function runsOf(sql: Sql, orderId: string): Promise<OrderRun[]> {
-  const rows = await sql.query<{
-    order_id: string;
-    run_on: string;
-    status: OrderRun['status'];
-    payment_id: string | null;
-    outcome: string | null;
-  }>(
+  const rows = await sql.query<RunRow>(
     `select order_id, run_on::text as run_on, status, payment_id, outcome from payment_order_runs
       where order_id = $1 order by run_on`,
     [orderId],
   );
-  return rows.map((row) => ({
-    orderId: row.order_id,
-    runOn: row.run_on,
-    status: row.status,
-    paymentId: row.payment_id,
-    outcome: row.outcome,
-  }));
+  return rows.map(runFromRow);
 }
