@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openDb } from './db/db.ts';
+import { generateSandbox } from './sandbox/generate.ts';
 
 const BIN = new URL('../bin/apibank.js', import.meta.url).pathname;
 
@@ -120,6 +121,24 @@ describe('apibank command', () => {
     );
 
     const db = await openDb({ dataDir: join(dataDir, 'pglite') });
+    // No generated customer's name rests in the clear anywhere, however the sandbox moved their money.
+    const people = generateSandbox({
+      customers: 20,
+      seed: 1,
+      from: new Date(Date.now() - 86_400_000),
+      to: new Date(),
+    });
+    let dump = '';
+    for (const { table_name } of await db.query<{ table_name: string }>(
+      `select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE'`,
+    )) {
+      dump += JSON.stringify(await db.query(`select * from ${table_name}`), (_key, value) =>
+        typeof value === 'bigint' ? String(value) : value,
+      );
+    }
+    for (const person of [...people.people, { legalName: 'Alice Example' }, { legalName: 'Bob Example' }]) {
+      assert.ok(!dump.includes(person.legalName), `${person.legalName} is in the database in plaintext`);
+    }
     const customers = await db.query<{ username: string }>('select username from customer_logins');
     const usernames = customers.map((row) => row.username);
     assert.ok(usernames.includes('alice') && usernames.includes('bob'), usernames.join());

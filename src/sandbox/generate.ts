@@ -937,8 +937,9 @@ function planOpeningDeposits(planner: Planner, customers: readonly Customer[], f
         to: account,
         currency: habits.currency,
         amountMinor: baseMinor + amountBetween(random, minEuros, maxEuros, habits.currency),
-        // Money the customer moves in from their own account elsewhere.
-        counterparty: person.legalName,
+        // Money the customer moves in from their own account elsewhere. Not their name: the ledger's
+        // metadata is not encrypted, and a name is personal data.
+        counterparty: 'Own account at another bank',
         reference: 'Opening deposit',
         category: 'opening_deposit',
         whenShort: 'skip',

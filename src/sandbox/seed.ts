@@ -207,7 +207,7 @@ const READY_MADE_TRANSFERS: readonly {
     amount: '250.00',
     reference: 'Opening deposit',
     category: 'opening_deposit',
-    counterparty: 'Bob Example',
+    counterparty: 'Cash deposit',
   },
   {
     from: 'alice:0',
@@ -234,7 +234,7 @@ const READY_MADE_TRANSFERS: readonly {
     amount: '800.00',
     reference: 'Transfer from own account',
     category: 'transfer',
-    counterparty: 'Alice Example',
+    counterparty: 'Own account at Northbank',
   },
 ];
 
