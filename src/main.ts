@@ -172,6 +172,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   const payments = new Payments({
     db: parts.db,
     fraud,
+    secondFactor: customerAuth,
     ledger,
     bankAccounts: new BankLedgerAccounts(parts.db, ledger),
     accounts,

@@ -125,6 +125,41 @@ export class CustomerAuth {
     return deleteCustomerSession(this.#db, sessionHash(token));
   }
 
+  /**
+   * Step-up: a signed-in customer confirms one action (a payment the fraud rules held) with a fresh one-time
+   * code. Codes are single-use, failures count toward the same lockout as sign-in, and every attempt is audited.
+   */
+  async confirmWithSecondFactor(
+    customerId: string,
+    code: string,
+  ): Promise<'confirmed' | 'wrong_code' | 'locked'> {
+    const now = this.#now();
+    const login = await findLogin(this.#db, customerId);
+    if (!login) return 'wrong_code';
+    const audit = (outcome: string) =>
+      insertAttempt(this.#db, {
+        customerId,
+        usernameHash: usernameHash(login.username),
+        outcome,
+        clientId: null,
+        remoteAddress: null,
+        at: now,
+      });
+    if (login.lockedUntil && login.lockedUntil > now) {
+      await audit('locked');
+      return 'locked';
+    }
+    const step = this.#secondFactorStep(login, code, now);
+    if (step === undefined) {
+      await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
+      await audit('wrong_second_factor');
+      return 'wrong_code';
+    }
+    await recordSuccess(this.#db, login.id, step);
+    await audit('success');
+    return 'confirmed';
+  }
+
   async usernameTaken(username: string): Promise<boolean> {
     return (await findLoginByUsername(this.#db, username)) !== undefined;
   }

@@ -74,6 +74,9 @@ export const PROBLEMS = {
   same_account: { status: 422, title: 'A payment cannot go to the account it is paid from' },
   invalid_schedule: { status: 422, title: 'The schedule is not one the bank can run' },
   order_not_active: { status: 409, title: 'The order is already completed or cancelled' },
+  payment_not_awaiting_sca: { status: 409, title: 'The payment is not waiting for confirmation' },
+  one_time_code_invalid: { status: 403, title: 'The one-time code is wrong or already used' },
+  one_time_code_locked: { status: 429, title: 'Too many wrong codes; confirmation is locked for a while' },
   payment_not_returnable: {
     status: 409,
     title: 'Only an accepted or settled payment to another bank can be returned',

@@ -955,22 +955,51 @@ for (const database of testDatabases()) {
       });
       try {
         const newPayee = { name: 'First Time Payee', iban: 'GB82WEST12345698765432' };
-        const atBank = json<PaymentJson>(
-          await payAtBank('alice', {
-            instructedAmount: { amount: '2.00', currency: 'EUR' },
-            creditor: newPayee,
-            debtorAccountId: aliceCurrent,
-          }),
-          201,
-        );
+        const held = async (creditor = newPayee) =>
+          json<PaymentJson>(
+            await payAtBank('alice', {
+              instructedAmount: { amount: '2.00', currency: 'EUR' },
+              creditor,
+              debtorAccountId: aliceCurrent,
+            }),
+            201,
+          );
+        // A signed-in session is not SCA for this payment: it waits for a fresh one-time code.
+        const before = await snapshot();
+        const atBank = await held();
+        assert.deepEqual([atBank.status, atBank.rejectionCode], ['awaiting_sca', 'sca_required']);
+        assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 1 }, 'nothing moved yet');
+        const cookie = await signIn('alice');
+        const confirm = (id: string, code: string) =>
+          call('POST', `/v1/me/payments/${id}/confirm`, { cookie, body: { code } });
+        assert.deepEqual(problem(await confirm(atBank.id, '654321')), [403, 'one_time_code_invalid']);
+        const confirmed = json<PaymentJson>(await confirm(atBank.id, '123456'));
         assert.deepEqual(
-          [atBank.status, atBank.rejectionCode],
-          ['rejected', 'sca_required'],
-          'a session is not per-payment SCA',
+          [confirmed.status, confirmed.statusHistory.map((change) => change.status)],
+          ['accepted', ['received', 'awaiting_sca', 'received', 'accepted']],
         );
+        assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 200n);
+        assert.deepEqual(problem(await confirm(atBank.id, '123456')), [409, 'payment_not_awaiting_sca']);
+        // Declined instead: nothing moves. Another customer cannot touch it.
+        const declined = await held({ name: 'Another New Payee', iban: 'GB33BUKB20201555555555' });
+        assert.equal(declined.status, 'awaiting_sca');
+        assert.deepEqual(
+          problem(
+            await call('POST', `/v1/me/payments/${declined.id}/cancel`, { cookie: await signIn('bob') }),
+          ),
+          [404, 'not_found'],
+        );
+        const cancelled = json<PaymentJson>(
+          await call('POST', `/v1/me/payments/${declined.id}/cancel`, { cookie }),
+        );
+        assert.deepEqual([cancelled.status, cancelled.rejectionCode], ['rejected', 'cancelled_by_customer']);
+        assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 200n);
         // An app's payment: the customer authorised exactly this payment at the consent page.
         const app = await newApp();
-        const instruction = { instructedAmount: { amount: '2.00', currency: 'EUR' }, creditor: newPayee };
+        const instruction = {
+          instructedAmount: { amount: '2.00', currency: 'EUR' },
+          creditor: { name: 'Third New Payee', iban: 'DE44500105175407324931' },
+        };
         const { token } = await authorisedPayment(app, instruction);
         const byApp = json<PaymentJson>(await payByApp(token, instruction), 201);
         assert.equal(byApp.status, 'accepted');

@@ -319,6 +319,41 @@ export function registerPaymentRoutes(
       async (request) =>
         cancelled(await orders.cancel({ customerId: request.customerId as string }, request.params.id)),
     );
+    customer.post(
+      '/v1/me/payments/:id/confirm',
+      {
+        schema: {
+          params: Type.Object({ id: Id }),
+          body: Type.Object(
+            { code: Type.String({ pattern: '^[0-9]{6}$' }) },
+            { additionalProperties: false },
+          ),
+        },
+        onRequest: signedIn,
+      },
+      async (request) => {
+        const outcome = await payments.confirm(
+          request.customerId as string,
+          request.params.id,
+          request.body.code,
+        );
+        if (outcome === 'not_found') throw new Problem('not_found', 'no payment with this id');
+        if (outcome === 'not_awaiting_sca') throw new Problem('payment_not_awaiting_sca');
+        if (outcome === 'wrong_code') throw new Problem('one_time_code_invalid');
+        if (outcome === 'locked') throw new Problem('one_time_code_locked');
+        return paymentJson(outcome);
+      },
+    );
+    customer.post(
+      '/v1/me/payments/:id/cancel',
+      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      async (request) => {
+        const outcome = await payments.cancelHeld(request.customerId as string, request.params.id);
+        if (outcome === 'not_found') throw new Problem('not_found', 'no payment with this id');
+        if (outcome === 'not_awaiting_sca') throw new Problem('payment_not_awaiting_sca');
+        return paymentJson(outcome);
+      },
+    );
     customer.get(
       '/v1/me/payments/:id',
       { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },

@@ -39,6 +39,8 @@ export const SETTLEMENT_BATCH_MAX = 1000;
 export const RECOVER_AFTER_MS = 30_000;
 // A settlement or return claim this old belonged to a process that died before finishing it.
 const STALE_CLAIM_MS = 5 * 60_000;
+// How long a held payment waits for the customer's confirmation.
+export const SCA_WINDOW_MS = 10 * 60_000;
 
 export interface PaymentInstruction {
   readonly instructedAmount: { readonly amount: string; readonly currency: string };
@@ -123,12 +125,11 @@ function mismatchWithConsent(
  * What a fraud verdict means for the payment. `block` refuses it. `step_up` asks for strong customer
  * authentication bound to this payment: an app's payment already had it (the customer authorised this exact
  * payment at the consent page, PSD2 RTS Art. 5), and so did an order when it was set up; a payment made in a
- * signed-in session has not, and the bank's per-payment confirmation does not exist yet, so it is refused.
+ * signed-in session waits (`awaiting_sca`) until the customer confirms it with a one-time code.
  */
-function refusalOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator): string | null {
-  if (verdict === 'block') return 'payment_blocked';
-  if (verdict === 'step_up' && initiator.kind === 'customer') return 'sca_required';
-  return null;
+function decisionOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator): 'go' | 'block' | 'hold' {
+  if (verdict === 'block') return 'block';
+  return verdict === 'step_up' && initiator.kind === 'customer' ? 'hold' : 'go';
 }
 
 // Thrown inside the recording transaction to roll it back when the consent was revoked meanwhile.
@@ -142,6 +143,9 @@ export class Payments {
   readonly #consents: Consents;
   readonly #pii: Pii;
   readonly #fraud: FraudScreening;
+  readonly #secondFactor: {
+    confirmWithSecondFactor(customerId: string, code: string): Promise<'confirmed' | 'wrong_code' | 'locked'>;
+  };
   readonly #now: () => Date;
 
   constructor(options: {
@@ -152,6 +156,13 @@ export class Payments {
     consents: Consents;
     pii: Pii;
     fraud: FraudScreening;
+    /** Checks the customer's one-time code for a step-up (customer-auth). */
+    secondFactor: {
+      confirmWithSecondFactor(
+        customerId: string,
+        code: string,
+      ): Promise<'confirmed' | 'wrong_code' | 'locked'>;
+    };
     now?: () => Date;
   }) {
     this.#db = options.db;
@@ -161,6 +172,7 @@ export class Payments {
     this.#consents = options.consents;
     this.#pii = options.pii;
     this.#fraud = options.fraud;
+    this.#secondFactor = options.secondFactor;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -213,14 +225,14 @@ export class Payments {
       createdAt: now,
       updatedAt: now,
     };
-    let refusal: string | null = null;
+    let decision: 'go' | 'block' | 'hold';
     try {
       const event = this.#event(recorded, 'received', null);
       // One transaction records the payment, consumes an app's consent, and screens it for fraud before any
       // money moves. The screening's reasons stay with the bank (a case for operators): the payer learns
       // only that the payment was refused, never which rule fired.
-      const inserted = await this.#db.transaction(async (tx) => {
-        if (!(await insertPayment(tx, recorded, event))) return false;
+      const recordedAs = await this.#db.transaction(async (tx) => {
+        if (!(await insertPayment(tx, recorded, event))) return 'twin' as const;
         if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
           throw new ConsentNoLongerActive();
         }
@@ -238,22 +250,25 @@ export class Payments {
           },
           tx,
         );
-        refusal = refusalOf(screening.verdict, initiator);
-        return true;
+        return decisionOf(screening.verdict, initiator);
       });
       // A twin request under the same key won the race: answer as a replay of it.
-      if (!inserted) {
+      if (recordedAs === 'twin') {
         const twin = await findPaymentByKey(this.#db, scope, key);
         if (!twin) throw new Error('payment key conflict without a payment');
         return this.#replay(twin, hash);
       }
+      decision = recordedAs;
     } catch (error) {
       if (error instanceof ConsentNoLongerActive) return { ok: false, code: 'consent_not_active' };
       throw error;
     }
-    const done = refusal
-      ? await this.#transition(recorded, ['received'], 'rejected', refusal)
-      : await this.#execute(recorded, debtor, creditor);
+    const done =
+      decision === 'block'
+        ? await this.#transition(recorded, ['received'], 'rejected', 'payment_blocked')
+        : decision === 'hold'
+          ? await this.#transition(recorded, ['received'], 'awaiting_sca', 'sca_required')
+          : await this.#execute(recorded, debtor, creditor);
     return {
       ok: true,
       payment: await this.#view(done),
@@ -557,9 +572,56 @@ export class Payments {
     return this.#transition(payment, ['returning'], 'returned', payment.rejectionCode);
   }
 
+  /**
+   * The customer confirms a held payment with a one-time code (step-up SCA). Only one confirmation wins the
+   * move back to `received`; the money then moves as for any payment.
+   */
+  async confirm(
+    customerId: string,
+    id: string,
+    code: string,
+  ): Promise<Payment | 'not_found' | 'not_awaiting_sca' | 'wrong_code' | 'locked'> {
+    const payment = await findPayment(this.#db, id);
+    if (!payment || payment.customerId !== customerId) return 'not_found';
+    if (payment.status !== 'awaiting_sca' || this.#scaExpired(payment)) return 'not_awaiting_sca';
+    const answer = await this.#secondFactor.confirmWithSecondFactor(customerId, code);
+    if (answer !== 'confirmed') return answer;
+    const released = await transitionPayment(this.#db, id, ['awaiting_sca'], 'received', null, this.#now(), {
+      type: 'payment.confirmed',
+      payload: { paymentId: id, status: 'received', customerId },
+    });
+    if (!released) return 'not_awaiting_sca';
+    return this.#view(await this.#executeStored(released));
+  }
+
+  /** The customer declines a held payment: nothing moves. */
+  async cancelHeld(customerId: string, id: string): Promise<Payment | 'not_found' | 'not_awaiting_sca'> {
+    const payment = await findPayment(this.#db, id);
+    if (!payment || payment.customerId !== customerId) return 'not_found';
+    const moved = await transitionPayment(
+      this.#db,
+      id,
+      ['awaiting_sca'],
+      'rejected',
+      'cancelled_by_customer',
+      this.#now(),
+      this.#event(payment, 'rejected', 'cancelled_by_customer'),
+    );
+    return moved ? this.#view(moved) : 'not_awaiting_sca';
+  }
+
+  #scaExpired(payment: StoredPayment): boolean {
+    return this.#now().getTime() - payment.updatedAt.getTime() > SCA_WINDOW_MS;
+  }
+
   /** Finishes payments whose process died between a step's record and its money movement. */
   async recover(): Promise<number> {
     const staleBefore = new Date(this.#now().getTime() - STALE_CLAIM_MS);
+    // A held payment nobody confirmed in time lapses; nothing moved.
+    const scaBefore = new Date(this.#now().getTime() - SCA_WINDOW_MS);
+    for (const payment of await listPayments(this.#db, 'awaiting_sca', undefined, scaBefore, 100)) {
+      await this.#transition(payment, ['awaiting_sca'], 'rejected', 'sca_expired');
+    }
     for (const payment of await listPayments(this.#db, 'returning', 'domestic', staleBefore, 100)) {
       // Where it was returned from is the status before `returning` in its history.
       const from = payment.statusHistory.at(-2)?.status === 'settled' ? 'settled' : 'accepted';

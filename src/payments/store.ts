@@ -2,6 +2,7 @@ import type { Sql } from '../db/db.ts';
 
 export type PaymentStatus =
   | 'received'
+  | 'awaiting_sca'
   | 'accepted'
   | 'settling'
   | 'settled'

@@ -21,8 +21,9 @@ create table payments (
   amount bigint not null check (amount > 0),
   reference text,
   -- settling and returning are claims: the one worker that moved a payment there moves its money next.
-  status text not null
-    check (status in ('received', 'accepted', 'settling', 'settled', 'returning', 'rejected', 'returned')),
+  -- awaiting_sca: held by the fraud rules until the customer confirms it with a one-time code.
+  status text not null check (status in
+    ('received', 'awaiting_sca', 'accepted', 'settling', 'settled', 'returning', 'rejected', 'returned')),
   rejection_code text,
   -- Every status the payment went through, with its time: [{ status, at, code? }].
   status_history jsonb not null,
