@@ -133,6 +133,14 @@ function checkAmount({ amount, currency }: { amount: string; currency: string })
   return parsed;
 }
 
+/** Amounts carry exactly the currency's ISO 4217 decimals ("10.50" EUR, "1050" JPY). */
+function checkScale(amount: ParsedAmount, currency: string): void {
+  const exponent = currencyExponent(currency);
+  if (amount.scale !== exponent) {
+    throw new Problem('amount_scale_mismatch', `${currency} amounts have ${exponent} decimals`);
+  }
+}
+
 const header = (request: FastifyRequest, name: string) => {
   const value = request.headers[name];
   return typeof value === 'string' && value.length <= 512 ? value : undefined;
@@ -261,12 +269,7 @@ export function registerPaymentRoutes(
       const parsed = checkAmount(request.body.instructedAmount);
       if (currency !== account.currency)
         throw new Problem('currency_mismatch', `the account is in ${account.currency}`);
-      if (parsed.scale !== currencyExponent(currency)) {
-        throw new Problem(
-          'amount_scale_mismatch',
-          `${currency} amounts have ${currencyExponent(currency)} decimals`,
-        );
-      }
+      checkScale(parsed, currency);
       return { fundsAvailable: await payments.fundsAvailable(account, parsed.minor) };
     },
   );
@@ -400,12 +403,7 @@ export function registerPaymentOperatorRoutes(
         const key = readIdempotencyKey(request.headers['idempotency-key'], true);
         const { currency } = request.body.instructedAmount;
         const parsed = checkAmount(request.body.instructedAmount);
-        if (parsed.scale !== currencyExponent(currency)) {
-          throw new Problem(
-            'amount_scale_mismatch',
-            `${currency} amounts have ${currencyExponent(currency)} decimals`,
-          );
-        }
+        checkScale(parsed, currency);
         const outcome = await payments.receiveIncoming(key, {
           creditorIban: request.body.creditorIban,
           amount: parsed,
