@@ -42,6 +42,9 @@ export function bankIdentityProblem(bank: BankIdentity): string | undefined {
 
 export const isIban = (text: string) => isValidIBAN(text);
 
+/** The electronic format (ISO 13616): no spaces, upper case. What is stored, compared and indexed. */
+export const normaliseIban = (iban: string) => iban.replace(/\s+/g, '').toUpperCase();
+
 /** `GB** **** **** **** **5678`: enough for the customer to recognise the account, no more. */
 export function maskIban(iban: string): string {
   return `${iban.slice(0, 2)}${'*'.repeat(Math.max(0, iban.length - 6))}${iban.slice(-4)}`;

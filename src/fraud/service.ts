@@ -4,9 +4,11 @@
 //
 // One screening is one read (the rule set's version and the customer's history, src/fraud/store.ts) and
 // one write (the screening, and its case when there is one), with the rules evaluated in memory between.
+
 import { createHash } from 'node:crypto';
 import { isValidIBAN } from 'ibantools';
 import { v7 as uuidv7 } from 'uuid';
+import { normaliseIban } from '../accounts/iban.ts';
 import type { Db, Sql } from '../db/db.ts';
 import type { FieldError } from '../http/problems.ts';
 import {
@@ -76,8 +78,6 @@ interface CachedRules {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export const normaliseIban = (iban: string) => iban.replace(/\s+/g, '').toUpperCase();
 
 /**
  * The device a payment came from, as a hash: the app's device id when it sent one, else the browser's user

@@ -29,7 +29,14 @@ import {
   type StoredOrder,
 } from './orders-store.ts';
 import { type Frequency, formatDate, nthRun, parseDate, type Schedule } from './schedule.ts';
-import type { Initiator, PaymentInstruction, PaymentProblem, Payments } from './service.ts';
+import {
+  ConsentNoLongerActive,
+  type Initiator,
+  idempotencyScopeOf,
+  type PaymentInstruction,
+  type PaymentProblem,
+  type Payments,
+} from './service.ts';
 
 export const ORDERS_PAGE_MAX = 100;
 // Bounds on what one order may ask and one scheduler pass may do.
@@ -68,8 +75,6 @@ export type OrderProblem = PaymentProblem | 'invalid_schedule';
 export type CreateOrderOutcome =
   | { ok: true; order: PaymentOrder; replayed: boolean }
   | { ok: false; code: OrderProblem | 'consent_not_active'; detail?: string };
-
-class ConsentNoLongerActive extends Error {}
 
 export class PaymentOrders {
   readonly #db: Db;
@@ -116,10 +121,7 @@ export class PaymentOrders {
     instruction: OrderInstruction,
   ): Promise<CreateOrderOutcome> {
     if (initiator.kind === 'order') throw new Error('orders are not created by orders');
-    const scope =
-      initiator.kind === 'app'
-        ? `app:${initiator.clientId}:${initiator.customerId}`
-        : `customer:${initiator.customerId}`;
+    const scope = idempotencyScopeOf(initiator);
     const hash = requestHash(instruction);
     const existing = await findOrderByKey(this.#db, scope, key);
     if (existing) {

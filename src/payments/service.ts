@@ -8,6 +8,7 @@
 //   refused by the ledger (insufficient funds) or by the accounts' state:  received -> rejected (with a code)
 import { isValidIBAN } from 'ibantools';
 import { v7 as uuidv7 } from 'uuid';
+import { normaliseIban } from '../accounts/iban.ts';
 import type { Accounts } from '../accounts/service.ts';
 import type { BankAccount } from '../accounts/store.ts';
 import type { Consents } from '../consents/service.ts';
@@ -97,8 +98,6 @@ export type InitiateOutcome =
   | { ok: true; payment: Payment; replayed: boolean }
   | { ok: false; code: PaymentProblem; detail?: string };
 
-const normaliseIban = (iban: string) => iban.replace(/\s+/g, '').toUpperCase();
-
 /** Dynamic linking (PSD2 RTS Art. 5): the payment must be exactly the one the customer authorised. */
 function mismatchWithConsent(
   consent: Consent,
@@ -132,8 +131,15 @@ function decisionOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator
   return verdict === 'step_up' && initiator.kind === 'customer' ? 'hold' : 'go';
 }
 
-// Thrown inside the recording transaction to roll it back when the consent was revoked meanwhile.
-class ConsentNoLongerActive extends Error {}
+/** Whose Idempotency-Keys these are. An app's keys are its own per customer: the same key and body for
+ * another customer is another payment. */
+export function idempotencyScopeOf(initiator: Initiator): string {
+  if (initiator.kind === 'app') return `app:${initiator.clientId}:${initiator.customerId}`;
+  return initiator.kind === 'order' ? `order:${initiator.orderId}` : `customer:${initiator.customerId}`;
+}
+
+/** Thrown inside a recording transaction to roll it back when the consent was revoked meanwhile. */
+export class ConsentNoLongerActive extends Error {}
 
 export class Payments {
   readonly #db: Db;
@@ -182,13 +188,7 @@ export class Payments {
     instruction: PaymentInstruction,
     context?: ScreeningInput['context'],
   ): Promise<InitiateOutcome> {
-    const scope =
-      // An app's keys are its own per customer: the same key and body for another customer is another payment.
-      initiator.kind === 'app'
-        ? `app:${initiator.clientId}:${initiator.customerId}`
-        : initiator.kind === 'order'
-          ? `order:${initiator.orderId}`
-          : `customer:${initiator.customerId}`;
+    const scope = idempotencyScopeOf(initiator);
     const hash = requestHash(instruction);
     const existing = await findPaymentByKey(this.#db, scope, key);
     if (existing) return this.#replay(existing, hash);
