@@ -2,7 +2,6 @@ import { arrayLiteral, type Sql } from '../db/db.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import type {
   Account,
-  Entry,
   EntryDetail,
   EntryFilter,
   LedgerErrorCode,

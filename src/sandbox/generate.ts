@@ -930,7 +930,7 @@ function external(currency: Currency): string {
 }
 
 function planOpeningDeposits(planner: Planner, customers: readonly Customer[], fromMs: number): void {
-  for (const { person, habits, random } of customers) {
+  for (const { habits, random } of customers) {
     const deposit = (account: number, baseMinor: bigint, minEuros: number, maxEuros: number) =>
       planner.add(fromMs, {
         from: EXTERNAL,
