@@ -148,12 +148,13 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerAppAdminRoutes(app, apps, parts.adminToken);
   const meter = new Meter({ db: parts.db });
   registerPlanRoutes(app, { plans, apps, developers, meter }, parts.adminToken);
-  app.addHook('onResponse', async (request, reply) => {
-    if (!request.product || !request.access) return;
-    const labels = { app: request.access.clientId, product: request.product };
-    meter.record(labels.app, labels.product, reply.statusCode, reply.elapsedTime, new Date());
-    metrics.apiCalls.inc({ ...labels, status: String(reply.statusCode) });
-    metrics.apiLatency.observe(labels, reply.elapsedTime / 1000);
+  app.addHook('onResponse', (request, reply, done) => {
+    if (request.product && request.access) {
+      const { clientId } = request.access;
+      meter.record(clientId, request.product, reply.statusCode, reply.elapsedTime, new Date());
+      metrics.apiCall(clientId, request.product, reply.statusCode, reply.elapsedTime / 1000);
+    }
+    done();
   });
   if (!parts.oauth) return { app, ledger, apps, plans, meter, webhooks };
   const mode = parts.mode ?? 'sandbox';

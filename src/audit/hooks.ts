@@ -69,9 +69,9 @@ export function auditProviderCalls(audit: AuditLog, fingerprint: (body: unknown)
  * brute-forced from the audit table.
  */
 export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body: unknown) => string): void {
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    if (UNAUDITED.has(route)) return;
+    if (UNAUDITED.has(route)) return done();
     const consents = request.access?.consents.map((consent) => consent.id) ?? [];
     audit.record({
       at: new Date(),
@@ -88,5 +88,6 @@ export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body:
       requestId: String(request.id),
       bodyHash: request.body === undefined || request.body === null ? null : fingerprint(request.body),
     });
+    done();
   });
 }

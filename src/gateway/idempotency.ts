@@ -33,8 +33,7 @@ function callerScope(request: FastifyRequest): string | undefined {
 }
 
 export function registerIdempotency(app: App, db: Db): void {
-  app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (!request.routeOptions.config?.idempotent) return;
+  async function claim(request: FastifyRequest, reply: FastifyReply) {
     const key = readIdempotencyKey(request.headers['idempotency-key'], false);
     const scope = callerScope(request);
     if (key === undefined || scope === undefined) return;
@@ -76,9 +75,9 @@ export function registerIdempotency(app: App, db: Db): void {
       .header('idempotent-replayed', 'true')
       .type('application/json')
       .send(JSON.stringify(stored.response));
-  });
+  }
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  async function store(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
     const claim = request.idempotency;
     if (!claim) return payload;
     if (reply.statusCode >= 400) {
@@ -99,5 +98,15 @@ export function registerIdempotency(app: App, db: Db): void {
       ],
     );
     return payload;
+  }
+
+  // Only the routes marked idempotent get the hooks: every other call skips them entirely.
+  app.addHook('onRoute', (route) => {
+    if (!route.config?.idempotent) return;
+    route.preHandler = [...hooksOf(route.preHandler), claim];
+    route.onSend = [...hooksOf(route.onSend), store];
   });
 }
+
+const hooksOf = <T>(hooks: T | T[] | undefined): T[] =>
+  hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks];

@@ -48,7 +48,7 @@ export function registerConventions(app: App, options: ConventionOptions): void 
     maxAge: 600,
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
     reply.header('x-frame-options', 'DENY');
@@ -61,5 +61,6 @@ export function registerConventions(app: App, options: ConventionOptions): void 
       reply.header('sunset', deprecation.sunset.toUTCString());
       if (deprecation.link) reply.header('link', `<${deprecation.link}>; rel="deprecation"`);
     }
+    done();
   });
 }

@@ -9,9 +9,26 @@ import type { App } from './app.ts';
 export interface Metrics {
   readonly registry: client.Registry;
   readonly rejections: client.Counter<'reason'>;
-  /** Calls through the gateway by app and product. */
-  readonly apiCalls: client.Counter<'app' | 'product' | 'status'>;
-  readonly apiLatency: client.Histogram<'app' | 'product'>;
+  /** Counts a call through the gateway by app, product and status, with its latency. */
+  apiCall(app: string, product: string, status: number, seconds: number): void;
+}
+
+/**
+ * prom-client finds a series by hashing its labels object, sorting the keys, on every update. The label
+ * sets here are few (route templates, statuses, apps), so each series is looked up once and kept by a
+ * plain string key.
+ */
+function seriesCache<T>(make: (values: string[]) => T): (...values: string[]) => T {
+  const series = new Map<string, T>();
+  return (...values) => {
+    const key = values.join('\u0000');
+    let found = series.get(key);
+    if (!found) {
+      found = make(values);
+      series.set(key, found);
+    }
+    return found;
+  };
 }
 
 export function registerMetrics(app: App, db: Db): Metrics {
@@ -44,15 +61,20 @@ export function registerMetrics(app: App, db: Db): Metrics {
   pool('db_pool_connections_busy', 'Database connections running a query', (s) => s.busy);
   pool('db_pool_waiting', 'Database operations waiting for a connection', (s) => s.waiting);
 
-  app.addHook('onResponse', async (request, reply) => {
+  const requestSeries = seriesCache((values) => ({
+    count: requests.labels(...values),
+    latency: latency.labels(...values),
+  }));
+  app.addHook('onResponse', (request, reply, done) => {
     // The route template, never the raw URL: ids in paths would make unbounded label sets.
-    const labels = {
-      method: request.method,
-      route: request.routeOptions.url ?? 'unmatched',
-      status: String(reply.statusCode),
-    };
-    requests.inc(labels);
-    latency.observe(labels, reply.elapsedTime / 1000);
+    const series = requestSeries(
+      request.method,
+      request.routeOptions.url ?? 'unmatched',
+      String(reply.statusCode),
+    );
+    series.count.inc();
+    series.latency.observe(reply.elapsedTime / 1000);
+    done();
   });
   app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) =>
     reply.type(registry.contentType).send(await registry.metrics()),
@@ -77,7 +99,19 @@ export function registerMetrics(app: App, db: Db): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  return { registry, rejections, apiCalls, apiLatency };
+  const callSeries = seriesCache(([app, product, status]) => ({
+    count: apiCalls.labels(app as string, product as string, status as string),
+    latency: apiLatency.labels(app as string, product as string),
+  }));
+  return {
+    registry,
+    rejections,
+    apiCall(app, product, status, seconds) {
+      const series = callSeries(app, product, String(status));
+      series.count.inc();
+      series.latency.observe(seconds);
+    },
+  };
 }
 
 /** Audit chain length and records lost to a full buffer (should stay 0). */
