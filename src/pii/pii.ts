@@ -39,6 +39,7 @@ export const ENCRYPTED_COLUMNS: readonly { table: string; columns: readonly stri
   { table: 'payments', columns: ['creditor_name_enc'] },
   { table: 'webhook_endpoints', columns: ['secret_enc', 'previous_secret_enc'] },
   { table: 'payment_orders', columns: ['creditor_name_enc'] },
+  { table: 'idempotency_keys', columns: ['response_enc'] },
 ];
 
 export const fieldContext = (table: string, column: string, id: string) => `${table}.${column}:${id}`;
