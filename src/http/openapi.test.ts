@@ -8,12 +8,20 @@ import { generateOAuthKeys } from '../oauth/keys.ts';
 import { testPii } from '../testing/pii.ts';
 import type { App } from './app.ts';
 
+interface DocumentedResponse {
+  readonly description: string;
+  readonly content?: Record<string, { schema?: object }>;
+}
+
 describe('API reference', () => {
   let db: Db;
   let app: App;
   let document: {
     openapi: string;
-    paths: Record<string, Record<string, { security?: unknown[]; responses: Record<string, unknown> }>>;
+    paths: Record<
+      string,
+      Record<string, { security?: unknown[]; responses: Record<string, DocumentedResponse> }>
+    >;
   };
 
   before(async () => {
@@ -55,9 +63,52 @@ describe('API reference', () => {
     assert.ok(transfer?.responses['4XX'] && transfer.responses['5XX']);
     assert.deepEqual(document.paths['/v1/consents']?.post?.security, [{ accessToken: [] }]);
     assert.equal(document.paths['/v1/developers']?.post?.security, undefined, 'signing up needs no token');
-    for (const hidden of ['/oauth/*', '/interaction/{uid}', '/metrics', '/me/consents']) {
+    for (const hidden of ['/oauth/*', '/interaction/{uid}', '/metrics', '/me/consents', '/open-account']) {
       assert.equal(document.paths[hidden], undefined, `${hidden} is not part of the JSON API`);
     }
+  });
+
+  // Fastify serialises a response through its schema, so the schema is also what the reference promises.
+  it('gives every operation a schema for each success it answers with', () => {
+    const lacking: string[] = [];
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        const name = `${method.toUpperCase()} ${path}`;
+        const successes = Object.entries(operation.responses).filter(([status]) => status.startsWith('2'));
+        if (successes.length === 0) lacking.push(`${name}: no success response`);
+        for (const [status, response] of successes) {
+          if (status === '204') {
+            if (response.content) lacking.push(`${name} ${status}: a body on No Content`);
+            continue;
+          }
+          const media = Object.entries(response.content ?? {});
+          if (media.length === 0) lacking.push(`${name} ${status}: no schema`);
+          for (const [type, { schema }] of media) {
+            if (!schema || Object.keys(schema).length === 0)
+              lacking.push(`${name} ${status} ${type}: empty schema`);
+          }
+        }
+      }
+    }
+    assert.deepEqual(lacking, []);
+  });
+
+  it('documents what a success answers with', () => {
+    const json = (path: string, method: string, status: string) =>
+      document.paths[path]?.[method]?.responses[status]?.content?.['application/json']?.schema;
+    const payment = json('/v1/payments/{id}', 'get', '200') as { properties?: Record<string, unknown> };
+    for (const property of ['id', 'status', 'instructedAmount', 'statusHistory', 'createdAt']) {
+      assert.ok(payment?.properties?.[property], `a payment has ${property}`);
+    }
+    assert.ok(json('/v1/payments', 'post', '201'), 'a new payment is a 201 with the payment');
+    assert.deepEqual(
+      Object.keys(
+        document.paths['/v1/accounts/{id}/statements/{month}']?.get?.responses['200']?.content ?? {},
+      ),
+      ['application/json', 'text/csv', 'application/pdf'],
+    );
+    const deleted = document.paths['/v1/apps/{id}']?.delete?.responses['204'];
+    assert.ok(deleted && deleted.content === undefined, 'a deletion answers 204 without a body');
   });
 
   it('serves an interactive reference at /docs', async () => {

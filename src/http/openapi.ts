@@ -35,7 +35,14 @@ function securityOf(url: string): Record<string, string[]>[] | undefined {
 }
 
 // Served by oidc-provider (documented by its own discovery document) or HTML pages, not the JSON API.
-const HIDDEN = [/^\/oauth\//, /^\/\.well-known\//, /^\/interaction\//, /^\/me\//, /^\/metrics$/];
+const HIDDEN = [
+  /^\/oauth\//,
+  /^\/\.well-known\//,
+  /^\/interaction\//,
+  /^\/me\//,
+  /^\/open-account$/,
+  /^\/metrics$/,
+];
 
 export function registerOpenApi(app: App, options: { publicUrl?: string }): void {
   app.register(swagger, {
