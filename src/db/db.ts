@@ -142,8 +142,27 @@ async function openPostgres(url: string, options: DbOptions): Promise<Db> {
     transaction: (work) =>
       track(() =>
         withRetries(async () => {
-          const result = await client.begin((tx) => work(wrap(tx)));
-          return result as Awaited<ReturnType<typeof work>>;
+          // BEGIN is not awaited on its own: postgres.js writes the queries issued in one turn of the event
+          // loop together, so BEGIN leaves with the transaction's first statements, one round trip fewer.
+          // One connection runs them in order, and a failed BEGIN fails the statements behind it.
+          const reserved = await client.reserve();
+          try {
+            const begun = reserved.unsafe('begin').execute();
+            let result: Awaited<ReturnType<typeof work>>;
+            try {
+              result = await work(wrap(reserved));
+              await begun;
+            } catch (error) {
+              await begun.catch(() => {});
+              // A connection too broken to roll back is closed by postgres.js; the first error is the one to tell.
+              await reserved.unsafe('rollback').catch(() => {});
+              throw error;
+            }
+            await reserved.unsafe('commit');
+            return result;
+          } finally {
+            reserved.release();
+          }
         }),
       ),
     session: (work) =>

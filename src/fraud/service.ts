@@ -148,7 +148,10 @@ export class FraudScreening {
     // One customer's screenings one at a time, until the payment commits: otherwise a burst of parallel
     // payments would each read a history without the others, and slip under the velocity limits together.
     // (PGlite is one connection: its transactions already run one at a time.)
-    if (this.#db.kind === 'postgres') await lockCustomerHistory(on, input.customerId);
+    // The lock and the history read leave together (one round trip); the connection runs them in order, so
+    // the read sees every screening committed before the lock was granted.
+    const locked = this.#db.kind === 'postgres' ? lockCustomerHistory(on, input.customerId) : undefined;
+    locked?.catch(() => {}); // awaited below; a failure then, not an unhandled rejection meanwhile
     const creditorIban = normaliseIban(input.creditorIban);
     const deviceKey = deviceKeyOf(input.context);
     const query = (plan: HistoryPlan) => ({
@@ -161,7 +164,7 @@ export class FraudScreening {
     });
     let rules = this.#cached ?? (await this.#reload(on));
     let plan = planHistory(rules.rules, input);
-    let read = await readHistory(on, query(plan));
+    let [read] = await Promise.all([readHistory(on, query(plan)), locked]);
     // The rule set changed since it was cached: take the new one, and read again only if it needs other
     // history. Evaluated with `rules`, recorded with `rules.version`, whatever changes meanwhile.
     if (read.rulesVersion !== rules.version) {
