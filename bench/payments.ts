@@ -36,6 +36,7 @@ import {
   runLoad,
   SECONDS,
   signUpDeveloper,
+  spawnCli,
   startServer,
   truncate,
   WARMUP_SECONDS,
@@ -48,7 +49,11 @@ const TARGET_P99_MS = 50;
 // Consents for the app's run: enough for twice the target over warm-up and window. A faster server runs out
 // and says so (errors), rather than measuring something else.
 const CONSENTS = 2 * TARGET_PER_S * (SECONDS + WARMUP_SECONDS);
-// The sandbox's generated customers (s1-customer0001 … 0020) share one published password.
+// The app's payers: generated sandbox customers (seed 7), many, as a bank's payments come from many
+// customers. Twenty payers would each pay a hundred times a second, and each payment's fraud screening
+// would read a history no real customer has.
+const APP_PAYERS = 1000;
+// The signed-in customers: the sandbox's own (s1-customer0001 … 0020), who share one published password.
 const PAYERS = Array.from({ length: 20 }, (_, i) => `s1-customer${String(i + 1).padStart(4, '0')}`);
 const CREDITOR = { name: 'Other Bank Customer', iban: 'DE89370400440532013000' };
 
@@ -261,6 +266,34 @@ async function authorisedConsents(
   return tokens;
 }
 
+/** Generated customers and their current accounts, seeded by the CLI as `npm start` seeds its own. */
+async function appPayers(database: Database, admin: postgres.Sql, schema: string): Promise<Payer[]> {
+  const started = performance.now();
+  const seed = spawnCli(['sandbox', 'seed', '--customers', String(APP_PAYERS), '--seed', '7'], {
+    ...process.env,
+    ...database.env,
+    APIBANK_MODE: 'sandbox',
+  });
+  const code = await new Promise<number | null>((resolve) => seed.child.once('exit', resolve));
+  if (code !== 0) throw new Error(`sandbox seed failed (${code}): ${seed.lines.join('\n')}`);
+  // A personal customer's login id is the customer's id: the subject of their tokens.
+  const rows = await admin.unsafe<{ customer_id: string; account_id: string; currency: string }[]>(
+    `select distinct on (l.id) l.id::text as customer_id, a.id::text as account_id, a.currency
+       from ${schema}.customer_logins l join ${schema}.bank_accounts a on a.customer_id = l.id
+      where l.username like 's7-%' and a.product = 'current' and a.status = 'active'
+      order by l.id, a.id`,
+  );
+  console.log(
+    `${format(rows.length)} payers seeded in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  return rows.map((row) => ({
+    cookie: '',
+    customerId: row.customer_id,
+    accountId: row.account_id,
+    currency: row.currency,
+  }));
+}
+
 async function bench(database: Database, admin?: { sql: postgres.Sql; schema: string }): Promise<string[][]> {
   const server = await startServer(database, ADMIN_TOKEN);
   try {
@@ -285,16 +318,13 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
     };
 
     if (admin) {
-      // A personal customer's login id is the customer's id: the subject of their tokens.
-      const ids = await admin.sql.unsafe<{ username: string; id: string }[]>(
-        `select username, id::text as id from ${admin.schema}.customer_logins where username = any($1)`,
-        [PAYERS],
+      const consents = await authorisedConsents(
+        server.origin,
+        database,
+        admin.sql,
+        admin.schema,
+        await appPayers(database, admin.sql, admin.schema),
       );
-      const withIds = payers.map((payer, i) => ({
-        ...payer,
-        customerId: ids.find((row) => row.username === PAYERS[i])?.id ?? '',
-      }));
-      const consents = await authorisedConsents(server.origin, database, admin.sql, admin.schema, withIds);
       let next = 0;
       const paid = await pay(server.origin, 'app under consents', () => {
         const consent = consents[next++];

@@ -142,7 +142,15 @@ describe('apibank command', () => {
     const customers = await db.query<{ username: string }>('select username from customer_logins');
     const usernames = customers.map((row) => row.username);
     assert.ok(usernames.includes('alice') && usernames.includes('bob'), usernames.join());
-    assert.equal(usernames.length, 22, 'two documented customers and twenty generated ones');
+    assert.ok(
+      usernames.includes('northwind-maker') && usernames.includes('northwind-checker'),
+      usernames.join(),
+    );
+    assert.equal(
+      usernames.length,
+      24,
+      'two documented customers, the business with two users, twenty generated',
+    );
     await db.query('update ledger_accounts set debits_posted = debits_posted + 1 where id = $1', [
       customer.id,
     ]);

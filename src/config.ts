@@ -46,6 +46,8 @@ export interface Config {
   readonly rateLimitOnRedisFailure: 'open' | 'closed';
   /** Browser origins allowed to call the API (CORS); empty: none. */
   readonly corsOrigins: readonly string[];
+  /** FX mid rates (APIBANK_FX_RATES): `sandbox` (the shipped, invented rates) or a rates file's path. */
+  readonly fxRates: string;
 }
 
 /** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
@@ -184,6 +186,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     redisUrl,
     rateLimitOnRedisFailure: onRedisFailure === 'closed' ? 'closed' : 'open',
     corsOrigins,
+    // Read and checked at start (fx/rate-source.ts loadRateSource), which refuses the sandbox's in production.
+    fxRates:
+      !env.APIBANK_FX_RATES || env.APIBANK_FX_RATES === 'sandbox' ? 'sandbox' : resolve(env.APIBANK_FX_RATES),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

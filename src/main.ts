@@ -29,6 +29,9 @@ import { registerDeveloperRoutes } from './developers/routes.ts';
 import { Developers } from './developers/service.ts';
 import { registerFraudRoutes } from './fraud/routes.ts';
 import { FraudScreening } from './fraud/service.ts';
+import { loadRateSource, type RateSource, sandboxRateSource } from './fx/rate-source.ts';
+import { registerFxOperatorRoutes, registerFxRoutes } from './fx/routes.ts';
+import { Fx } from './fx/service.ts';
 import { createGateway } from './gateway/gateway.ts';
 import { registerIdempotency } from './gateway/idempotency.ts';
 import { Meter } from './gateway/metering.ts';
@@ -46,6 +49,10 @@ import { loadScreeningLists, Screener } from './kyc/screening.ts';
 import { BankLedgerAccounts } from './ledger/bank-accounts.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
+import { registerLoyaltyOperatorRoutes, registerPointsRoutes } from './loyalty/routes.ts';
+import { Loyalty } from './loyalty/service.ts';
+import { registerMandateRoutes } from './mandates/routes.ts';
+import { Mandates } from './mandates/service.ts';
 import { pruneOAuthPayloads } from './oauth/adapter.ts';
 import { loadOAuthKeys, type OAuthKeys, publicJwks } from './oauth/keys.ts';
 import { apiResource, createProvider } from './oauth/provider.ts';
@@ -61,6 +68,8 @@ import { Onboarding } from './onboarding/service.ts';
 import { PaymentOrders } from './payments/orders.ts';
 import { registerPaymentOperatorRoutes, registerPaymentRoutes } from './payments/routes.ts';
 import { Payments } from './payments/service.ts';
+import { registerPayoutRoutes } from './payouts/routes.ts';
+import { Payouts } from './payouts/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
@@ -88,6 +97,8 @@ export interface AppParts {
   readonly bank?: BankIdentity;
   /** Currencies accounts open in; default: DEFAULT_CURRENCIES. */
   readonly currencies?: readonly string[];
+  /** Where FX mid rates come from; default: the sandbox's invented rates. */
+  readonly rates?: RateSource;
   readonly logger?: Logger;
   readonly now?: () => Date;
 }
@@ -106,8 +117,12 @@ export interface BuiltApp {
   readonly accounts?: Accounts;
   readonly onboarding?: Onboarding;
   readonly payments?: Payments;
+  readonly fx?: Fx;
   readonly fraud?: FraudScreening;
   readonly orders?: PaymentOrders;
+  readonly payouts?: Payouts;
+  readonly mandates?: Mandates;
+  readonly loyalty?: Loyalty;
   readonly audit?: AuditLog;
   readonly gateway?: ReturnType<typeof createGateway>;
   readonly plans: Plans;
@@ -133,7 +148,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerOpenApi(app, parts.oauth ? { publicUrl: parts.oauth.issuer } : {});
   registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
   const metrics = registerMetrics(app, parts.db);
-  registerIdempotency(app, parts.db);
+  registerIdempotency(app, parts.db, pii);
   // Routes are registered inside child contexts, which load after the OpenAPI plugin, so it sees them all.
   scoped(app, (scope) => registerHealth(scope, parts.db));
   // The operator API lives in its own encapsulated context: its auth hook never reaches health or metrics.
@@ -170,18 +185,42 @@ export function buildApp(parts: AppParts): BuiltApp {
     ...clock,
   });
   const fraud = new FraudScreening({ db: parts.db, ...clock });
+  const bankAccounts = new BankLedgerAccounts(parts.db, ledger);
+  const fx = new Fx({
+    db: parts.db,
+    ledger,
+    bankAccounts,
+    accounts,
+    customers,
+    pii,
+    rates: parts.rates ?? sandboxRateSource(),
+    ...clock,
+  });
+  const loyalty = new Loyalty({ db: parts.db, ledger, bankAccounts, ...clock });
   const payments = new Payments({
     db: parts.db,
     fraud,
+    fx,
+    loyalty,
     secondFactor: customerAuth,
     ledger,
-    bankAccounts: new BankLedgerAccounts(parts.db, ledger),
+    bankAccounts,
     accounts,
     consents,
     pii,
     ...clock,
   });
   const orders = new PaymentOrders({ db: parts.db, payments, consents, pii, ...clock });
+  const payouts = new Payouts({
+    db: parts.db,
+    ledger,
+    bankAccounts: new BankLedgerAccounts(parts.db, ledger),
+    accounts,
+    customers,
+    pii,
+    ...clock,
+  });
+  const mandates = new Mandates({ db: parts.db, consents, payments, accounts, ledger, ...clock });
   const onboarding = new Onboarding({
     db: parts.db,
     pii,
@@ -229,9 +268,12 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
+  registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
     registerPaymentRoutes(scope, { payments, orders, accounts, auth: customerAuth }, gateway);
+    registerFxRoutes(scope, { fx, payments, auth: customerAuth }, gateway);
+    registerMandateRoutes(scope, { mandates, auth: customerAuth }, gateway);
     registerAccountRoutes(scope, accounts, {
       prefix: '/v1/accounts',
       onRequest: gateway('accounts', 'accounts'),
@@ -242,14 +284,30 @@ export function buildApp(parts: AppParts): BuiltApp {
       onRequest: [customerSession(customerAuth)],
       scopeOf: (request) => scopeOfCustomer(request.customerId as string),
     });
+    registerPointsRoutes(
+      scope,
+      { loyalty, accounts },
+      { prefix: '/v1/accounts', onRequest: gateway('accounts', 'accounts'), scopeOf: scopeOfAccess },
+    );
+    registerPointsRoutes(
+      scope,
+      { loyalty, accounts },
+      {
+        prefix: '/v1/me/accounts',
+        onRequest: [customerSession(customerAuth)],
+        scopeOf: (request) => scopeOfCustomer(request.customerId as string),
+      },
+    );
   });
   registerOnboardingPages(app, { onboarding, accounts, logins: customerAuth });
   registerKycReviewRoutes(app, onboarding, parts.adminToken);
   registerAccountAdminRoutes(app, accounts, parts.adminToken);
   registerAccountPages(app, accounts, customerAuth);
   registerPaymentOperatorRoutes(app, payments, { adminToken: parts.adminToken, sandbox: mode === 'sandbox' });
+  registerFxOperatorRoutes(app, fx, { adminToken: parts.adminToken, sandbox: mode === 'sandbox' });
   registerAuditRoutes(app, audit, parts.adminToken);
   registerFraudRoutes(app, fraud, parts.adminToken);
+  registerLoyaltyOperatorRoutes(app, loyalty, parts.adminToken);
   auditGauges(metrics.registry, audit);
   return {
     app,
@@ -266,8 +324,12 @@ export function buildApp(parts: AppParts): BuiltApp {
     accounts,
     onboarding,
     payments,
+    fx,
     fraud,
     orders,
+    payouts,
+    mandates,
+    loyalty,
     audit,
     gateway,
   };
@@ -299,6 +361,9 @@ const METER_FLUSH_INTERVAL_MS = 10_000;
 // The scheme settles in cycles; the sandbox runs one a minute (operators can run one at any time).
 const SETTLEMENT_CYCLE_INTERVAL_MS = 60_000;
 const PAYMENT_RECOVERY_INTERVAL_MS = 10_000;
+// An approved payout batch starts within about a second; a batch whose process died is taken over once
+// its lease lapses (payouts/service.ts).
+const PAYOUT_EXECUTION_INTERVAL_MS = 1000;
 // Orders fall due by date: checking every minute pays each on its day, soon after midnight (UTC).
 const SCHEDULER_INTERVAL_MS = 60_000;
 const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
@@ -308,6 +373,8 @@ const WEBHOOK_DISPATCH_INTERVAL_MS = 1000;
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Config, logger: Logger): Promise<void> {
   const admin = resolveAdminToken(config);
+  // Before the database opens: a wrong rates setting stops the start at once.
+  const rates = loadRateSource(config.fxRates, config.mode);
   const db = await openConfiguredDb(config);
   const applied = await migrate(db);
   if (applied.length > 0) logger.info({ migrations: applied }, 'applied migrations');
@@ -334,7 +401,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
         ),
       )
     : new MemoryReplayGuard();
-  const { app, ledger, onboarding, payments, orders, audit, meter } = buildApp({
+  const { app, ledger, onboarding, payments, fx, orders, mandates, payouts, audit, meter } = buildApp({
     limiter,
     replay,
     corsOrigins: config.corsOrigins,
@@ -347,6 +414,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     screener: new Screener(await loadScreeningLists(config.screeningLists)),
     bank: config.bank,
     currencies: config.currencies,
+    rates,
   });
   if (
     config.mode === 'sandbox' &&
@@ -388,7 +456,16 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(WEBHOOK_DISPATCH_INTERVAL_MS, 'dispatching webhooks', () => webhookDispatcher.dispatchOnce()),
     every(PRUNE_INTERVAL_MS, 'pruning the webhook delivery log', () => webhookDispatcher.prune()),
     every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => payments?.settleCycle()),
+    every(PAYOUT_EXECUTION_INTERVAL_MS, 'executing payout batches', async () => payouts?.runDue()),
+    every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling payouts to other banks', async () =>
+      payouts?.settleCycle(),
+    ),
     every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted payments', async () => payments?.recover()),
+    every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted FX conversions', async () => fx?.recover()),
+    every(PRUNE_INTERVAL_MS, 'pruning unused FX quotes', async () => fx?.prune()),
+    every(PAYMENT_RECOVERY_INTERVAL_MS, 'recovering interrupted mandate charges and refunds', async () =>
+      mandates?.recover(),
+    ),
     every(SCHEDULER_INTERVAL_MS, 'paying scheduled payments and standing orders', async () =>
       orders?.runDue(),
     ),

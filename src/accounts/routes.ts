@@ -12,6 +12,18 @@ import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
+import {
+  Binary,
+  CurrencyCode,
+  DateOnly,
+  DateTime,
+  Decimal,
+  NextCursor,
+  Nullable,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, MINOR_MAX, parseAmount } from '../money.ts';
 import { maskIban } from './iban.ts';
 import { myAccountsPage } from './pages.ts';
@@ -84,6 +96,81 @@ const TransactionsQuery = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const AccountView = Type.Object(
+  {
+    id: Uuid,
+    name: Type.String(),
+    product: StringEnum(['current', 'savings']),
+    currency: CurrencyCode,
+    iban: Type.String({ description: 'Masked (GB**…5678) unless the consent grants details' }),
+    status: StringEnum(['active', 'frozen', 'closed']),
+    openedAt: DateTime,
+  },
+  { description: 'An account' },
+);
+const AccountPage = Type.Object(
+  { accounts: Type.Array(AccountView), nextCursor: NextCursor },
+  { description: 'Accounts' },
+);
+const BalancesView = Type.Object(
+  { accountId: Uuid, currency: CurrencyCode, booked: Decimal, available: Decimal, pending: Decimal },
+  { description: 'Booked, available (booked less holds) and pending balances' },
+);
+const TransactionPage = Type.Object(
+  {
+    transactions: Type.Array(
+      Type.Object({
+        id: Type.String({ description: 'The transfer id and the entry number' }),
+        transferId: Uuid,
+        bookedAt: DateTime,
+        direction: StringEnum(['credit', 'debit'], { description: 'credit is money in' }),
+        amount: Decimal,
+        balanceAfter: Decimal,
+        counterparty: Type.Object({ name: Nullable(Type.String()), iban: Nullable(Type.String()) }),
+        reference: Nullable(Type.String()),
+        category: Nullable(Type.String()),
+      }),
+    ),
+    nextCursor: NextCursor,
+  },
+  { description: 'Transactions, newest first' },
+);
+// The JSON form of Statement (statement-formats.ts), which the CSV and PDF forms render.
+const StatementView = Type.Object({
+  bank: Type.Object({ name: Type.String() }),
+  account: Type.Object({
+    id: Uuid,
+    iban: Type.String(),
+    name: Type.String(),
+    currency: CurrencyCode,
+    holderName: Type.String(),
+  }),
+  period: Type.Object({ month: Type.String({ pattern: MONTH }), from: DateOnly, to: DateOnly }),
+  openingBalance: Decimal,
+  closingBalance: Decimal,
+  totalCredits: Decimal,
+  totalDebits: Decimal,
+  lines: ReadonlyList(
+    Type.Object({
+      bookedAt: DateTime,
+      description: Type.String(),
+      category: Nullable(Type.String()),
+      direction: StringEnum(['credit', 'debit']),
+      amount: Decimal,
+      balance: Decimal,
+    }),
+  ),
+  generatedAt: DateTime,
+});
+const StatementResponse = {
+  description: 'The month, in the format asked for',
+  content: {
+    'application/json': { schema: StatementView },
+    'text/csv': { schema: Type.String() },
+    'application/pdf': { schema: Binary },
+  },
+};
 
 function accountJson(account: BankAccount, scope: AccountScope) {
   return {
@@ -176,6 +263,7 @@ export function registerAccountRoutes(
           },
           { additionalProperties: false },
         ),
+        response: { 200: AccountPage },
       },
     },
     async (request) => {
@@ -196,14 +284,18 @@ export function registerAccountRoutes(
     },
   );
 
-  app.get(`${prefix}/:id`, { onRequest, schema: { params: Type.Object({ id: Id }) } }, async (request) => {
-    const { account, scope } = await visibleAccount(request, request.params.id);
-    return accountJson(account, scope);
-  });
+  app.get(
+    `${prefix}/:id`,
+    { onRequest, schema: { params: Type.Object({ id: Id }), response: { 200: AccountView } } },
+    async (request) => {
+      const { account, scope } = await visibleAccount(request, request.params.id);
+      return accountJson(account, scope);
+    },
+  );
 
   app.get(
     `${prefix}/:id/balances`,
-    { onRequest, schema: { params: Type.Object({ id: Id }) } },
+    { onRequest, schema: { params: Type.Object({ id: Id }), response: { 200: BalancesView } } },
     async (request) => {
       const { account } = await visibleAccount(request, request.params.id, 'balances');
       const balances = await accounts.balances(account);
@@ -220,7 +312,14 @@ export function registerAccountRoutes(
 
   app.get(
     `${prefix}/:id/transactions`,
-    { onRequest, schema: { params: Type.Object({ id: Id }), querystring: TransactionsQuery } },
+    {
+      onRequest,
+      schema: {
+        params: Type.Object({ id: Id }),
+        querystring: TransactionsQuery,
+        response: { 200: TransactionPage },
+      },
+    },
     async (request) => {
       const { account } = await visibleAccount(request, request.params.id, 'transactions');
       const query: Static<typeof TransactionsQuery> = request.query;
@@ -261,6 +360,7 @@ export function registerAccountRoutes(
           },
           { additionalProperties: false },
         ),
+        response: { 200: StatementResponse },
       },
     },
     async (request, reply) => {
@@ -305,6 +405,7 @@ export function registerAccountAdminRoutes(app: App, accounts: Accounts, adminTo
             { status: Type.Union([Type.Literal('active'), Type.Literal('frozen'), Type.Literal('closed')]) },
             { additionalProperties: false },
           ),
+          response: { 200: AccountView },
         },
       },
       async (request) => {

@@ -17,6 +17,7 @@ import {
   bankAccountsByLedgerIds,
   findBankAccount,
   findBankAccountByIban,
+  findBankAccountsByIban,
   insertBankAccount,
   listBankAccounts,
   nextAccountSerial,
@@ -122,6 +123,11 @@ export class Accounts {
   /** An account of this bank by its IBAN (electronic format: no spaces, upper case). */
   findByIban(iban: string): Promise<BankAccount | undefined> {
     return findBankAccountByIban(this.#db, iban);
+  }
+
+  /** Many accounts of this bank by IBAN (electronic format) in one query: a payout file's payees. */
+  findByIbans(ibans: readonly string[]): Promise<BankAccount[]> {
+    return findBankAccountsByIban(this.#db, ibans);
   }
 
   /** The customer's account, or undefined when it is somebody else's: callers answer 404 either way. */

@@ -94,6 +94,14 @@ export async function findBankAccountByIban(sql: Sql, iban: string): Promise<Ban
   return row && fromRow(row);
 }
 
+export async function findBankAccountsByIban(sql: Sql, ibans: readonly string[]): Promise<BankAccount[]> {
+  if (ibans.length === 0) return [];
+  const rows = await sql.query<Row>('select * from bank_accounts where iban = any($1::text::text[])', [
+    arrayLiteral(ibans),
+  ]);
+  return rows.map(fromRow);
+}
+
 export async function bankAccountsByLedgerIds(
   sql: Sql,
   ledgerIds: readonly string[],

@@ -142,6 +142,44 @@ for (const database of testDatabases()) {
       );
     });
 
+    it('creates one app per Idempotency-Key, replays its answer with the secret, and stores that answer sealed', async () => {
+      const dev = await signUpAndLogIn();
+      const other = await signUpAndLogIn();
+      const create = (who: typeof dev, key: string, payload = newApp()) =>
+        app.inject({
+          method: 'POST',
+          url: '/v1/apps',
+          headers: { ...who.headers, 'idempotency-key': key },
+          payload,
+        });
+      const first = await create(dev, 'create-checkout-1');
+      assert.equal(first.statusCode, 201, first.body);
+      assert.equal(first.headers['idempotent-replayed'], undefined);
+      const again = await create(dev, 'create-checkout-1');
+      assert.equal(again.statusCode, 201);
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(again.json(), first.json(), 'the lost answer, secret included, comes back');
+      const listed = await app.inject({ method: 'GET', url: '/v1/apps', headers: dev.headers });
+      assert.equal(listed.json().apps.length, 1, 'one app, not two');
+
+      const changed = await create(dev, 'create-checkout-1', newApp({ name: 'Another' }));
+      assert.deepEqual([changed.statusCode, changed.json().code], [422, 'idempotency_key_reused']);
+      const othersKey = await create(other, 'create-checkout-1');
+      assert.equal(othersKey.statusCode, 201, 'keys are scoped to the developer');
+      assert.notEqual(othersKey.json().clientId, first.json().clientId);
+
+      const rows = await db.query<{ response: unknown; response_enc: string | null }>(
+        `select response, response_enc from idempotency_keys where scope like '/v1/apps:%'`,
+      );
+      assert.equal(rows.length, 2);
+      for (const row of rows) {
+        assert.equal(row.response, null);
+        assert.match(row.response_enc ?? '', /^v1\./);
+      }
+      const dump = JSON.stringify(rows);
+      assert.ok(!dump.includes(first.json().clientSecret) && !dump.includes(othersKey.json().clientSecret));
+    });
+
     it("never shows, changes or deletes another developer's app", async () => {
       const owner = await signUpAndLogIn();
       const other = await signUpAndLogIn();

@@ -4,6 +4,15 @@ import type { Developers } from '../developers/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { Problem } from '../http/problems.ts';
+import {
+  DateTime,
+  NextCursor,
+  NoContent,
+  Nullable,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
 import { APPS_PAGE_MAX, type AppOutcome, type Apps, OFFERED_SCOPES } from './service.ts';
 import type { AppRecord } from './store.ts';
 
@@ -59,6 +68,42 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const AppView = Type.Object(
+  {
+    id: Uuid,
+    clientId: Uuid,
+    name: Type.String(),
+    redirectUris: ReadonlyList(Type.String()),
+    scopes: ReadonlyList(Type.String()),
+    tokenEndpointAuthMethod: StringEnum([
+      'client_secret_basic',
+      'client_secret_post',
+      'private_key_jwt',
+      'tls_client_auth',
+    ]),
+    // A JSON Web Key Set (RFC 7517 §5): each key's members depend on its type, so they pass as they are.
+    jwks: Nullable(
+      Type.Unsafe<AppRecord['jwks'] & object>(
+        Type.Object({
+          keys: Type.Array(Type.Object({ kty: Type.String() }, { additionalProperties: true })),
+        }),
+      ),
+    ),
+    jwksUri: Nullable(Type.String()),
+    status: StringEnum(['active', 'suspended']),
+    createdAt: DateTime,
+    updatedAt: DateTime,
+    clientSecret: Type.Optional(
+      Type.String({ description: 'Only when created or rotated; the bank never shows it again' }),
+    ),
+  },
+  { description: 'An app (an OAuth client)' },
+);
+const AppPage = Type.Object(
+  { apps: Type.Array(AppView), nextCursor: NextCursor },
+  { description: 'Apps, oldest first' },
+);
+
 function appJson(app: AppRecord, clientSecret?: string) {
   return {
     id: app.id,
@@ -96,43 +141,64 @@ export function registerAppRoutes(app: App, apps: Apps, developers: Developers):
   scoped(app, (scope) => {
     scope.addHook('onRequest', requireDeveloper(developers));
 
-    scope.post('/v1/apps', { schema: { body: NewAppBody } }, async (request, reply) => {
-      const body = request.body;
-      const outcome = await apps.create(developerOf(request).id, {
-        ...body,
-        jwks: body.jwks ?? null,
-        jwksUri: body.jwksUri ?? null,
-      });
-      return reply.code(201).send(appOrProblem(outcome));
-    });
-
-    scope.get('/v1/apps', { schema: { querystring: ListQuery } }, async (request) => {
-      const limit = Number(request.query.limit ?? 50);
-      if (limit > APPS_PAGE_MAX)
-        throw new Problem('validation_failed', `/querystring/limit must be at most ${APPS_PAGE_MAX}`);
-      return page(await apps.list(developerOf(request).id, request.query.cursor, limit + 1), limit);
-    });
-
-    scope.get('/v1/apps/:id', { schema: { params: IdParams } }, async (request) => {
-      const found = await apps.get(developerOf(request).id, request.params.id);
-      if (!found) throw new Problem('not_found', 'no app with this id');
-      return appJson(found);
-    });
-
-    scope.patch('/v1/apps/:id', { schema: { params: IdParams, body: AppChangesBody } }, async (request) =>
-      appOrProblem(await apps.update(developerOf(request).id, request.params.id, request.body)),
+    scope.post(
+      '/v1/apps',
+      { schema: { body: NewAppBody, response: { 201: AppView } }, config: { idempotent: true } },
+      async (request, reply) => {
+        const body = request.body;
+        const outcome = await apps.create(developerOf(request).id, {
+          ...body,
+          jwks: body.jwks ?? null,
+          jwksUri: body.jwksUri ?? null,
+        });
+        return reply.code(201).send(appOrProblem(outcome));
+      },
     );
 
-    scope.post('/v1/apps/:id/secret', { schema: { params: IdParams } }, async (request) =>
-      appOrProblem(await apps.rotateSecret(developerOf(request).id, request.params.id)),
+    scope.get(
+      '/v1/apps',
+      { schema: { querystring: ListQuery, response: { 200: AppPage } } },
+      async (request) => {
+        const limit = Number(request.query.limit ?? 50);
+        if (limit > APPS_PAGE_MAX)
+          throw new Problem('validation_failed', `/querystring/limit must be at most ${APPS_PAGE_MAX}`);
+        return page(await apps.list(developerOf(request).id, request.query.cursor, limit + 1), limit);
+      },
     );
 
-    scope.delete('/v1/apps/:id', { schema: { params: IdParams } }, async (request, reply) => {
-      if (!(await apps.delete(developerOf(request).id, request.params.id))) {
-        throw new Problem('not_found', 'no app with this id');
-      }
-      return reply.code(204).send();
-    });
+    scope.get(
+      '/v1/apps/:id',
+      { schema: { params: IdParams, response: { 200: AppView } } },
+      async (request) => {
+        const found = await apps.get(developerOf(request).id, request.params.id);
+        if (!found) throw new Problem('not_found', 'no app with this id');
+        return appJson(found);
+      },
+    );
+
+    scope.patch(
+      '/v1/apps/:id',
+      { schema: { params: IdParams, body: AppChangesBody, response: { 200: AppView } } },
+      async (request) =>
+        appOrProblem(await apps.update(developerOf(request).id, request.params.id, request.body)),
+    );
+
+    scope.post(
+      '/v1/apps/:id/secret',
+      { schema: { params: IdParams, response: { 200: AppView } }, config: { idempotent: true } },
+      async (request) => appOrProblem(await apps.rotateSecret(developerOf(request).id, request.params.id)),
+    );
+
+    scope.delete(
+      '/v1/apps/:id',
+      { schema: { params: IdParams, response: { 204: NoContent } } },
+      async (request, reply) => {
+        if (!(await apps.delete(developerOf(request).id, request.params.id))) {
+          throw new Problem('not_found', 'no app with this id');
+        }
+        return reply.code(204).send();
+      },
+    );
   });
 }
 
@@ -141,22 +207,30 @@ export function registerAppAdminRoutes(app: App, apps: Apps, adminToken: string)
   scoped(app, (scope) => {
     scope.addHook('onRequest', requireBearerToken(adminToken));
 
-    scope.get('/v1/admin/apps', { schema: { querystring: ListQuery } }, async (request) => {
-      const limit = Number(request.query.limit ?? 50);
-      if (limit > APPS_PAGE_MAX)
-        throw new Problem('validation_failed', `/querystring/limit must be at most ${APPS_PAGE_MAX}`);
-      return page(await apps.list(undefined, request.query.cursor, limit + 1), limit);
-    });
+    scope.get(
+      '/v1/admin/apps',
+      { schema: { querystring: ListQuery, response: { 200: AppPage } } },
+      async (request) => {
+        const limit = Number(request.query.limit ?? 50);
+        if (limit > APPS_PAGE_MAX)
+          throw new Problem('validation_failed', `/querystring/limit must be at most ${APPS_PAGE_MAX}`);
+        return page(await apps.list(undefined, request.query.cursor, limit + 1), limit);
+      },
+    );
 
     for (const [action, status] of [
       ['suspend', 'suspended'],
       ['reinstate', 'active'],
     ] as const) {
-      scope.post(`/v1/admin/apps/:id/${action}`, { schema: { params: IdParams } }, async (request) => {
-        const updated = await apps.setStatus(request.params.id, status);
-        if (!updated) throw new Problem('not_found', 'no app with this id');
-        return appJson(updated);
-      });
+      scope.post(
+        `/v1/admin/apps/:id/${action}`,
+        { schema: { params: IdParams, response: { 200: AppView } } },
+        async (request) => {
+          const updated = await apps.setStatus(request.params.id, status);
+          if (!updated) throw new Problem('not_found', 'no app with this id');
+          return appJson(updated);
+        },
+      );
     }
   });
 }

@@ -10,7 +10,8 @@ import { FORM_BODY_LIMIT_BYTES, type Form, PAGE_HEADERS, sandboxHint } from '../
 import { CUSTOMER_SESSION_TTL_MS, type CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { Problem } from '../http/problems.ts';
-import { consentJson } from './routes.ts';
+import { NoContent } from '../http/schemas.ts';
+import { ConsentView, consentJson } from './routes.ts';
 import { CONSENTS_PAGE_MAX, type Consents } from './service.ts';
 
 const SESSION_COOKIE = 'apibank_customer';
@@ -24,13 +25,17 @@ function sessionToken(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
-/** An onRequest hook admitting a customer signed in at the bank's pages; sets `request.customerId`. */
+/**
+ * An onRequest hook admitting a customer signed in at the bank's pages; sets `request.customerId` (whom the
+ * session acts for) and `request.customerLoginId` (which of the customer's users it is).
+ */
 export function customerSession(auth: CustomerAuth) {
   return async (request: FastifyRequest) => {
     const token = sessionToken(request);
-    const customerId = token ? await auth.sessionCustomer(token) : undefined;
-    if (!customerId) throw new Problem('unauthorized', 'sign in at /me/consents first');
-    request.customerId = customerId;
+    const user = token ? await auth.sessionUser(token) : undefined;
+    if (!user) throw new Problem('unauthorized', 'sign in at /me/consents first');
+    request.customerId = user.customerId;
+    request.customerLoginId = user.loginId;
   };
 }
 
@@ -94,7 +99,7 @@ export function registerCustomerConsentRoutes(
           : 'The username, password or one-time code is not right.';
         return html(reply, locked ? 429 : 401, signInPage(message));
       }
-      const session = await auth.startSession(outcome.customerId);
+      const session = await auth.startSession(outcome.customerId, outcome.loginId);
       return reply
         .code(303)
         .header('set-cookie', cookie(session.token, CUSTOMER_SESSION_TTL_MS / 1000))
@@ -125,7 +130,11 @@ export function registerCustomerConsentRoutes(
     api.addHook('onRequest', customerSession(auth));
     const customer = (request: FastifyRequest) => request.customerId as string;
 
-    api.get('/v1/me/consents', async (request) => ({
+    const ConsentList = Type.Object(
+      { consents: Type.Array(ConsentView) },
+      { description: "The customer's consents" },
+    );
+    api.get('/v1/me/consents', { schema: { response: { 200: ConsentList } } }, async (request) => ({
       consents: (await consents.listForCustomer(customer(request), undefined, CONSENTS_PAGE_MAX)).map(
         consentJson,
       ),
@@ -133,7 +142,7 @@ export function registerCustomerConsentRoutes(
 
     api.delete(
       '/v1/me/consents/:id',
-      { schema: { params: Type.Object({ id: Id }) } },
+      { schema: { params: Type.Object({ id: Id }), response: { 204: NoContent } } },
       async (request, reply) => {
         const consent = await consents.getForCustomer(customer(request), request.params.id);
         if (!consent) throw new Problem('not_found', 'no consent with this id');
@@ -148,5 +157,6 @@ export function registerCustomerConsentRoutes(
 declare module 'fastify' {
   interface FastifyRequest {
     customerId?: string;
+    customerLoginId?: string;
   }
 }

@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import type { createGateway } from '../gateway/gateway.ts';
 import type { App } from '../http/app.ts';
 import { Problem } from '../http/problems.ts';
+import { CurrencyCode, DateTime, Decimal, NoContent, StringEnum, Uuid } from '../http/schemas.ts';
 import { AMOUNT_PATTERN, currencyExponent, parseAmount } from '../money.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import { type Consents, SCOPE_OF } from './service.ts';
@@ -52,6 +53,44 @@ const NewConsentBody = Type.Union([
   ),
 ]);
 
+// The terms a consent was created with are spread into it, and each type has its own: the known ones are
+// listed, and a type added later (a mandate's terms) passes through rather than being dropped.
+export const ConsentView = Type.Object(
+  {
+    id: Uuid,
+    clientId: Uuid,
+    type: StringEnum(['account_information', 'payment_initiation', 'funds_confirmation', 'mandate']),
+    status: StringEnum([
+      'awaiting_authorisation',
+      'authorised',
+      'rejected',
+      'revoked',
+      'expired',
+      'consumed',
+    ]),
+    permissions: Type.Optional(
+      Type.Array(StringEnum(ACCOUNT_PERMISSIONS), { description: 'account_information consents' }),
+    ),
+    instructedAmount: Type.Optional(
+      Type.Object(
+        { amount: Decimal, currency: CurrencyCode },
+        { description: 'payment_initiation consents' },
+      ),
+    ),
+    creditor: Type.Optional(
+      Type.Object(
+        { name: Type.String(), iban: Type.String() },
+        { description: 'payment_initiation consents' },
+      ),
+    ),
+    reference: Type.Optional(Type.String({ description: 'payment_initiation consents, when given' })),
+    expiresAt: DateTime,
+    createdAt: DateTime,
+    statusUpdatedAt: DateTime,
+  },
+  { additionalProperties: true, description: 'A consent' },
+);
+
 export function consentJson(consent: Consent) {
   return {
     id: consent.id,
@@ -78,7 +117,11 @@ export function registerConsentRoutes(
 ): void {
   app.post(
     '/v1/consents',
-    { schema: { body: NewConsentBody }, onRequest: gateway('consents'), config: { idempotent: true } },
+    {
+      schema: { body: NewConsentBody, response: { 201: ConsentView } },
+      onRequest: gateway('consents'),
+      config: { idempotent: true },
+    },
     async (request, reply) => {
       const access = accessOf(request);
       const { type, expiresAt: expiresText, ...details } = request.body;
@@ -111,7 +154,10 @@ export function registerConsentRoutes(
 
   app.get(
     '/v1/consents/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('consents') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 200: ConsentView } },
+      onRequest: gateway('consents'),
+    },
     async (request) => {
       const consent = await consents.getForClient(accessOf(request).clientId, request.params.id);
       if (!consent) throw new Problem('not_found', 'no consent with this id');
@@ -121,7 +167,10 @@ export function registerConsentRoutes(
 
   app.delete(
     '/v1/consents/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('consents') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 204: NoContent } },
+      onRequest: gateway('consents'),
+    },
     async (request, reply) => {
       const consent = await consents.getForClient(accessOf(request).clientId, request.params.id);
       if (!consent) throw new Problem('not_found', 'no consent with this id');

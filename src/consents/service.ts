@@ -9,6 +9,7 @@ import {
   findConsent,
   insertConsent,
   listConsents,
+  lockAuthorisedConsent,
   transitionConsent,
 } from './store.ts';
 
@@ -20,6 +21,8 @@ export const SCOPE_OF: Readonly<Record<ConsentType, string>> = {
   account_information: 'accounts',
   payment_initiation: 'payments',
   funds_confirmation: 'funds_confirmation',
+  // A mandate lets the app take payments while the customer is away (src/mandates/).
+  mandate: 'payments',
 };
 
 export type ConsentProblem = 'invalid_expiry' | 'not_found' | 'consent_not_active';
@@ -34,9 +37,11 @@ export class Consents {
     this.#now = options.now ?? (() => new Date());
   }
 
+  /** In the caller's transaction when `sql` is given (a mandate's terms and its consent commit together). */
   async create(
     clientId: string,
     request: { type: ConsentType; details: Record<string, unknown>; expiresAt: Date },
+    sql?: Sql,
   ): Promise<{ ok: true; consent: Consent } | { ok: false; code: ConsentProblem }> {
     const now = this.#now();
     const aheadMs = request.expiresAt.getTime() - now.getTime();
@@ -54,10 +59,11 @@ export class Consents {
       createdAt: now,
       statusUpdatedAt: now,
     };
-    await this.#db.transaction(async (tx) => {
+    const record = async (tx: Sql) => {
       await insertConsent(tx, consent);
       await emit(tx, now, consentEvent(consent, 'created'));
-    });
+    };
+    await (sql ? record(sql) : this.#db.transaction(record));
     return { ok: true, consent };
   }
 
@@ -76,8 +82,27 @@ export class Consents {
     return findConsent(this.#db, id, this.#now());
   }
 
-  listForCustomer(customerId: string, afterId: string | undefined, limit: number): Promise<Consent[]> {
-    return listConsents(this.#db, { customerId }, afterId, Math.min(limit, CONSENTS_PAGE_MAX), this.#now());
+  listForCustomer(
+    customerId: string,
+    afterId: string | undefined,
+    limit: number,
+    type?: ConsentType,
+  ): Promise<Consent[]> {
+    return listConsents(
+      this.#db,
+      { customerId, ...(type && { type }) },
+      afterId,
+      Math.min(limit, CONSENTS_PAGE_MAX),
+      this.#now(),
+    );
+  }
+
+  /**
+   * The consent, if still authorised, inside the caller's transaction and share-locked until it commits: a
+   * mandate's charge and a revocation of its consent happen one after the other, never interleaved.
+   */
+  lockAuthorised(id: string, sql: Sql): Promise<Consent | undefined> {
+    return lockAuthorisedConsent(sql, id, this.#now());
   }
 
   /** The customer approved it at the consent page, choosing the accounts it covers. */

@@ -1,6 +1,6 @@
 import { arrayLiteral, type Sql } from '../db/db.ts';
 
-export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation';
+export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation' | 'mandate';
 export type ConsentStatus =
   | 'awaiting_authorisation'
   | 'authorised'
@@ -113,10 +113,10 @@ export async function transitionConsent(
   return row && fromRow(row);
 }
 
-/** Consents in creation order, filtered by app or by customer. */
+/** Consents in creation order, filtered by app or by customer, and optionally by type. */
 export async function listConsents(
   sql: Sql,
-  filter: { clientId?: string; customerId?: string },
+  filter: { clientId?: string; customerId?: string; type?: ConsentType },
   afterId: string | undefined,
   limit: number,
   now: Date,
@@ -127,10 +127,23 @@ export async function listConsents(
             details, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents
       where ($1::uuid is null or client_id = $1) and ($2::uuid is null or customer_id = $2) and ($3::uuid is null or id > $3)
+        and ($6::text is null or type = $6)
       order by id limit $4`,
-    [filter.clientId ?? null, filter.customerId ?? null, afterId ?? null, limit, now],
+    [filter.clientId ?? null, filter.customerId ?? null, afterId ?? null, limit, now, filter.type ?? null],
   );
   return rows.map(fromRow);
+}
+
+/**
+ * The consent if it is authorised and unexpired, read in the caller's transaction under a share lock: a
+ * revocation racing the caller waits until it commits, or came first and is seen here.
+ */
+export async function lockAuthorisedConsent(sql: Sql, id: string, now: Date): Promise<Consent | undefined> {
+  const [row] = await sql.query<Row>(
+    `select * from consents where id = $1 and status = 'authorised' and expires_at > $2 for share`,
+    [id, now],
+  );
+  return row && fromRow(row);
 }
 
 /** Ends every token of a grant: the grant itself and every record issued under it. */

@@ -87,6 +87,32 @@ const PERMISSION_WORDS: Readonly<Record<string, string>> = {
   beneficiaries: 'the payees you saved',
 };
 
+// Limits count calendar periods in UTC, as the mandate's service does (src/mandates/periods.ts).
+const PERIOD_WORDS: Readonly<Record<string, string>> = {
+  day: 'a day (UTC)',
+  week: 'a week (Monday to Sunday, UTC)',
+  month: 'a calendar month (UTC)',
+};
+const MANDATE_WORDS = 'Take payments from your account without asking you each time';
+
+/** A mandate's terms as the customer reads them: who is paid, the most it may take, and until when. */
+function mandateTerms(consent: Consent): string[] {
+  const d = consent.details as {
+    currency?: string;
+    maxPerCharge?: string;
+    periodicLimits?: { period: string; maxAmount: string }[];
+    creditor?: { name: string; iban: string };
+  };
+  return [
+    `paid to ${d.creditor?.name} (${d.creditor?.iban})`,
+    `at most ${d.maxPerCharge} ${d.currency} a payment`,
+    ...(d.periodicLimits ?? []).map(
+      (limit) => `at most ${limit.maxAmount} ${d.currency} ${PERIOD_WORDS[limit.period] ?? limit.period}`,
+    ),
+    `until ${consent.expiresAt.toISOString().slice(0, 10)}`,
+  ];
+}
+
 /** What a consent lets the app do, in the customer's words (dynamic linking: the exact payment is shown). */
 function consentWords(consent: Consent): string {
   const d = consent.details as {
@@ -102,6 +128,7 @@ function consentWords(consent: Consent): string {
     const reference = d.reference ? `, reference "${d.reference}"` : '';
     return `Pay ${d.instructedAmount.amount} ${d.instructedAmount.currency} to ${d.creditor.name} (${d.creditor.iban})${reference}, once`;
   }
+  if (consent.type === 'mandate') return `${MANDATE_WORDS}: ${mandateTerms(consent).join(', ')}`;
   return 'Check whether your account can cover an amount (yes or no only)';
 }
 
@@ -131,7 +158,13 @@ export function consentPage(options: {
   // access of its own (a plain `accounts` scope beside a payment consent reads every account).
   const described = new Set(options.consents.map((consent) => SCOPE_OF[consent.type]));
   const items = [
-    ...options.consents.map((consent) => `<li>${escapeHtml(consentWords(consent))}</li>`),
+    ...options.consents.map((consent) =>
+      consent.type === 'mandate'
+        ? `<li>${escapeHtml(MANDATE_WORDS)}:<ul>${mandateTerms(consent)
+            .map((term) => `<li>${escapeHtml(term)}</li>`)
+            .join('')}</ul></li>`
+        : `<li>${escapeHtml(consentWords(consent))}</li>`,
+    ),
     ...options.scopes
       .filter((scope) => !described.has(scope))
       .map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? scope)}</li>`),

@@ -33,16 +33,18 @@ export function registerInteractionRoutes(
   mode: Mode,
 ): void {
   const { auth, consents, accounts } = services;
-  // The customer's accounts a consent may cover: active ones, in the payment's currency for a payment.
+  // The customer's accounts a consent may cover: active ones, in the payment's (or mandate's) currency.
   const choosable = async (customerId: string, requested: readonly Consent[]) => {
     const all = (await accounts.list(customerId, undefined, undefined, ACCOUNTS_PAGE_MAX)).filter(
       (account) => account.status === 'active',
     );
     const currency = requested
-      .map(
-        (consent) =>
-          (consent.details as { instructedAmount?: { currency?: string } }).instructedAmount?.currency,
-      )
+      .map((consent) => {
+        const details = consent.details as { instructedAmount?: { currency?: string }; currency?: string };
+        return (
+          details.instructedAmount?.currency ?? (consent.type === 'mandate' ? details.currency : undefined)
+        );
+      })
       .find(Boolean);
     return currency ? all.filter((account) => account.currency === currency) : all;
   };

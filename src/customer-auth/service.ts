@@ -34,8 +34,9 @@ export const LOCK_MS = 15 * 60 * 1000;
 export const CUSTOMER_SESSION_TTL_MS = 30 * 60 * 1000;
 const sessionHash = (token: string) => createHash('sha256').update(token).digest();
 
+/** `customerId` is whom the login acts for; `loginId` the person signed in (they differ for a business's users). */
 export type SignInOutcome =
-  | { ok: true; customerId: string; amr: string[] }
+  | { ok: true; customerId: string; loginId: string; amr: string[] }
   | { ok: false; code: 'invalid_credentials' | 'locked' };
 
 export interface SignInRequest {
@@ -100,24 +101,30 @@ export class CustomerAuth {
     }
     await recordSuccess(this.#db, login.id, step);
     await audit('success');
-    return { ok: true, customerId: login.id, amr: ['pwd', 'otp'] };
+    return { ok: true, customerId: login.customerId ?? login.id, loginId: login.id, amr: ['pwd', 'otp'] };
   }
 
   /** A session for the bank's own pages after a successful sign-in; the value goes in a cookie. */
-  async startSession(customerId: string): Promise<{ token: string; expiresAt: Date }> {
+  async startSession(customerId: string, loginId = customerId): Promise<{ token: string; expiresAt: Date }> {
     const token = randomBytes(32).toString('base64url');
     const now = this.#now();
     const expiresAt = new Date(now.getTime() + CUSTOMER_SESSION_TTL_MS);
     await insertCustomerSession(this.#db, {
       tokenHash: sessionHash(token),
       customerId,
+      loginId,
       createdAt: now,
       expiresAt,
     });
     return { token, expiresAt };
   }
 
-  sessionCustomer(token: string): Promise<string | undefined> {
+  async sessionCustomer(token: string): Promise<string | undefined> {
+    return (await this.sessionUser(token))?.customerId;
+  }
+
+  /** Whom the session acts for and which of the customer's users it is (a business has several). */
+  sessionUser(token: string): Promise<{ customerId: string; loginId: string } | undefined> {
     return findCustomerSession(this.#db, sessionHash(token), this.#now());
   }
 
@@ -191,6 +198,8 @@ export class CustomerAuth {
       displayName: string;
       email: string;
       emailVerified: boolean;
+      /** For a business's further users: the customer they act for. */
+      customerId?: string;
     },
     sql: Sql = this.#db,
   ): Promise<{ created: boolean; id: string; totpSecret: string | null }> {
@@ -198,6 +207,7 @@ export class CustomerAuth {
     const totpSecret = this.#mode === 'production' ? new Secret({ size: 20 }).base32 : null;
     const created = await insertLogin(sql, {
       id,
+      customerId: input.customerId ?? null,
       username: input.username,
       displayNameEnc: this.#pii.encrypt(
         input.displayName,

@@ -3,6 +3,8 @@ import type { Sql } from '../db/db.ts';
 /** A login as stored: name and email sealed (pii.ts), under contexts `customer_logins.<column>:<id>`. */
 export interface StoredLogin {
   readonly id: string;
+  /** The business this user acts for; null when the login's own id is the customer's (a personal customer). */
+  readonly customerId: string | null;
   readonly username: string;
   readonly displayNameEnc: string;
   readonly emailEnc: string;
@@ -16,6 +18,7 @@ export interface StoredLogin {
 
 interface Row {
   id: string;
+  customer_id: string | null;
   username: string;
   display_name_enc: string;
   email_enc: string;
@@ -29,6 +32,7 @@ interface Row {
 
 const fromRow = (row: Row): StoredLogin => ({
   id: row.id,
+  customerId: row.customer_id,
   username: row.username,
   displayNameEnc: row.display_name_enc,
   emailEnc: row.email_enc,
@@ -45,8 +49,8 @@ export async function insertLogin(
   login: Omit<StoredLogin, 'totpLastStep'> & { createdAt: Date },
 ): Promise<boolean> {
   const rows = await sql.query(
-    `insert into customer_logins (id, username, display_name_enc, email_enc, email_verified, password_hash, totp_secret, created_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (username) do nothing returning 1`,
+    `insert into customer_logins (id, username, display_name_enc, email_enc, email_verified, password_hash, totp_secret, created_at, customer_id)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict (username) do nothing returning 1`,
     [
       login.id,
       login.username,
@@ -56,6 +60,7 @@ export async function insertLogin(
       login.passwordHash,
       login.totpSecret,
       login.createdAt,
+      login.customerId,
     ],
   );
   return rows.length === 1;
@@ -122,11 +127,11 @@ export async function insertAttempt(
 
 export async function insertCustomerSession(
   sql: Sql,
-  session: { tokenHash: Buffer; customerId: string; createdAt: Date; expiresAt: Date },
+  session: { tokenHash: Buffer; customerId: string; loginId: string; createdAt: Date; expiresAt: Date },
 ): Promise<void> {
   await sql.query(
-    'insert into customer_sessions (token_hash, customer_id, created_at, expires_at) values ($1, $2, $3, $4)',
-    [session.tokenHash, session.customerId, session.createdAt, session.expiresAt],
+    'insert into customer_sessions (token_hash, customer_id, login_id, created_at, expires_at) values ($1, $2, $3, $4, $5)',
+    [session.tokenHash, session.customerId, session.loginId, session.createdAt, session.expiresAt],
   );
 }
 
@@ -134,12 +139,12 @@ export async function findCustomerSession(
   sql: Sql,
   tokenHash: Buffer,
   now: Date,
-): Promise<string | undefined> {
-  const [row] = await sql.query<{ customer_id: string }>(
-    'select customer_id from customer_sessions where token_hash = $1 and expires_at > $2',
+): Promise<{ customerId: string; loginId: string } | undefined> {
+  const [row] = await sql.query<{ customer_id: string; login_id: string | null }>(
+    'select customer_id, login_id from customer_sessions where token_hash = $1 and expires_at > $2',
     [tokenHash, now],
   );
-  return row?.customer_id;
+  return row && { customerId: row.customer_id, loginId: row.login_id ?? row.customer_id };
 }
 
 export async function deleteCustomerSession(sql: Sql, tokenHash: Buffer): Promise<void> {

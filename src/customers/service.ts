@@ -4,7 +4,14 @@
 import type { Db, Sql } from '../db/db.ts';
 import type { NationalIdType } from '../kyc/validators.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
-import { customerWithNationalId, findCustomer, insertCustomer, type RiskRating } from './store.ts';
+import {
+  type CustomerKind,
+  customerKind,
+  customerWithNationalId,
+  findCustomer,
+  insertCustomer,
+  type RiskRating,
+} from './store.ts';
 
 export interface Address {
   readonly lines: readonly string[];
@@ -62,7 +69,13 @@ export class Customers {
   /** False when the national id already belongs to a customer. */
   create(
     sql: Sql,
-    input: { id: string; person: PersonalData; riskRating: RiskRating; applicationId: string | null },
+    input: {
+      id: string;
+      person: PersonalData;
+      riskRating: RiskRating;
+      applicationId: string | null;
+      kind?: CustomerKind;
+    },
   ): Promise<boolean> {
     const { id, person } = input;
     const seal = (column: string, value: string) =>
@@ -82,7 +95,13 @@ export class Customers {
       status: 'active',
       applicationId: input.applicationId,
       createdAt: this.#now(),
+      kind: input.kind ?? 'personal',
     });
+  }
+
+  /** Whether the customer is a person or a business (whose several users act for it); undefined if unknown. */
+  kind(id: string): Promise<CustomerKind | undefined> {
+    return customerKind(this.#db, id);
   }
 
   async find(id: string): Promise<Customer | undefined> {

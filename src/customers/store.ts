@@ -1,6 +1,8 @@
 import type { Sql } from '../db/db.ts';
 
 export type RiskRating = 'low' | 'medium' | 'high';
+/** A business has several users (logins) acting for it; a person has one. */
+export type CustomerKind = 'personal' | 'business';
 
 /** A customer row: every personal field sealed (pii.ts) under `customers.<column>:<id>`. */
 export interface StoredCustomer {
@@ -18,6 +20,7 @@ export interface StoredCustomer {
   readonly status: 'active' | 'closed';
   readonly applicationId: string | null;
   readonly createdAt: Date;
+  readonly kind: CustomerKind;
 }
 
 interface Row {
@@ -35,6 +38,7 @@ interface Row {
   status: 'active' | 'closed';
   application_id: string | null;
   created_at: Date;
+  kind: CustomerKind;
 }
 
 const fromRow = (row: Row): StoredCustomer => ({
@@ -52,14 +56,15 @@ const fromRow = (row: Row): StoredCustomer => ({
   status: row.status,
   applicationId: row.application_id,
   createdAt: row.created_at,
+  kind: row.kind,
 });
 
 /** False when a customer with the same national id exists (the unique blind index decides, race-free). */
 export async function insertCustomer(sql: Sql, c: StoredCustomer): Promise<boolean> {
   const rows = await sql.query(
     `insert into customers (id, legal_name_enc, date_of_birth_enc, nationality_enc, national_id_type, national_id_enc,
-       national_id_index, address_enc, email_enc, phone_enc, risk_rating, status, application_id, created_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+       national_id_index, address_enc, email_enc, phone_enc, risk_rating, status, application_id, created_at, kind)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
      on conflict (national_id_index) do nothing returning 1`,
     [
       c.id,
@@ -76,6 +81,7 @@ export async function insertCustomer(sql: Sql, c: StoredCustomer): Promise<boole
       c.status,
       c.applicationId,
       c.createdAt,
+      c.kind,
     ],
   );
   return rows.length === 1;
@@ -84,6 +90,11 @@ export async function insertCustomer(sql: Sql, c: StoredCustomer): Promise<boole
 export async function findCustomer(sql: Sql, id: string): Promise<StoredCustomer | undefined> {
   const [row] = await sql.query<Row>('select * from customers where id = $1', [id]);
   return row && fromRow(row);
+}
+
+export async function customerKind(sql: Sql, id: string): Promise<CustomerKind | undefined> {
+  const [row] = await sql.query<{ kind: CustomerKind }>('select kind from customers where id = $1', [id]);
+  return row?.kind;
 }
 
 export async function customerWithNationalId(sql: Sql, index: string): Promise<string | undefined> {

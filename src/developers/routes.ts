@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { type App, scoped } from '../http/app.ts';
 import { Problem } from '../http/problems.ts';
+import { DateTime, NoContent, Uuid } from '../http/schemas.ts';
 import type { Developers } from './service.ts';
 import type { Developer } from './store.ts';
 
@@ -44,6 +45,15 @@ export function developerOf(request: FastifyRequest): Developer {
   return request.developer;
 }
 
+const DeveloperView = Type.Object(
+  { id: Uuid, name: Type.String(), email: Type.String(), createdAt: DateTime },
+  { description: 'The developer' },
+);
+const SessionView = Type.Object(
+  { token: Type.String(), expiresAt: DateTime },
+  { description: 'A session token: send it as Authorization: Bearer <token>' },
+);
+
 const developerJson = (developer: Developer) => ({
   id: developer.id,
   name: developer.name,
@@ -52,24 +62,40 @@ const developerJson = (developer: Developer) => ({
 });
 
 export function registerDeveloperRoutes(app: App, developers: Developers): void {
-  app.post('/v1/developers', { schema: { body: SignUpBody } }, async (request, reply) => {
-    const outcome = await developers.signUp(request.body);
-    if (!outcome.ok) throw new Problem(outcome.code);
-    return reply.code(201).send(developerJson(outcome.developer));
-  });
+  app.post(
+    '/v1/developers',
+    { schema: { body: SignUpBody, response: { 201: DeveloperView } } },
+    async (request, reply) => {
+      const outcome = await developers.signUp(request.body);
+      if (!outcome.ok) throw new Problem(outcome.code);
+      return reply.code(201).send(developerJson(outcome.developer));
+    },
+  );
 
-  app.post('/v1/developers/sessions', { schema: { body: LogInBody } }, async (request, reply) => {
-    const outcome = await developers.logIn(request.body);
-    if (!outcome.ok) throw new Problem(outcome.code);
-    return reply.code(201).send({ token: outcome.token, expiresAt: outcome.expiresAt.toISOString() });
-  });
+  app.post(
+    '/v1/developers/sessions',
+    { schema: { body: LogInBody, response: { 201: SessionView } } },
+    async (request, reply) => {
+      const outcome = await developers.logIn(request.body);
+      if (!outcome.ok) throw new Problem(outcome.code);
+      return reply.code(201).send({ token: outcome.token, expiresAt: outcome.expiresAt.toISOString() });
+    },
+  );
 
   scoped(app, (authenticated) => {
     authenticated.addHook('onRequest', requireDeveloper(developers));
-    authenticated.get('/v1/developers/me', async (request) => developerJson(developerOf(request)));
-    authenticated.delete('/v1/developers/sessions/current', async (request, reply) => {
-      await developers.logOut(bearer(request) ?? '');
-      return reply.code(204).send();
-    });
+    authenticated.get(
+      '/v1/developers/me',
+      { schema: { response: { 200: DeveloperView } } },
+      async (request) => developerJson(developerOf(request)),
+    );
+    authenticated.delete(
+      '/v1/developers/sessions/current',
+      { schema: { response: { 204: NoContent } } },
+      async (request, reply) => {
+        await developers.logOut(bearer(request) ?? '');
+        return reply.code(204).send();
+      },
+    );
   });
 }

@@ -5,8 +5,21 @@ import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
+import {
+  CurrencyCode,
+  DateTime,
+  Decimal,
+  NextCursor,
+  NoContent,
+  Nullable,
+  NullableStringEnum,
+  OpenObject,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
 import { currencyExponent, formatAmount } from '../money.ts';
-import type { StoredRule } from './rules.ts';
+import { RULE_ACTIONS, RULE_TYPES, type StoredRule, VERDICTS } from './rules.ts';
 import {
   BLOCKLIST_PAGE_MAX,
   CASES_PAGE_MAX,
@@ -29,6 +42,47 @@ const IBAN_CURSOR = /^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$/;
 const Operator = Type.String({ minLength: 1, maxLength: 80 });
 const literals = <T extends string>(values: readonly T[]) =>
   Type.Union(values.map((value) => Type.Literal(value)));
+
+const CaseView = Type.Object(
+  {
+    id: Uuid,
+    paymentId: Uuid,
+    customerId: Uuid,
+    verdict: StringEnum(['step_up', 'block'], { description: 'An allowed payment opens no case' }),
+    status: StringEnum(CASE_STATUSES),
+    claimedBy: Nullable(Type.String()),
+    claimedAt: Nullable(DateTime),
+    outcome: NullableStringEnum(CASE_OUTCOMES),
+    resolvedBy: Nullable(Type.String()),
+    resolutionNote: Nullable(Type.String()),
+    resolvedAt: Nullable(DateTime),
+    openedAt: DateTime,
+  },
+  { description: 'A fraud case' },
+);
+const CasePage = Type.Object(
+  { cases: Type.Array(CaseView), nextCursor: NextCursor },
+  { description: 'Cases, oldest first' },
+);
+const ScreeningView = Type.Object({
+  id: Uuid,
+  verdict: StringEnum(VERDICTS),
+  reasons: ReadonlyList(Type.Object({ rule: Type.String(), detail: Type.String() })),
+  ruleVersions: Type.Unsafe<Readonly<Record<string, number>>>(
+    Type.Record(Type.String(), Type.Integer(), { description: 'The version of every rule that ran' }),
+  ),
+  rulesVersion: Type.String({ description: "The rule set's version, a 64-bit number as text" }),
+  latencyUs: Type.Integer(),
+  debtorAccountId: Uuid,
+  amount: Decimal,
+  currency: CurrencyCode,
+  creditorIban: Type.String(),
+  at: DateTime,
+});
+const CaseWithScreeningView = Type.Object(
+  { ...CaseView.properties, screening: ScreeningView },
+  { description: 'The case with the screening that opened it' },
+);
 
 function caseJson(found: StoredCase) {
   return {
@@ -63,6 +117,22 @@ function screeningJson(screening: StoredScreening) {
   };
 }
 
+const RuleView = Type.Object(
+  {
+    id: Type.String(),
+    type: StringEnum(RULE_TYPES),
+    enabled: Type.Boolean(),
+    action: StringEnum(RULE_ACTIONS),
+    // Each rule type has its own parameters (rules.ts).
+    parameters: OpenObject,
+    description: Type.String(),
+    version: Type.Integer(),
+    updatedAt: DateTime,
+    updatedBy: Nullable(Type.String()),
+  },
+  { description: 'A fraud rule' },
+);
+
 const ruleJson = (rule: StoredRule) => ({
   id: rule.id,
   type: rule.type,
@@ -74,6 +144,11 @@ const ruleJson = (rule: StoredRule) => ({
   updatedAt: rule.updatedAt.toISOString(),
   updatedBy: rule.updatedBy,
 });
+
+const BlocklistEntryView = Type.Object(
+  { iban: Type.String(), reason: Type.String(), addedBy: Type.String(), addedAt: DateTime },
+  { description: 'A blocked payee IBAN' },
+);
 
 const blocklistJson = (entry: BlocklistEntry) => ({
   iban: entry.iban,
@@ -106,6 +181,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
             },
             { additionalProperties: false },
           ),
+          response: { 200: CasePage },
         },
       },
       async (request) => {
@@ -124,7 +200,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
 
     operator.get(
       '/v1/admin/fraud/cases/:id',
-      { schema: { params: Type.Object({ id: Id }) } },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: CaseWithScreeningView } } },
       async (request) => {
         const found = await fraud.getCase(request.params.id);
         if (!found) throw new Problem('not_found', 'no fraud case with this id');
@@ -138,6 +214,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
         schema: {
           params: Type.Object({ id: Id }),
           body: Type.Object({ reviewer: Operator }, { additionalProperties: false }),
+          response: { 200: CaseView },
         },
       },
       async (request) => caseOrProblem(await fraud.claimCase(request.params.id, request.body.reviewer)),
@@ -156,6 +233,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
             },
             { additionalProperties: false },
           ),
+          response: { 200: CaseView },
         },
       },
       async (request) => caseOrProblem(await fraud.resolveCase(request.params.id, request.body)),
@@ -163,7 +241,15 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
 
     // ------------------------------------------------------------------------------------------ rules
 
-    operator.get('/v1/admin/fraud/rules', async () => ({ rules: (await fraud.rules()).map(ruleJson) }));
+    operator.get(
+      '/v1/admin/fraud/rules',
+      {
+        schema: {
+          response: { 200: Type.Object({ rules: Type.Array(RuleView) }, { description: 'The rules' }) },
+        },
+      },
+      async () => ({ rules: (await fraud.rules()).map(ruleJson) }),
+    );
 
     operator.patch(
       '/v1/admin/fraud/rules/:id',
@@ -180,6 +266,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
             },
             { additionalProperties: false, minProperties: 2 },
           ),
+          response: { 200: RuleView },
         },
       },
       async (request) => {
@@ -204,6 +291,12 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
             { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
             { additionalProperties: false },
           ),
+          response: {
+            200: Type.Object(
+              { entries: Type.Array(BlocklistEntryView), nextCursor: NextCursor },
+              { description: 'Blocked IBANs, in order' },
+            ),
+          },
         },
       },
       async (request) => {
@@ -226,6 +319,8 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
             { iban: Iban, reason: Type.String({ minLength: 1, maxLength: 500 }), addedBy: Operator },
             { additionalProperties: false },
           ),
+          // 200: the IBAN was listed already, and this is the entry that stands.
+          response: { 200: BlocklistEntryView, 201: BlocklistEntryView },
         },
       },
       async (request, reply) => {
@@ -238,7 +333,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
 
     operator.delete(
       '/v1/admin/fraud/blocklist/:iban',
-      { schema: { params: Type.Object({ iban: Iban }) } },
+      { schema: { params: Type.Object({ iban: Iban }), response: { 204: NoContent } } },
       async (request, reply) => {
         if (!(await fraud.removeFromBlocklist(request.params.iban)))
           throw new Problem('not_found', 'this IBAN is not on the block list');

@@ -5,6 +5,7 @@ import type { Developers } from '../developers/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { Problem } from '../http/problems.ts';
+import { DateTime, Nullable, ReadonlyList, StringEnum, Uuid } from '../http/schemas.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import type { Meter } from './metering.ts';
 import type { Plan, Plans, Subscription } from './plans.ts';
@@ -30,6 +31,50 @@ const UsageQuery = Type.Object(
 );
 const USAGE_RANGE_MAX_MS = 31 * 24 * 60 * 60 * 1000;
 
+const ProductView = Type.Object(
+  { id: Type.String(), name: Type.String() },
+  { description: 'An API product' },
+);
+const PlanView = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    productIds: ReadonlyList(Type.String()),
+    ratePerSecond: Type.Integer(),
+    ratePerMinute: Type.Integer(),
+    dailyQuota: Type.Integer({ description: 'Calls per UTC day' }),
+    requiresApproval: Type.Boolean(),
+    isDefault: Type.Boolean(),
+  },
+  { description: 'A plan' },
+);
+const PlanList = Type.Object({ plans: Type.Array(PlanView) }, { description: 'The plans' });
+const SubscriptionView = Type.Object(
+  { appId: Uuid, planId: Type.String(), status: StringEnum(['active', 'pending']) },
+  { description: "The app's subscription" },
+);
+const UsageView = Type.Object(
+  {
+    appId: Uuid,
+    from: DateTime,
+    to: DateTime,
+    products: Type.Array(
+      Type.Object({
+        product: Type.String(),
+        calls: Type.Integer(),
+        errors: Type.Integer(),
+        // Upper bounds of latency buckets; null without calls, or past the last bucket.
+        latencyMs: Type.Object({
+          p50: Nullable(Type.Number()),
+          p95: Nullable(Type.Number()),
+          p99: Nullable(Type.Number()),
+        }),
+      }),
+    ),
+  },
+  { description: 'Calls, errors and latency per product' },
+);
+
 const planJson = (plan: Plan) => ({ ...plan });
 const subscriptionJson = (subscription: Subscription) => ({
   appId: subscription.appId,
@@ -47,7 +92,17 @@ export function registerPlanRoutes(
 
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(adminToken));
-    operator.get('/v1/admin/products', async () => ({ products: await plans.listProducts() }));
+    operator.get(
+      '/v1/admin/products',
+      {
+        schema: {
+          response: {
+            200: Type.Object({ products: Type.Array(ProductView) }, { description: 'The products' }),
+          },
+        },
+      },
+      async () => ({ products: await plans.listProducts() }),
+    );
     operator.put(
       '/v1/admin/products/:id',
       {
@@ -57,6 +112,7 @@ export function registerPlanRoutes(
             { name: Type.String({ minLength: 1, maxLength: 100 }) },
             { additionalProperties: false },
           ),
+          response: { 200: ProductView },
         },
       },
       async (request) => {
@@ -64,10 +120,12 @@ export function registerPlanRoutes(
         return { id: request.params.id, name: request.body.name };
       },
     );
-    operator.get('/v1/admin/plans', async () => ({ plans: (await plans.listPlans()).map(planJson) }));
+    operator.get('/v1/admin/plans', { schema: { response: { 200: PlanList } } }, async () => ({
+      plans: (await plans.listPlans()).map(planJson),
+    }));
     operator.put(
       '/v1/admin/plans/:id',
-      { schema: { params: Type.Object({ id: Slug }), body: PlanBody } },
+      { schema: { params: Type.Object({ id: Slug }), body: PlanBody, response: { 200: PlanView } } },
       async (request) => {
         const plan: Plan = {
           id: request.params.id,
@@ -80,7 +138,7 @@ export function registerPlanRoutes(
     );
     operator.post(
       '/v1/admin/apps/:id/subscription/approve',
-      { schema: { params: Type.Object({ id: AppId }) } },
+      { schema: { params: Type.Object({ id: AppId }), response: { 200: SubscriptionView } } },
       async (request) => {
         const subscription = await plans.approve(request.params.id);
         if (!subscription) throw new Problem('not_found', 'the app has no subscription');
@@ -91,10 +149,12 @@ export function registerPlanRoutes(
 
   scoped(app, (developer) => {
     developer.addHook('onRequest', requireDeveloper(developers));
-    developer.get('/v1/plans', async () => ({ plans: (await plans.listPlans()).map(planJson) }));
+    developer.get('/v1/plans', { schema: { response: { 200: PlanList } } }, async () => ({
+      plans: (await plans.listPlans()).map(planJson),
+    }));
     developer.get(
       '/v1/apps/:id/subscription',
-      { schema: { params: Type.Object({ id: AppId }) } },
+      { schema: { params: Type.Object({ id: AppId }), response: { 200: SubscriptionView } } },
       async (request) => {
         const owned = await apps.get(developerOf(request).id, request.params.id);
         const subscription = owned && (await plans.subscriptionOf(owned.id));
@@ -104,7 +164,9 @@ export function registerPlanRoutes(
     );
     developer.get(
       '/v1/apps/:id/usage',
-      { schema: { params: Type.Object({ id: AppId }), querystring: UsageQuery } },
+      {
+        schema: { params: Type.Object({ id: AppId }), querystring: UsageQuery, response: { 200: UsageView } },
+      },
       async (request) => {
         const owned = await apps.get(developerOf(request).id, request.params.id);
         if (!owned) throw new Problem('not_found', 'no app with this id');
@@ -131,6 +193,7 @@ export function registerPlanRoutes(
         schema: {
           params: Type.Object({ id: AppId }),
           body: Type.Object({ planId: Slug }, { additionalProperties: false }),
+          response: { 200: SubscriptionView },
         },
       },
       async (request) => {

@@ -81,10 +81,52 @@ export const PROBLEMS = {
     status: 409,
     title: 'Only an accepted or settled payment to another bank can be returned',
   },
+  // Batch payouts
+  payouts_business_only: { status: 403, title: 'Batch payouts are for business customers' },
+  payout_file_invalid: { status: 422, title: 'The payout file cannot be read as a whole' },
+  payout_batch_too_large: { status: 422, title: 'The payout file has more transfers than a batch carries' },
+  payout_batch_invalid: {
+    status: 422,
+    title: 'Lines of the payout file failed their checks; nothing will move',
+  },
+  payout_approver_is_uploader: {
+    status: 403,
+    title: 'A batch is approved by another user of the business than the one who uploaded it',
+  },
+  payout_batch_not_approvable: { status: 409, title: 'The payout batch is not awaiting approval' },
+  payout_batch_not_cancellable: { status: 409, title: 'The payout batch has started or ended' },
+  debtor_account_not_active: { status: 409, title: 'The account to pay from is frozen or closed' },
   // Fraud screening
   fraud_case_resolved: { status: 409, title: 'The fraud case is already resolved' },
   fraud_case_not_claimed: { status: 409, title: 'Claim the fraud case before resolving it' },
   fraud_case_claimed_by_another: { status: 409, title: 'Another operator has claimed the fraud case' },
+  // Mandates (auto-debit)
+  creditor_not_at_this_bank: {
+    status: 422,
+    title: "A mandate's creditor must be an active account at this bank in the mandate's currency",
+  },
+  mandate_not_active: { status: 409, title: 'The mandate is not authorised, or has ended' },
+  mandate_limit_exceeded: { status: 422, title: "The charge would exceed one of the mandate's limits" },
+  charge_not_refundable: { status: 409, title: 'Only a succeeded charge can be refunded' },
+  refund_exceeds_charge: { status: 422, title: 'The refund exceeds what is left of the charge' },
+  refund_limit_reached: { status: 409, title: 'The charge has as many refunds as allowed' },
+  // FX and cross-border payments
+  currency_pair_not_quoted: { status: 422, title: 'The rate source has no rate for this currency pair' },
+  quote_amount_out_of_range: {
+    status: 422,
+    title: 'The amount converts to less than one minor unit, or more than an account can hold',
+  },
+  quote_mismatch: { status: 422, title: 'The payment or conversion does not match the FX quote' },
+  quote_expired: { status: 422, title: "The FX quote's rate lock has ended; ask for a new quote" },
+  quote_already_used: { status: 409, title: 'The FX quote was already used' },
+  // Loyalty points
+  points_not_accepted: { status: 422, title: 'Points do not pay for this payment' },
+  points_value_not_whole: {
+    status: 422,
+    title: 'At the redemption rate, the points are not worth a whole number of minor units',
+  },
+  points_exceed_amount: { status: 422, title: 'The points are worth more than the amount' },
+  insufficient_points: { status: 422, title: 'The account has fewer points than offered' },
   // Ledger
   not_found: { status: 404, title: 'No such resource' },
   unsupported_currency: { status: 400, title: 'The currency is not an active ISO 4217 currency' },

@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox';
 import type { App } from '../http/app.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { type FieldError, Problem, type ProblemCode } from '../http/problems.ts';
+import { DateTime, Decimal, NextCursor, Nullable, OpenObject, StringEnum, Uuid } from '../http/schemas.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, parseAmount } from '../money.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
@@ -87,51 +88,63 @@ const EntriesQuery = Type.Object(
 
 /** The ledger's operator API. Handlers translate HTTP to service calls and outcomes to responses. */
 export function registerLedgerRoutes(app: App, ledger: Ledger): void {
-  app.post('/v1/ledger/accounts', { schema: { body: NewAccountBody } }, async (request, reply) => {
-    const body = request.body;
-    const exponent = currencyExponent(body.currency);
-    if (exponent === undefined)
-      throw new Problem('unsupported_currency', `${body.currency} is not supported`);
-    const key = readIdempotencyKey(request.headers['idempotency-key'], false);
-    const { account, replayed } = await ledger.createAccount(
-      {
-        currency: body.currency,
-        exponent,
-        normalBalance: body.normalBalance,
-        allowOverdraft: body.allowOverdraft ?? false,
-        code: body.code ?? null,
-        metadata: checkedMetadata(body.metadata, '/body/metadata'),
-      },
-      key,
-    );
-    if (replayed) reply.header('idempotent-replayed', 'true');
-    return reply.code(201).send(accountJson(account));
-  });
+  app.post(
+    '/v1/ledger/accounts',
+    { schema: { body: NewAccountBody, response: { 201: LedgerAccountView } } },
+    async (request, reply) => {
+      const body = request.body;
+      const exponent = currencyExponent(body.currency);
+      if (exponent === undefined)
+        throw new Problem('unsupported_currency', `${body.currency} is not supported`);
+      const key = readIdempotencyKey(request.headers['idempotency-key'], false);
+      const { account, replayed } = await ledger.createAccount(
+        {
+          currency: body.currency,
+          exponent,
+          normalBalance: body.normalBalance,
+          allowOverdraft: body.allowOverdraft ?? false,
+          code: body.code ?? null,
+          metadata: checkedMetadata(body.metadata, '/body/metadata'),
+        },
+        key,
+      );
+      if (replayed) reply.header('idempotent-replayed', 'true');
+      return reply.code(201).send(accountJson(account));
+    },
+  );
 
-  app.get('/v1/ledger/accounts', { schema: { querystring: AccountsQuery } }, async (request) => {
-    const limit = pageLimit(request.query.limit, 100, ACCOUNTS_PAGE_MAX);
-    const afterId =
-      request.query.cursor === undefined
-        ? undefined
-        : decodeCursor(request.query.cursor, 'a', CURSOR_POSITION.uuid);
-    const accounts = await ledger.listAccounts({ code: request.query.code }, afterId, limit + 1);
-    const page = accounts.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      accounts: page.map(accountJson),
-      nextCursor: accounts.length > limit && last ? encodeCursor('a', last.id) : null,
-    };
-  });
+  app.get(
+    '/v1/ledger/accounts',
+    { schema: { querystring: AccountsQuery, response: { 200: LedgerAccountPage } } },
+    async (request) => {
+      const limit = pageLimit(request.query.limit, 100, ACCOUNTS_PAGE_MAX);
+      const afterId =
+        request.query.cursor === undefined
+          ? undefined
+          : decodeCursor(request.query.cursor, 'a', CURSOR_POSITION.uuid);
+      const accounts = await ledger.listAccounts({ code: request.query.code }, afterId, limit + 1);
+      const page = accounts.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        accounts: page.map(accountJson),
+        nextCursor: accounts.length > limit && last ? encodeCursor('a', last.id) : null,
+      };
+    },
+  );
 
-  app.get('/v1/ledger/accounts/:id', { schema: { params: IdParams } }, async (request) => {
-    const account = await ledger.getAccount(request.params.id.toLowerCase());
-    if (!account) throw new Problem('not_found', 'no account with this id');
-    return accountJson(account);
-  });
+  app.get(
+    '/v1/ledger/accounts/:id',
+    { schema: { params: IdParams, response: { 200: LedgerAccountView } } },
+    async (request) => {
+      const account = await ledger.getAccount(request.params.id.toLowerCase());
+      if (!account) throw new Problem('not_found', 'no account with this id');
+      return accountJson(account);
+    },
+  );
 
   app.get(
     '/v1/ledger/accounts/:id/entries',
-    { schema: { params: IdParams, querystring: EntriesQuery } },
+    { schema: { params: IdParams, querystring: EntriesQuery, response: { 200: EntryPage } } },
     async (request) => {
       const limit = pageLimit(request.query.limit, 100, ENTRIES_PAGE_MAX);
       const beforeSeq =
@@ -150,22 +163,30 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
     },
   );
 
-  app.post('/v1/ledger/transfers', { schema: { body: TransferBody } }, async (request, reply) => {
-    const key = readIdempotencyKey(request.headers['idempotency-key'], true);
-    const outcome = await ledger.transfer(key, transferRequest(request.body, '/body'));
-    return sendOutcome(reply, outcome, 201);
-  });
+  app.post(
+    '/v1/ledger/transfers',
+    { schema: { body: TransferBody, response: { 201: TransferView } } },
+    async (request, reply) => {
+      const key = readIdempotencyKey(request.headers['idempotency-key'], true);
+      const outcome = await ledger.transfer(key, transferRequest(request.body, '/body'));
+      return sendOutcome(reply, outcome, 201);
+    },
+  );
 
-  app.get('/v1/ledger/transfers/:id', { schema: { params: IdParams } }, async (request) => {
-    const transfer = await ledger.getTransfer(request.params.id.toLowerCase());
-    if (!transfer) throw new Problem('transfer_not_found');
-    return transferJson(transfer);
-  });
+  app.get(
+    '/v1/ledger/transfers/:id',
+    { schema: { params: IdParams, response: { 200: TransferView } } },
+    async (request) => {
+      const transfer = await ledger.getTransfer(request.params.id.toLowerCase());
+      if (!transfer) throw new Problem('transfer_not_found');
+      return transferJson(transfer);
+    },
+  );
 
   app.post(
     '/v1/ledger/transfers/:id/post',
     {
-      schema: { params: IdParams, body: PostBody },
+      schema: { params: IdParams, body: PostBody, response: { 200: TransferView } },
       // The body is optional (post in full); an absent one is validated as {}.
       preValidation: async (request) => {
         request.body ??= {};
@@ -179,14 +200,21 @@ export function registerLedgerRoutes(app: App, ledger: Ledger): void {
     },
   );
 
-  app.post('/v1/ledger/transfers/:id/void', { schema: { params: IdParams } }, async (request, reply) => {
-    const key = readIdempotencyKey(request.headers['idempotency-key'], false);
-    return sendOutcome(reply, await ledger.void(request.params.id.toLowerCase(), key), 200);
-  });
+  app.post(
+    '/v1/ledger/transfers/:id/void',
+    { schema: { params: IdParams, response: { 200: TransferView } } },
+    async (request, reply) => {
+      const key = readIdempotencyKey(request.headers['idempotency-key'], false);
+      return sendOutcome(reply, await ledger.void(request.params.id.toLowerCase(), key), 200);
+    },
+  );
 
   app.post(
     '/v1/ledger/transfer-batches',
-    { schema: { body: BatchBody }, bodyLimit: BATCH_BODY_LIMIT_BYTES },
+    {
+      schema: { body: BatchBody, response: { 200: BatchResults, 201: BatchResults } },
+      bodyLimit: BATCH_BODY_LIMIT_BYTES,
+    },
     async (request, reply) => {
       const { atomic, transfers } = request.body;
       const seen = new Set<string>();
@@ -292,6 +320,28 @@ function fieldProblem(errors: FieldError[]): Problem {
   });
 }
 
+const LedgerAccountView = Type.Object(
+  {
+    id: Uuid,
+    currency: Type.String(),
+    normalBalance: StringEnum(['debit', 'credit']),
+    allowOverdraft: Type.Boolean(),
+    code: Nullable(Type.String()),
+    metadata: OpenObject,
+    balances: Type.Object(
+      { posted: Decimal, pending: Decimal, available: Decimal },
+      { description: "On the account's normal side" },
+    ),
+    version: Type.Integer(),
+    createdAt: DateTime,
+  },
+  { description: 'A ledger account' },
+);
+const LedgerAccountPage = Type.Object(
+  { accounts: Type.Array(LedgerAccountView), nextCursor: NextCursor },
+  { description: 'Accounts in creation order' },
+);
+
 function accountJson(account: Account) {
   const balances = balancesOf(account);
   return {
@@ -311,6 +361,22 @@ function accountJson(account: Account) {
   };
 }
 
+const EntryPage = Type.Object(
+  {
+    entries: Type.Array(
+      Type.Object({
+        transferId: Uuid,
+        side: StringEnum(['debit', 'credit']),
+        amount: Decimal,
+        balance: Decimal,
+        createdAt: DateTime,
+      }),
+    ),
+    nextCursor: NextCursor,
+  },
+  { description: "The account's entries, newest first" },
+);
+
 function entryJson(entry: Entry, exponent: number) {
   return {
     transferId: entry.transferId,
@@ -320,6 +386,49 @@ function entryJson(entry: Entry, exponent: number) {
     createdAt: entry.createdAt.toISOString(),
   };
 }
+
+const TransferView = Type.Object(
+  {
+    id: Uuid,
+    status: StringEnum(['posted', 'pending', 'voided', 'expired']),
+    postings: Type.Array(Type.Object({ debitAccountId: Uuid, creditAccountId: Uuid, amount: Decimal })),
+    postedAmount: Type.Optional(Decimal),
+    expiresAt: Nullable(DateTime),
+    metadata: OpenObject,
+    createdAt: DateTime,
+    resolvedAt: Nullable(DateTime),
+  },
+  { description: 'A transfer' },
+);
+// One result per transfer, in order: the transfer (status 201) or the problem that refused it.
+const BatchResults = Type.Object(
+  {
+    results: Type.Array(
+      Type.Object({
+        status: Type.Integer(),
+        replayed: Type.Optional(Type.Boolean()),
+        transfer: Type.Optional(TransferView),
+        // As Problem.toJSON() builds it: typed as the open record it is.
+        problem: Type.Optional(
+          Type.Unsafe<Record<string, unknown>>(
+            Type.Object(
+              {
+                type: Type.String(),
+                title: Type.String(),
+                status: Type.Integer(),
+                code: Type.String(),
+                detail: Type.Optional(Type.String()),
+                posting: Type.Optional(Type.Integer()),
+              },
+              { additionalProperties: true },
+            ),
+          ),
+        ),
+      }),
+    ),
+  },
+  { description: 'The outcome of each transfer, in order' },
+);
 
 function transferJson(transfer: Transfer) {
   const exponent = transfer.postings[0]?.exponent ?? 0;

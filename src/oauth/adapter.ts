@@ -30,7 +30,7 @@ export function clientMetadata(app: AppRecord | undefined, mode: Mode): AdapterP
     // RFC 9396: the consent types the app may ask for follow from its scopes.
     authorization_details_types: [
       ...(scopes.has('accounts') ? ['account_information'] : []),
-      ...(scopes.has('payments') ? ['payment_initiation'] : []),
+      ...(scopes.has('payments') ? ['payment_initiation', 'mandate'] : []),
       ...(scopes.has('funds_confirmation') ? ['funds_confirmation'] : []),
     ],
     id_token_signed_response_alg: 'ES256',

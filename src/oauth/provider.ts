@@ -35,6 +35,7 @@ export const AUTHORIZATION_DETAILS_TYPES = [
   'account_information',
   'payment_initiation',
   'funds_confirmation',
+  'mandate',
 ] as const;
 
 /** The one resource server the bank's API is (RFC 8707): every access token names it as its audience. */

@@ -13,6 +13,18 @@ import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { type FieldError, Problem } from '../http/problems.ts';
+import {
+  Binary,
+  CurrencyCode,
+  DateOnly,
+  DateTime,
+  NextCursor,
+  Nullable,
+  OpenObject,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
 import { checkNationalId, checkPhone, NATIONAL_ID_TYPES, type NationalIdType } from '../kyc/validators.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import {
@@ -169,6 +181,85 @@ const POINTERS = {
   consentAt: '/body/applicantConsentAt',
 } as const;
 
+const PartnerApplicationView = Type.Object(
+  {
+    id: Uuid,
+    status: StringEnum(['approved', 'in_review', 'rejected']),
+    product: StringEnum(['current', 'savings']),
+    currency: CurrencyCode,
+    reasons: Type.Array(Type.String()),
+    customerId: Nullable(Uuid),
+    accountId: Nullable(Uuid),
+    createdAt: DateTime,
+    decidedAt: Nullable(DateTime),
+  },
+  { description: 'The application' },
+);
+const OperatorApplicationProperties = {
+  ...PartnerApplicationView.properties,
+  reasons: ReadonlyList(Type.String()),
+  channel: StringEnum(['partner', 'bank_page']),
+  clientId: Nullable(Uuid),
+  riskRating: StringEnum(['low', 'medium', 'high']),
+  reviewClaimedBy: Nullable(Type.String()),
+  decidedBy: Nullable(Type.String()),
+};
+const OperatorApplicationView = Type.Object(OperatorApplicationProperties, {
+  description: 'The application, as the review queue sees it',
+});
+const ReviewPage = Type.Object(
+  { reviews: Type.Array(OperatorApplicationView), nextCursor: NextCursor },
+  { description: 'Applications waiting for review, oldest first' },
+);
+const ReviewView = Type.Object(
+  {
+    ...OperatorApplicationProperties,
+    // PersonalData (customers/service.ts), as the checks saw it.
+    applicant: Type.Object({
+      legalName: Type.String(),
+      dateOfBirth: DateOnly,
+      nationality: Type.String(),
+      nationalId: Nullable(Type.Object({ type: StringEnum(NATIONAL_ID_TYPES), number: Type.String() })),
+      address: Type.Object({
+        lines: ReadonlyList(Type.String()),
+        city: Type.String(),
+        postCode: Type.String(),
+        country: Type.String(),
+      }),
+      email: Type.String(),
+      phone: Type.String({ description: 'E.164' }),
+    }),
+    checks: Type.Array(
+      Type.Object({
+        name: StringEnum([
+          'field_validation',
+          'age',
+          'national_id',
+          'duplicate',
+          'sanctions',
+          'pep',
+          'documents',
+        ]),
+        result: StringEnum(['pass', 'refer', 'fail']),
+        reason: Nullable(Type.String()),
+        details: OpenObject,
+        createdAt: DateTime,
+      }),
+    ),
+    documents: ReadonlyList(
+      Type.Object({
+        id: Uuid,
+        kind: Type.String(),
+        mediaType: Type.String(),
+        sizeBytes: Type.Integer(),
+        sha256: Type.String(),
+      }),
+    ),
+    decisionNote: Nullable(Type.String()),
+  },
+  { description: 'The application with the applicant, every check and the documents' },
+);
+
 /** What the submitting app learns. Screening reasons are withheld: telling the applicant would tip them off. */
 function partnerJson(application: Application) {
   const screening = new Set(['sanctions_match', 'possible_sanctions_match', 'politically_exposed_person']);
@@ -208,7 +299,7 @@ export function registerOnboardingRoutes(
   app.post(
     '/v1/onboarding/applications',
     {
-      schema: { body: NewApplicationBody },
+      schema: { body: NewApplicationBody, response: { 201: PartnerApplicationView } },
       bodyLimit: BODY_LIMIT_BYTES,
       onRequest: gateway('onboarding', 'onboarding'),
       config: { idempotent: true },
@@ -262,7 +353,10 @@ export function registerOnboardingRoutes(
 
   app.get(
     '/v1/onboarding/applications/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('onboarding', 'onboarding') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 200: PartnerApplicationView } },
+      onRequest: gateway('onboarding', 'onboarding'),
+    },
     async (request) => {
       const access = request.access;
       if (!access) throw new Error('route registered without requireAccess');
@@ -291,6 +385,7 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
             cursor: Type.Optional(Type.String({ maxLength: 128 })),
             limit: Type.Optional(PageLimit),
           }),
+          response: { 200: ReviewPage },
         },
       },
       async (request) => {
@@ -307,7 +402,7 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
 
     operator.get(
       '/v1/admin/kyc/reviews/:id',
-      { schema: { params: Type.Object({ id: Id }) } },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: ReviewView } } },
       async (request) => {
         const found = await onboarding.forReview(request.params.id);
         if (!found) throw new Problem('not_found', 'no application with this id');
@@ -323,7 +418,17 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
 
     operator.get(
       '/v1/admin/kyc/reviews/:id/documents/:documentId',
-      { schema: { params: Type.Object({ id: Id, documentId: Id }) } },
+      {
+        schema: {
+          params: Type.Object({ id: Id, documentId: Id }),
+          response: {
+            200: {
+              description: 'The document, as uploaded',
+              content: Object.fromEntries(DOCUMENT_MEDIA_TYPES.map((type) => [type, { schema: Binary }])),
+            },
+          },
+        },
+      },
       async (request, reply) => {
         const document = await onboarding.document(request.params.id, request.params.documentId);
         if (!document) throw new Problem('not_found', 'no document with this id');
@@ -342,6 +447,7 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
         schema: {
           params: Type.Object({ id: Id }),
           body: Type.Object({ reviewer: Reviewer }, { additionalProperties: false }),
+          response: { 200: OperatorApplicationView },
         },
       },
       async (request) => outcome(await onboarding.claim(request.params.id, request.body.reviewer)),
@@ -357,6 +463,7 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
               { reviewer: Reviewer, note: Type.String({ minLength: 1, maxLength: 2000 }) },
               { additionalProperties: false },
             ),
+            response: { 200: OperatorApplicationView },
           },
         },
         async (request) =>

@@ -351,9 +351,13 @@ export class Onboarding {
       /** A password, or its hash when the caller hashed many in parallel (the sandbox seeder). */
       password: string | { hash: string };
       accounts: readonly { product: 'current' | 'savings'; currency: string; name?: string }[];
+      /** A business: `person` is its representative, whose login is the first user; `users` are the others. */
+      business?: {
+        users: readonly { username: string; password: string; displayName: string; email: string }[];
+      };
     },
     sql?: Sql,
-  ): Promise<{ customerId: string; accounts: BankAccount[] } | undefined> {
+  ): Promise<{ customerId: string; loginIds: string[]; accounts: BankAccount[] } | undefined> {
     const create = async (tx: Sql) => {
       const customerId = uuidv7();
       const now = this.#now();
@@ -363,6 +367,7 @@ export class Onboarding {
           person: input.person,
           riskRating: 'low',
           applicationId: null,
+          kind: input.business ? 'business' : 'personal',
         }))
       ) {
         return undefined;
@@ -379,6 +384,12 @@ export class Onboarding {
         tx,
       );
       if (!login.created) throw new UsernameTaken();
+      const loginIds = [login.id];
+      for (const user of input.business?.users ?? []) {
+        const added = await this.#logins.createLogin({ ...user, emailVerified: true, customerId }, tx);
+        if (!added.created) throw new UsernameTaken();
+        loginIds.push(added.id);
+      }
       const accounts: BankAccount[] = [];
       for (const wanted of input.accounts) {
         const account = await this.#accounts.open(tx, { customerId, ...wanted });
@@ -399,7 +410,7 @@ export class Onboarding {
         subjectId: customerId,
         payload: { customerId, applicationId: null },
       });
-      return { customerId, accounts };
+      return { customerId, loginIds, accounts };
     };
     try {
       // Inside the caller's transaction, an undefined answer leaves partial rows: the caller rolls back.

@@ -6,12 +6,30 @@ import { type Static, Type } from 'typebox';
 import type { Accounts } from '../accounts/service.ts';
 import { customerSession } from '../consents/customer-routes.ts';
 import type { CustomerAuth } from '../customer-auth/service.ts';
+import { QuoteTermsView, quoteTermsJson } from '../fx/routes.ts';
 import type { createGateway } from '../gateway/gateway.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
 import { CURSOR_POSITION } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
+import {
+  CurrencyCode,
+  DateOnly,
+  DateTime,
+  Decimal,
+  Nullable,
+  NullableStringEnum,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
+import {
+  MERCHANT_CATEGORY_FIELDS,
+  PAYMENT_POINTS_FIELDS,
+  PaymentPointsView,
+  paymentPointsJson,
+} from '../loyalty/routes.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, type ParsedAmount, parseAmount } from '../money.ts';
 import {
   type CreateOrderOutcome,
@@ -62,6 +80,48 @@ const OrderBody = Type.Object(
   { additionalProperties: false },
 );
 
+// A payment made now (not an order: a quote holds for seconds) may convert at an FX quote (src/fx/).
+const PaymentNowBody = Type.Object(
+  { ...PaymentBody.properties, quoteId: Type.Optional(Id), ...PAYMENT_POINTS_FIELDS },
+  { additionalProperties: false },
+);
+// A merchant's app also names its merchant category, which decides the points the payment earns (src/loyalty/).
+const AppPaymentBody = Type.Object(
+  { ...PaymentNowBody.properties, ...MERCHANT_CATEGORY_FIELDS },
+  { additionalProperties: false },
+);
+
+const CreditorView = Type.Object({ name: Type.String(), iban: Type.String() });
+const AmountView = Type.Object({ amount: Decimal, currency: CurrencyCode });
+const OrderView = Type.Object(
+  {
+    id: Uuid,
+    kind: StringEnum(['scheduled', 'standing']),
+    status: StringEnum(['active', 'completed', 'cancelled']),
+    debtorAccountId: Uuid,
+    creditor: CreditorView,
+    instructedAmount: AmountView,
+    reference: Nullable(Type.String()),
+    schedule: Type.Object({
+      firstDate: DateOnly,
+      frequency: NullableStringEnum(['daily', 'weekly', 'monthly', 'yearly']),
+      lastDate: Nullable(DateOnly),
+      count: Nullable(Type.Integer()),
+    }),
+    nextRunOn: Nullable(DateOnly),
+    runs: Type.Array(
+      Type.Object({
+        date: DateOnly,
+        status: StringEnum(['pending', 'paid', 'failed']),
+        paymentId: Nullable(Uuid),
+        outcome: Nullable(Type.String()),
+      }),
+    ),
+    createdAt: DateTime,
+  },
+  { description: 'A scheduled payment or standing order, with its runs' },
+);
+
 export function orderJson(order: PaymentOrder) {
   return {
     id: order.id,
@@ -99,6 +159,37 @@ function cancelled(outcome: PaymentOrder | 'not_found' | 'not_active') {
   return orderJson(outcome);
 }
 
+const PAYMENT_STATUSES = [
+  'received',
+  'awaiting_sca',
+  'accepted',
+  'settling',
+  'settled',
+  'returning',
+  'rejected',
+  'returned',
+] as const;
+const PaymentView = Type.Object(
+  {
+    id: Uuid,
+    status: StringEnum(PAYMENT_STATUSES),
+    type: StringEnum(['internal', 'domestic', 'cross_border']),
+    debtorAccountId: Uuid,
+    creditor: CreditorView,
+    instructedAmount: AmountView,
+    reference: Nullable(Type.String()),
+    rejectionCode: Nullable(Type.String()),
+    consentId: Nullable(Uuid),
+    statusHistory: ReadonlyList(
+      Type.Object({ status: StringEnum(PAYMENT_STATUSES), at: DateTime, code: Type.Optional(Type.String()) }),
+    ),
+    createdAt: DateTime,
+    fx: Type.Optional(QuoteTermsView),
+    points: Type.Optional(PaymentPointsView),
+  },
+  { description: 'A payment and every change of its status' },
+);
+
 export function paymentJson(payment: Payment) {
   const exponent = currencyExponent(payment.currency) ?? 2;
   return {
@@ -113,6 +204,8 @@ export function paymentJson(payment: Payment) {
     consentId: payment.consentId,
     statusHistory: payment.statusHistory,
     createdAt: payment.createdAt.toISOString(),
+    ...(payment.quote && { fx: quoteTermsJson(payment.quote) }),
+    ...(payment.points && { points: paymentPointsJson(payment.points) }),
   };
 }
 
@@ -190,7 +283,7 @@ export function registerPaymentRoutes(
 
   app.post(
     '/v1/payment-orders',
-    { schema: { body: OrderBody }, onRequest: gateway('payments', 'payments') },
+    { schema: { body: OrderBody, response: { 201: OrderView } }, onRequest: gateway('payments', 'payments') },
     async (request, reply) => {
       const key = readIdempotencyKey(request.headers['idempotency-key'], true);
       checkAmount(request.body.instructedAmount);
@@ -201,7 +294,10 @@ export function registerPaymentRoutes(
   );
   app.get(
     '/v1/payment-orders/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 200: OrderView } },
+      onRequest: gateway('payments', 'payments'),
+    },
     async (request) => {
       const order = await orders.get(appOf(request), request.params.id);
       if (!order) throw new Problem('not_found', 'no order with this id');
@@ -210,14 +306,17 @@ export function registerPaymentRoutes(
   );
   app.delete(
     '/v1/payment-orders/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 200: OrderView } },
+      onRequest: gateway('payments', 'payments'),
+    },
     async (request) => cancelled(await orders.cancel(appOf(request), request.params.id)),
   );
   const initiate = async (
     request: FastifyRequest,
     initiator: Initiator,
     key: string,
-    body: Static<typeof PaymentBody>,
+    body: Static<typeof AppPaymentBody>,
   ) => {
     checkAmount(body.instructedAmount);
     return answer(await payments.initiate(initiator, key, body, payerContext(request, initiator)));
@@ -225,7 +324,10 @@ export function registerPaymentRoutes(
 
   app.post(
     '/v1/payments',
-    { schema: { body: PaymentBody }, onRequest: gateway('payments', 'payments') },
+    {
+      schema: { body: AppPaymentBody, response: { 201: PaymentView } },
+      onRequest: gateway('payments', 'payments'),
+    },
     async (request, reply) => {
       const key = readIdempotencyKey(request.headers['idempotency-key'], true);
       const { payment, replayed } = await initiate(request, appInitiator(request), key, request.body);
@@ -236,7 +338,10 @@ export function registerPaymentRoutes(
 
   app.get(
     '/v1/payments/:id',
-    { schema: { params: Type.Object({ id: Id }) }, onRequest: gateway('payments', 'payments') },
+    {
+      schema: { params: Type.Object({ id: Id }), response: { 200: PaymentView } },
+      onRequest: gateway('payments', 'payments'),
+    },
     async (request) => {
       const access = request.access;
       if (!access) throw new Error('route registered without requireAccess');
@@ -249,7 +354,15 @@ export function registerPaymentRoutes(
   app.post(
     '/v1/funds-confirmations',
     {
-      schema: { body: Type.Object({ instructedAmount: InstructedAmount }, { additionalProperties: false }) },
+      schema: {
+        body: Type.Object({ instructedAmount: InstructedAmount }, { additionalProperties: false }),
+        response: {
+          200: Type.Object(
+            { fundsAvailable: Type.Boolean() },
+            { description: 'Whether the consented account could pay the amount now' },
+          ),
+        },
+      },
       onRequest: gateway('funds-confirmation', 'funds_confirmation'),
     },
     async (request) => {
@@ -278,7 +391,7 @@ export function registerPaymentRoutes(
     const signedIn: onRequestHookHandler[] = [customerSession(auth)];
     customer.post(
       '/v1/me/payments',
-      { schema: { body: PaymentBody }, onRequest: signedIn },
+      { schema: { body: PaymentNowBody, response: { 201: PaymentView } }, onRequest: signedIn },
       async (request, reply) => {
         const key = readIdempotencyKey(request.headers['idempotency-key'], true);
         if (!request.body.debtorAccountId) {
@@ -294,7 +407,7 @@ export function registerPaymentRoutes(
     );
     customer.post(
       '/v1/me/payment-orders',
-      { schema: { body: OrderBody }, onRequest: signedIn },
+      { schema: { body: OrderBody, response: { 201: OrderView } }, onRequest: signedIn },
       async (request, reply) => {
         const key = readIdempotencyKey(request.headers['idempotency-key'], true);
         const initiator: Initiator = { kind: 'customer', customerId: request.customerId as string };
@@ -304,12 +417,20 @@ export function registerPaymentRoutes(
         return reply.code(201).send(orderJson(order));
       },
     );
-    customer.get('/v1/me/payment-orders', { onRequest: signedIn }, async (request) => ({
-      orders: (await orders.list(request.customerId as string, undefined, ORDERS_PAGE_MAX)).map(orderJson),
-    }));
+    const OrderList = Type.Object(
+      { orders: Type.Array(OrderView) },
+      { description: "The customer's orders" },
+    );
+    customer.get(
+      '/v1/me/payment-orders',
+      { schema: { response: { 200: OrderList } }, onRequest: signedIn },
+      async (request) => ({
+        orders: (await orders.list(request.customerId as string, undefined, ORDERS_PAGE_MAX)).map(orderJson),
+      }),
+    );
     customer.get(
       '/v1/me/payment-orders/:id',
-      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: OrderView } }, onRequest: signedIn },
       async (request) => {
         const order = await orders.get({ customerId: request.customerId as string }, request.params.id);
         if (!order) throw new Problem('not_found', 'no order with this id');
@@ -318,7 +439,7 @@ export function registerPaymentRoutes(
     );
     customer.delete(
       '/v1/me/payment-orders/:id',
-      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: OrderView } }, onRequest: signedIn },
       async (request) =>
         cancelled(await orders.cancel({ customerId: request.customerId as string }, request.params.id)),
     );
@@ -331,6 +452,7 @@ export function registerPaymentRoutes(
             { code: Type.String({ pattern: '^[0-9]{6}$' }) },
             { additionalProperties: false },
           ),
+          response: { 200: PaymentView },
         },
         onRequest: signedIn,
       },
@@ -349,7 +471,7 @@ export function registerPaymentRoutes(
     );
     customer.post(
       '/v1/me/payments/:id/cancel',
-      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: PaymentView } }, onRequest: signedIn },
       async (request) => {
         const outcome = await payments.cancelHeld(request.customerId as string, request.params.id);
         if (outcome === 'not_found') throw new Problem('not_found', 'no payment with this id');
@@ -359,7 +481,7 @@ export function registerPaymentRoutes(
     );
     customer.get(
       '/v1/me/payments/:id',
-      { schema: { params: Type.Object({ id: Id }) }, onRequest: signedIn },
+      { schema: { params: Type.Object({ id: Id }), response: { 200: PaymentView } }, onRequest: signedIn },
       async (request) => {
         const payment = await payments.get({ customerId: request.customerId as string }, request.params.id);
         if (!payment) throw new Problem('not_found', 'no payment with this id');
@@ -378,7 +500,20 @@ export function registerPaymentOperatorRoutes(
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(options.adminToken));
     // { settled, deferred }: deferred payments wait for the next cycle (the bank short of settlement money).
-    operator.post('/v1/admin/payments/settlement-cycles', async () => payments.settleCycle());
+    operator.post(
+      '/v1/admin/payments/settlement-cycles',
+      {
+        schema: {
+          response: {
+            200: Type.Object(
+              { settled: Type.Integer(), deferred: Type.Integer() },
+              { description: 'Payments settled, and payments left for the next cycle' },
+            ),
+          },
+        },
+      },
+      async () => payments.settleCycle(),
+    );
     if (!options.sandbox) return;
 
     operator.post(
@@ -397,6 +532,12 @@ export function registerPaymentOperatorRoutes(
             },
             { additionalProperties: false },
           ),
+          response: {
+            201: Type.Object(
+              { transferId: Uuid },
+              { description: 'The ledger transfer that credited the account' },
+            ),
+          },
         },
       },
       async (request, reply) => {
@@ -437,6 +578,7 @@ export function registerPaymentOperatorRoutes(
             { reasonCode: Type.String({ pattern: '^[A-Z0-9]{2,4}$' }) },
             { additionalProperties: false },
           ),
+          response: { 200: PaymentView },
         },
       },
       async (request) => {

@@ -6,6 +6,8 @@
 //   domestic:  debtor -> clearing, then in a settlement cycle             received -> accepted -> settled
 //              clearing -> settlement; a return restores the debtor       ... -> returned
 //   refused by the ledger (insufficient funds) or by the accounts' state:  received -> rejected (with a code)
+//   cross_border (another bank, another currency, at an FX quote): debtor -> FX positions -> clearing, with
+//              a pacs.008; settled clearing -> nostro; a return restores what the debtor paid (src/fx/)
 import { isValidIBAN } from 'ibantools';
 import { v7 as uuidv7 } from 'uuid';
 import { normaliseIban } from '../accounts/iban.ts';
@@ -17,9 +19,18 @@ import type { Db, Sql } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
 import type { ScreeningInput } from '../fraud/rules.ts';
 import type { FraudScreening } from '../fraud/service.ts';
+import { type Fx, QuoteNoLongerOpen, type QuoteOwner } from '../fx/service.ts';
+import type { StoredQuote } from '../fx/store.ts';
 import { requestHash } from '../idempotency.ts';
 import type { BankLedgerAccounts } from '../ledger/bank-accounts.ts';
 import type { Ledger } from '../ledger/service.ts';
+import {
+  type Loyalty,
+  type LoyaltyDebit,
+  type LoyaltyProblem,
+  type Points,
+  rejectionOf,
+} from '../loyalty/service.ts';
 import { currencyExponent, type Minor, type ParsedAmount, parseAmount } from '../money.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
@@ -48,6 +59,12 @@ export interface PaymentInstruction {
   readonly creditor: { readonly name: string; readonly iban: string };
   readonly reference?: string | undefined;
   readonly debtorAccountId?: string | undefined;
+  /** An FX quote, for a payment in another currency than the debtor account's (src/fx/). */
+  readonly quoteId?: string | undefined;
+  /** Loyalty points paying part of the amount (src/loyalty/): whole points, as digits. */
+  readonly points?: string | undefined;
+  /** ISO 18245 merchant category, declared by the merchant's app: what points the payment earns. */
+  readonly merchantCategory?: string | undefined;
 }
 
 /** Who pays: an app under the customer's payment consent, or the customer at the bank's pages. */
@@ -65,6 +82,16 @@ export type Initiator =
       readonly orderId: string;
       readonly clientId: string | null;
       readonly customerId: string;
+    }
+  // A charge under a mandate (src/mandates/), authorised when the customer approved the mandate. `reserve`
+  // runs inside the transaction that records the payment, so the mandate's limits are checked and the charge
+  // recorded atomically with it; it throws to refuse, and then nothing is recorded.
+  | {
+      readonly kind: 'mandate';
+      readonly mandateId: string;
+      readonly clientId: string;
+      readonly customerId: string;
+      readonly reserve: (tx: Sql, paymentId: string) => Promise<void>;
     };
 
 export interface Payment {
@@ -82,6 +109,10 @@ export interface Payment {
   readonly rejectionCode: string | null;
   readonly statusHistory: readonly StatusChange[];
   readonly createdAt: Date;
+  /** The FX quote of a payment in another currency: what it debits, credits and charges. */
+  readonly quote: StoredQuote | null;
+  /** Its loyalty points, when it spent or earned any: the part paid in points, and the points earned. */
+  readonly points?: LoyaltyDebit | undefined;
 }
 
 export type PaymentProblem =
@@ -92,7 +123,11 @@ export type PaymentProblem =
   | 'amount_scale_mismatch'
   | 'invalid_creditor_iban'
   | 'same_account'
-  | 'idempotency_key_reused';
+  | 'idempotency_key_reused'
+  | 'quote_mismatch'
+  | 'quote_expired'
+  | 'quote_already_used'
+  | LoyaltyProblem;
 
 export type InitiateOutcome =
   | { ok: true; payment: Payment; replayed: boolean }
@@ -123,7 +158,8 @@ function mismatchWithConsent(
 /**
  * What a fraud verdict means for the payment. `block` refuses it. `step_up` asks for strong customer
  * authentication bound to this payment: an app's payment already had it (the customer authorised this exact
- * payment at the consent page, PSD2 RTS Art. 5), and so did an order when it was set up; a payment made in a
+ * payment at the consent page, PSD2 RTS Art. 5), and so did an order or a mandate when it was set up (the
+ * customer is not there to ask when a mandate's charge comes); a payment made in a
  * signed-in session waits (`awaiting_sca`) until the customer confirms it with a one-time code.
  */
 function decisionOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator): 'go' | 'block' | 'hold' {
@@ -135,11 +171,23 @@ function decisionOf(verdict: 'allow' | 'step_up' | 'block', initiator: Initiator
  * another customer is another payment. */
 export function idempotencyScopeOf(initiator: Initiator): string {
   if (initiator.kind === 'app') return `app:${initiator.clientId}:${initiator.customerId}`;
+  if (initiator.kind === 'mandate') return `mandate:${initiator.mandateId}`;
   return initiator.kind === 'order' ? `order:${initiator.orderId}` : `customer:${initiator.customerId}`;
+}
+
+/** Whose FX quotes a payment may use: those its app or customer asked for; orders and mandates use none. */
+function quoteOwnerOf(initiator: Initiator): QuoteOwner | undefined {
+  if (initiator.kind === 'app') {
+    return { kind: 'app', clientId: initiator.clientId, customerId: initiator.customerId };
+  }
+  return initiator.kind === 'customer' ? { kind: 'customer', customerId: initiator.customerId } : undefined;
 }
 
 /** Thrown inside a recording transaction to roll it back when the consent was revoked meanwhile. */
 export class ConsentNoLongerActive extends Error {}
+
+/** Another request under the same idempotency key recorded its payment first. */
+class TwinRequest extends Error {}
 
 export class Payments {
   readonly #db: Db;
@@ -149,6 +197,8 @@ export class Payments {
   readonly #consents: Consents;
   readonly #pii: Pii;
   readonly #fraud: FraudScreening;
+  readonly #fx: Fx;
+  readonly #loyalty: Loyalty | undefined;
   readonly #secondFactor: {
     confirmWithSecondFactor(customerId: string, code: string): Promise<'confirmed' | 'wrong_code' | 'locked'>;
   };
@@ -162,6 +212,9 @@ export class Payments {
     consents: Consents;
     pii: Pii;
     fraud: FraudScreening;
+    fx: Fx;
+    /** Loyalty points (src/loyalty/); without it payments neither spend nor earn points. */
+    loyalty?: Loyalty;
     /** Checks the customer's one-time code for a step-up (customer-auth). */
     secondFactor: {
       confirmWithSecondFactor(
@@ -178,6 +231,8 @@ export class Payments {
     this.#consents = options.consents;
     this.#pii = options.pii;
     this.#fraud = options.fraud;
+    this.#fx = options.fx;
+    this.#loyalty = options.loyalty;
     this.#secondFactor = options.secondFactor;
     this.#now = options.now ?? (() => new Date());
   }
@@ -190,26 +245,35 @@ export class Payments {
   ): Promise<InitiateOutcome> {
     const scope = idempotencyScopeOf(initiator);
     const hash = requestHash(instruction);
-    const existing = await findPaymentByKey(this.#db, scope, key);
+    // The replay lookup and the checks' reads go out together; a replay still answers before any check.
+    const [existing, checked] = await Promise.all([
+      findPaymentByKey(this.#db, scope, key),
+      this.check(initiator, instruction),
+    ]);
     if (existing) return this.#replay(existing, hash);
-
-    const checked = await this.check(initiator, instruction);
     if (!checked.ok) return checked;
-    const { debtor, creditor, creditorIban, amount } = checked;
+    const { debtor, creditor, creditorIban, amount, quote } = checked;
     const currency = instruction.instructedAmount.currency;
 
     const id = uuidv7();
+    const points = await this.#planPoints(initiator, instruction, id, checked);
+    if (!points.ok) return points;
     const now = this.#now();
     const recorded: StoredPayment = {
       id,
       clientId: initiator.kind === 'customer' ? null : initiator.clientId,
       customerId: initiator.customerId,
-      consentId: initiator.kind === 'app' ? initiator.consent.id : null,
+      consentId:
+        initiator.kind === 'app'
+          ? initiator.consent.id
+          : initiator.kind === 'mandate'
+            ? initiator.mandateId
+            : null,
       idempotencyScope: scope,
       idempotencyKey: key,
       requestHash: hash,
       debtorAccountId: debtor.id,
-      type: creditor ? 'internal' : 'domestic',
+      type: creditor ? 'internal' : quote ? 'cross_border' : 'domestic',
       creditorNameEnc: this.#pii.encrypt(
         instruction.creditor.name,
         fieldContext('payments', 'creditor_name_enc', id),
@@ -219,6 +283,7 @@ export class Payments {
       currency,
       amount: amount.minor,
       reference: instruction.reference ?? null,
+      quoteId: quote?.id ?? null,
       status: 'received',
       rejectionCode: null,
       statusHistory: [{ status: 'received', at: now.toISOString() }],
@@ -232,35 +297,49 @@ export class Payments {
       // money moves. The screening's reasons stay with the bank (a case for operators): the payer learns
       // only that the payment was refused, never which rule fired.
       const recordedAs = await this.#db.transaction(async (tx) => {
-        if (!(await insertPayment(tx, recorded, event))) return 'twin' as const;
-        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
-          throw new ConsentNoLongerActive();
-        }
-        const screening = await this.#fraud.screen(
-          {
-            paymentId: id,
-            customerId: initiator.customerId,
-            debtorAccountId: debtor.id,
-            amountMinor: amount.minor,
-            currency,
-            creditorIban,
-            creditorName: instruction.creditor.name,
-            at: now,
-            context: context ?? {},
-          },
-          tx,
-        );
+        // The quote first, before the payment that names it (quote ids are unique among payments): of two
+        // payments racing for one quote, the second waits for the first and finds it used.
+        if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
+        // The record, the consent's use and the screening's reads leave in one round trip: one connection
+        // runs them in order. A twin's insert finds the key taken, and the whole transaction is undone.
+        const [inserted, consumed, screening] = await Promise.all([
+          insertPayment(tx, recorded, event),
+          initiator.kind !== 'app' || this.#consents.consume(initiator.consent.id, tx),
+          this.#fraud.screen(
+            {
+              paymentId: id,
+              customerId: initiator.customerId,
+              debtorAccountId: debtor.id,
+              amountMinor: amount.minor,
+              currency,
+              creditorIban,
+              creditorName: instruction.creditor.name,
+              at: now,
+              context: context ?? {},
+            },
+            tx,
+          ),
+        ]);
+        if (!inserted) throw new TwinRequest();
+        if (!consumed) throw new ConsentNoLongerActive();
+        if (initiator.kind === 'mandate') await initiator.reserve(tx, id);
+        if (points.debit) await this.#loyalty?.recordDebit(tx, points.debit);
         return decisionOf(screening.verdict, initiator);
       });
+      decision = recordedAs;
+    } catch (error) {
       // A twin request under the same key won the race: answer as a replay of it.
-      if (recordedAs === 'twin') {
+      if (error instanceof TwinRequest) {
         const twin = await findPaymentByKey(this.#db, scope, key);
         if (!twin) throw new Error('payment key conflict without a payment');
         return this.#replay(twin, hash);
       }
-      decision = recordedAs;
-    } catch (error) {
       if (error instanceof ConsentNoLongerActive) return { ok: false, code: 'consent_not_active' };
+      if (error instanceof QuoteNoLongerOpen) {
+        // Used by a twin under the same key, which then answers; otherwise by another payment.
+        const twin = await findPaymentByKey(this.#db, scope, key);
+        return twin ? this.#replay(twin, hash) : { ok: false, code: error.code };
+      }
       throw error;
     }
     const done =
@@ -268,10 +347,10 @@ export class Payments {
         ? await this.#transition(recorded, ['received'], 'rejected', 'payment_blocked')
         : decision === 'hold'
           ? await this.#transition(recorded, ['received'], 'awaiting_sca', 'sca_required')
-          : await this.#execute(recorded, debtor, creditor);
+          : await this.#execute(recorded, debtor, creditor, points.debit ?? null);
     return {
       ok: true,
-      payment: await this.#view(done),
+      payment: await this.#view(done, points.debit === undefined),
       replayed: false,
     };
   }
@@ -291,6 +370,7 @@ export class Payments {
         creditor: BankAccount | undefined;
         creditorIban: string;
         amount: ParsedAmount;
+        quote: StoredQuote | undefined;
       }
     | { ok: false; code: PaymentProblem; detail?: string }
   > {
@@ -322,23 +402,36 @@ export class Payments {
       }
       debtorAccountId = chosen;
     }
-    const debtor =
-      debtorAccountId && (await this.#accounts.findForCustomer(initiator.customerId, debtorAccountId));
-    if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
-    if (debtor.currency !== currency)
-      return { ok: false, code: 'currency_mismatch', detail: `the account is in ${debtor.currency}` };
     const creditorIban = normaliseIban(instruction.creditor.iban);
-    if (!isValidIBAN(creditorIban)) return { ok: false, code: 'invalid_creditor_iban' };
-    const creditor = await this.#accounts.findByIban(creditorIban);
+    const ibanValid = isValidIBAN(creditorIban);
+    // Both accounts are looked up at once; the answers are judged in the order the checks are documented.
+    const [debtor, creditor] = await Promise.all([
+      debtorAccountId && this.#accounts.findForCustomer(initiator.customerId, debtorAccountId),
+      ibanValid ? this.#accounts.findByIban(creditorIban) : undefined,
+    ]);
+    if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
+    const quoteId = instruction.quoteId;
+    if (quoteId === undefined && debtor.currency !== currency)
+      return { ok: false, code: 'currency_mismatch', detail: `the account is in ${debtor.currency}` };
+    if (!ibanValid) return { ok: false, code: 'invalid_creditor_iban' };
     if (creditor?.id === debtor.id) return { ok: false, code: 'same_account' };
-    if (creditor && creditor.currency !== currency) {
+    if (quoteId === undefined && creditor && creditor.currency !== currency) {
       return {
         ok: false,
         code: 'currency_mismatch',
         detail: `the creditor's account is in ${creditor.currency}`,
       };
     }
-    return { ok: true, debtor, creditor, creditorIban, amount };
+    if (quoteId === undefined) return { ok: true, debtor, creditor, creditorIban, amount, quote: undefined };
+    // In another currency, at a quote: it sells the debtor's currency, buys the creditor account's (when the
+    // creditor banks here), and the instructed amount is one of its two sides.
+    const quoted = await this.#fx.quoteFor(quoteOwnerOf(initiator), quoteId, {
+      sellCurrency: debtor.currency,
+      buyCurrency: creditor?.currency,
+      instructed: { currency, minor: amount.minor },
+    });
+    if (!quoted.ok) return quoted;
+    return { ok: true, debtor, creditor, creditorIban, amount, quote: quoted.quote };
   }
 
   async #replay(existing: StoredPayment, hash: string): Promise<InitiateOutcome> {
@@ -362,22 +455,37 @@ export class Payments {
     payment: StoredPayment,
     debtor: BankAccount,
     creditor: BankAccount | undefined,
+    // Its loyalty split when the caller just recorded it (null: none); undefined: read it.
+    recordedPoints?: LoyaltyDebit | null,
   ): Promise<StoredPayment> {
     let rejection: string | null = null;
     if (debtor.status !== 'active') rejection = 'debtor_account_not_active';
     else if (creditor && creditor.status !== 'active') rejection = 'creditor_account_not_active';
+    const quote = await this.#quoteOf(payment);
+    const loyalty = this.#loyalty;
+    const points =
+      recordedPoints === undefined ? await loyalty?.findDebit(payment.id) : (recordedPoints ?? undefined);
     if (rejection === null) {
       const target = creditor
         ? creditor.ledgerAccountId
-        : await this.#bankAccounts.id('clearing', payment.currency);
+        : await this.#bankAccounts.id('clearing', quote?.buyCurrency ?? payment.currency);
+      // Paid partly in points, or earning them: the points move in this same transfer (src/loyalty/).
+      const split =
+        points &&
+        (await loyalty?.debitTransfer(points, {
+          debtorLedgerAccountId: debtor.ledgerAccountId,
+          creditorLedgerAccountId: target,
+        }));
       const outcome = await this.#ledger.transfer(`payment:${payment.id}`, {
-        postings: [
-          {
-            debitAccountId: debtor.ledgerAccountId,
-            creditAccountId: target,
-            amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
-          },
-        ],
+        postings: quote
+          ? await this.#fx.conversionPostings(quote, debtor.ledgerAccountId, target)
+          : (split?.postings ?? [
+              {
+                debitAccountId: debtor.ledgerAccountId,
+                creditAccountId: target,
+                amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+              },
+            ]),
         pending: false,
         expiresAt: null,
         metadata: {
@@ -386,6 +494,7 @@ export class Payments {
           category: 'transfer',
           // Inside the bank the accounts name both sides; outside, the payee is all the statement can show.
           ...(creditor ? {} : { counterparty: { iban: payment.creditorIban } }),
+          ...split?.metadata,
         },
       });
       if (!outcome.ok) {
@@ -394,11 +503,96 @@ export class Payments {
         if (outcome.code === 'idempotency_key_in_flight') {
           return (await findPayment(this.#db, payment.id)) ?? payment;
         }
-        rejection = outcome.code;
+        rejection = rejectionOf(split, outcome);
       }
     }
     const next: PaymentStatus = rejection ? 'rejected' : payment.type === 'internal' ? 'settled' : 'accepted';
-    return this.#transition(payment, ['received'], next, rejection);
+    if (next === 'accepted' && payment.type === 'cross_border') return this.#acceptCrossBorder(payment);
+    return this.#transition(
+      payment,
+      ['received'],
+      next,
+      rejection,
+      undefined,
+      points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, rejection === null)),
+    );
+  }
+
+  /** The FX quote a payment converts at, if any. */
+  async #quoteOf(payment: StoredPayment): Promise<StoredQuote | undefined> {
+    if (payment.quoteId === null) return undefined;
+    const quote = await this.#fx.quoteOf(payment.quoteId);
+    if (!quote) throw new Error(`payment ${payment.id} names a missing quote`);
+    return quote;
+  }
+
+  /**
+   * The payment's loyalty points (src/loyalty/), decided before it is recorded: the part paid in points at
+   * the redemption rate and the points its money part earns at the merchant category's rule. Payments between
+   * the customer's own accounts earn nothing; payments at an FX quote neither spend nor earn (the split is in
+   * one currency). The consent covers the full amount: points change only how it is paid.
+   */
+  async #planPoints(
+    initiator: Initiator,
+    instruction: PaymentInstruction,
+    id: string,
+    checked: { debtor: BankAccount; creditor: BankAccount | undefined; amount: ParsedAmount; quote: unknown },
+  ): Promise<
+    { ok: true; debit: LoyaltyDebit | undefined } | { ok: false; code: LoyaltyProblem; detail: string }
+  > {
+    const points = BigInt(instruction.points ?? '0') as Points;
+    if (!this.#loyalty || checked.quote) {
+      const detail = checked.quote ? 'points do not pay payments at an FX quote' : 'the bank takes no points';
+      return points > 0n
+        ? { ok: false, code: 'points_not_accepted', detail }
+        : { ok: true, debit: undefined };
+    }
+    return this.#loyalty.planDebit({
+      id,
+      accountId: checked.debtor.id,
+      customerId: initiator.customerId,
+      currency: checked.debtor.currency,
+      amount: checked.amount.minor,
+      points,
+      merchantCategory: instruction.merchantCategory ?? null,
+      earns: checked.creditor?.customerId !== initiator.customerId,
+    });
+  }
+
+  /** A cross-border payment is accepted with its pacs.008, in one transaction: never one without the other. */
+  async #acceptCrossBorder(payment: StoredPayment): Promise<StoredPayment> {
+    const now = this.#now();
+    const message = await this.#fx.prepareMessage({
+      paymentId: payment.id,
+      clientId: payment.clientId,
+      customerId: payment.customerId,
+      debtorAccountId: payment.debtorAccountId,
+      creditor: {
+        name: await this.#pii.decrypt(
+          payment.creditorNameEnc,
+          fieldContext('payments', 'creditor_name_enc', payment.id),
+        ),
+        iban: payment.creditorIban,
+      },
+      reference: payment.reference,
+      instructed: { currency: payment.currency, minor: payment.amount },
+      quoteId: payment.quoteId as string,
+      acceptedAt: now,
+    });
+    const accepted = await this.#db.transaction(async (tx) => {
+      const moved = await transitionPayment(
+        tx,
+        payment.id,
+        ['received'],
+        'accepted',
+        null,
+        now,
+        this.#event(payment, 'accepted', null),
+      );
+      if (moved) await this.#fx.recordMessage(tx, message);
+      return moved;
+    });
+    return accepted ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }
 
   async #transition(
@@ -407,17 +601,24 @@ export class Payments {
     to: PaymentStatus,
     code: string | null,
     sql?: Sql,
+    alongside?: (tx: Sql) => Promise<void>,
   ): Promise<StoredPayment> {
     const now = this.#now();
-    const moved = await transitionPayment(
-      sql ?? this.#db,
-      payment.id,
-      from,
-      to,
-      code,
-      now,
-      this.#event(payment, to, code),
-    );
+    const move = (on: Sql) =>
+      transitionPayment(on, payment.id, from, to, code, now, this.#event(payment, to, code));
+    // What moved with the money (loyalty points) is recorded in the transaction that records the payment's
+    // outcome; a rejected payment's points never moved. Rejections are rare: the extra transaction is too.
+    const loyalty = this.#loyalty;
+    const withIt =
+      alongside ??
+      (loyalty && to === 'rejected' ? (tx: Sql) => loyalty.settleDebit(tx, payment.id, false) : undefined);
+    const moved = withIt
+      ? await this.#db.transaction(async (tx) => {
+          const changed = await move(tx);
+          if (changed) await withIt(tx);
+          return changed;
+        })
+      : await move(sql ?? this.#db);
     // Another worker moved it first: report where it is now.
     return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }
@@ -437,7 +638,8 @@ export class Payments {
     };
   }
 
-  async #view(payment: StoredPayment): Promise<Payment> {
+  /** `withoutPoints`: the caller knows it spent and earned no points (no read needed). */
+  async #view(payment: StoredPayment, withoutPoints = false): Promise<Payment> {
     return {
       id: payment.id,
       clientId: payment.clientId,
@@ -459,6 +661,8 @@ export class Payments {
       rejectionCode: payment.rejectionCode,
       statusHistory: payment.statusHistory,
       createdAt: payment.createdAt,
+      quote: (await this.#quoteOf(payment)) ?? null,
+      points: withoutPoints ? undefined : await this.#loyalty?.findDebit(payment.id),
     };
   }
 
@@ -487,15 +691,22 @@ export class Payments {
     );
     if (due.length === 0) return { settled: 0, deferred: 0 };
     const transfers = [];
+    // A cross-border payment settles what its quote bought, through the nostro account in that currency.
+    const quotes = await this.#fx.quotesOf(due.flatMap((payment) => payment.quoteId ?? []));
     for (const payment of due) {
+      const quote = payment.quoteId === null ? undefined : quotes.get(payment.quoteId);
+      const currency = quote?.buyCurrency ?? payment.currency;
       transfers.push({
         key: `payment-settlement:${payment.id}`,
         request: {
           postings: [
             {
-              debitAccountId: await this.#bankAccounts.id('clearing', payment.currency),
-              creditAccountId: await this.#bankAccounts.id('settlement', payment.currency),
-              amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+              debitAccountId: await this.#bankAccounts.id('clearing', currency),
+              creditAccountId: await this.#bankAccounts.id(quote ? 'nostro' : 'settlement', currency),
+              amount: {
+                minor: (quote?.buyAmount ?? payment.amount) as Minor,
+                scale: currencyExponent(currency) ?? 2,
+              },
             },
           ],
           pending: false,
@@ -525,7 +736,7 @@ export class Payments {
   async returnPayment(id: string, reasonCode: string): Promise<Payment | 'not_found' | 'not_returnable'> {
     const payment = await findPayment(this.#db, id);
     if (!payment) return 'not_found';
-    if (payment.type !== 'domestic' || (payment.status !== 'accepted' && payment.status !== 'settled')) {
+    if (payment.type === 'internal' || (payment.status !== 'accepted' && payment.status !== 'settled')) {
       return 'not_returnable';
     }
     const claimed = await transitionPayment(
@@ -547,29 +758,57 @@ export class Payments {
   async #finishReturn(payment: StoredPayment, from: 'accepted' | 'settled'): Promise<StoredPayment> {
     const debtor = await this.#accounts.find(payment.debtorAccountId);
     if (!debtor) throw new Error(`payment ${payment.id} names a missing account`);
+    const quote = await this.#quoteOf(payment);
     const source = await this.#bankAccounts.id(
-      from === 'settled' ? 'settlement' : 'clearing',
-      payment.currency,
+      from === 'settled' ? (quote ? 'nostro' : 'settlement') : 'clearing',
+      quote?.buyCurrency ?? payment.currency,
     );
+    // Paid partly in points, or earned some: both parts go back in proportion, in this same transfer.
+    const loyalty = this.#loyalty;
+    const refund = await loyalty?.planRefund({
+      refundId: payment.id,
+      debitId: payment.id,
+      amount: payment.amount as Minor,
+    });
+    const split =
+      refund &&
+      (await loyalty?.refundTransfer(refund, {
+        sourceLedgerAccountId: source,
+        debtorLedgerAccountId: debtor.ledgerAccountId,
+      }));
     const outcome = await this.#ledger.transfer(`payment-return:${payment.id}`, {
-      postings: [
-        {
-          debitAccountId: source,
-          creditAccountId: debtor.ledgerAccountId,
-          amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
-        },
-      ],
+      // At a quote, the debtor gets back what they paid, fee included, at the quote's rate (src/fx/).
+      postings: quote
+        ? await this.#fx.reversalPostings(quote, source, debtor.ledgerAccountId)
+        : (split?.postings ?? [
+            {
+              debitAccountId: source,
+              creditAccountId: debtor.ledgerAccountId,
+              amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+            },
+          ]),
       pending: false,
       expiresAt: null,
       metadata: {
         paymentId: payment.id,
         reference: `Returned: ${payment.reference ?? ''}`.trim(),
         category: 'transfer',
+        ...split?.metadata,
       },
     });
+    const settleRefund = (posted: boolean) =>
+      refund && loyalty ? (tx: Sql) => loyalty.settleRefund(tx, refund, posted) : undefined;
     // The money is where it was: the payment goes back to where it was.
-    if (!outcome.ok) return this.#transition(payment, ['returning'], from, null);
-    return this.#transition(payment, ['returning'], 'returned', payment.rejectionCode);
+    if (!outcome.ok)
+      return this.#transition(payment, ['returning'], from, null, undefined, settleRefund(false));
+    return this.#transition(
+      payment,
+      ['returning'],
+      'returned',
+      payment.rejectionCode,
+      undefined,
+      settleRefund(true),
+    );
   }
 
   /**
@@ -598,15 +837,25 @@ export class Payments {
   async cancelHeld(customerId: string, id: string): Promise<Payment | 'not_found' | 'not_awaiting_sca'> {
     const payment = await findPayment(this.#db, id);
     if (!payment || payment.customerId !== customerId) return 'not_found';
-    const moved = await transitionPayment(
-      this.#db,
-      id,
-      ['awaiting_sca'],
-      'rejected',
-      'cancelled_by_customer',
-      this.#now(),
-      this.#event(payment, 'rejected', 'cancelled_by_customer'),
-    );
+    const cancel = (sql: Sql) =>
+      transitionPayment(
+        sql,
+        id,
+        ['awaiting_sca'],
+        'rejected',
+        'cancelled_by_customer',
+        this.#now(),
+        this.#event(payment, 'rejected', 'cancelled_by_customer'),
+      );
+    // Its loyalty points never moved: their split is voided with it, in the same transaction.
+    const loyalty = this.#loyalty;
+    const moved = loyalty
+      ? await this.#db.transaction(async (tx) => {
+          const cancelled = await cancel(tx);
+          if (cancelled) await loyalty.settleDebit(tx, id, false);
+          return cancelled;
+        })
+      : await cancel(this.#db);
     return moved ? this.#view(moved) : 'not_awaiting_sca';
   }
 
@@ -622,7 +871,7 @@ export class Payments {
     for (const payment of await listPayments(this.#db, 'awaiting_sca', undefined, scaBefore, 100)) {
       await this.#transition(payment, ['awaiting_sca'], 'rejected', 'sca_expired');
     }
-    for (const payment of await listPayments(this.#db, 'returning', 'domestic', staleBefore, 100)) {
+    for (const payment of await listPayments(this.#db, 'returning', undefined, staleBefore, 100)) {
       // Where it was returned from is the status before `returning` in its history.
       const from = payment.statusHistory.at(-2)?.status === 'settled' ? 'settled' : 'accepted';
       await this.#finishReturn(payment, from);

@@ -9,7 +9,8 @@ export type PaymentStatus =
   | 'returning'
   | 'rejected'
   | 'returned';
-export type PaymentType = 'internal' | 'domestic';
+// cross_border: to another bank, in another currency than the debtor's, at an FX quote (src/fx/).
+export type PaymentType = 'internal' | 'domestic' | 'cross_border';
 
 export interface StatusChange {
   readonly status: PaymentStatus;
@@ -33,6 +34,8 @@ export interface StoredPayment {
   readonly currency: string;
   readonly amount: bigint;
   readonly reference: string | null;
+  /** The FX quote a payment in another currency converts at: what it debits and credits are the quote's. */
+  readonly quoteId: string | null;
   readonly status: PaymentStatus;
   readonly rejectionCode: string | null;
   readonly statusHistory: readonly StatusChange[];
@@ -56,6 +59,7 @@ interface Row {
   currency: string;
   amount: bigint;
   reference: string | null;
+  quote_id: string | null;
   status: PaymentStatus;
   rejection_code: string | null;
   status_history: StatusChange[];
@@ -79,6 +83,7 @@ const fromRow = (row: Row): StoredPayment => ({
   currency: row.currency,
   amount: row.amount,
   reference: row.reference,
+  quoteId: row.quote_id,
   status: row.status,
   rejectionCode: row.rejection_code,
   statusHistory: row.status_history,
@@ -101,8 +106,8 @@ export async function insertPayment(sql: Sql, p: StoredPayment, event: PaymentEv
     `with inserted as (
        insert into payments (id, client_id, customer_id, consent_id, idempotency_scope, idempotency_key, request_hash,
          debtor_account_id, type, creditor_name_enc, creditor_iban, creditor_account_id, currency, amount, reference,
-         status, rejection_code, status_history, created_at, updated_at)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20)
+         status, rejection_code, status_history, created_at, updated_at, quote_id)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20, $23)
        on conflict (idempotency_scope, idempotency_key) do nothing returning id)
      insert into outbox_events (type, subject_id, payload, created_at)
        select $21, id::text, $22::text::jsonb, $19 from inserted returning 1`,
@@ -129,6 +134,7 @@ export async function insertPayment(sql: Sql, p: StoredPayment, event: PaymentEv
       p.updatedAt,
       event.type,
       JSON.stringify(event.payload),
+      p.quoteId,
     ],
   );
   return rows.length === 1;
@@ -216,7 +222,8 @@ export async function claimForSettlement(
   const rows = await sql.query<Row>(
     `update payments set status = 'settling', updated_at = $1, status_history = status_history || $2::text::jsonb
       where id in (select id from payments
-                    where type = 'domestic' and (status = 'accepted' or (status = 'settling' and updated_at < $3))
+                    where type in ('domestic', 'cross_border')
+                      and (status = 'accepted' or (status = 'settling' and updated_at < $3))
                     order by created_at limit $4 for update skip locked)
       returning *`,
     [at, JSON.stringify([change]), staleBefore, limit],

@@ -39,7 +39,9 @@ export const ENCRYPTED_COLUMNS: readonly { table: string; columns: readonly stri
   { table: 'payments', columns: ['creditor_name_enc'] },
   { table: 'webhook_endpoints', columns: ['secret_enc', 'previous_secret_enc'] },
   { table: 'payment_orders', columns: ['creditor_name_enc'] },
+  { table: 'fx_payment_messages', columns: ['xml_enc'] },
   { table: 'idempotency_keys', columns: ['response_enc'] },
+  { table: 'payout_items', columns: ['creditor_name_enc'] },
 ];
 
 export const fieldContext = (table: string, column: string, id: string) => `${table}.${column}:${id}`;

@@ -53,6 +53,23 @@ export const SANDBOX_CUSTOMERS = [
   },
 ] as const;
 
+/** A ready-made business with two users, for batch payouts: one uploads a batch, the other approves it. */
+export const SANDBOX_BUSINESS = {
+  username: 'northwind-maker',
+  password: 'northwind-sandbox-password',
+  secondUser: { username: 'northwind-checker', password: 'northwind-sandbox-password' },
+  person: {
+    legalName: 'Northwind Ltd',
+    dateOfBirth: '1990-01-01',
+    nationality: 'GB',
+    nationalId: null,
+    address: { lines: ['1 Harbour Road'], city: 'Bristol', postCode: 'BS1 4RN', country: 'GB' },
+    email: 'payroll@northwind.example',
+    phone: '+441179000000',
+  },
+  accounts: [{ product: 'current', currency: 'EUR' }],
+} as const;
+
 export interface SeedReport {
   readonly customersSeconds: number;
   readonly transfersSeconds: number;
@@ -218,6 +235,14 @@ const READY_MADE_TRANSFERS: readonly {
     counterparty: 'Example Coffee',
   },
   { from: 'alice:0', to: 'bob:0', amount: '20.00', reference: 'Concert tickets', category: 'transfer' },
+  {
+    from: 'external:EUR',
+    to: 'northwind-maker:0',
+    amount: '50000.00',
+    reference: 'Transfer from own account',
+    category: 'transfer',
+    counterparty: 'Own account at Northbank',
+  },
   { from: 'alice:0', to: 'alice:2', amount: '200.00', reference: 'Savings', category: 'savings' },
   {
     from: 'alice:0',
@@ -268,6 +293,20 @@ export async function seedSandbox(
           ids.set(`${customer.username}:${position}`, account.ledgerAccountId);
         }
       }
+      const business = await onboarding.createDirectly({
+        ...SANDBOX_BUSINESS,
+        business: {
+          users: [
+            {
+              ...SANDBOX_BUSINESS.secondUser,
+              displayName: 'Northwind payroll checker',
+              email: 'checker@northwind.example',
+            },
+          ],
+        },
+      });
+      if (!business) throw new Error(`sandbox customer ${SANDBOX_BUSINESS.username} exists`);
+      ids.set(`${SANDBOX_BUSINESS.username}:0`, (business.accounts[0] as BankAccount).ledgerAccountId);
       for (const [index, transfer] of READY_MADE_TRANSFERS.entries()) {
         const amount = parseAmount(transfer.amount);
         const debitAccountId = ids.get(transfer.from);

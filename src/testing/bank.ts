@@ -170,6 +170,52 @@ export async function createCustomer(
   };
 }
 
+/**
+ * A business customer with several users (the first is its representative), each signing in with their own
+ * username and `password`, and accounts: for tests of what one user does and another approves.
+ */
+export async function createBusinessCustomer(
+  built: BuiltApp,
+  input: {
+    name: string;
+    usernames: readonly [string, string, ...string[]];
+    password: string;
+    accounts?: readonly { product: 'current' | 'savings'; currency: string }[];
+  },
+): Promise<{ customerId: string; loginIds: string[]; accountIds: string[]; ledgerAccountIds: string[] }> {
+  if (!built.onboarding) throw new Error('createBusinessCustomer needs the bank built with oauth');
+  const [first, ...others] = input.usernames;
+  const created = await built.onboarding.createDirectly({
+    person: {
+      legalName: input.name,
+      dateOfBirth: '1990-04-12',
+      nationality: 'GB',
+      nationalId: null,
+      address: { lines: ['1 Business Park'], city: 'London', postCode: 'EC1A 1BB', country: 'GB' },
+      email: `${first}@example.com`,
+      phone: '+447911123456',
+    },
+    username: first,
+    password: input.password,
+    accounts: input.accounts ?? [{ product: 'current', currency: 'EUR' }],
+    business: {
+      users: others.map((username) => ({
+        username,
+        password: input.password,
+        displayName: `${username[0]?.toUpperCase()}${username.slice(1)} Tester`,
+        email: `${username}@example.com`,
+      })),
+    },
+  });
+  if (!created) throw new Error(`customer ${first} exists`);
+  return {
+    customerId: created.customerId,
+    loginIds: created.loginIds,
+    accountIds: created.accounts.map((account) => account.id),
+    ledgerAccountIds: created.accounts.map((account) => account.ledgerAccountId),
+  };
+}
+
 /** An app registered by `developer` with a client secret, discovered as an OAuth client, and its app token. */
 export async function newClientApp(
   bank: { built: BuiltApp; issuer: string },

@@ -5,6 +5,16 @@ import type { App } from '../http/app.ts';
 import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
+  DateTime,
+  NextCursor,
+  NoContent,
+  Nullable,
+  NullableStringEnum,
+  ReadonlyList,
+  StringEnum,
+  Uuid,
+} from '../http/schemas.ts';
+import {
   DELIVERIES_PAGE_MAX,
   ENDPOINTS_PAGE_MAX,
   type EndpointOutcome,
@@ -67,6 +77,29 @@ const ENDPOINTS_CURSOR = 'webhook_endpoints';
 const DELIVERIES_CURSOR = 'webhook_deliveries';
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 
+const WebhookEndpointView = Type.Object(
+  {
+    id: Uuid,
+    appId: Uuid,
+    url: Type.String(),
+    eventTypes: ReadonlyList(Type.String()),
+    description: Nullable(Type.String()),
+    enabled: Type.Boolean(),
+    disabledReason: NullableStringEnum(['developer', 'failing', 'gone']),
+    previousSecretExpiresAt: Nullable(DateTime),
+    createdAt: DateTime,
+    updatedAt: DateTime,
+    secret: Type.Optional(
+      Type.String({ description: 'Only when created or rotated; the bank never shows it again' }),
+    ),
+  },
+  { description: 'A webhook endpoint' },
+);
+const EndpointPage = Type.Object(
+  { endpoints: Type.Array(WebhookEndpointView), nextCursor: NextCursor },
+  { description: "The app's webhook endpoints" },
+);
+
 function endpointJson(endpoint: EndpointView, secret?: string) {
   return {
     id: endpoint.id,
@@ -83,6 +116,31 @@ function endpointJson(endpoint: EndpointView, secret?: string) {
     ...(secret === undefined ? {} : { secret }),
   };
 }
+
+const DeliveryView = Type.Object(
+  {
+    id: Uuid,
+    endpointId: Uuid,
+    eventId: Type.String({ description: "The outbox event's sequence number" }),
+    eventType: Type.String(),
+    webhookId: Type.String({ description: 'The webhook-id header: the same for every attempt' }),
+    status: StringEnum(['pending', 'sending', 'delivered', 'failed']),
+    attempts: Type.Integer(),
+    responseStatus: Nullable(Type.Integer()),
+    error: Nullable(Type.String()),
+    durationMs: Nullable(Type.Integer()),
+    lastAttemptAt: Nullable(DateTime),
+    nextAttemptAt: Nullable(DateTime),
+    deliveredAt: Nullable(DateTime),
+    replayOf: Nullable(Uuid),
+    createdAt: DateTime,
+  },
+  { description: 'A delivery of an event to the endpoint' },
+);
+const DeliveryPage = Type.Object(
+  { deliveries: Type.Array(DeliveryView), nextCursor: NextCursor },
+  { description: 'Deliveries, newest first' },
+);
 
 function deliveryJson(delivery: Delivery) {
   return {
@@ -123,37 +181,52 @@ export function registerWebhookRoutes(scope: App, webhooks: Webhooks, developers
   scope.addHook('onRequest', requireDeveloper(developers));
   const base = '/v1/apps/:appId/webhooks';
 
-  scope.post(base, { schema: { params: AppParams, body: NewEndpointBody } }, async (request, reply) => {
-    const outcome = await webhooks.create(developerOf(request).id, request.params.appId, request.body);
-    if (!outcome.ok && outcome.code === 'not_found') throw new Problem('not_found', 'no app with this id');
-    return reply.code(201).send(endpointOrProblem(outcome));
-  });
+  scope.post(
+    base,
+    {
+      schema: { params: AppParams, body: NewEndpointBody, response: { 201: WebhookEndpointView } },
+      config: { idempotent: true },
+    },
+    async (request, reply) => {
+      const outcome = await webhooks.create(developerOf(request).id, request.params.appId, request.body);
+      if (!outcome.ok && outcome.code === 'not_found') throw new Problem('not_found', 'no app with this id');
+      return reply.code(201).send(endpointOrProblem(outcome));
+    },
+  );
 
-  scope.get(base, { schema: { params: AppParams, querystring: ListQuery } }, async (request) => {
-    const limit = pageLimit(request.query.limit, 20, ENDPOINTS_PAGE_MAX);
-    const after =
-      request.query.cursor === undefined
-        ? undefined
-        : decodeCursor(request.query.cursor, ENDPOINTS_CURSOR, CURSOR_POSITION.uuid);
-    const endpoints = await webhooks.list(developerOf(request).id, request.params.appId, after, limit + 1);
-    if (!endpoints) throw new Problem('not_found', 'no app with this id');
-    const items = endpoints.slice(0, limit);
-    const last = items.at(-1);
-    return {
-      endpoints: items.map((endpoint) => endpointJson(endpoint)),
-      nextCursor: endpoints.length > limit && last ? encodeCursor(ENDPOINTS_CURSOR, last.id) : null,
-    };
-  });
+  scope.get(
+    base,
+    { schema: { params: AppParams, querystring: ListQuery, response: { 200: EndpointPage } } },
+    async (request) => {
+      const limit = pageLimit(request.query.limit, 20, ENDPOINTS_PAGE_MAX);
+      const after =
+        request.query.cursor === undefined
+          ? undefined
+          : decodeCursor(request.query.cursor, ENDPOINTS_CURSOR, CURSOR_POSITION.uuid);
+      const endpoints = await webhooks.list(developerOf(request).id, request.params.appId, after, limit + 1);
+      if (!endpoints) throw new Problem('not_found', 'no app with this id');
+      const items = endpoints.slice(0, limit);
+      const last = items.at(-1);
+      return {
+        endpoints: items.map((endpoint) => endpointJson(endpoint)),
+        nextCursor: endpoints.length > limit && last ? encodeCursor(ENDPOINTS_CURSOR, last.id) : null,
+      };
+    },
+  );
 
-  scope.get(`${base}/:id`, { schema: { params: EndpointParams } }, async (request) => {
-    const endpoint = await webhooks.get(developerOf(request).id, request.params.appId, request.params.id);
-    if (!endpoint) throw notFound();
-    return endpointJson(endpoint);
-  });
+  scope.get(
+    `${base}/:id`,
+    { schema: { params: EndpointParams, response: { 200: WebhookEndpointView } } },
+    async (request) => {
+      const endpoint = await webhooks.get(developerOf(request).id, request.params.appId, request.params.id);
+      if (!endpoint) throw notFound();
+      return endpointJson(endpoint);
+    },
+  );
 
   scope.patch(
     `${base}/:id`,
-    { schema: { params: EndpointParams, body: EndpointChangesBody } },
+    { schema: { params: EndpointParams, body: EndpointChangesBody, response: { 200: WebhookEndpointView } } },
     async (request) => {
       const outcome = await webhooks.update(
         developerOf(request).id,
@@ -166,25 +239,36 @@ export function registerWebhookRoutes(scope: App, webhooks: Webhooks, developers
     },
   );
 
-  scope.delete(`${base}/:id`, { schema: { params: EndpointParams } }, async (request, reply) => {
-    if (!(await webhooks.delete(developerOf(request).id, request.params.appId, request.params.id)))
-      throw notFound();
-    return reply.code(204).send();
-  });
+  scope.delete(
+    `${base}/:id`,
+    { schema: { params: EndpointParams, response: { 204: NoContent } } },
+    async (request, reply) => {
+      if (!(await webhooks.delete(developerOf(request).id, request.params.appId, request.params.id)))
+        throw notFound();
+      return reply.code(204).send();
+    },
+  );
 
-  scope.post(`${base}/:id/secret`, { schema: { params: EndpointParams } }, async (request) => {
-    const outcome = await webhooks.rotateSecret(
-      developerOf(request).id,
-      request.params.appId,
-      request.params.id,
-    );
-    if (!outcome.ok && outcome.code === 'not_found') throw notFound();
-    return endpointOrProblem(outcome);
-  });
+  scope.post(
+    `${base}/:id/secret`,
+    {
+      schema: { params: EndpointParams, response: { 200: WebhookEndpointView } },
+      config: { idempotent: true },
+    },
+    async (request) => {
+      const outcome = await webhooks.rotateSecret(
+        developerOf(request).id,
+        request.params.appId,
+        request.params.id,
+      );
+      if (!outcome.ok && outcome.code === 'not_found') throw notFound();
+      return endpointOrProblem(outcome);
+    },
+  );
 
   scope.get(
     `${base}/:id/deliveries`,
-    { schema: { params: EndpointParams, querystring: DeliveriesQuery } },
+    { schema: { params: EndpointParams, querystring: DeliveriesQuery, response: { 200: DeliveryPage } } },
     async (request) => {
       const limit = pageLimit(request.query.limit, 50, DELIVERIES_PAGE_MAX);
       const before =
@@ -213,7 +297,7 @@ export function registerWebhookRoutes(scope: App, webhooks: Webhooks, developers
 
   scope.post(
     `${base}/:id/deliveries/:deliveryId/replay`,
-    { schema: { params: DeliveryParams } },
+    { schema: { params: DeliveryParams, response: { 202: DeliveryView } } },
     async (request, reply) => {
       const { appId, id, deliveryId } = request.params;
       const outcome = await webhooks.replay(developerOf(request).id, appId, id, deliveryId);
