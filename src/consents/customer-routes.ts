@@ -9,6 +9,7 @@ import { errorPage, loginPage, myConsentsPage } from '../customer-auth/pages.ts'
 import { FORM_BODY_LIMIT_BYTES, type Form, PAGE_HEADERS, sandboxHint } from '../customer-auth/routes.ts';
 import { CUSTOMER_SESSION_TTL_MS, type CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
+import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
 import { NoContent } from '../http/schemas.ts';
 import { ConsentView, consentJson } from './routes.ts';
@@ -30,13 +31,13 @@ function sessionToken(request: FastifyRequest): string | undefined {
  * session acts for) and `request.customerLoginId` (which of the customer's users it is).
  */
 export function customerSession(auth: CustomerAuth) {
-  return async (request: FastifyRequest) => {
+  return checks('customerSession', async (request: FastifyRequest) => {
     const token = sessionToken(request);
     const user = token ? await auth.sessionUser(token) : undefined;
     if (!user) throw new Problem('unauthorized', 'sign in at /me/consents first');
     request.customerId = user.customerId;
     request.customerLoginId = user.loginId;
-  };
+  });
 }
 
 export function registerCustomerConsentRoutes(

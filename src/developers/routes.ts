@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { type App, scoped } from '../http/app.ts';
+import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
 import { DateTime, NoContent, Uuid } from '../http/schemas.ts';
 import type { Developers } from './service.ts';
@@ -30,13 +31,13 @@ const bearer = (request: FastifyRequest) =>
 
 /** An onRequest hook admitting a developer's portal session token, and putting the developer on the request. */
 export function requireDeveloper(developers: Developers) {
-  return async (request: FastifyRequest): Promise<void> => {
+  return checks('developerToken', async (request: FastifyRequest): Promise<void> => {
     const token = bearer(request);
     const developer = token === undefined ? undefined : await developers.authenticate(token);
     if (!developer)
       throw new Problem('unauthorized', 'send a developer session token as Authorization: Bearer <token>');
     request.developer = developer;
-  };
+  });
 }
 
 /** The developer who made this request; only call after `requireDeveloper` ran. */

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { checks } from './openapi.ts';
 import { Problem } from './problems.ts';
 
 declare module 'fastify' {
@@ -17,11 +18,11 @@ const digest = (value: string) => createHash('sha256').update(value).digest();
  */
 export function requireBearerToken(token: string) {
   const expected = digest(token);
-  return async (request: FastifyRequest): Promise<void> => {
+  return checks('operatorToken', async (request: FastifyRequest): Promise<void> => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(request.headers.authorization ?? '');
     if (!match?.[1] || !timingSafeEqual(digest(match[1]), expected)) {
       throw new Problem('unauthorized', 'send the operator token as Authorization: Bearer <token>');
     }
     request.operator = true;
-  };
+  });
 }

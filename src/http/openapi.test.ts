@@ -68,6 +68,21 @@ describe('API reference', () => {
     }
   });
 
+  it('names the credential of every operation but the few anyone may call', () => {
+    // Signing up and logging in need nothing; everything else needs an access token, a developer's token,
+    // a customer's session or the operator's token, and a client must read which from the reference.
+    const open = new Set(['POST /v1/developers', 'POST /v1/developers/sessions']);
+    const missing = Object.entries(document.paths).flatMap(([path, operations]) =>
+      Object.entries(operations)
+        .filter(([method, operation]) => {
+          const name = `${method.toUpperCase()} ${path}`;
+          return path.startsWith('/v1/') && !open.has(name) && !operation.security?.length;
+        })
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    );
+    assert.deepEqual(missing, []);
+  });
+
   // Fastify serialises a response through its schema, so the schema is also what the reference promises.
   it('gives every operation a schema for each success it answers with', () => {
     const lacking: string[] = [];

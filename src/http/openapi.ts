@@ -22,9 +22,39 @@ const PROBLEM = {
   },
 } as const;
 
-/** Which security scheme a route needs, from its path. */
-function securityOf(url: string): Record<string, string[]>[] | undefined {
-  if (url.startsWith('/v1/ledger') || url.startsWith('/v1/admin') || url.startsWith('/v1/audit'))
+export type SecurityScheme = 'operatorToken' | 'accessToken' | 'developerToken' | 'customerSession';
+
+const SCHEME = Symbol('security scheme');
+
+/**
+ * Marks an onRequest hook as the check of `scheme`, so a route that names the hook in its options is
+ * documented with that scheme whatever its path.
+ */
+export function checks<Hook extends object>(scheme: SecurityScheme, hook: Hook): Hook {
+  return Object.assign(hook, { [SCHEME]: scheme });
+}
+
+function schemeOfHooks(hooks: unknown): SecurityScheme | undefined {
+  for (const hook of Array.isArray(hooks) ? hooks.flat() : [hooks]) {
+    const scheme = (hook as { [SCHEME]?: SecurityScheme } | undefined)?.[SCHEME];
+    if (scheme) return scheme;
+  }
+  return undefined;
+}
+
+/**
+ * Which security scheme a route needs: the one its own onRequest hooks check, or else, for routes whose
+ * check is a hook of their whole scope (operator, developer and customer APIs), the one of its path.
+ */
+function securityOf(url: string, hooks: unknown): Record<string, string[]>[] | undefined {
+  const marked = schemeOfHooks(hooks);
+  if (marked) return [{ [marked]: [] }];
+  if (
+    url.startsWith('/v1/ledger') ||
+    url.startsWith('/v1/admin') ||
+    url.startsWith('/v1/audit') ||
+    url.startsWith('/v1/sandbox')
+  )
     return [{ operatorToken: [] }];
   if (url.startsWith('/v1/consents')) return [{ accessToken: [] }];
   if (url.startsWith('/v1/me/')) return [{ customerSession: [] }];
@@ -80,9 +110,9 @@ export function registerOpenApi(app: App, options: { publicUrl?: string }): void
         schemas: { Problem: PROBLEM as never },
       },
     },
-    transform: ({ schema, url }) => {
+    transform: ({ schema, url, route }) => {
       const hidden = HIDDEN.some((pattern) => pattern.test(url));
-      const security = securityOf(url);
+      const security = securityOf(url, route?.onRequest);
       const problem = {
         description: 'Problem (RFC 9457)',
         content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },

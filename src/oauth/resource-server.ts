@@ -14,6 +14,7 @@ import {
 import type { AppRecord } from '../apps/store.ts';
 import type { Mode } from '../config.ts';
 import type { Consent } from '../consents/store.ts';
+import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
 import { MemoryReplayGuard, type ReplayGuard, ReplayGuardUnavailable } from './replay.ts';
 
@@ -222,7 +223,7 @@ export function createResourceServer(options: ResourceServerOptions) {
   }
 
   return function requireAccess(...scopes: string[]) {
-    return async (request: FastifyRequest): Promise<void> => {
+    return checks('accessToken', async (request: FastifyRequest): Promise<void> => {
       const access = await authenticate(request);
       const missing = scopes.filter((scope) => !access.scopes.has(scope));
       if (missing.length > 0) {
@@ -233,7 +234,7 @@ export function createResourceServer(options: ResourceServerOptions) {
         throw problem;
       }
       request.access = access;
-    };
+    });
   };
 }
 
