@@ -7,10 +7,11 @@
 // full app without the gateway (the hooks every route pays: request id, metrics, audit), and the gateway
 // with a DPoP-bound token (a proof to verify on every call).
 //
-// Everything runs in this one process, as bench/oauth.ts's latency part does: the load generator, both
-// servers, the embedded PGlite (in memory) and the audit and usage writers share one event loop. The client's CPU is
-// the same for every row, so it dilutes the difference: the ratio shown is kinder than the server-side
-// ratio would be on its own.
+// The load generator and both servers run in this one process, as bench/oauth.ts's latency part does,
+// so the client's CPU, the same for every row, dilutes the difference: the ratio shown is kinder than the
+// server-side ratio would be on its own. The full app writes its audit records and usage tallies to local
+// PostgreSQL, as in production; where none answers, to an in-memory PGlite on this same event loop, which
+// costs the pipeline more.
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import * as client from 'openid-client';
@@ -28,6 +29,7 @@ import {
   type Measured,
   machine,
   ms,
+  onPostgres,
   printTable,
   registerApp,
   runLoad,
@@ -61,11 +63,11 @@ interface Scenario extends Measured {
   readonly answered: number;
 }
 
-async function main(): Promise<void> {
+async function main(databaseUrl: string | undefined): Promise<void> {
   console.log(
     `gateway overhead benchmark: ${SECONDS} s per route after ${WARMUP_SECONDS} s warm-up, ` +
-      `${CONNECTIONS} connections; ${machine()}; in process: client, servers, PGlite, audit and usage ` +
-      'writers share one event loop, so client CPU competes with the server',
+      `${CONNECTIONS} connections; ${machine()}; in process: client and servers share one event loop, so ` +
+      `client CPU competes with the server; audit and usage written to ${databaseUrl ? 'PostgreSQL' : 'an in-memory PGlite in this process'}`,
   );
 
   // The baseline: Fastify with nothing but the route. No request-id hook, no metrics, no audit, no gateway.
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
   const barePort = await listen(bare);
 
   // The full app on an in-memory PGlite.
-  const { db, built, port, issuer } = await inProcessApp(ADMIN_TOKEN);
+  const { db, built, port, issuer } = await inProcessApp(ADMIN_TOKEN, databaseUrl);
   const { gateway, audit, meter } = built;
   if (!gateway || !audit) throw new Error('buildApp made no gateway or audit log although oauth was given');
   // Routes must exist before `listen`. The product must be in the app's plan; the scope in its token.
@@ -371,4 +373,9 @@ function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): vo
   for (const s of scenarios) for (const sample of s.errorSamples) console.log(`${s.label} error: ${sample}`);
 }
 
-await main();
+// On PostgreSQL when one answers (as in production); else on PGlite.
+const ranOnPostgres = await onPostgres('bench_gateway', 'apibank-bench-gateway-', async (database) => {
+  await main(database.env.DATABASE_URL);
+  return true;
+});
+if (!ranOnPostgres) await main(undefined);

@@ -257,6 +257,8 @@ export function freePort(): Promise<number> {
  */
 export async function inProcessApp(
   adminToken: string,
+  /** PostgreSQL to use; default: an in-memory PGlite. */
+  databaseUrl?: string,
 ): Promise<{ db: Db; built: BuiltApp; port: number; issuer: string }> {
   // Loaded here rather than at the top: bench/ledger.ts only drives a child server and needs none of it.
   const [{ openDb }, { migrate }, { buildApp }, { generateOAuthKeys }] = await Promise.all([
@@ -265,7 +267,7 @@ export async function inProcessApp(
     import('../src/main.ts'),
     import('../src/oauth/keys.ts'),
   ]);
-  const db = await openDb({});
+  const db = await openDb(databaseUrl ? { url: databaseUrl } : {});
   await migrate(db);
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
