@@ -8,7 +8,7 @@ import type { Mode } from '../config.ts';
 import { errorPage, loginPage, myConsentsPage } from '../customer-auth/pages.ts';
 import { FORM_BODY_LIMIT_BYTES, type Form, PAGE_HEADERS, sandboxHint } from '../customer-auth/routes.ts';
 import { CUSTOMER_SESSION_TTL_MS, type CustomerAuth } from '../customer-auth/service.ts';
-import { type App, scoped } from '../http/app.ts';
+import { type App, containsNul, nulRefused, scoped } from '../http/app.ts';
 import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
 import { NoContent } from '../http/schemas.ts';
@@ -75,7 +75,11 @@ export function registerCustomerConsentRoutes(
     pages.addContentTypeParser(
       'application/x-www-form-urlencoded',
       { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
-      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+      (_request, body, done) => {
+        const form = Object.fromEntries(new URLSearchParams(String(body)));
+        if (containsNul(form)) return done(nulRefused(), undefined);
+        done(null, form);
+      },
     );
 
     pages.get('/me/consents', async (request, reply) => {

@@ -4,7 +4,7 @@ import { ACCOUNTS_PAGE_MAX, type Accounts } from '../accounts/service.ts';
 import type { Mode } from '../config.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
-import { type App, scoped } from '../http/app.ts';
+import { type App, containsNul, nulRefused, scoped } from '../http/app.ts';
 import { consentPage, errorPage, loginPage } from './pages.ts';
 import { type CustomerAuth, SANDBOX_ONE_TIME_CODE } from './service.ts';
 
@@ -68,6 +68,7 @@ export function registerInteractionRoutes(
         for (const [name, value] of new URLSearchParams(String(body))) {
           form[name] = form[name] === undefined ? value : `${form[name]},${value}`;
         }
+        if (containsNul(form)) return done(nulRefused(), undefined);
         done(null, form);
       },
     );

@@ -136,6 +136,34 @@ for (const database of testDatabases()) {
       );
     });
 
+    it('refuses the NUL character anywhere in a JSON body, and stores nothing', async () => {
+      const create = (payload: string) =>
+        app.inject({
+          method: 'POST',
+          url: '/v1/ledger/accounts',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          payload,
+        });
+      const before = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      for (const payload of [
+        '{"currency":"EUR","normalBalance":"credit","metadata":{"note":"a\\u0000b"}}',
+        '{"currency":"EUR","normalBalance":"credit","metadata":{"a\\u0000":"b"}}',
+        '{"currency":"EUR","normalBalance":"credit","metadata":{"list":["x","\\u0000"]}}',
+      ]) {
+        const response = await create(payload);
+        assert.equal(response.statusCode, 400, payload);
+        assert.equal(response.json().code, 'validation_failed');
+      }
+      const after = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      assert.deepEqual(after, before);
+      // A backslash before "u0000" is plain text, not a NUL.
+      const literal = await create(
+        '{"currency":"EUR","normalBalance":"credit","metadata":{"note":"\\\\u0000"}}',
+      );
+      assert.equal(literal.statusCode, 201, literal.body);
+      assert.equal(literal.json().metadata.note, '\\u0000');
+    });
+
     it('refuses a body too large for the route', async () => {
       const response = await app.inject({
         method: 'POST',

@@ -71,12 +71,36 @@ export function createHttpServer(options: HttpOptions = {}): App {
     reply.header('x-request-id', request.id);
     done();
   });
+  // Fastify's own JSON parser (prototype poisoning refused), and one rule more: PostgreSQL text cannot hold
+  // the NUL character, so a body carrying one anywhere is refused here, before any handler stores it.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = String(body);
+    parseJson(request, text, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      // JSON text carries a NUL only escaped: the cheap search spares every other body the walk.
+      if (text.includes('\\u0000') && containsNul(value)) return done(nulRefused(), undefined);
+      done(null, value);
+    });
+  });
   app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new Problem('route_not_found')));
   app.setErrorHandler((error: FastifyError, request, reply) =>
     sendProblem(reply, request, toProblem(error, request)),
   );
   return app;
 }
+
+/** Whether a parsed JSON value or form holds the NUL character in any string, key or value. */
+export function containsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (Array.isArray(value)) return value.some(containsNul);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).some(([key, item]) => key.includes('\u0000') || containsNul(item));
+  return false;
+}
+
+export const nulRefused = () =>
+  new Problem('validation_failed', 'text may not contain the NUL character (U+0000)');
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, problem: Problem): FastifyReply {
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="apibank"');
