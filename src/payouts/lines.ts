@@ -11,14 +11,25 @@ import type { RawLine } from './files.ts';
 const NAME_LENGTH_MAX = 140;
 const REFERENCE_LENGTH_MAX = 140;
 const END_TO_END_ID_LENGTH_MAX = 35;
+// Control characters XML 1.0 cannot carry (all of C0 but tab, line feed and carriage return); NUL, among
+// them, is also what a PostgreSQL text column refuses, so a line carrying one would fail its batch's insert.
+const hasControlCharacter = (text: string): boolean => {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d) return true;
+  }
+  return false;
+};
 /** A report lists at most this many errors (with the true count beside it): enough to fix any real file. */
 export const LINE_ERRORS_REPORTED_MAX = 10_000;
 
 export type LineErrorCode =
   | 'missing'
   | 'too_long'
+  | 'invalid_characters'
   | 'invalid_iban'
   | 'invalid_amount'
+  | 'total_too_large'
   | 'amount_scale_mismatch'
   | 'currency_mismatch'
   | 'unknown_account'
@@ -93,6 +104,8 @@ export function checkLines(
   const errors: LineError[] = [];
   let errorCount = 0;
   const lines: PayoutLine[] = [];
+  // The batch's total is one debit and one stored bigint: it must fit where a single amount does.
+  let total = 0n;
   const endToEndIds = new Map<string, number>();
   // An IBAN of this bank's country and bank code names an account here, or nobody: it never leaves the bank.
   const ours = (iban: string) => iban.startsWith(bank.country) && iban.slice(4).startsWith(bank.bankCode);
@@ -107,6 +120,7 @@ export function checkLines(
     const name = line.name?.trim() ?? '';
     if (name === '') fail('name', 'missing', "the payee's name is required");
     else if (name.length > NAME_LENGTH_MAX) fail('name', 'too_long', `at most ${NAME_LENGTH_MAX} characters`);
+    else if (hasControlCharacter(name)) fail('name', 'invalid_characters', 'no control characters');
 
     const iban = line.iban === null ? '' : normaliseIban(line.iban);
     let payee: BankAccount | undefined;
@@ -144,10 +158,14 @@ export function checkLines(
     const reference = line.reference?.trim() || null;
     if (reference && reference.length > REFERENCE_LENGTH_MAX)
       fail('reference', 'too_long', `at most ${REFERENCE_LENGTH_MAX} characters`);
+    else if (reference && hasControlCharacter(reference))
+      fail('reference', 'invalid_characters', 'no control characters');
 
     const endToEndId = line.endToEndId?.trim() || null;
     if (endToEndId && endToEndId.length > END_TO_END_ID_LENGTH_MAX)
       fail('endToEndId', 'too_long', `at most ${END_TO_END_ID_LENGTH_MAX} characters`);
+    else if (endToEndId && hasControlCharacter(endToEndId))
+      fail('endToEndId', 'invalid_characters', 'no control characters');
     else if (endToEndId) {
       const first = endToEndIds.get(endToEndId);
       // Two transfers under one end-to-end id are most often one payment entered twice.
@@ -156,7 +174,10 @@ export function checkLines(
       else endToEndIds.set(endToEndId, line.line);
     }
 
+    if (!failed && amount !== undefined && total + amount > MINOR_MAX)
+      fail('amount', 'total_too_large', 'the lines up to this one add up to more than an account can hold');
     if (!failed && amount !== undefined) {
+      total += amount;
       lines.push({
         line: line.line,
         creditorName: name,
