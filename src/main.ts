@@ -220,7 +220,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     pii,
     ...clock,
   });
-  const mandates = new Mandates({ db: parts.db, consents, payments, accounts, ledger, ...clock });
+  const mandates = new Mandates({ db: parts.db, consents, payments, accounts, ledger, loyalty, ...clock });
   const onboarding = new Onboarding({
     db: parts.db,
     pii,

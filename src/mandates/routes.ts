@@ -20,6 +20,7 @@ import {
   Uuid,
 } from '../http/schemas.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
+import { PAYMENT_POINTS_FIELDS } from '../loyalty/routes.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount } from '../money.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../time.ts';
 import { PERIODS } from './periods.ts';
@@ -63,7 +64,9 @@ const MandateBody = Type.Object(
     ),
     creditor: Type.Object(
       {
-        name: Type.String({ minLength: 1, maxLength: 140 }),
+        // No control characters: the name is shown on the consent page, and NUL is what PostgreSQL's jsonb
+        // (the consent's details) refuses.
+        name: Type.String({ minLength: 1, maxLength: 140, pattern: '^[^\\u0000-\\u001f\\u007f]+$' }),
         iban: Type.String({ minLength: 15, maxLength: 42, pattern: '^[A-Za-z0-9 ]+$' }),
       },
       { additionalProperties: false },
@@ -76,6 +79,8 @@ const ChargeBody = Type.Object(
   {
     instructedAmount: InstructedAmount,
     reference: Type.Optional(Type.String({ minLength: 1, maxLength: 140 })),
+    // As on a payment: the mandate's limits still count the whole amount.
+    ...PAYMENT_POINTS_FIELDS,
   },
   { additionalProperties: false },
 );

@@ -17,6 +17,11 @@
 // /v1/payments. The limits are checked in the transaction that records that payment: the mandate row is locked
 // (FOR UPDATE), the consent share-locked (still authorised), the window's charges summed and the charge
 // inserted, so concurrent charges are counted one after the other and never exceed a limit together.
+//
+// Loyalty points (src/loyalty/) may pay part of a charge: the payment splits its one transfer into points and
+// money exactly as any payment's. The limits count the whole charge, whatever part points pay: the customer
+// authorised amounts, not a mix. A refund of such a charge gives both parts back in proportion, in the one
+// ledger transfer that refunds it (the loyalty module plans the split and records its outcome).
 import { isValidIBAN } from 'ibantools';
 import { v7 as uuidv7 } from 'uuid';
 import { normaliseIban } from '../accounts/iban.ts';
@@ -27,6 +32,7 @@ import type { Db, Sql } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
 import { requestHash } from '../idempotency.ts';
 import type { Ledger } from '../ledger/service.ts';
+import { type Loyalty, type LoyaltyRefund, rejectionOf } from '../loyalty/service.ts';
 import { currencyExponent, formatAmount, type Minor, parseAmount } from '../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../payments/service.ts';
 import { PERIODS, type Period, periodOf } from './periods.ts';
@@ -156,6 +162,7 @@ export class Mandates {
   readonly #payments: Payments;
   readonly #accounts: Accounts;
   readonly #ledger: Ledger;
+  readonly #loyalty: Loyalty | undefined;
   readonly #now: () => Date;
 
   constructor(options: {
@@ -164,6 +171,8 @@ export class Mandates {
     payments: Payments;
     accounts: Accounts;
     ledger: Ledger;
+    /** The one payments use: without it, charges take no points and refunds return money only. */
+    loyalty?: Loyalty;
     now?: () => Date;
   }) {
     this.#db = options.db;
@@ -171,6 +180,7 @@ export class Mandates {
     this.#payments = options.payments;
     this.#accounts = options.accounts;
     this.#ledger = options.ledger;
+    this.#loyalty = options.loyalty;
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -353,6 +363,8 @@ export class Mandates {
     request: {
       readonly instructedAmount: { readonly amount: string; readonly currency: string };
       readonly reference?: string | undefined;
+      /** Loyalty points paying part of the amount: whole points, as digits. */
+      readonly points?: string | undefined;
     },
   ): Promise<{ ok: true; charge: Charge; replayed: boolean } | Refusal> {
     const found = await this.#find({ clientId }, mandateId);
@@ -389,10 +401,8 @@ export class Mandates {
     }
     const customerId = consent.customerId;
     const creditorName = String((consent.details as { creditor?: { name?: string } }).creditor?.name);
-    // Loyalty points (src/loyalty/) will pay part of a charge. The place is here: the payment instruction
-    // below takes `points`, and payments records and moves them with the money. The limits stay on the whole
-    // charge (what the customer authorised), whatever part points pay; a refund of a points-paid charge would
-    // have to give points back in proportion. Not wired yet: a charge is paid wholly in money.
+    // Points, if offered, are split and moved by the payment (its refusals, such as insufficient_points, are
+    // the charge's); the limits below (#reserve) count the whole amount.
     try {
       const outcome = await this.#payments.initiate(
         {
@@ -417,6 +427,7 @@ export class Mandates {
           creditor: { name: creditorName, iban: mandate.creditorIban },
           reference: request.reference,
           debtorAccountId,
+          ...(request.points !== undefined && { points: request.points }),
         },
       );
       if (!outcome.ok) return refuse(outcome.code, outcome.detail);
@@ -623,7 +634,12 @@ export class Mandates {
     return { ok: true, refund, replayed: decided.replayed };
   }
 
-  /** Moves a pending refund's money (once, whatever the retries) and records the outcome. */
+  /**
+   * Moves a pending refund's money (once, whatever the retries) and records the outcome. A charge paid partly
+   * in points gets both parts back in proportion, in the same transfer: the loyalty split is planned first
+   * under the refund's id (a retry or the sweep finds the same plan, so rebuilds the same transfer) and its
+   * outcome recorded with the refund's.
+   */
   async #payRefund(refund: StoredRefund): Promise<StoredRefund> {
     const mandate = await findMandate(this.#db, refund.mandateId);
     const charge = await findCharge(this.#db, refund.mandateId, refund.chargeId);
@@ -632,12 +648,25 @@ export class Mandates {
       this.#accounts.find(mandate.creditorAccountId),
       this.#accounts.find(charge.debtorAccountId),
     ]);
+    const loyalty = this.#loyalty;
+    // Undefined for a charge that moved no points: it is refunded in money only.
+    const points: LoyaltyRefund | undefined = await loyalty?.planRefund({
+      refundId: refund.id,
+      debitId: charge.paymentId,
+      amount: refund.amount as Minor,
+    });
     let failure: string | null = null;
     if (creditor?.status !== 'active') failure = 'creditor_account_not_active';
     else if (debtor?.status !== 'active') failure = 'debtor_account_not_active';
     else {
+      const split =
+        points &&
+        (await loyalty?.refundTransfer(points, {
+          sourceLedgerAccountId: creditor.ledgerAccountId,
+          debtorLedgerAccountId: debtor.ledgerAccountId,
+        }));
       const outcome = await this.#ledger.transfer(`mandate-refund:${refund.id}`, {
-        postings: [
+        postings: split?.postings ?? [
           {
             debitAccountId: creditor.ledgerAccountId,
             creditAccountId: debtor.ledgerAccountId,
@@ -653,21 +682,23 @@ export class Mandates {
           paymentId: charge.paymentId,
           reference: charge.reference ? `Refund: ${charge.reference}` : 'Refund',
           category: 'refund',
+          ...split?.metadata,
         },
       });
       if (!outcome.ok) {
         // A twin (a replay, the recovery sweep) is moving this refund's money right now: the outcome is its to
         // record. Recording a failure here would release an amount that is being paid.
         if (outcome.code === 'idempotency_key_in_flight') return refund;
-        failure = outcome.code;
+        failure = rejectionOf(split, outcome);
       }
     }
     const now = this.#now();
     return this.#db.transaction(async (tx) => {
       const finished = await finishRefund(tx, refund.id, failure ? 'failed' : 'succeeded', failure, now);
       if (!finished) return (await findRefundByKey(tx, refund.chargeId, refund.idempotencyKey)) ?? refund;
-      // A refund that did not happen gives its amount back to what may still be refunded.
+      // A refund that did not happen gives its amount back to what may still be refunded, points' share too.
       if (failure) await addRefunded(tx, refund.chargeId, -refund.amount, now);
+      if (points && loyalty) await loyalty.settleRefund(tx, points, failure === null);
       await emit(tx, now, refundEvent(finished, finished.status));
       return finished;
     });
