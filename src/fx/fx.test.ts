@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { XMLParser } from 'fast-xml-parser';
-import type { LightMyRequestResponse as InjectResponse } from 'fastify';
 import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import { validateMessage } from '../iso20022/schema.ts';
@@ -15,6 +14,7 @@ import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys } from '../oauth/keys.ts';
 import { createCustomer, newClientApp, signUpDeveloper } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { inProcess, json, problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { freePort } from '../testing/http.ts';
 import { testPii } from '../testing/pii.ts';
@@ -86,53 +86,14 @@ for (const database of testDatabases()) {
     const alice = {} as Record<Account, string>;
     const aliceIban = {} as Record<Account, string>;
     let bobEur = '';
-    const cookies = new Map<string, string>();
 
-    const call = (
-      method: 'GET' | 'POST',
-      url: string,
-      options: { token?: string; cookie?: string; key?: string; body?: unknown } = {},
-    ) =>
-      built.app.inject({
-        method,
-        url,
-        headers: {
-          ...(options.token && { authorization: `Bearer ${options.token}` }),
-          ...(options.cookie && { cookie: options.cookie }),
-          ...(options.key && { 'idempotency-key': options.key }),
-        },
-        ...(options.body !== undefined && { payload: options.body as object }),
-      });
+    const inApp = inProcess(() => built.app);
+    const call = inApp.call;
     const admin = (method: 'GET' | 'POST', url: string, body?: unknown, key?: string) =>
       call(method, url, { token: TOKEN, body, ...(key && { key }) });
-    const json = <T>(response: InjectResponse, status = 200): T => {
-      assert.equal(response.statusCode, status, response.body);
-      return response.json() as T;
-    };
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
     const nextKey = () => `fx-${++keys}`;
 
-    const signIn = async (username: string) => {
-      const known = cookies.get(username);
-      if (known) return known;
-      const response = await built.app.inject({
-        method: 'POST',
-        url: '/me/sign-in',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({ username, password: PASSWORD, code: '123456' }).toString(),
-      });
-      assert.equal(response.statusCode, 303);
-      const cookie = String(response.headers['set-cookie']).split(';')[0] ?? '';
-      cookies.set(username, cookie);
-      return cookie;
-    };
+    const signIn = (username: string) => inApp.signIn(username, PASSWORD);
     const quoteAtBank = async (username: string, body: Record<string, string>) =>
       call('POST', '/v1/me/fx/quotes', { cookie: await signIn(username), body });
     const newQuote = async (body: Record<string, string>, username = 'alice') =>

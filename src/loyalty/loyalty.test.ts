@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse as InjectResponse } from 'fastify';
 import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import { balancesOf } from '../ledger/model.ts';
@@ -13,6 +12,7 @@ import type { BuiltApp } from '../main.ts';
 import type { Minor } from '../money.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { inProcess, json, problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import type { Loyalty, Points } from './service.ts';
 
@@ -64,55 +64,16 @@ for (const database of testDatabases()) {
     let bobCurrent: string;
     const ibanOf = new Map<string, string>();
     const ledgerOf = new Map<string, string>();
-    const cookies = new Map<string, string>();
 
     // ---- calls ------------------------------------------------------------------------------------------
 
-    const call = (
-      method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
-      url: string,
-      options: { token?: string; cookie?: string; key?: string; body?: unknown } = {},
-    ) =>
-      built.app.inject({
-        method,
-        url,
-        headers: {
-          ...(options.token && { authorization: `Bearer ${options.token}` }),
-          ...(options.cookie && { cookie: options.cookie }),
-          ...(options.key && { 'idempotency-key': options.key }),
-        },
-        ...(options.body !== undefined && { payload: options.body as object }),
-      });
+    const inApp = inProcess(() => built.app);
+    const call = inApp.call;
     const admin = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, body?: unknown, key?: string) =>
       call(method, url, { token: TOKEN, body, ...(key && { key }) });
-    const json = <T>(response: InjectResponse, status = 200): T => {
-      assert.equal(response.statusCode, status, response.body);
-      return response.json() as T;
-    };
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
     const nextKey = () => `loyalty-${++keys}`;
 
-    const signIn = async (username: string) => {
-      const known = cookies.get(username);
-      if (known) return known;
-      const response = await built.app.inject({
-        method: 'POST',
-        url: '/me/sign-in',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({ username, password: PASSWORD, code: '123456' }).toString(),
-      });
-      assert.equal(response.statusCode, 303);
-      const cookie = String(response.headers['set-cookie']).split(';')[0] ?? '';
-      cookies.set(username, cookie);
-      return cookie;
-    };
+    const signIn = (username: string) => inApp.signIn(username, PASSWORD);
     const payAtBank = async (body: Record<string, unknown>, key = nextKey(), username = 'alice') =>
       call('POST', '/v1/me/payments', { cookie: await signIn(username), key, body });
     const receive = (iban: string, amount: string, currency = 'EUR') =>

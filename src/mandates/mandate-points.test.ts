@@ -5,13 +5,13 @@
 // Every refusal changes nothing, and the ledger verifies per currency, points included.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse as InjectResponse } from 'fastify';
 import * as client from 'openid-client';
 import { balancesOf } from '../ledger/model.ts';
 import type { Loyalty } from '../loyalty/service.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { json, problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'mandate-points-test-operator-token-0123456789';
@@ -74,18 +74,6 @@ for (const database of testDatabases()) {
         },
         ...(options.body !== undefined && { payload: options.body as object }),
       });
-    const json = <T>(response: InjectResponse, status = 200): T => {
-      assert.equal(response.statusCode, status, response.body);
-      return response.json() as T;
-    };
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
     const nextKey = () => `mandate-points-${++keys}`;
     const receive = async (accountId: string, amount: string) =>
       json(

@@ -2,11 +2,11 @@
 // nothing, never a 5xx.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { LightMyRequestResponse as InjectResponse } from 'fastify';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'mandates-review-operator-token-0123456789abcdef';
@@ -39,14 +39,6 @@ for (const database of testDatabases()) {
         },
         ...(options.body !== undefined && { payload: options.body as object }),
       });
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
     const count = async (table: string) =>
       Number((await db.query<{ n: number }>(`select count(*)::int as n from ${table}`))[0]?.n);
     const posted = async (accountId: string) => {

@@ -10,6 +10,7 @@ import { eventsAbout } from '../events/outbox.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { inProcess, json, problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { Mandates } from './service.ts';
 
@@ -75,53 +76,14 @@ for (const database of testDatabases()) {
     let carolCurrent: string;
     let rideCoAccount: string;
     const ibanOf = new Map<string, string>();
-    const cookies = new Map<string, string>();
 
     // ---- calls --------------------------------------------------------------------------------------------
 
-    const call = (
-      method: 'GET' | 'POST' | 'DELETE' | 'PATCH',
-      url: string,
-      options: { token?: string; cookie?: string; key?: string; body?: unknown } = {},
-    ) =>
-      built.app.inject({
-        method,
-        url,
-        headers: {
-          ...(options.token && { authorization: `Bearer ${options.token}` }),
-          ...(options.cookie && { cookie: options.cookie }),
-          ...(options.key && { 'idempotency-key': options.key }),
-        },
-        ...(options.body !== undefined && { payload: options.body as object }),
-      });
-    const json = <T>(response: InjectResponse, status = 200): T => {
-      assert.equal(response.statusCode, status, `${response.body}`);
-      return response.json() as T;
-    };
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
+    const inApp = inProcess(() => built.app);
+    const call = inApp.call;
     const nextKey = () => `mandate-key-${++keys}`;
 
-    const signIn = async (username: string) => {
-      const known = cookies.get(username);
-      if (known) return known;
-      const response = await built.app.inject({
-        method: 'POST',
-        url: '/me/sign-in',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({ username, password: PASSWORD, code: '123456' }).toString(),
-      });
-      assert.equal(response.statusCode, 303);
-      const cookie = String(response.headers['set-cookie']).split(';')[0] ?? '';
-      cookies.set(username, cookie);
-      return cookie;
-    };
+    const signIn = (username: string) => inApp.signIn(username, PASSWORD);
 
     // ---- money --------------------------------------------------------------------------------------------
 

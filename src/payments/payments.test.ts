@@ -9,6 +9,7 @@ import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
+import { inProcess, json, problem } from '../testing/calls.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'payments-test-operator-token-0123456789abcdef';
@@ -61,39 +62,13 @@ for (const database of testDatabases()) {
     let bobCurrent: string;
     let carolCurrent: string;
     const ibanOf = new Map<string, string>();
-    const cookies = new Map<string, string>();
 
     // ---- calls --------------------------------------------------------------------------------------------
 
-    const call = (
-      method: 'GET' | 'POST' | 'DELETE' | 'PATCH',
-      url: string,
-      options: { token?: string; cookie?: string; key?: string; body?: unknown } = {},
-    ) =>
-      built.app.inject({
-        method,
-        url,
-        headers: {
-          ...(options.token && { authorization: `Bearer ${options.token}` }),
-          ...(options.cookie && { cookie: options.cookie }),
-          ...(options.key && { 'idempotency-key': options.key }),
-        },
-        ...(options.body !== undefined && { payload: options.body as object }),
-      });
+    const inApp = inProcess(() => built.app);
+    const call = inApp.call;
     const admin = (method: 'GET' | 'POST' | 'PATCH', url: string, body?: unknown, key?: string) =>
       call(method, url, { token: TOKEN, body, ...(key && { key }) });
-    const json = <T>(response: InjectResponse, status = 200): T => {
-      assert.equal(response.statusCode, status, `${response.body}`);
-      return response.json() as T;
-    };
-    const problem = (response: InjectResponse) => {
-      assert.equal(
-        response.headers['content-type'],
-        'application/problem+json; charset=utf-8',
-        response.body,
-      );
-      return [response.statusCode, (response.json() as { code: string }).code];
-    };
     const nextKey = () => `payment-${++paymentKeys}`;
 
     /** Money from another bank (the sandbox's stand-in for the scheme). */
@@ -116,20 +91,7 @@ for (const database of testDatabases()) {
       json(await admin('PATCH', `/v1/admin/accounts/${accountId}`, { status }));
 
     /** The customer signed in at the bank's pages: the session cookie. */
-    const signIn = async (username: string) => {
-      const known = cookies.get(username);
-      if (known) return known;
-      const response = await built.app.inject({
-        method: 'POST',
-        url: '/me/sign-in',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({ username, password: PASSWORD, code: '123456' }).toString(),
-      });
-      assert.equal(response.statusCode, 303);
-      const cookie = String(response.headers['set-cookie']).split(';')[0] ?? '';
-      cookies.set(username, cookie);
-      return cookie;
-    };
+    const signIn = (username: string) => inApp.signIn(username, PASSWORD);
     /** `key` null: sent without an Idempotency-Key. */
     const payAtBank = async (username: string, body: unknown, key: string | null = nextKey()) =>
       call('POST', '/v1/me/payments', { cookie: await signIn(username), body, ...(key && { key }) });
