@@ -1,7 +1,7 @@
 // The tamper-evident audit log. Requests never wait for it: entries are buffered and written in batches,
 // each batch in one transaction that locks the chain's head row, so processes append in turn and the chain
 // never forks. Hashes are computed here, in order, from each record's canonical form.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { CompactSign, compactVerify, importJWK, type JWK } from 'jose';
 import type { Db } from '../db/db.ts';
 
@@ -40,8 +40,8 @@ const BUFFERED_MAX = 100_000;
 const VERIFY_PAGE = 5000;
 
 /** The canonical form a record's hash covers: fixed field order, times in ISO 8601 UTC. */
-export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
-  const canonical = JSON.stringify([
+function canonicalForm(record: Omit<AuditRecord, 'hash'>): string {
+  return JSON.stringify([
     record.seq,
     record.at.toISOString(),
     record.actorType,
@@ -56,7 +56,12 @@ export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
     record.bodyHash,
     record.prevHash,
   ]);
-  return createHash('sha256').update(canonical).digest('hex');
+}
+
+const sha256 = (text: string) => hash('sha256', text, 'hex');
+
+export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
+  return sha256(canonicalForm(record));
 }
 
 export class AuditLog {
@@ -124,41 +129,21 @@ export class AuditLog {
       if (!head) throw new Error('audit_head is missing');
       let seq = Number(head.seq);
       let prevHash = head.hash;
-      const records = batch.map((entry) => {
+      // Each record is serialised once: its canonical form is what its hash covers, and, with the hash
+      // appended, the row the database reads back by position.
+      const rows = batch.map((entry) => {
         seq += 1;
-        const record = { ...entry, seq, prevHash };
-        const hash = recordHash(record);
-        prevHash = hash;
-        return { ...record, hash };
+        const canonical = canonicalForm({ ...entry, seq, prevHash });
+        prevHash = sha256(canonical);
+        return `${canonical.slice(0, -1)},"${prevHash}"]`;
       });
       await tx.query(
         `insert into audit_records (seq, at, actor_type, actor_id, app_id, customer_id, consent_ids, method, route, status,
                                     request_id, body_hash, prev_hash, hash)
-         select r.seq, r.at, r.actor_type, r.actor_id, r.app_id, r.customer_id, r.consent_ids, r.method, r.route, r.status,
-                r.request_id, r.body_hash, r.prev_hash, r.hash
-           from jsonb_to_recordset($1::text::jsonb) as r(seq bigint, at timestamptz, actor_type text, actor_id text,
-             app_id text, customer_id text, consent_ids text, method text, route text, status int, request_id text,
-             body_hash text, prev_hash text, hash text)`,
-        [
-          JSON.stringify(
-            records.map((r) => ({
-              seq: r.seq,
-              at: r.at.toISOString(),
-              actor_type: r.actorType,
-              actor_id: r.actorId,
-              app_id: r.appId,
-              customer_id: r.customerId,
-              consent_ids: r.consentIds,
-              method: r.method,
-              route: r.route,
-              status: r.status,
-              request_id: r.requestId,
-              body_hash: r.bodyHash,
-              prev_hash: r.prevHash,
-              hash: r.hash,
-            })),
-          ),
-        ],
+         select (r->>0)::bigint, (r->>1)::timestamptz, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, (r->>9)::int,
+                r->>10, r->>11, r->>12, r->>13
+           from jsonb_array_elements($1::text::jsonb) as r`,
+        [`[${rows.join(',')}]`],
       );
       await tx.query('update audit_head set seq = $1, hash = $2', [seq, prevHash]);
       this.#length = seq;
