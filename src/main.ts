@@ -73,6 +73,7 @@ import { Payouts } from './payouts/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
+import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
 
@@ -268,6 +269,8 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
+  // UK Open Banking v4.0 over the same consents and accounts (src/standards/uk-ob/).
+  registerUkObAispRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
   registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);

@@ -1,0 +1,427 @@
+// The UK Open Banking v4.0 Account and Transaction API, exercised the way a third party integrating the
+// standard would, with every request and response passing through Prism against the official file: a
+// response that does not conform fails the test. Also writes or checks docs/conformance.md.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import * as client from 'openid-client';
+import type { BuiltApp } from '../../main.ts';
+import { parseAmount } from '../../money.ts';
+import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../../testing/bank.ts';
+import { location, TestBrowser } from '../../testing/browser.ts';
+import { type TestDb, testDatabases } from '../../testing/databases.ts';
+import { type Exchange, type PrismProxy, startPrism } from '../../testing/prism.ts';
+import { conformanceMarkdown } from '../conformance.ts';
+import { AISP_PREFIX } from './aisp.ts';
+
+const TOKEN = 'uk-ob-test-operator-token-0123456789abcdef';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'uk ob test password';
+const SPEC = fileURLToPath(
+  new URL('../../../specs/uk-open-banking-v4.0/account-info-openapi.yaml', import.meta.url),
+);
+const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance.md', import.meta.url));
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
+const observed: Exchange[] = [];
+
+interface ObConsent {
+  Data: { ConsentId: string; Status: string; Permissions: string[]; ExpirationDateTime: string };
+  Links: { Self: string };
+}
+interface ObErrors {
+  Errors: { ErrorCode: string; Message: string; Path?: string }[];
+}
+
+for (const database of testDatabases()) {
+  describe(`UK Open Banking v4.0 AISP on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let prism: PrismProxy;
+    let lax: PrismProxy;
+    let developer: Record<string, string>;
+    let apps = 0;
+    let alice: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
+    let bob: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
+
+    before(async () => {
+      db = await database.open();
+      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
+      // One proxy checks requests too (a third party's calls must conform); the other lets a test send a
+      // request the spec forbids, to see the bank's own refusal, still checking the response.
+      [prism, lax] = await Promise.all([
+        startPrism({ spec: SPEC, upstream: `${issuer}${AISP_PREFIX}` }),
+        startPrism({ spec: SPEC, upstream: `${issuer}${AISP_PREFIX}`, validateRequest: false }),
+      ]);
+      developer = await signUpDeveloper(built.app, 'uk-ob-dev@example.com', PASSWORD);
+      alice = await createCustomer(built, {
+        username: 'alice',
+        password: PASSWORD,
+        legalName: 'Alice Able',
+        accounts: [
+          { product: 'current', currency: 'GBP' },
+          { product: 'savings', currency: 'GBP' },
+        ],
+      });
+      bob = await createCustomer(built, { username: 'bob', password: PASSWORD, legalName: 'Bob Baker' });
+      const settlement = (
+        await built.ledger.createAccount({
+          currency: 'GBP',
+          exponent: 2,
+          normalBalance: 'debit',
+          allowOverdraft: false,
+          code: null,
+          metadata: {},
+        })
+      ).account.id;
+      const move = async (
+        key: string,
+        from: string,
+        to: string,
+        amount: string,
+        metadata: Record<string, unknown>,
+      ) => {
+        const parsed = parseAmount(amount);
+        assert.ok(parsed);
+        const outcome = await built.ledger.transfer(key, {
+          postings: [{ debitAccountId: from, creditAccountId: to, amount: parsed }],
+          pending: false,
+          expiresAt: null,
+          metadata,
+        });
+        assert.ok(outcome.ok);
+      };
+      const [current = ''] = alice.ledgerAccountIds;
+      await move('ob-1', settlement, current, '1000.00', {
+        reference: 'Salary',
+        counterparty: { name: 'Northwind Ltd' },
+      });
+      await move('ob-2', current, settlement, '12.34', {
+        reference: 'Coffee beans',
+        counterparty: { name: 'Corner Cafe', iban: 'GB33BUKB20201555555555' },
+      });
+    });
+    after(async () => {
+      observed.push(...prism.exchanges, ...lax.exchanges);
+      await Promise.all([prism.close(), lax.close()]);
+      await built.app.close();
+      await db.close();
+    });
+
+    const newApp = async () =>
+      newClientApp({ built, issuer }, developer, {
+        name: `Budget Buddy ${++apps}`,
+        scopes: ['openid', 'accounts'],
+        redirectUri: REDIRECT,
+      });
+    type TestApp = Awaited<ReturnType<typeof newApp>>;
+    const call = (
+      proxy: PrismProxy,
+      token: string,
+      path: string,
+      init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+    ) =>
+      proxy.fetch(path, {
+        method: init.method ?? 'GET',
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(init.body !== undefined && { 'content-type': 'application/json' }),
+          ...init.headers,
+        },
+        ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
+      });
+    const json = async <T>(response: Response, status: number) => {
+      assert.equal(response.status, status, await response.clone().text());
+      assert.match(response.headers.get('x-fapi-interaction-id') ?? '', UUID);
+      return (await response.json()) as T;
+    };
+    const createConsent = async (app: TestApp, permissions: string[], extra: object = {}) =>
+      json<ObConsent>(
+        await call(prism, app.appToken, '/account-access-consents', {
+          method: 'POST',
+          body: { Data: { Permissions: permissions, ...extra }, Risk: {} },
+        }),
+        201,
+      );
+    /** Alice authorises the consent at the bank's page, ticking `accounts`; the app redeems the code. */
+    const authorise = async (app: TestApp, consentId: string, accounts: readonly string[]) => {
+      const verifier = client.randomPKCECodeVerifier();
+      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
+        redirect_uri: REDIRECT,
+        scope: 'openid accounts',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        authorization_details: JSON.stringify([{ type: 'account_information', consentId }]),
+      });
+      const browser = new TestBrowser(issuer);
+      const interaction = location(await browser.get(url));
+      const signedIn = await browser.postForm(`${interaction}/login`, {
+        username: 'alice',
+        password: PASSWORD,
+        code: '123456',
+      });
+      const consentUrl = location(await browser.get(location(signedIn)));
+      await browser.get(consentUrl);
+      const decided = await browser.postForm(`${consentUrl}/confirm`, {
+        decision: 'approve',
+        account: accounts.join(','),
+      });
+      const callback = new URL(location(await browser.get(location(decided))));
+      const tokens = await client.authorizationCodeGrant(app.config, callback, {
+        pkceCodeVerifier: verifier,
+      });
+      return tokens.access_token;
+    };
+    const errorCodes = async (response: Response, status: number) =>
+      (await json<ObErrors>(response, status)).Errors.map((error) => error.ErrorCode);
+
+    it('creates, reads and deletes an account-access consent, echoing the interaction id', async () => {
+      const app = await newApp();
+      const interactionId = '93bac548-d2de-4546-b106-880a5018460d';
+      const created = await call(prism, app.appToken, '/account-access-consents', {
+        method: 'POST',
+        body: { Data: { Permissions: ['ReadAccountsDetail', 'ReadBalances'] }, Risk: {} },
+        headers: { 'x-fapi-interaction-id': interactionId },
+      });
+      assert.equal(created.headers.get('x-fapi-interaction-id'), interactionId);
+      const consent = ((await created.json()) as ObConsent).Data;
+      assert.equal(created.status, 201);
+      assert.equal(consent.Status, 'AWAU');
+      assert.deepEqual(consent.Permissions, ['ReadAccountsDetail', 'ReadBalances']);
+      // The same consent in the bank's own API: one consent, two faces.
+      assert.deepEqual((await built.consents?.find(consent.ConsentId))?.details.permissions, [
+        'details',
+        'balances',
+      ]);
+      const read = await json<ObConsent>(
+        await call(prism, app.appToken, `/account-access-consents/${consent.ConsentId}`),
+        200,
+      );
+      assert.equal(read.Data.Status, 'AWAU');
+      const deleted = await call(prism, app.appToken, `/account-access-consents/${consent.ConsentId}`, {
+        method: 'DELETE',
+      });
+      assert.equal(deleted.status, 204);
+      const after = await json<ObConsent>(
+        await call(prism, app.appToken, `/account-access-consents/${consent.ConsentId}`),
+        200,
+      );
+      assert.equal(after.Data.Status, 'CANC');
+    });
+
+    it('runs the whole flow: consent, authorisation at the bank, code exchange, accounts, balances, transactions', async () => {
+      const app = await newApp();
+      const consent = await createConsent(app, [
+        'ReadAccountsDetail',
+        'ReadBalances',
+        'ReadTransactionsDetail',
+        'ReadTransactionsCredits',
+        'ReadTransactionsDebits',
+      ]);
+      const [current = '', savings = ''] = alice.accountIds;
+      const token = await authorise(app, consent.Data.ConsentId, [current]);
+      assert.equal(
+        (
+          await json<ObConsent>(
+            await call(prism, app.appToken, `/account-access-consents/${consent.Data.ConsentId}`),
+            200,
+          )
+        ).Data.Status,
+        'AUTH',
+      );
+
+      const listed = await json<{
+        Data: { Account: { AccountId: string; Account?: { Identification: string }[] }[] };
+      }>(await call(prism, token, '/accounts'), 200);
+      assert.deepEqual(
+        listed.Data.Account.map((account) => account.AccountId),
+        [current],
+        'only the account Alice ticked',
+      );
+      assert.equal(
+        listed.Data.Account[0]?.Account?.[0]?.Identification,
+        (await built.accounts?.find(current))?.iban,
+      );
+      await json(await call(prism, token, `/accounts/${current}`), 200);
+
+      const balances = await json<{ Data: { Balance: { Type: string; Amount: { Amount: string } }[] } }>(
+        await call(prism, token, `/accounts/${current}/balances`),
+        200,
+      );
+      assert.deepEqual(
+        balances.Data.Balance.map((balance) => [balance.Type, balance.Amount.Amount]),
+        [
+          ['ITBD', '987.66'],
+          ['ITAV', '987.66'],
+        ],
+      );
+
+      const transactions = await json<{
+        Data: {
+          Transaction: {
+            CreditDebitIndicator: string;
+            Amount: { Amount: string };
+            TransactionInformation?: string;
+          }[];
+        };
+      }>(await call(prism, token, `/accounts/${current}/transactions`), 200);
+      assert.deepEqual(
+        transactions.Data.Transaction.map((t) => [
+          t.CreditDebitIndicator,
+          t.Amount.Amount,
+          t.TransactionInformation,
+        ]),
+        [
+          ['Debit', '12.34', 'Corner Cafe · Coffee beans'],
+          ['Credit', '1000.00', 'Northwind Ltd · Salary'],
+        ],
+      );
+      // A date window the spec's query parameters give.
+      const none = await json<{ Data: { Transaction: unknown[] } }>(
+        await call(prism, token, `/accounts/${current}/transactions?toBookingDateTime=2000-01-01T00:00:00Z`),
+        200,
+      );
+      assert.deepEqual(none.Data.Transaction, []);
+
+      // An account Alice did not tick, and Bob's, are refused alike (the spec declares 403, no 404).
+      for (const other of [savings, bob.accountIds[0] ?? '']) {
+        for (const path of [
+          `/accounts/${other}`,
+          `/accounts/${other}/balances`,
+          `/accounts/${other}/transactions`,
+        ]) {
+          assert.deepEqual(await errorCodes(await call(prism, token, path), 403), ['U011'], path);
+        }
+      }
+      // Revoked: the token stops at once (401, no body, as the spec declares).
+      await call(prism, app.appToken, `/account-access-consents/${consent.Data.ConsentId}`, {
+        method: 'DELETE',
+      });
+      const revoked = await call(prism, token, '/accounts');
+      assert.equal(revoked.status, 401);
+    });
+
+    it('gives only what the permissions grant: Basic without numbers, credits only, no balances', async () => {
+      const app = await newApp();
+      const consent = await createConsent(app, [
+        'ReadAccountsBasic',
+        'ReadTransactionsBasic',
+        'ReadTransactionsCredits',
+      ]);
+      const [current = ''] = alice.accountIds;
+      const token = await authorise(app, consent.Data.ConsentId, [current]);
+      const listed = await json<{ Data: { Account: { Account?: unknown }[] } }>(
+        await call(prism, token, '/accounts'),
+        200,
+      );
+      assert.equal(
+        listed.Data.Account[0]?.Account,
+        undefined,
+        'no account number without ReadAccountsDetail',
+      );
+      const transactions = await json<{ Data: { Transaction: Record<string, unknown>[] } }>(
+        await call(prism, token, `/accounts/${current}/transactions`),
+        200,
+      );
+      assert.deepEqual(
+        transactions.Data.Transaction.map((t) => t.CreditDebitIndicator),
+        ['Credit'],
+      );
+      assert.equal(
+        transactions.Data.Transaction[0]?.TransactionInformation,
+        undefined,
+        'Basic has no narrative',
+      );
+      assert.equal(transactions.Data.Transaction[0]?.Balance, undefined);
+      assert.deepEqual(await errorCodes(await call(prism, token, `/accounts/${current}/balances`), 403), [
+        'NARR',
+      ]);
+    });
+
+    it("keeps one app's consents from another, and app tokens from account data", async () => {
+      const owner = await newApp();
+      const other = await newApp();
+      const consent = await createConsent(owner, ['ReadAccountsBasic']);
+      const path = `/account-access-consents/${consent.Data.ConsentId}`;
+      assert.deepEqual(await errorCodes(await call(prism, other.appToken, path), 400), ['U011']);
+      assert.deepEqual(await errorCodes(await call(prism, other.appToken, path, { method: 'DELETE' }), 400), [
+        'U011',
+      ]);
+      assert.equal(
+        (await json<ObConsent>(await call(prism, owner.appToken, path), 200)).Data.Status,
+        'AWAU',
+        'the other app could not delete it',
+      );
+      assert.deepEqual(await errorCodes(await call(prism, owner.appToken, '/accounts'), 403), ['NARR']);
+    });
+
+    it('refuses what it cannot honour or read, in OBErrorResponse1 form, creating nothing', async () => {
+      const app = await newApp();
+      const post = (body: unknown, proxy = prism) =>
+        call(proxy, app.appToken, '/account-access-consents', { method: 'POST', body });
+      const refusals: [unknown, string, PrismProxy?][] = [
+        [{ Data: { Permissions: ['ReadAccountsBasic', 'ReadStatementsDetail'] }, Risk: {} }, 'U002'],
+        [{ Data: { Permissions: ['ReadTransactionsDetail'] }, Risk: {} }, 'U002'],
+        [{ Data: { Permissions: ['ReadAccountsBasic'], ExpirationDateTime: inDays(365) }, Risk: {} }, 'U002'],
+        [{ Data: { Permissions: ['ReadAccountsBasic'], ExpirationDateTime: inDays(-1) }, Risk: {} }, 'U002'],
+        [
+          {
+            Data: {
+              Permissions: ['ReadAccountsBasic'],
+              TransactionFromDateTime: inDays(2),
+              TransactionToDateTime: inDays(1),
+            },
+            Risk: {},
+          },
+          'U002',
+        ],
+        // Requests the spec itself forbids, sent past Prism's request check to reach the bank.
+        [{ Data: {}, Risk: {} }, 'U004', lax],
+        [{ Data: { Permissions: ['ReadEverything'] }, Risk: {} }, 'U002', lax],
+      ];
+      const consentCount = async () =>
+        Number((await db.query<{ n: number }>('select count(*)::int as n from consents'))[0]?.n);
+      const before = await consentCount();
+      for (const [body, code, proxy] of refusals) {
+        const response = await post(body, proxy);
+        const errors = await json<ObErrors>(response, 400);
+        assert.equal(errors.Errors[0]?.ErrorCode, code, JSON.stringify(body));
+      }
+      assert.equal(await consentCount(), before);
+      const missing = await json<ObErrors>(await post({ Data: {}, Risk: {} }, lax), 400);
+      assert.equal(missing.Errors[0]?.Path, 'Data.Permissions');
+      // An interaction id that is not a UUID is refused, and a fresh one is sent back.
+      const badId = await call(lax, app.appToken, '/account-access-consents/x', {
+        headers: { 'x-fapi-interaction-id': 'not a uuid' },
+      });
+      assert.deepEqual(await errorCodes(badId, 400), ['U006']);
+    });
+  });
+}
+
+// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+after(() => {
+  if (observed.length === 0) return;
+  const markdown = conformanceMarkdown([
+    {
+      title: 'UK Open Banking v4.0: Account and Transaction API',
+      file: SPEC,
+      basePath: AISP_PREFIX,
+      exchanges: observed,
+      gaps: {
+        GetAccountsAccountIdTransactions:
+          'booked transactions only (no pending holds); no statement references',
+      },
+    },
+  ]);
+  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
+  else
+    assert.equal(
+      readFileSync(CONFORMANCE, 'utf8'),
+      markdown,
+      'docs/conformance.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/aisp.test.ts',
+    );
+});
