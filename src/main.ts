@@ -73,6 +73,7 @@ import { Payouts } from './payouts/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
+import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
@@ -271,6 +272,8 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   // UK Open Banking v4.0 over the same consents and accounts (src/standards/uk-ob/).
   registerUkObAispRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
+  // Berlin Group NextGenPSD2 1.3.9 likewise (src/standards/berlin-group/).
+  registerBerlinGroupAisRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
   registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);

@@ -1,0 +1,170 @@
+// Errors and headers the Berlin Group way, for every route of the facade: bodies in the specification's
+// `Error4xx_NG_AIS` form (`tppMessages` of category, code, text; not problem+json), the statuses the AIS
+// operations declare, and `X-Request-ID` on every response: the caller's echoed, or a new one when it sent
+// none or one that is not a UUID (the spec marks the response header required, even on errors).
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { v4 as uuidv4 } from 'uuid';
+import type { App } from '../../http/app.ts';
+import { Problem } from '../../http/problems.ts';
+
+/**
+ * The NextGenPSD2 message codes used here (Implementation Guidelines 1.3.9, section 14.11, AIS): the file
+ * types them as plain strings, the guidelines fix the set and which status each comes with.
+ */
+export const BG_CODES = {
+  formatError: 'FORMAT_ERROR',
+  parameterNotSupported: 'PARAMETER_NOT_SUPPORTED',
+  serviceInvalid: 'SERVICE_INVALID',
+  consentUnknown: 'CONSENT_UNKNOWN',
+  consentInvalid: 'CONSENT_INVALID',
+  consentExpired: 'CONSENT_EXPIRED',
+  tokenInvalid: 'TOKEN_INVALID',
+  resourceUnknown: 'RESOURCE_UNKNOWN',
+  serviceBlocked: 'SERVICE_BLOCKED',
+  accessExceeded: 'ACCESS_EXCEEDED',
+  internalServerError: 'INTERNAL_SERVER_ERROR',
+} as const;
+export type BgCode = (typeof BG_CODES)[keyof typeof BG_CODES];
+
+export type BgStatus = 400 | 401 | 403 | 404 | 415 | 429 | 500 | 503;
+
+export interface TppMessage {
+  readonly category: 'ERROR';
+  readonly code: BgCode;
+  readonly text: string;
+  readonly path?: string;
+}
+
+/** An error answered as `{ tppMessages: [...] }`; 415 has no body in the specification. */
+export class BgError extends Error {
+  readonly status: BgStatus;
+  readonly messages: readonly TppMessage[];
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    status: BgStatus,
+    messages: readonly TppMessage[],
+    headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(messages.map((message) => message.text).join('; '));
+    this.name = 'BgError';
+    this.status = status;
+    this.messages = messages;
+    this.headers = headers;
+  }
+
+  static of(status: BgStatus, code: BgCode, text: string, path?: string): BgError {
+    return new BgError(status, [{ category: 'ERROR', code, text: clip(text), ...(path && { path }) }]);
+  }
+}
+
+// tppMessageText: maxLength 500.
+const TEXT_MAX = 500;
+const REQUEST_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    bgRequestId?: string;
+  }
+}
+
+/** Installs the request id, the tppMessages error handler and the 404 of the facade's scope. */
+export function useBgConventions(scope: App): void {
+  scope.addHook('onRequest', async (request) => {
+    const given = request.headers['x-request-id'];
+    const valid = typeof given === 'string' && REQUEST_ID.test(given);
+    request.bgRequestId = valid ? given : uuidv4();
+    // Required on every request of the specification, as a UUID; it is echoed, so nothing else is taken.
+    if (!valid) {
+      throw BgError.of(
+        400,
+        BG_CODES.formatError,
+        'X-Request-ID is required and must be a UUID',
+        'X-Request-ID',
+      );
+    }
+  });
+  scope.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-request-id', request.bgRequestId ?? uuidv4());
+    return payload;
+  });
+  scope.setErrorHandler((error: FastifyError, request, reply) =>
+    sendBgError(reply, toBgError(error, request)),
+  );
+}
+
+function sendBgError(reply: FastifyReply, error: BgError): FastifyReply {
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value);
+  reply.code(error.status);
+  // UNSUPPORTED_MEDIA_TYPE_415_AIS declares headers only.
+  if (error.status === 415) return reply.send();
+  return reply.type('application/json; charset=utf-8').send(
+    JSON.stringify({
+      tppMessages: error.messages.map((message) => ({ ...message, text: clip(message.text) })),
+    }),
+  );
+}
+
+const clip = (text: string) => (text.length > TEXT_MAX ? `${text.slice(0, TEXT_MAX - 1)}…` : text);
+
+/** The validator's instance path as the guidelines write a path: access.balances. */
+function specPath(instancePath: string, child: unknown): string | undefined {
+  const parts = [...instancePath.split('/').filter(Boolean), ...(child === undefined ? [] : [String(child)])];
+  return parts.length > 0 ? parts.join('.') : undefined;
+}
+
+function toBgError(error: FastifyError, request: FastifyRequest): BgError {
+  if (error instanceof BgError) return error;
+  if (error.validation) {
+    return new BgError(
+      400,
+      error.validation.map((issue) => {
+        const params = issue.params as Record<string, unknown>;
+        const path = specPath(issue.instancePath, params.missingProperty ?? params.additionalProperty);
+        return {
+          category: 'ERROR',
+          code: BG_CODES.formatError,
+          text: clip(
+            params.additionalProperty !== undefined
+              ? 'is not a field of this request'
+              : `${error.validationContext ?? 'body'} ${issue.message ?? 'is not valid'}`,
+          ),
+          ...(path && { path }),
+        };
+      }),
+    );
+  }
+  if (error instanceof Problem) return fromProblem(error, request);
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new BgError(415, []);
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    // Malformed JSON, an empty body, a body too large: the request is not one we can read.
+    return BgError.of(400, BG_CODES.formatError, error.message);
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  return BgError.of(500, BG_CODES.internalServerError, `request ${request.id} failed; quote this id`);
+}
+
+/** The gateway's and the services' problems (src/http/problems.ts) as the guidelines' codes. */
+function fromProblem(problem: Problem, request: FastifyRequest): BgError {
+  const text = problem.detail ?? problem.message;
+  if (problem.status === 401) {
+    return new BgError(401, [{ category: 'ERROR', code: BG_CODES.tokenInvalid, text: clip(text) }], {
+      'www-authenticate': 'Bearer',
+    });
+  }
+  if (problem.status === 429) {
+    return new BgError(
+      429,
+      [{ category: 'ERROR', code: BG_CODES.accessExceeded, text: clip(text) }],
+      problem.headers,
+    );
+  }
+  if (problem.status === 403) return BgError.of(403, BG_CODES.serviceBlocked, text);
+  if (problem.code === 'not_found') return BgError.of(404, BG_CODES.resourceUnknown, text);
+  if (problem.status === 503) return BgError.of(503, BG_CODES.internalServerError, text);
+  if (problem.status >= 500) {
+    request.log.warn({ code: problem.code }, 'Berlin Group call failed');
+    return BgError.of(500, BG_CODES.internalServerError, text);
+  }
+  return BgError.of(400, BG_CODES.formatError, text);
+}
