@@ -6,15 +6,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { XMLParser } from 'fast-xml-parser';
-import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import { validateMessage } from '../iso20022/schema.ts';
 import { balancesOf } from '../ledger/model.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
 import { generateOAuthKeys } from '../oauth/keys.ts';
 import { createCustomer, newClientApp, signUpDeveloper } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { inProcess, json, problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { freePort } from '../testing/http.ts';
 import { testPii } from '../testing/pii.ts';
@@ -171,29 +170,18 @@ for (const database of testDatabases()) {
         }),
         201,
       ).id;
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      const { accessToken } = await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope: 'openid payments',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type: 'payment_initiation', consentId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type: 'payment_initiation',
+        consentId,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts: [account],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
-      const callback = new URL(location(await browser.get(location(decided))));
-      const tokens = await client.authorizationCodeGrant(app.config, callback, {
-        pkceCodeVerifier: verifier,
-      });
-      return tokens.access_token;
+      return accessToken;
     };
 
     before(async () => {

@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
 import type { Minor } from '../money.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { inProcess, json, problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import type { Loyalty, Points } from './service.ts';
 
@@ -145,27 +144,18 @@ for (const database of testDatabases()) {
       scope: string,
       account: string,
     ) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      const { accessToken } = await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope,
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type, consentId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type,
+        consentId,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts: [account],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
-      const callback = new URL(location(await browser.get(location(decided))));
-      return (await client.authorizationCodeGrant(app.config, callback, { pkceCodeVerifier: verifier }))
-        .access_token;
+      return accessToken;
     };
     const consent = async (app: TestApp, body: Record<string, unknown>) =>
       json<{ id: string }>(

@@ -5,13 +5,12 @@
 // Every refusal changes nothing, and the ledger verifies per currency, points included.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as client from 'openid-client';
 import { balancesOf } from '../ledger/model.ts';
 import type { Loyalty } from '../loyalty/service.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { json, problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'mandate-points-test-operator-token-0123456789';
@@ -177,29 +176,17 @@ for (const database of testDatabases()) {
         }),
         201,
       );
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope: 'openid payments',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type: 'mandate', consentId: proposed.id }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type: 'mandate',
+        consentId: proposed.id,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts: [aliceCurrent],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, {
-        decision: 'approve',
-        account: aliceCurrent,
-      });
-      const callback = new URL(location(await browser.get(location(decided))));
-      await client.authorizationCodeGrant(app.config, callback, { pkceCodeVerifier: verifier });
       return proposed.id;
     };
     const charge = (app: TestApp, mandateId: string, amount: string, points?: string, key = nextKey()) =>

@@ -2,11 +2,10 @@
 // nothing, never a 5xx.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import * as client from 'openid-client';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'mandates-review-operator-token-0123456789abcdef';
@@ -71,29 +70,17 @@ for (const database of testDatabases()) {
       ...overrides,
     });
     const authorise = async (app: TestApp, mandateId: string) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope: 'openid payments',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type: 'mandate', consentId: mandateId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type: 'mandate',
+        consentId: mandateId,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts: [aliceCurrent],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, {
-        decision: 'approve',
-        account: aliceCurrent,
-      });
-      const callback = new URL(location(await browser.get(location(decided))));
-      await client.authorizationCodeGrant(app.config, callback, { pkceCodeVerifier: verifier });
     };
 
     before(async () => {

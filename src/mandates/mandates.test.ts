@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse as InjectResponse } from 'fastify';
-import * as client from 'openid-client';
 import { eventsAbout } from '../events/outbox.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { inProcess, json, problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { Mandates } from './service.ts';
 
@@ -145,26 +144,17 @@ for (const database of testDatabases()) {
       mandateId: string,
       { username = 'alice', account = aliceCurrent } = {},
     ) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      const { page } = await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope: 'openid payments',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type: 'mandate', consentId: mandateId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type: 'mandate',
+        consentId: mandateId,
         username,
         password: PASSWORD,
-        code: '123456',
+        accounts: [account],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      const page = await (await browser.get(consentUrl)).text();
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
-      const callback = new URL(location(await browser.get(location(decided))));
-      await client.authorizationCodeGrant(app.config, callback, { pkceCodeVerifier: verifier });
       return page;
     };
     /** A mandate the customer authorised: its id. */

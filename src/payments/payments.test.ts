@@ -4,12 +4,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse as InjectResponse } from 'fastify';
-import * as client from 'openid-client';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
-import { location, TestBrowser } from '../testing/browser.ts';
 import { inProcess, json, problem } from '../testing/calls.ts';
+import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 
 const TOKEN = 'payments-test-operator-token-0123456789abcdef';
@@ -153,30 +152,19 @@ for (const database of testDatabases()) {
         scope = 'openid payments',
       } = {},
     ) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      const { accessToken } = await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope,
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type, consentId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type,
+        consentId,
         username,
         password: PASSWORD,
-        code: '123456',
-      });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
-      const callback = new URL(location(await browser.get(location(decided))));
-      const tokens = await client.authorizationCodeGrant(app.config, callback, {
-        pkceCodeVerifier: verifier,
+        accounts: [account],
       });
       assert.equal(await consentStatus(app, consentId), 'authorised');
-      return tokens.access_token;
+      return accessToken;
     };
     /** A payment consent for `instruction`, authorised by Alice from `account`: its id and the token. */
     const authorisedPayment = async (
