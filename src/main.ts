@@ -74,6 +74,7 @@ import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
 import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
+import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
@@ -216,7 +217,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   const payouts = new Payouts({
     db: parts.db,
     ledger,
-    bankAccounts: new BankLedgerAccounts(parts.db, ledger),
+    bankAccounts,
     accounts,
     customers,
     pii,
@@ -274,6 +275,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerUkObAispRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
   // Berlin Group NextGenPSD2 1.3.9 likewise (src/standards/berlin-group/).
   registerBerlinGroupAisRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
+  registerBerlinGroupPisRoutes(app, { consents, payments, accounts, publicUrl: parts.oauth.issuer }, gateway);
   registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
