@@ -1,5 +1,6 @@
 // The composition root: the one place that builds the parts and passes them down (STYLE.md §9).
 import { join } from 'node:path';
+import type { JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import pino, { type Logger } from 'pino';
 import type { BankIdentity } from './accounts/iban.ts';
@@ -76,6 +77,7 @@ import { seedSandbox } from './sandbox/seed.ts';
 import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
 import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
+import { registerUkObPispRoutes } from './standards/uk-ob/pisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
 
@@ -273,6 +275,20 @@ export function buildApp(parts: AppParts): BuiltApp {
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   // UK Open Banking v4.0 over the same consents and accounts (src/standards/uk-ob/).
   registerUkObAispRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
+  registerUkObPispRoutes(
+    app,
+    {
+      db: parts.db,
+      consents,
+      payments,
+      accounts,
+      publicUrl: parts.oauth.issuer,
+      // The Open Banking signing profile asks for PS256; ES256 where the keys file holds no RSA key.
+      signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
+        parts.oauth.keys.signingKeys[0]) as JWK,
+    },
+    gateway,
+  );
   // Berlin Group NextGenPSD2 1.3.9 likewise (src/standards/berlin-group/).
   registerBerlinGroupAisRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
   registerBerlinGroupPisRoutes(app, { consents, payments, accounts, publicUrl: parts.oauth.issuer }, gateway);

@@ -29,12 +29,12 @@ export interface ObErrorItem {
 
 /** An error answered in OBErrorResponse1 form; 401, 415 and 429 have no body in the specification. */
 export class ObError extends Error {
-  readonly status: 400 | 401 | 403 | 415 | 429 | 500;
+  readonly status: 400 | 401 | 403 | 409 | 415 | 429 | 500;
   readonly errors: readonly ObErrorItem[];
   readonly headers: Readonly<Record<string, string>>;
 
   constructor(
-    status: 400 | 401 | 403 | 415 | 429 | 500,
+    status: 400 | 401 | 403 | 409 | 415 | 429 | 500,
     errors: readonly ObErrorItem[],
     headers: Readonly<Record<string, string>> = {},
   ) {
@@ -97,6 +97,7 @@ const STATUS_TEXT = {
   400: 'BadRequest',
   401: 'Unauthorized',
   403: 'Forbidden',
+  409: 'Conflict',
   415: 'UnsupportedMediaType',
   429: 'TooManyRequests',
   500: 'InternalServerError',

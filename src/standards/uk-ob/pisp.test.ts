@@ -1,0 +1,527 @@
+// The UK Open Banking v4.0 Payment Initiation API (domestic payments), exercised the way a third party
+// integrating the standard would, with every request and response passing through Prism against the
+// official file: a response that does not conform fails the test. Also writes or checks
+// docs/conformance-uk-ob-pisp.md.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CompactSign, compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
+import type { BuiltApp } from '../../main.ts';
+import { parseAmount } from '../../money.ts';
+import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../../testing/bank.ts';
+import { authoriseConsent } from '../../testing/consent-flow.ts';
+import { type TestDb, testDatabases } from '../../testing/databases.ts';
+import { type Exchange, type PrismProxy, startPrism } from '../../testing/prism.ts';
+import { conformanceMarkdown } from '../conformance.ts';
+import { PISP_PREFIX } from './pisp.ts';
+
+const TOKEN = 'uk-ob-pisp-test-operator-token-0123456789';
+const REDIRECT = 'http://localhost:3000/callback';
+const PASSWORD = 'uk ob pisp test password';
+const SPEC = fileURLToPath(
+  new URL('../../../specs/uk-open-banking-v4.0/payment-initiation-openapi.yaml', import.meta.url),
+);
+const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-uk-ob-pisp.md', import.meta.url));
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// A valid IBAN of another bank: a domestic payment leaves through clearing.
+const EXTERNAL_IBAN = 'GB33BUKB20201555555555';
+const OB_CRIT = Object.fromEntries(
+  ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'].map(
+    (name) => [name, true],
+  ),
+);
+const observed: Exchange[] = [];
+
+interface ObConsent {
+  Data: { ConsentId: string; Status: string; Initiation: Record<string, unknown> };
+  Risk: Record<string, unknown>;
+}
+interface ObPayment {
+  Data: {
+    DomesticPaymentId: string;
+    ConsentId: string;
+    Status: string;
+    StatusReason?: { StatusReasonDescription: string }[];
+    Initiation: Record<string, unknown>;
+  };
+}
+interface ObErrors {
+  Errors: { ErrorCode: string; Message: string; Path?: string }[];
+}
+
+const initiationOf = (amount: string, creditor = { iban: EXTERNAL_IBAN, name: 'Corner Shop' }) => ({
+  InstructionIdentification: 'ACME412',
+  EndToEndIdentification: 'FRESCO.21302.GFX.20',
+  InstructedAmount: { Amount: amount, Currency: 'GBP' },
+  CreditorAccount: { SchemeName: 'UK.OBIE.IBAN', Identification: creditor.iban, Name: creditor.name },
+  RemittanceInformation: { Unstructured: ['Invoice 42'] },
+});
+
+for (const database of testDatabases()) {
+  describe(`UK Open Banking v4.0 PISP on ${database.name}`, () => {
+    let db: TestDb;
+    let built: BuiltApp;
+    let issuer: string;
+    let prism: PrismProxy;
+    let lax: PrismProxy;
+    let developer: Record<string, string>;
+    let apps = 0;
+    let keys = 0;
+    let bankKeys: ReturnType<typeof createLocalJWKSet>;
+    let tppKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    let alice: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
+    let bob: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
+
+    before(async () => {
+      db = await database.open();
+      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
+      [prism, lax] = await Promise.all([
+        startPrism({ spec: SPEC, upstream: `${issuer}${PISP_PREFIX}` }),
+        startPrism({ spec: SPEC, upstream: `${issuer}${PISP_PREFIX}`, validateRequest: false }),
+      ]);
+      developer = await signUpDeveloper(built.app, 'uk-ob-pisp-dev@example.com', PASSWORD);
+      alice = await createCustomer(built, {
+        username: 'alice',
+        password: PASSWORD,
+        legalName: 'Alice Able',
+        accounts: [{ product: 'current', currency: 'GBP' }],
+      });
+      bob = await createCustomer(built, {
+        username: 'bob',
+        password: PASSWORD,
+        legalName: 'Bob Baker',
+        accounts: [{ product: 'current', currency: 'GBP' }],
+      });
+      // Money from another bank, as the scheme brings it: what leaves later settles out of the same account.
+      const amount = parseAmount('1000.00');
+      assert.ok(amount);
+      const funded = await built.payments?.receiveIncoming('pisp-fund-alice', {
+        creditorIban: (await built.accounts?.find(alice.accountIds[0] ?? ''))?.iban ?? '',
+        amount,
+        currency: 'GBP',
+        debtorName: 'Northwind Ltd',
+        reference: 'Salary',
+      });
+      assert.ok(funded?.ok);
+      const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
+      bankKeys = createLocalJWKSet(jwks);
+      tppKey = (await generateKeyPair('PS256')).privateKey;
+    });
+    after(async () => {
+      observed.push(...prism.exchanges, ...lax.exchanges);
+      await Promise.all([prism.close(), lax.close()]);
+      await built.app.close();
+      await db.close();
+    });
+
+    const newApp = async () =>
+      newClientApp({ built, issuer }, developer, {
+        name: `Pay Pal ${++apps}`,
+        scopes: ['openid', 'payments'],
+        redirectUri: REDIRECT,
+      });
+    type TestApp = Awaited<ReturnType<typeof newApp>>;
+    const nextKey = () => `pisp-key-${++keys}`;
+    // The specification requires a detached JWS on requests; the bank does not verify it yet, but Prism
+    // checks it is there, so the test signs as a third party would (with a key of its own).
+    const detachedJws = async (body: string) => {
+      const jws = await new CompactSign(new TextEncoder().encode(body))
+        .setProtectedHeader({ alg: 'PS256', kid: 'tpp-test' })
+        .sign(tppKey);
+      const [header, , signature] = jws.split('.');
+      return `${header}..${signature}`;
+    };
+    const call = async (
+      proxy: PrismProxy,
+      token: string,
+      path: string,
+      init: { method?: string; body?: unknown; key?: string | null; headers?: Record<string, string> } = {},
+    ) => {
+      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
+      const key = init.key === undefined ? nextKey() : init.key;
+      return proxy.fetch(path, {
+        method: init.method ?? 'GET',
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(body !== undefined && {
+            'content-type': 'application/json',
+            'x-jws-signature': await detachedJws(body),
+            ...(key !== null && { 'x-idempotency-key': key }),
+          }),
+          ...init.headers,
+        },
+        ...(body !== undefined && { body }),
+      });
+    };
+    /** The answer, after checking its interaction id and the bank's detached signature over its body. */
+    const json = async <T>(response: Response, status: number) => {
+      const text = await response.text();
+      assert.equal(response.status, status, text);
+      assert.match(response.headers.get('x-fapi-interaction-id') ?? '', UUID);
+      const [header, empty, signature] = (response.headers.get('x-jws-signature') ?? '').split('.');
+      assert.equal(empty, '', 'a detached JWS');
+      const payload = Buffer.from(text).toString('base64url');
+      await compactVerify(`${header}.${payload}.${signature}`, bankKeys, { crit: OB_CRIT });
+      return JSON.parse(text) as T;
+    };
+    const errorCodes = async (response: Response, status: number) =>
+      (await json<ObErrors>(response, status)).Errors.map((error) => error.ErrorCode);
+    const createConsent = async (app: TestApp, initiation: object, key?: string) =>
+      json<ObConsent>(
+        await call(prism, app.appToken, '/domestic-payment-consents', {
+          method: 'POST',
+          body: { Data: { Initiation: initiation }, Risk: { PaymentContextCode: 'TransferToThirdParty' } },
+          ...(key && { key }),
+        }),
+        201,
+      );
+    const authorise = async (app: TestApp, consentId: string) =>
+      (
+        await authoriseConsent({
+          issuer,
+          config: app.config,
+          redirectUri: REDIRECT,
+          scope: 'openid payments',
+          type: 'payment_initiation',
+          consentId,
+          username: 'alice',
+          password: PASSWORD,
+          accounts: [alice.accountIds[0] ?? ''],
+        })
+      ).accessToken;
+    const pay = (token: string, consentId: string, initiation: object, key?: string) =>
+      call(prism, token, '/domestic-payments', {
+        method: 'POST',
+        body: { Data: { ConsentId: consentId, Initiation: initiation }, Risk: {} },
+        ...(key && { key }),
+      });
+    const consentStatus = async (app: TestApp, consentId: string) =>
+      (await json<ObConsent>(await call(prism, app.appToken, `/domestic-payment-consents/${consentId}`), 200))
+        .Data.Status;
+    const available = async () => {
+      const account = await built.accounts?.find(alice.accountIds[0] ?? '');
+      assert.ok(account);
+      return (await built.accounts?.balances(account))?.available;
+    };
+    const count = async (table: string) =>
+      Number((await db.query<{ n: number }>(`select count(*)::int as n from ${table}`))[0]?.n);
+
+    it('runs the whole flow: consent, authorisation, code exchange, funds, payment, status, details', async () => {
+      const app = await newApp();
+      const interactionId = '93bac548-d2de-4546-b106-880a5018460d';
+      const initiation = initiationOf('12.50');
+      const createdResponse = await call(prism, app.appToken, '/domestic-payment-consents', {
+        method: 'POST',
+        body: { Data: { Initiation: initiation }, Risk: {} },
+        headers: { 'x-fapi-interaction-id': interactionId },
+      });
+      assert.equal(createdResponse.headers.get('x-fapi-interaction-id'), interactionId);
+      const consent = await json<ObConsent>(createdResponse, 201);
+      assert.equal(consent.Data.Status, 'AWAU');
+      assert.deepEqual(consent.Data.Initiation, initiation);
+      const consentId = consent.Data.ConsentId;
+      // The same consent in the bank's own terms, which its consent page shows and dynamic linking checks.
+      const own = await built.consents?.find(consentId);
+      assert.equal(own?.type, 'payment_initiation');
+      assert.deepEqual(own?.details.instructedAmount, { amount: '12.50', currency: 'GBP' });
+      assert.deepEqual(own?.details.creditor, { name: 'Corner Shop', iban: EXTERNAL_IBAN });
+      assert.equal(own?.details.reference, 'Invoice 42');
+
+      const token = await authorise(app, consentId);
+      assert.equal(await consentStatus(app, consentId), 'AUTH');
+      const funds = await json<{ Data: { FundsAvailableResult: { FundsAvailable: boolean } } }>(
+        await call(prism, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
+        200,
+      );
+      assert.equal(funds.Data.FundsAvailableResult.FundsAvailable, true);
+
+      const before = await available();
+      const created = await json<ObPayment>(await pay(token, consentId, initiation), 201);
+      assert.equal(created.Data.ConsentId, consentId);
+      assert.deepEqual(created.Data.Initiation, initiation);
+      // To another bank: accepted and on its way through clearing until the settlement cycle.
+      assert.equal(created.Data.Status, 'ACSP');
+      assert.equal((before ?? 0n) - ((await available()) ?? 0n), 1250n);
+      assert.equal(await consentStatus(app, consentId), 'COND');
+      const paymentId = created.Data.DomesticPaymentId;
+
+      assert.equal((await built.payments?.settleCycle())?.settled, 1);
+      const read = await json<ObPayment>(
+        await call(prism, app.appToken, `/domestic-payments/${paymentId}`),
+        200,
+      );
+      assert.equal(read.Data.Status, 'ACSC');
+      const details = await json<{
+        Data: { PaymentStatus: { Status: string; PaymentTransactionId: string }[] };
+      }>(await call(prism, app.appToken, `/domestic-payments/${paymentId}/payment-details`), 200);
+      assert.deepEqual(
+        details.Data.PaymentStatus.map((entry) => entry.Status),
+        ['PDNG', 'ACSP', 'ACSP', 'ACSC'],
+        'received, accepted, settling, settled',
+      );
+      // Used up: no second payment under it, and no more funds checks.
+      assert.deepEqual(
+        await errorCodes(
+          await call(prism, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
+          400,
+        ),
+        ['NARR'],
+      );
+      assert.deepEqual(await errorCodes(await pay(token, consentId, initiation), 409), ['NARR']);
+      assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it('pays another customer of the bank at once, and says when funds would not cover a payment', async () => {
+      const app = await newApp();
+      const bobIban = (await built.accounts?.find(bob.accountIds[0] ?? ''))?.iban ?? '';
+      const initiation = initiationOf('5.00', { iban: bobIban, name: 'Bob Baker' });
+      const { Data } = await createConsent(app, initiation);
+      const token = await authorise(app, Data.ConsentId);
+      const paid = await json<ObPayment>(await pay(token, Data.ConsentId, initiation), 201);
+      assert.equal(paid.Data.Status, 'ACCC', 'credited to the creditor account here');
+
+      const tooMuch = initiationOf('99999.00');
+      const big = await createConsent(app, tooMuch);
+      const bigToken = await authorise(app, big.Data.ConsentId);
+      const funds = await json<{ Data: { FundsAvailableResult: { FundsAvailable: boolean } } }>(
+        await call(prism, bigToken, `/domestic-payment-consents/${big.Data.ConsentId}/funds-confirmation`),
+        200,
+      );
+      assert.equal(funds.Data.FundsAvailableResult.FundsAvailable, false);
+      // Paid anyway: refused by the ledger, the payment exists and says so.
+      const refused = await json<ObPayment>(await pay(bigToken, big.Data.ConsentId, tooMuch), 201);
+      assert.equal(refused.Data.Status, 'RJCT');
+      assert.ok(refused.Data.StatusReason?.[0]?.StatusReasonDescription);
+      assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it('refuses a payment that differs from the consent in any way, paying nothing', async () => {
+      const app = await newApp();
+      const initiation = initiationOf('20.00');
+      const { Data } = await createConsent(app, initiation);
+      const token = await authorise(app, Data.ConsentId);
+      const payments = await count('payments');
+      const before = await available();
+      const variants = [
+        initiationOf('20.01'),
+        initiationOf('20.00', { iban: EXTERNAL_IBAN, name: 'Someone Else' }),
+        { ...initiation, RemittanceInformation: { Unstructured: ['Invoice 43'] } },
+        { ...initiation, EndToEndIdentification: 'ANOTHER.ONE' },
+      ];
+      for (const variant of variants) {
+        const errors = await json<ObErrors>(await pay(token, Data.ConsentId, variant), 400);
+        assert.deepEqual(
+          errors.Errors.map((error) => [error.ErrorCode, error.Path]),
+          [['U002', 'Data.Initiation']],
+        );
+      }
+      // A ConsentId the token was not issued under.
+      const other = await createConsent(app, initiation);
+      assert.deepEqual(await errorCodes(await pay(token, other.Data.ConsentId, initiation), 400), ['U011']);
+      assert.equal(await count('payments'), payments);
+      assert.equal(await available(), before);
+      assert.equal(await consentStatus(app, Data.ConsentId), 'AUTH', 'still usable for the right payment');
+    });
+
+    it('replays a payment and a consent under the same x-idempotency-key, moving money once', async () => {
+      const app = await newApp();
+      const initiation = initiationOf('7.25');
+      const consentKey = nextKey();
+      const first = await createConsent(app, initiation, consentKey);
+      const consents = await count('consents');
+      const again = await createConsent(app, initiation, consentKey);
+      assert.equal(again.Data.ConsentId, first.Data.ConsentId);
+      assert.equal(await count('consents'), consents);
+      // The same key for another consent is refused.
+      assert.deepEqual(
+        await errorCodes(
+          await call(prism, app.appToken, '/domestic-payment-consents', {
+            method: 'POST',
+            body: { Data: { Initiation: initiationOf('7.26') }, Risk: {} },
+            key: consentKey,
+          }),
+          400,
+        ),
+        ['NARR'],
+      );
+
+      const token = await authorise(app, first.Data.ConsentId);
+      const key = nextKey();
+      const before = await available();
+      const paid = await json<ObPayment>(await pay(token, first.Data.ConsentId, initiation, key), 201);
+      const replayed = await json<ObPayment>(await pay(token, first.Data.ConsentId, initiation, key), 201);
+      assert.equal(replayed.Data.DomesticPaymentId, paid.Data.DomesticPaymentId);
+      assert.equal((before ?? 0n) - ((await available()) ?? 0n), 725n, 'debited once');
+      assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it("keeps one app's consents and payments from another, and app tokens from paying", async () => {
+      const owner = await newApp();
+      const other = await newApp();
+      const initiation = initiationOf('3.00');
+      const { Data } = await createConsent(owner, initiation);
+      assert.deepEqual(
+        await errorCodes(
+          await call(prism, other.appToken, `/domestic-payment-consents/${Data.ConsentId}`),
+          400,
+        ),
+        ['U011'],
+      );
+      // The owner's app token (client credentials) is not the customer's authorisation.
+      assert.deepEqual(await errorCodes(await pay(owner.appToken, Data.ConsentId, initiation), 403), [
+        'NARR',
+      ]);
+      const token = await authorise(owner, Data.ConsentId);
+      const paid = await json<ObPayment>(await pay(token, Data.ConsentId, initiation), 201);
+      for (const path of [
+        `/domestic-payments/${paid.Data.DomesticPaymentId}`,
+        `/domestic-payments/${paid.Data.DomesticPaymentId}/payment-details`,
+      ]) {
+        assert.deepEqual(await errorCodes(await call(prism, other.appToken, path), 400), ['U011'], path);
+      }
+      assert.equal(
+        (
+          await json<ObPayment>(
+            await call(prism, owner.appToken, `/domestic-payments/${paid.Data.DomesticPaymentId}`),
+            200,
+          )
+        ).Data.DomesticPaymentId,
+        paid.Data.DomesticPaymentId,
+      );
+    });
+
+    it('refuses what it cannot honour or read, in OBErrorResponse1 form, creating nothing', async () => {
+      const app = await newApp();
+      const post = (body: unknown, proxy = prism, key?: string | null) =>
+        call(proxy, app.appToken, '/domestic-payment-consents', {
+          method: 'POST',
+          body,
+          ...(key !== undefined && { key }),
+        });
+      const valid = initiationOf('1.00');
+      const refusals: [unknown, string, string | undefined, PrismProxy?][] = [
+        [
+          {
+            Data: {
+              Initiation: {
+                ...valid,
+                DebtorAccount: { SchemeName: 'UK.OBIE.IBAN', Identification: EXTERNAL_IBAN },
+              },
+            },
+            Risk: {},
+          },
+          'U002',
+          'Data.Initiation.DebtorAccount',
+        ],
+        [
+          {
+            Data: {
+              Initiation: {
+                ...valid,
+                CreditorAccount: {
+                  SchemeName: 'UK.OBIE.SortCodeAccountNumber',
+                  Identification: '08080021325698',
+                  Name: 'X',
+                },
+              },
+            },
+            Risk: {},
+          },
+          'U002',
+          'Data.Initiation.CreditorAccount.SchemeName',
+        ],
+        [
+          {
+            Data: { Initiation: initiationOf('1.00', { iban: 'GB00BUKB20201555555555', name: 'X' }) },
+            Risk: {},
+          },
+          'U002',
+          'Data.Initiation.CreditorAccount.Identification',
+        ],
+        [
+          { Data: { Initiation: initiationOf('1.5') }, Risk: {} },
+          'U002',
+          'Data.Initiation.InstructedAmount.Amount',
+        ],
+        [
+          { Data: { Initiation: initiationOf('0.00') }, Risk: {} },
+          'U002',
+          'Data.Initiation.InstructedAmount.Amount',
+        ],
+        [
+          {
+            Data: { Initiation: { ...valid, InstructedAmount: { Amount: '1.00', Currency: 'XXX' } } },
+            Risk: {},
+          },
+          'U002',
+          'Data.Initiation.InstructedAmount.Currency',
+        ],
+        [
+          { Data: { Initiation: valid, Authorisation: { AuthorisationType: 'Single' } }, Risk: {} },
+          'U002',
+          'Data.Authorisation',
+        ],
+        // Requests the spec itself forbids, sent past Prism's request check to reach the bank.
+        [{ Data: {}, Risk: {} }, 'U004', 'Data.Initiation', lax],
+        [
+          {
+            Data: { Initiation: { ...valid, InstructedAmount: { Amount: 'ten', Currency: 'GBP' } } },
+            Risk: {},
+          },
+          'U002',
+          'Data.Initiation.InstructedAmount.Amount',
+          lax,
+        ],
+      ];
+      const consents = await count('consents');
+      for (const [body, code, path, proxy] of refusals) {
+        const errors = await json<ObErrors>(await post(body, proxy), 400);
+        assert.deepEqual(
+          [errors.Errors[0]?.ErrorCode, errors.Errors[0]?.Path],
+          [code, path],
+          JSON.stringify(body),
+        );
+      }
+      // The spec requires x-idempotency-key on every POST: without it the bank refuses too.
+      assert.deepEqual(
+        await errorCodes(await post({ Data: { Initiation: valid }, Risk: {} }, lax, null), 400),
+        ['U006'],
+      );
+      assert.equal(await count('consents'), consents);
+      assert.deepEqual(
+        await errorCodes(await call(prism, app.appToken, '/domestic-payment-consents/not-a-consent'), 400),
+        ['U011'],
+      );
+    });
+  });
+}
+
+// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+after(() => {
+  if (observed.length === 0) return;
+  const markdown = conformanceMarkdown(
+    [
+      {
+        title: 'UK Open Banking v4.0: Payment Initiation API',
+        file: SPEC,
+        basePath: PISP_PREFIX,
+        exchanges: observed,
+        gaps: {
+          CreateDomesticPaymentConsents:
+            'creditor by UK.OBIE.IBAN only; no DebtorAccount, Authorisation or SCASupportData; request JWS not verified',
+          CreateDomesticPayments: 'request JWS not verified',
+        },
+      },
+    ],
+    'src/standards/uk-ob/pisp.test.ts',
+  );
+  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
+  else
+    assert.equal(
+      readFileSync(CONFORMANCE, 'utf8'),
+      markdown,
+      'docs/conformance-uk-ob-pisp.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/pisp.test.ts',
+    );
+});

@@ -1,0 +1,578 @@
+// UK Open Banking Read/Write v4.0, Payment Initiation API (`/open-banking/v4.0/pisp`), first slice: domestic
+// payment consents and domestic payments over the bank's own. A domestic payment consent is a
+// `payment_initiation` consent (authorised at the same consent page through the same OAuth flow); its
+// amount, currency, creditor and reference are the terms the bank's dynamic linking checks, and the OB
+// Initiation is kept beside them so it is echoed, and compared, exactly. A domestic payment is a payment of
+// src/payments/ initiated by the app under that consent. The contract is the official file
+// (specs/uk-open-banking-v4.0/payment-initiation-openapi.yaml), so these routes stay out of /openapi.json.
+//
+// JWS: the specification requires a detached `x-jws-signature` on requests and responses. Responses are
+// signed here with the bank's published token-signing key (Read/Write API profile, "Message Signing");
+// request signatures are not verified yet (a later slice needs the apps' registered signing keys).
+import { isDeepStrictEqual } from 'node:util';
+import type { FastifyRequest } from 'fastify';
+import { isValidIBAN } from 'ibantools';
+import { CompactSign, importJWK, type JWK } from 'jose';
+import { Type } from 'typebox';
+import { normaliseIban } from '../../accounts/iban.ts';
+import type { Accounts } from '../../accounts/service.ts';
+import type { Consents } from '../../consents/service.ts';
+import type { Consent } from '../../consents/store.ts';
+import type { Db } from '../../db/db.ts';
+import type { createGateway } from '../../gateway/gateway.ts';
+import { type App, scoped } from '../../http/app.ts';
+import { requestHash, runIdempotent } from '../../idempotency.ts';
+import { currencyExponent, parseAmount } from '../../money.ts';
+import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
+import type { PaymentStatus } from '../../payments/store.ts';
+import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
+
+export const PISP_PREFIX = '/open-banking/v4.0/pisp';
+// An unauthorised domestic payment consent lapses after a day: the customer authorises it at once or not.
+export const PAYMENT_CONSENT_VALIDITY_MS = 24 * 60 * 60 * 1000;
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+// x-idempotency-key (Payment Initiation API, parameters): at most 40 characters, no space at either end.
+const IDEMPOTENCY_KEY = /^(?!\s)(.*)(\S)$/;
+const IDEMPOTENCY_KEY_MAX = 40;
+// The bank's own payment consents take creditor names of at most 140 characters (src/consents/routes.ts).
+const CREDITOR_NAME_MAX = 140;
+
+const Text = (maxLength: number) => Type.String({ minLength: 1, maxLength });
+// The Initiation's fields the bank honours are typed; the specification's others pass the schema and are
+// refused by name (`unsupportedIn`), so a third party learns which field, not merely that one is unknown.
+const Initiation = Type.Object(
+  {
+    InstructionIdentification: Text(35),
+    EndToEndIdentification: Text(35),
+    InstructedAmount: Type.Object(
+      {
+        Amount: Type.String({ pattern: '^\\d{1,13}$|^\\d{1,13}\\.\\d{1,5}$' }),
+        Currency: Type.String({ pattern: '^[A-Z]{3}$' }),
+      },
+      { additionalProperties: false },
+    ),
+    CreditorAccount: Type.Object(
+      { SchemeName: Type.String(), Identification: Text(256), Name: Text(350) },
+      { additionalProperties: true },
+    ),
+    RemittanceInformation: Type.Optional(
+      Type.Object({ Unstructured: Type.Optional(Type.Array(Text(140))) }, { additionalProperties: true }),
+    ),
+  },
+  { additionalProperties: true },
+);
+const Risk = Type.Record(Type.String(), Type.Unknown());
+const NewConsent = Type.Object({
+  Data: Type.Object({ Initiation }, { additionalProperties: true }),
+  Risk,
+});
+const NewPayment = Type.Object({
+  Data: Type.Object({ ConsentId: Text(128), Initiation }, { additionalProperties: false }),
+  Risk,
+});
+const Hidden = { hide: true } as const;
+const IdempotencyHeaders = Type.Object({ 'x-idempotency-key': Type.Optional(Type.String()) });
+type ObInitiation = Record<string, unknown> & {
+  InstructedAmount: { Amount: string; Currency: string };
+  CreditorAccount: { SchemeName: string; Identification: string; Name: string };
+  RemittanceInformation?: { Unstructured?: string[] };
+};
+
+/** The OB terms kept with the bank's own (instructedAmount, creditor, reference) in the consent's details. */
+interface ObPaymentTerms {
+  obInitiation?: ObInitiation;
+  obRisk?: Record<string, unknown>;
+}
+
+// OBWriteDomesticConsentResponse5 has four statuses: a revoked or lapsed consent can no longer be used,
+// which the specification calls rejected.
+const CONSENT_STATUS: Readonly<Record<Consent['status'], string>> = {
+  awaiting_authorisation: 'AWAU',
+  authorised: 'AUTH',
+  consumed: 'COND',
+  rejected: 'RJCT',
+  revoked: 'RJCT',
+  expired: 'RJCT',
+};
+
+// The ISO 20022 payment statuses of OBWriteDomesticResponse5. An internal payment is settled when the
+// creditor's account here is credited (ACCC); a domestic one when it left the debtor's (ACSC). A return
+// undoes a settled payment, which the enum has no word for: it is reported rejected, with the reason.
+function paymentStatus(status: PaymentStatus, type: Payment['type']): string {
+  switch (status) {
+    case 'received':
+      return 'RCVD';
+    case 'awaiting_sca':
+      return 'PDNG';
+    case 'accepted':
+    case 'settling':
+      return 'ACSP';
+    case 'settled':
+      return type === 'internal' ? 'ACCC' : 'ACSC';
+    case 'rejected':
+    case 'returning':
+    case 'returned':
+      return 'RJCT';
+  }
+}
+
+export function registerUkObPispRoutes(
+  app: App,
+  deps: {
+    db: Db;
+    consents: Consents;
+    payments: Payments;
+    accounts: Accounts;
+    publicUrl: string;
+    /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
+    signingKey: JWK;
+  },
+  gateway: ReturnType<typeof createGateway>,
+): void {
+  const { db, consents, payments, accounts, publicUrl } = deps;
+  const self = (path: string) => `${publicUrl}${PISP_PREFIX}${path}`;
+  const sign = responseSigner(deps.signingKey, publicUrl);
+
+  scoped(app, (scope) => {
+    useObConventions(scope);
+    scope.addHook('onSend', async (_request, reply, payload) => {
+      if (typeof payload === 'string' && payload.length > 0) {
+        reply.header('x-jws-signature', await sign(payload));
+      }
+      return payload;
+    });
+
+    const accessOf = (request: FastifyRequest) => {
+      const access = request.access;
+      if (!access) throw new Error('route registered without requireAccess');
+      return access;
+    };
+    /** The app's own token (client credentials) with the `payments` scope manages consents. */
+    const appOf = (request: FastifyRequest) => {
+      const access = accessOf(request);
+      if (access.subject !== access.clientId || !access.scopes.has('payments')) {
+        throw ObError.of(
+          403,
+          OB_ERROR_CODES.narrative,
+          'payment consents are managed with the app token (client credentials) and scope payments',
+        );
+      }
+      return access.clientId;
+    };
+    // Another app's consent, or a payment consent of ours made in the bank's own API, does not exist here.
+    const consentOf = async (clientId: string, id: string) => {
+      const consent = ID.test(id) ? await consents.getForClient(clientId, id) : undefined;
+      if (consent?.type !== 'payment_initiation' || !('obInitiation' in consent.details)) {
+        throw ObError.of(400, OB_ERROR_CODES.resourceNotFound, 'no consent with this ConsentId', 'ConsentId');
+      }
+      return consent;
+    };
+    /** The customer's token under the domestic payment consent `consentId` the customer authorised. */
+    const grantOf = (request: FastifyRequest, consentId: string) => {
+      const access = accessOf(request);
+      const consent = access.consents.find(
+        (c) => c.type === 'payment_initiation' && 'obInitiation' in c.details,
+      );
+      if (access.subject === access.clientId || !consent) {
+        throw ObError.of(
+          403,
+          OB_ERROR_CODES.narrative,
+          'this needs a token bound to a domestic payment consent the customer authorised',
+        );
+      }
+      if (consent.id !== consentId) {
+        throw ObError.of(
+          400,
+          OB_ERROR_CODES.resourceNotFound,
+          'the token was not issued under this ConsentId',
+          'ConsentId',
+        );
+      }
+      return { clientId: access.clientId, customerId: access.subject, consent };
+    };
+
+    scope.post(
+      `${PISP_PREFIX}/domestic-payment-consents`,
+      {
+        schema: { ...Hidden, body: NewConsent, headers: IdempotencyHeaders },
+        onRequest: gateway('consents'),
+      },
+      async (request, reply) => {
+        const clientId = appOf(request);
+        const key = idempotencyKeyOf(request.headers['x-idempotency-key']);
+        const data = request.body.Data as Record<string, unknown> & { Initiation: ObInitiation };
+        const unsupported = [
+          ...Object.keys(data)
+            .filter((name) => name !== 'Initiation')
+            .map((name) => `Data.${name}`),
+          ...unsupportedIn(data.Initiation),
+        ];
+        if (unsupported.length > 0) {
+          throw ObError.of(
+            400,
+            OB_ERROR_CODES.fieldInvalid,
+            `not offered by this bank: ${unsupported.join(', ')}`,
+            unsupported[0],
+          );
+        }
+        const terms = bankTerms(data.Initiation);
+        const outcome = await runIdempotent(
+          db,
+          { scope: `uk-ob-pisp-consent:${clientId}`, key, hash: requestHash(request.body) },
+          async (tx) => {
+            const created = await consents.create(
+              clientId,
+              {
+                type: 'payment_initiation',
+                details: {
+                  ...terms,
+                  obInitiation: data.Initiation,
+                  obRisk: request.body.Risk,
+                } satisfies ObPaymentTerms & Record<string, unknown>,
+                expiresAt: new Date(Date.now() + PAYMENT_CONSENT_VALIDITY_MS),
+              },
+              tx,
+            );
+            if (!created.ok)
+              throw new Error(`a payment consent within its validity was refused: ${created.code}`);
+            const path = `/domestic-payment-consents/${created.consent.id}`;
+            return { statusCode: 201, body: consentJson(created.consent, self(path)) };
+          },
+        );
+        return reply.code(outcome.statusCode).send(outcome.body);
+      },
+    );
+
+    const ConsentParams = { ...Hidden, params: Type.Object({ ConsentId: Type.String() }) };
+    scope.get(
+      `${PISP_PREFIX}/domestic-payment-consents/:ConsentId`,
+      { schema: ConsentParams, onRequest: gateway('consents') },
+      async (request) => {
+        const consent = await consentOf(accessOf(request).clientId, request.params.ConsentId);
+        return consentJson(consent, self(`/domestic-payment-consents/${consent.id}`));
+      },
+    );
+
+    scope.get(
+      `${PISP_PREFIX}/domestic-payment-consents/:ConsentId/funds-confirmation`,
+      { schema: ConsentParams, onRequest: gateway('payments', 'payments') },
+      async (request) => {
+        const { customerId, consent } = grantOf(request, request.params.ConsentId);
+        if (consent.status !== 'authorised') {
+          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consent was already used for its payment');
+        }
+        const accountId = consent.accountIds?.[0];
+        const account = accountId ? await accounts.findForCustomer(customerId, accountId) : undefined;
+        if (!account)
+          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consented account no longer exists');
+        const { Amount, Currency } = (consent.details as ObPaymentTerms).obInitiation?.InstructedAmount ?? {};
+        const amount = parseAmount(String(Amount));
+        // A consent in another currency than the account's can never be paid from it.
+        const available =
+          amount !== undefined &&
+          Currency === account.currency &&
+          (await payments.fundsAvailable(account, amount.minor));
+        return {
+          Data: {
+            FundsAvailableResult: {
+              FundsAvailableDateTime: new Date().toISOString(),
+              FundsAvailable: available,
+            },
+          },
+          Links: { Self: self(`/domestic-payment-consents/${consent.id}/funds-confirmation`) },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.post(
+      `${PISP_PREFIX}/domestic-payments`,
+      {
+        schema: { ...Hidden, body: NewPayment, headers: IdempotencyHeaders },
+        onRequest: gateway('payments', 'payments'),
+      },
+      async (request, reply) => {
+        const key = idempotencyKeyOf(request.headers['x-idempotency-key']);
+        const data = request.body.Data;
+        const { clientId, customerId, consent } = grantOf(request, data.ConsentId);
+        const authorised = (consent.details as ObPaymentTerms).obInitiation;
+        // Dynamic linking, the specification's way: the Initiation is the consent's, field for field.
+        if (!isDeepStrictEqual(data.Initiation, authorised)) {
+          throw ObError.of(
+            400,
+            OB_ERROR_CODES.fieldInvalid,
+            'the Initiation differs from the one in the consent the customer authorised',
+            'Data.Initiation',
+          );
+        }
+        const terms = bankTerms(data.Initiation as ObInitiation);
+        const outcome = await payments.initiate(
+          { kind: 'app', clientId, customerId, consent },
+          key,
+          terms,
+          payerContext(request),
+        );
+        if (!outcome.ok) throw paymentError(outcome.code, outcome.detail);
+        return reply.code(201).send(paymentJson(outcome.payment, consent, self));
+      },
+    );
+
+    /** The payment the app made through this API (a payment of the bank's own API does not exist here). */
+    const paymentOf = async (request: FastifyRequest, id: string) => {
+      const clientId = accessOf(request).clientId;
+      const payment = ID.test(id) ? await payments.get({ clientId }, id) : undefined;
+      const consent = payment?.consentId
+        ? await consents.getForClient(clientId, payment.consentId)
+        : undefined;
+      if (!payment || !consent || !('obInitiation' in consent.details)) {
+        throw ObError.of(
+          400,
+          OB_ERROR_CODES.resourceNotFound,
+          'no domestic payment with this DomesticPaymentId',
+          'DomesticPaymentId',
+        );
+      }
+      return { payment, consent };
+    };
+    const PaymentParams = { ...Hidden, params: Type.Object({ DomesticPaymentId: Type.String() }) };
+
+    scope.get(
+      `${PISP_PREFIX}/domestic-payments/:DomesticPaymentId`,
+      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
+      async (request) => {
+        const { payment, consent } = await paymentOf(request, request.params.DomesticPaymentId);
+        return paymentJson(payment, consent, self);
+      },
+    );
+
+    scope.get(
+      `${PISP_PREFIX}/domestic-payments/:DomesticPaymentId/payment-details`,
+      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
+      async (request) => {
+        const { payment } = await paymentOf(request, request.params.DomesticPaymentId);
+        // Its whole lifecycle, one entry per change: RCVD is not among this list's statuses, and a payment
+        // just received is pending.
+        return {
+          Data: {
+            PaymentStatus: payment.statusHistory.map((change) => {
+              const status = paymentStatus(change.status, payment.type);
+              return {
+                PaymentTransactionId: payment.id,
+                Status: status === 'RCVD' ? 'PDNG' : status,
+                StatusUpdateDateTime: new Date(change.at).toISOString(),
+                ...(change.code && { StatusDetail: { StatusReason: change.code.slice(0, 500) } }),
+              };
+            }),
+          },
+          Links: { Self: self(`/domestic-payments/${payment.id}/payment-details`) },
+          Meta: {},
+        };
+      },
+    );
+  });
+}
+
+/** The specification's fields in an Initiation (or in its CreditorAccount, its remittance) not honoured. */
+function unsupportedIn(initiation: ObInitiation): string[] {
+  const refused: string[] = [];
+  const honoured = new Set([
+    'InstructionIdentification',
+    'EndToEndIdentification',
+    'InstructedAmount',
+    'CreditorAccount',
+    'RemittanceInformation',
+  ]);
+  for (const name of Object.keys(initiation)) {
+    if (!honoured.has(name)) refused.push(`Data.Initiation.${name}`);
+  }
+  for (const name of Object.keys(initiation.CreditorAccount)) {
+    if (!['SchemeName', 'Identification', 'Name'].includes(name)) {
+      refused.push(`Data.Initiation.CreditorAccount.${name}`);
+    }
+  }
+  for (const name of Object.keys(initiation.RemittanceInformation ?? {})) {
+    if (name !== 'Unstructured') refused.push(`Data.Initiation.RemittanceInformation.${name}`);
+  }
+  return refused;
+}
+
+/** The Initiation in the bank's own terms, refusing what the bank cannot pay: a 400 before anything exists. */
+function bankTerms(initiation: ObInitiation) {
+  const { Amount, Currency } = initiation.InstructedAmount;
+  const exponent = currencyExponent(Currency);
+  if (exponent === undefined) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      `${Currency} is not a currency this bank pays in`,
+      'Data.Initiation.InstructedAmount.Currency',
+    );
+  }
+  const amount = parseAmount(Amount);
+  if (!amount || amount.scale !== exponent) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      `must be greater than zero with the ${exponent} decimals of ${Currency}`,
+      'Data.Initiation.InstructedAmount.Amount',
+    );
+  }
+  const creditor = initiation.CreditorAccount;
+  if (creditor.SchemeName !== 'UK.OBIE.IBAN') {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      'only UK.OBIE.IBAN creditor accounts are offered',
+      'Data.Initiation.CreditorAccount.SchemeName',
+    );
+  }
+  const iban = normaliseIban(creditor.Identification);
+  if (!isValidIBAN(iban)) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      'is not a valid IBAN',
+      'Data.Initiation.CreditorAccount.Identification',
+    );
+  }
+  if (creditor.Name.length > CREDITOR_NAME_MAX) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      `at most ${CREDITOR_NAME_MAX} characters here`,
+      'Data.Initiation.CreditorAccount.Name',
+    );
+  }
+  const lines = initiation.RemittanceInformation?.Unstructured ?? [];
+  if (lines.length > 1) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.fieldInvalid,
+      'one line of remittance information at most',
+      'Data.Initiation.RemittanceInformation.Unstructured',
+    );
+  }
+  return {
+    instructedAmount: { amount: Amount, currency: Currency },
+    creditor: { name: creditor.Name, iban: creditor.Identification },
+    ...(lines[0] !== undefined && { reference: lines[0] }),
+  };
+}
+
+/** x-idempotency-key is required on every POST of this API (Payment Initiation API, parameters). */
+function idempotencyKeyOf(header: string | string[] | undefined): string {
+  if (typeof header !== 'string' || header.length > IDEMPOTENCY_KEY_MAX || !IDEMPOTENCY_KEY.test(header)) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.headerInvalid,
+      `x-idempotency-key is required: up to ${IDEMPOTENCY_KEY_MAX} characters, no space at either end`,
+    );
+  }
+  return header;
+}
+
+// The payer's context for fraud screening, as src/payments/routes.ts reads it from an app's request.
+function payerContext(request: FastifyRequest) {
+  const header = (name: string) => {
+    const value = request.headers[name];
+    return typeof value === 'string' && value.length <= 512 ? value : undefined;
+  };
+  const ip = header('x-fapi-customer-ip-address');
+  const userAgent = header('x-customer-user-agent');
+  return { ...(ip && { ip }), ...(userAgent && { userAgent }) };
+}
+
+/** The payment service's refusals in the statuses CreateDomesticPayments declares. */
+function paymentError(code: PaymentProblem, detail: string | undefined): ObError {
+  const message = detail ? `${code}: ${detail}` : code;
+  switch (code) {
+    case 'consent_not_active':
+      return new ObError(409, [
+        {
+          ErrorCode: OB_ERROR_CODES.narrative,
+          Message: 'the consent was already used, revoked or has lapsed',
+        },
+      ]);
+    case 'idempotency_key_reused':
+      return new ObError(409, [
+        {
+          ErrorCode: OB_ERROR_CODES.headerInvalid,
+          Message: 'this x-idempotency-key was used for another request',
+        },
+      ]);
+    case 'consent_mismatch':
+      return ObError.of(400, OB_ERROR_CODES.fieldInvalid, message, 'Data.Initiation');
+    case 'invalid_creditor_iban':
+      return ObError.of(400, OB_ERROR_CODES.fieldInvalid, message, 'Data.Initiation.CreditorAccount');
+    default:
+      return ObError.of(400, OB_ERROR_CODES.narrative, message);
+  }
+}
+
+function consentJson(consent: Consent, selfUrl: string) {
+  const terms = consent.details as ObPaymentTerms;
+  return {
+    Data: {
+      ConsentId: consent.id,
+      CreationDateTime: consent.createdAt.toISOString(),
+      Status: CONSENT_STATUS[consent.status],
+      StatusUpdateDateTime: consent.statusUpdatedAt.toISOString(),
+      Initiation: terms.obInitiation,
+    },
+    Risk: terms.obRisk ?? {},
+    Links: { Self: selfUrl },
+    Meta: {},
+  };
+}
+
+function paymentJson(payment: Payment, consent: Consent, self: (path: string) => string) {
+  const status = paymentStatus(payment.status, payment.type);
+  const updated = payment.statusHistory.at(-1)?.at ?? payment.createdAt.toISOString();
+  return {
+    Data: {
+      DomesticPaymentId: payment.id,
+      ConsentId: consent.id,
+      CreationDateTime: payment.createdAt.toISOString(),
+      Status: status,
+      StatusUpdateDateTime: new Date(updated).toISOString(),
+      ...(payment.rejectionCode && {
+        StatusReason: [
+          { StatusReasonCode: 'NARR', StatusReasonDescription: payment.rejectionCode.slice(0, 500) },
+        ],
+      }),
+      Initiation: (consent.details as ObPaymentTerms).obInitiation,
+    },
+    Links: { Self: self(`/domestic-payments/${payment.id}`) },
+    Meta: {},
+  };
+}
+
+/**
+ * Detached JWS over a response body (RFC 7515 Appendix F), with the claims the Open Banking profile makes
+ * critical: when it was signed, by whom, and the trust anchor. Verifiable with the bank's JWKS.
+ */
+function responseSigner(jwk: JWK, issuer: string): (body: string) => Promise<string> {
+  const alg = jwk.alg ?? 'ES256';
+  const key = importJWK(jwk, alg);
+  const crit = [
+    'http://openbanking.org.uk/iat',
+    'http://openbanking.org.uk/iss',
+    'http://openbanking.org.uk/tan',
+  ];
+  return async (body) => {
+    const jws = await new CompactSign(new TextEncoder().encode(body))
+      .setProtectedHeader({
+        alg,
+        ...(jwk.kid && { kid: jwk.kid }),
+        typ: 'JOSE',
+        cty: 'application/json',
+        'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
+        'http://openbanking.org.uk/iss': issuer,
+        'http://openbanking.org.uk/tan': 'openbanking.org.uk',
+        crit,
+      })
+      .sign(await key, { crit: Object.fromEntries(crit.map((name) => [name, true])) });
+    const [header, , signature] = jws.split('.');
+    return `${header}..${signature}`;
+  };
+}
