@@ -22,11 +22,16 @@ export const BG_CODES = {
   resourceUnknown: 'RESOURCE_UNKNOWN',
   serviceBlocked: 'SERVICE_BLOCKED',
   accessExceeded: 'ACCESS_EXCEEDED',
+  // Payment initiation (section 14.11, PIS): a product not offered, one the PSU cannot use, a cancellation
+  // of what already executed.
+  productUnknown: 'PRODUCT_UNKNOWN',
+  productInvalid: 'PRODUCT_INVALID',
+  cancellationInvalid: 'CANCELLATION_INVALID',
   internalServerError: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type BgCode = (typeof BG_CODES)[keyof typeof BG_CODES];
 
-export type BgStatus = 400 | 401 | 403 | 404 | 415 | 429 | 500 | 503;
+export type BgStatus = 400 | 401 | 403 | 404 | 405 | 415 | 429 | 500 | 503;
 
 export interface TppMessage {
   readonly category: 'ERROR';
