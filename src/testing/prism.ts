@@ -11,6 +11,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { Db } from '../db/db.ts';
+import type { BuiltApp } from '../main.ts';
+import { createCustomer, signUpDeveloper, startBank } from './bank.ts';
 import { freePort } from './http.ts';
 
 const PRISM_BIN = fileURLToPath(new URL('../../node_modules/.bin/prism', import.meta.url));
@@ -139,4 +142,71 @@ function stop(child: ChildProcess): Promise<void> {
     child.once('exit', () => done());
     child.kill('SIGTERM');
   });
+}
+
+type Customer = Awaited<ReturnType<typeof createCustomer>>;
+type AccountRequest = { product: 'current' | 'savings'; currency: string };
+
+/** A bank with two customers behind two Prism proxies of one spec: what every facade test starts from. */
+export interface BankBehindPrism {
+  readonly built: BuiltApp;
+  readonly issuer: string;
+  /** Checks requests and responses: a third party's calls must conform. */
+  readonly prism: PrismProxy;
+  /** Checks responses only: a test sends a request the spec forbids, to see the bank's own refusal. */
+  readonly lax: PrismProxy;
+  /** A signed-up developer's headers, for registering apps. */
+  readonly developer: Record<string, string>;
+  readonly alice: Customer;
+  readonly bob: Customer;
+  /** Stops the proxies and the bank; every exchange the proxies saw, for the conformance table. */
+  close(): Promise<Exchange[]>;
+}
+
+export async function bankBehindPrism(
+  db: Db,
+  options: {
+    spec: string;
+    /** The facade's base path, e.g. /open-banking/v4.0/aisp. */
+    prefix: string;
+    adminToken: string;
+    password: string;
+    aliceAccounts: readonly AccountRequest[];
+    bobAccounts?: readonly AccountRequest[];
+  },
+): Promise<BankBehindPrism> {
+  const { built, issuer } = await startBank(db, { adminToken: options.adminToken });
+  const upstream = `${issuer}${options.prefix}`;
+  const [prism, lax] = await Promise.all([
+    startPrism({ spec: options.spec, upstream }),
+    startPrism({ spec: options.spec, upstream, validateRequest: false }),
+  ]);
+  const developer = await signUpDeveloper(built.app, 'facade-developer@example.com', options.password);
+  const alice = await createCustomer(built, {
+    username: 'alice',
+    password: options.password,
+    legalName: 'Alice Able',
+    accounts: options.aliceAccounts,
+  });
+  const bob = await createCustomer(built, {
+    username: 'bob',
+    password: options.password,
+    legalName: 'Bob Baker',
+    ...(options.bobAccounts && { accounts: options.bobAccounts }),
+  });
+  return {
+    built,
+    issuer,
+    prism,
+    lax,
+    developer,
+    alice,
+    bob,
+    async close() {
+      const exchanges = [...prism.exchanges, ...lax.exchanges];
+      await Promise.all([prism.close(), lax.close()]);
+      await built.app.close();
+      return exchanges;
+    },
+  };
 }

@@ -10,10 +10,15 @@ import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
-import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../../testing/bank.ts';
+import { newClientApp } from '../../testing/bank.ts';
 import { location, TestBrowser } from '../../testing/browser.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
-import { type Exchange, type PrismProxy, startPrism } from '../../testing/prism.ts';
+import {
+  type BankBehindPrism,
+  bankBehindPrism,
+  type Exchange,
+  type PrismProxy,
+} from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
 import { isPisPath, keepRows, splitDoc } from './conformance-doc.ts';
@@ -45,6 +50,7 @@ for (const database of testDatabases()) {
     let issuer: string;
     let prism: PrismProxy;
     let lax: PrismProxy;
+    let bank: BankBehindPrism;
     let developer: Record<string, string>;
     let apps = 0;
     let alice: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
@@ -52,24 +58,17 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
-      // One proxy checks requests too (a third party's calls must conform); the other lets a test send a
-      // request the spec forbids, to see the bank's own refusal, still checking the response.
-      [prism, lax] = await Promise.all([
-        startPrism({ spec: SPEC, upstream: `${issuer}${BG_PREFIX}` }),
-        startPrism({ spec: SPEC, upstream: `${issuer}${BG_PREFIX}`, validateRequest: false }),
-      ]);
-      developer = await signUpDeveloper(built.app, 'bg-dev@example.com', PASSWORD);
-      alice = await createCustomer(built, {
-        username: 'alice',
+      bank = await bankBehindPrism(db, {
+        spec: SPEC,
+        prefix: BG_PREFIX,
+        adminToken: TOKEN,
         password: PASSWORD,
-        legalName: 'Alice Able',
-        accounts: [
+        aliceAccounts: [
           { product: 'current', currency: 'EUR' },
           { product: 'savings', currency: 'EUR' },
         ],
       });
-      bob = await createCustomer(built, { username: 'bob', password: PASSWORD, legalName: 'Bob Baker' });
+      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
       const settlement = (
         await built.ledger.createAccount({
           currency: 'EUR',
@@ -108,9 +107,7 @@ for (const database of testDatabases()) {
       });
     });
     after(async () => {
-      observed.push(...prism.exchanges, ...lax.exchanges);
-      await Promise.all([prism.close(), lax.close()]);
-      await built.app.close();
+      observed.push(...(await bank.close()));
       await db.close();
     });
 

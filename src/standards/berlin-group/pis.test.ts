@@ -9,10 +9,15 @@ import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
-import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../../testing/bank.ts';
+import { newClientApp } from '../../testing/bank.ts';
 import { location, TestBrowser } from '../../testing/browser.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
-import { type Exchange, type PrismProxy, startPrism } from '../../testing/prism.ts';
+import {
+  type BankBehindPrism,
+  bankBehindPrism,
+  type Exchange,
+  type PrismProxy,
+} from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
 import { isPisPath, keepRows, PIS_TITLE, pisPart, splitDoc } from './conformance-doc.ts';
@@ -47,6 +52,7 @@ for (const database of testDatabases()) {
     let issuer: string;
     let prism: PrismProxy;
     let lax: PrismProxy;
+    let bank: BankBehindPrism;
     let developer: Record<string, string>;
     let apps = 0;
     let alice: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
@@ -57,22 +63,17 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
-      [prism, lax] = await Promise.all([
-        startPrism({ spec: SPEC, upstream: `${issuer}${BG_PREFIX}` }),
-        startPrism({ spec: SPEC, upstream: `${issuer}${BG_PREFIX}`, validateRequest: false }),
-      ]);
-      developer = await signUpDeveloper(built.app, 'bg-pis-dev@example.com', PASSWORD);
-      alice = await createCustomer(built, {
-        username: 'alice',
+      bank = await bankBehindPrism(db, {
+        spec: SPEC,
+        prefix: BG_PREFIX,
+        adminToken: TOKEN,
         password: PASSWORD,
-        legalName: 'Alice Able',
-        accounts: [
+        aliceAccounts: [
           { product: 'current', currency: 'EUR' },
           { product: 'savings', currency: 'EUR' },
         ],
       });
-      bob = await createCustomer(built, { username: 'bob', password: PASSWORD, legalName: 'Bob Baker' });
+      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
       const iban = async (id: string | undefined) => (await built.accounts?.find(id ?? ''))?.iban ?? '';
       [aliceIban, aliceSavingsIban, bobIban] = await Promise.all([
         iban(alice.accountIds[0]),
@@ -92,9 +93,7 @@ for (const database of testDatabases()) {
       assert.ok(funded?.ok);
     });
     after(async () => {
-      observed.push(...prism.exchanges, ...lax.exchanges);
-      await Promise.all([prism.close(), lax.close()]);
-      await built.app.close();
+      observed.push(...(await bank.close()));
       await db.close();
     });
 

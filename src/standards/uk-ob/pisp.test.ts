@@ -9,10 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { CompactSign, compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
-import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../../testing/bank.ts';
+import { newClientApp } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
-import { type Exchange, type PrismProxy, startPrism } from '../../testing/prism.ts';
+import {
+  type BankBehindPrism,
+  bankBehindPrism,
+  type Exchange,
+  type PrismProxy,
+} from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { PISP_PREFIX } from './pisp.ts';
 
@@ -65,6 +70,7 @@ for (const database of testDatabases()) {
     let issuer: string;
     let prism: PrismProxy;
     let lax: PrismProxy;
+    let bank: BankBehindPrism;
     let developer: Record<string, string>;
     let apps = 0;
     let keys = 0;
@@ -75,24 +81,15 @@ for (const database of testDatabases()) {
 
     before(async () => {
       db = await database.open();
-      ({ built, issuer } = await startBank(db, { adminToken: TOKEN }));
-      [prism, lax] = await Promise.all([
-        startPrism({ spec: SPEC, upstream: `${issuer}${PISP_PREFIX}` }),
-        startPrism({ spec: SPEC, upstream: `${issuer}${PISP_PREFIX}`, validateRequest: false }),
-      ]);
-      developer = await signUpDeveloper(built.app, 'uk-ob-pisp-dev@example.com', PASSWORD);
-      alice = await createCustomer(built, {
-        username: 'alice',
+      bank = await bankBehindPrism(db, {
+        spec: SPEC,
+        prefix: PISP_PREFIX,
+        adminToken: TOKEN,
         password: PASSWORD,
-        legalName: 'Alice Able',
-        accounts: [{ product: 'current', currency: 'GBP' }],
+        aliceAccounts: [{ product: 'current', currency: 'GBP' }],
+        bobAccounts: [{ product: 'current', currency: 'GBP' }],
       });
-      bob = await createCustomer(built, {
-        username: 'bob',
-        password: PASSWORD,
-        legalName: 'Bob Baker',
-        accounts: [{ product: 'current', currency: 'GBP' }],
-      });
+      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
       // Money from another bank, as the scheme brings it: what leaves later settles out of the same account.
       const amount = parseAmount('1000.00');
       assert.ok(amount);
@@ -109,9 +106,7 @@ for (const database of testDatabases()) {
       tppKey = (await generateKeyPair('PS256')).privateKey;
     });
     after(async () => {
-      observed.push(...prism.exchanges, ...lax.exchanges);
-      await Promise.all([prism.close(), lax.close()]);
-      await built.app.close();
+      observed.push(...(await bank.close()));
       await db.close();
     });
 
