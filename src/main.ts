@@ -479,7 +479,12 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     every(METER_FLUSH_INTERVAL_MS, 'writing usage', () => meter.flush()),
     every(WEBHOOK_DISPATCH_INTERVAL_MS, 'dispatching webhooks', () => webhookDispatcher.dispatchOnce()),
     every(PRUNE_INTERVAL_MS, 'pruning the webhook delivery log', () => webhookDispatcher.prune()),
-    every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => payments?.settleCycle()),
+    every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling outbound payments', async () => {
+      const cycle = await payments?.settleCycle();
+      // Money the customer has paid waits in clearing: an operator must hear of it (an alert on this line).
+      if (cycle && cycle.deferred > 0)
+        logger.warn({ deferred: cycle.deferred, reasons: cycle.deferredFor }, 'outbound payments deferred');
+    }),
     every(PAYOUT_EXECUTION_INTERVAL_MS, 'executing payout batches', async () => payouts?.runDue()),
     every(SETTLEMENT_CYCLE_INTERVAL_MS, 'settling payouts to other banks', async () =>
       payouts?.settleCycle(),

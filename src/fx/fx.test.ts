@@ -653,10 +653,10 @@ for (const database of testDatabases()) {
 
       // The nostro holds no dollars yet: the cycle defers the payment; funded, it settles through it.
       const settle = async () =>
-        json<{ settled: number; deferred: number }>(
+        json<{ settled: number; deferred: number; deferredFor: Record<string, number> }>(
           await admin('POST', '/v1/admin/payments/settlement-cycles'),
         );
-      assert.deepEqual(await settle(), { settled: 0, deferred: 1 });
+      assert.deepEqual(await settle(), { settled: 0, deferred: 1, deferredFor: { insufficient_funds: 1 } });
       const funded = await admin(
         'POST',
         '/v1/sandbox/nostro-funding',
@@ -664,7 +664,7 @@ for (const database of testDatabases()) {
         'nostro-usd-1',
       );
       json(funded, 201);
-      assert.deepEqual(await settle(), { settled: 1, deferred: 0 });
+      assert.deepEqual(await settle(), { settled: 1, deferred: 0, deferredFor: {} });
       const beforeReturn = await snapshot();
       assert.equal(beforeReturn['nostro-usd'], 75_000n);
       assert.equal(beforeReturn['clearing-usd'], start['clearing-usd']);

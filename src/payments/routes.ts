@@ -499,15 +499,20 @@ export function registerPaymentOperatorRoutes(
 ): void {
   scoped(app, (operator) => {
     operator.addHook('onRequest', requireBearerToken(options.adminToken));
-    // { settled, deferred }: deferred payments wait for the next cycle (the bank short of settlement money).
+    // { settled, deferred, deferredFor }: deferred payments wait for the next cycle, counted by the ledger's
+    // reason (a nostro short of funds, say).
     operator.post(
       '/v1/admin/payments/settlement-cycles',
       {
         schema: {
           response: {
             200: Type.Object(
-              { settled: Type.Integer(), deferred: Type.Integer() },
-              { description: 'Payments settled, and payments left for the next cycle' },
+              {
+                settled: Type.Integer(),
+                deferred: Type.Integer(),
+                deferredFor: Type.Record(Type.String(), Type.Integer()),
+              },
+              { description: 'Payments settled, and payments left for the next cycle by reason' },
             ),
           },
         },

@@ -681,7 +681,11 @@ export class Payments {
    * one ledger batch under per-payment keys, and each becomes `settled`. A payment the ledger refuses (the
    * bank short of settlement money) goes back to `accepted` for the next cycle.
    */
-  async settleCycle(): Promise<{ settled: number; deferred: number }> {
+  /**
+   * Sends a batch of accepted outbound payments to the scheme. One the ledger refuses now (a nostro short of
+   * funds) goes back to `accepted` for the next cycle; `deferredFor` counts them by the ledger's reason.
+   */
+  async settleCycle(): Promise<{ settled: number; deferred: number; deferredFor: Record<string, number> }> {
     const now = this.#now();
     const due = await claimForSettlement(
       this.#db,
@@ -689,7 +693,7 @@ export class Payments {
       new Date(now.getTime() - STALE_CLAIM_MS),
       SETTLEMENT_BATCH_MAX,
     );
-    if (due.length === 0) return { settled: 0, deferred: 0 };
+    if (due.length === 0) return { settled: 0, deferred: 0, deferredFor: {} };
     const transfers = [];
     // A cross-border payment settles what its quote bought, through the nostro account in that currency.
     const quotes = await this.#fx.quotesOf(due.flatMap((payment) => payment.quoteId ?? []));
@@ -717,15 +721,19 @@ export class Payments {
     }
     const outcomes = await this.#ledger.transferBatch(false, transfers);
     let settled = 0;
+    const deferredFor: Record<string, number> = {};
     for (const [index, payment] of due.entries()) {
-      if (outcomes[index]?.ok) {
+      const outcome = outcomes[index];
+      if (outcome?.ok) {
         await this.#transition(payment, ['settling'], 'settled', null);
         settled++;
       } else {
+        const reason = outcome?.code ?? 'no_outcome';
+        deferredFor[reason] = (deferredFor[reason] ?? 0) + 1;
         await this.#transition(payment, ['settling'], 'accepted', null);
       }
     }
-    return { settled, deferred: due.length - settled };
+    return { settled, deferred: due.length - settled, deferredFor };
   }
 
   /**
