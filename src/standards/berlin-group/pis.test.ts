@@ -220,7 +220,7 @@ for (const database of testDatabases()) {
         transactionStatus: 'ACSP',
       });
       const cycle = await built.payments?.settleCycle();
-      assert.deepEqual(cycle, { settled: 1, deferred: 0 });
+      assert.deepEqual(cycle, { settled: 1, deferred: 0, deferredFor: {} });
       assert.equal(await status(app, SCT, created.paymentId), 'ACSC');
       // Executed: the bank can no longer cancel it.
       assert.deepEqual(
