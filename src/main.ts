@@ -77,6 +77,7 @@ import { seedSandbox } from './sandbox/seed.ts';
 import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
 import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
+import { registerUkObCbpiiRoutes } from './standards/uk-ob/cbpii.ts';
 import { registerUkObPispRoutes } from './standards/uk-ob/pisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
@@ -274,7 +275,12 @@ export function buildApp(parts: AppParts): BuiltApp {
   scoped(app, (scope) => registerConsentRoutes(scope, consents, gateway));
   registerCustomerConsentRoutes(app, { auth: customerAuth, consents, apps }, mode);
   // UK Open Banking v4.0 over the same consents and accounts (src/standards/uk-ob/).
-  registerUkObAispRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
+  registerUkObAispRoutes(
+    app,
+    { consents, accounts, orders, customers, publicUrl: parts.oauth.issuer },
+    gateway,
+  );
+  registerUkObCbpiiRoutes(app, { consents, accounts, payments, publicUrl: parts.oauth.issuer }, gateway);
   registerUkObPispRoutes(
     app,
     {

@@ -87,6 +87,18 @@ const PERMISSION_WORDS: Readonly<Record<string, string>> = {
   beneficiaries: 'the payees you saved',
 };
 
+// What a UK Open Banking consent grants beyond the bank's own permissions (src/standards/uk-ob/): the
+// customer is told all of it, not only what maps onto the bank's words.
+const OPEN_BANKING_WORDS: Readonly<Record<string, string>> = {
+  ReadStandingOrdersBasic: 'your standing orders',
+  ReadStandingOrdersDetail: 'your standing orders and whom they pay',
+  ReadScheduledPaymentsBasic: 'your scheduled payments',
+  ReadScheduledPaymentsDetail: 'your scheduled payments and whom they pay',
+  ReadProducts: 'what kind of account each one is',
+  ReadParty: 'the name of each account holder',
+  ReadPartyPSU: 'your name',
+};
+
 // Limits count calendar periods in UTC, as the mandate's service does (src/mandates/periods.ts).
 const PERIOD_WORDS: Readonly<Record<string, string>> = {
   day: 'a day (UTC)',
@@ -117,12 +129,17 @@ function mandateTerms(consent: Consent): string[] {
 function consentWords(consent: Consent): string {
   const d = consent.details as {
     permissions?: string[];
+    obPermissions?: string[];
     instructedAmount?: { amount: string; currency: string };
     creditor?: { name: string; iban: string };
     reference?: string;
   };
   if (consent.type === 'account_information') {
-    return `See ${(d.permissions ?? []).map((p) => PERMISSION_WORDS[p] ?? p).join(', ')}`;
+    const words = [
+      ...(d.permissions ?? []).map((p) => PERMISSION_WORDS[p] ?? p),
+      ...(d.obPermissions ?? []).flatMap((p) => OPEN_BANKING_WORDS[p] ?? []),
+    ];
+    return `See ${words.join(', ')}`;
   }
   if (consent.type === 'payment_initiation' && d.instructedAmount && d.creditor) {
     const reference = d.reference ? `, reference "${d.reference}"` : '';

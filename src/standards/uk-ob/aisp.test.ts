@@ -5,11 +5,10 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import * as client from 'openid-client';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
-import { location, TestBrowser } from '../../testing/browser.ts';
+import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
@@ -144,33 +143,22 @@ for (const database of testDatabases()) {
         201,
       );
     /** Alice authorises the consent at the bank's page, ticking `accounts`; the app redeems the code. */
+    /** What the consent page last told the customer. */
+    let lastConsentPage = '';
     const authorise = async (app: TestApp, consentId: string, accounts: readonly string[]) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const url = await client.buildAuthorizationUrlWithPAR(app.config, {
-        redirect_uri: REDIRECT,
+      const { page, accessToken } = await authoriseConsent({
+        issuer,
+        config: app.config,
+        redirectUri: REDIRECT,
         scope: 'openid accounts',
-        code_challenge: await client.calculatePKCECodeChallenge(verifier),
-        code_challenge_method: 'S256',
-        authorization_details: JSON.stringify([{ type: 'account_information', consentId }]),
-      });
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+        type: 'account_information',
+        consentId,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts,
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, {
-        decision: 'approve',
-        account: accounts.join(','),
-      });
-      const callback = new URL(location(await browser.get(location(decided))));
-      const tokens = await client.authorizationCodeGrant(app.config, callback, {
-        pkceCodeVerifier: verifier,
-      });
-      return tokens.access_token;
+      lastConsentPage = page;
+      return accessToken;
     };
     const errorCodes = async (response: Response, status: number) =>
       (await json<ObErrors>(response, status)).Errors.map((error) => error.ErrorCode);
@@ -338,6 +326,188 @@ for (const database of testDatabases()) {
       ]);
     });
 
+    /** Alice's (or Bob's) payment order, set up at the bank's pages: a standing order when `frequency` is given. */
+    const order = async (
+      who: { customerId: string },
+      debtorAccountId: string,
+      key: string,
+      reference: string,
+      frequency?: 'monthly',
+      currency = 'GBP',
+    ) => {
+      const created = await built.orders?.create({ kind: 'customer', customerId: who.customerId }, key, {
+        instructedAmount: { amount: '25.50', currency },
+        creditor: { name: 'Harbour Lettings', iban: 'GB33BUKB20201555555555' },
+        reference,
+        debtorAccountId,
+        schedule: {
+          firstDate: inDays(7).slice(0, 10),
+          ...(frequency && { frequency, count: 12 }),
+        },
+      });
+      assert.ok(created?.ok, JSON.stringify(created));
+      return created.order.id;
+    };
+    interface ObOrder {
+      AccountId: string;
+      StandingOrderId?: string;
+      ScheduledPaymentId?: string;
+      CreditorAccount?: { Identification: string; Name: string };
+      MandateRelatedInformation?: { Frequency: { Type: string } };
+      NumberOfPayments?: string;
+      InstructedAmount?: { Amount: string };
+      NextPaymentAmount?: { Amount: string };
+    }
+
+    it('lists standing orders and scheduled payments under the consent, with the payee only for Detail', async () => {
+      const [current = '', savings = ''] = alice.accountIds;
+      const [bobs = ''] = bob.accountIds;
+      const rent = await order(alice, current, 'ob-so-rent', 'Rent', 'monthly');
+      await order(alice, savings, 'ob-so-savings', 'Not under the consent', 'monthly');
+      const once = await order(alice, current, 'ob-sp-once', 'Deposit');
+      // Bob's account is in euros.
+      await order(bob, bobs, 'ob-so-bob', 'Bob rent', 'monthly', 'EUR');
+      const app = await newApp();
+      const consent = await createConsent(app, [
+        'ReadAccountsBasic',
+        'ReadStandingOrdersDetail',
+        'ReadScheduledPaymentsBasic',
+      ]);
+      const token = await authorise(app, consent.Data.ConsentId, [current]);
+      // The customer was told all the consent grants, the standard's permissions included.
+      assert.match(lastConsentPage, /your standing orders and whom they pay/);
+      assert.match(lastConsentPage, /your scheduled payments(?! and)/);
+
+      for (const path of [`/accounts/${current}/standing-orders`, '/standing-orders']) {
+        const read = await json<{ Data: { StandingOrder: ObOrder[] } }>(await call(prism, token, path), 200);
+        assert.deepEqual(
+          read.Data.StandingOrder.map((o) => [
+            o.StandingOrderId,
+            o.AccountId,
+            o.NumberOfPayments,
+            o.NextPaymentAmount?.Amount,
+            o.MandateRelatedInformation?.Frequency.Type,
+            o.CreditorAccount?.Name,
+          ]),
+          [[rent, current, '12', '25.50', 'MNTH', 'Harbour Lettings']],
+          path,
+        );
+      }
+      for (const path of [`/accounts/${current}/scheduled-payments`, '/scheduled-payments']) {
+        const read = await json<{ Data: { ScheduledPayment: ObOrder[] } }>(
+          await call(prism, token, path),
+          200,
+        );
+        assert.deepEqual(
+          read.Data.ScheduledPayment.map((o) => [o.ScheduledPaymentId, o.InstructedAmount?.Amount]),
+          [[once, '25.50']],
+          path,
+        );
+        assert.equal(read.Data.ScheduledPayment[0]?.CreditorAccount, undefined, 'Basic: no payee');
+      }
+      // Bob's account and the account Alice did not tick are refused alike.
+      for (const other of [savings, bobs]) {
+        for (const path of [`/accounts/${other}/standing-orders`, `/accounts/${other}/scheduled-payments`]) {
+          assert.deepEqual(await errorCodes(await call(prism, token, path), 403), ['U011'], path);
+        }
+      }
+      // Cancelled: still listed as a standing order, with its status; a cancelled scheduled payment is gone.
+      await built.orders?.cancel({ customerId: alice.customerId }, rent);
+      await built.orders?.cancel({ customerId: alice.customerId }, once);
+      const ended = await json<{ Data: { StandingOrder: { StandingOrderStatusCode: string }[] } }>(
+        await call(prism, token, '/standing-orders'),
+        200,
+      );
+      assert.deepEqual(
+        ended.Data.StandingOrder.map((o) => o.StandingOrderStatusCode),
+        ['CANC'],
+      );
+      const none = await json<{ Data: { ScheduledPayment: unknown[] } }>(
+        await call(prism, token, '/scheduled-payments'),
+        200,
+      );
+      assert.deepEqual(none.Data.ScheduledPayment, []);
+    });
+
+    it('gives the product, the party and all balances under the consent', async () => {
+      const [current = '', savings = ''] = alice.accountIds;
+      const app = await newApp();
+      const consent = await createConsent(app, ['ReadProducts', 'ReadParty', 'ReadPartyPSU', 'ReadBalances']);
+      const token = await authorise(app, consent.Data.ConsentId, [current, savings]);
+      const product = async (account: string) =>
+        (
+          await json<{ Data: { Product: { AccountId: string; ProductType: string }[] } }>(
+            await call(prism, token, `/accounts/${account}/product`),
+            200,
+          )
+        ).Data.Product.map((p) => [p.AccountId, p.ProductType]);
+      assert.deepEqual(await product(current), [[current, 'PersonalCurrentAccount']]);
+      assert.deepEqual(await product(savings), [[savings, 'Other']]);
+      const products = await json<{ Data: { Product: { AccountId: string; ProductType: string }[] } }>(
+        await call(prism, token, '/products'),
+        200,
+      );
+      assert.deepEqual(
+        products.Data.Product.map((p) => [p.AccountId, p.ProductType]).sort(),
+        [
+          [current, 'PersonalCurrentAccount'],
+          [savings, 'Other'],
+        ].sort(),
+      );
+
+      const party = await json<{ Data: { Party: { PartyId: string; Name: string; PartyType?: string } } }>(
+        await call(prism, token, `/accounts/${current}/party`),
+        200,
+      );
+      assert.deepEqual(
+        [party.Data.Party.PartyId, party.Data.Party.Name, party.Data.Party.PartyType],
+        [alice.customerId, 'Alice Able', 'Sole'],
+      );
+      const psu = await json<{ Data: { Party: { Name: string } } }>(await call(prism, token, '/party'), 200);
+      assert.equal(psu.Data.Party.Name, 'Alice Able');
+
+      const balances = await json<{
+        Data: { Balance: { AccountId: string; Type: string; Amount: { Amount: string } }[] };
+      }>(await call(prism, token, '/balances'), 200);
+      assert.deepEqual(
+        balances.Data.Balance.map((b) => [b.AccountId, b.Type, b.Amount.Amount]).sort(),
+        [
+          [current, 'ITAV', '987.66'],
+          [current, 'ITBD', '987.66'],
+          [savings, 'ITAV', '0.00'],
+          [savings, 'ITBD', '0.00'],
+        ].sort(),
+      );
+      for (const path of [`/accounts/${bob.accountIds[0]}/product`, `/accounts/${bob.accountIds[0]}/party`]) {
+        assert.deepEqual(await errorCodes(await call(prism, token, path), 403), ['U011'], path);
+      }
+    });
+
+    it('refuses each new resource to a consent without its permission', async () => {
+      const [current = ''] = alice.accountIds;
+      const app = await newApp();
+      const consent = await createConsent(app, ['ReadAccountsDetail']);
+      const token = await authorise(app, consent.Data.ConsentId, [current]);
+      for (const path of [
+        `/accounts/${current}/standing-orders`,
+        `/accounts/${current}/scheduled-payments`,
+        `/accounts/${current}/product`,
+        `/accounts/${current}/party`,
+        '/standing-orders',
+        '/scheduled-payments',
+        '/party',
+        '/products',
+        '/balances',
+      ]) {
+        assert.deepEqual(await errorCodes(await call(prism, token, path), 403), ['NARR'], path);
+      }
+      // ReadParty is the account's party, ReadPartyPSU the user's: one does not grant the other.
+      const partyOnly = await createConsent(app, ['ReadParty']);
+      const partyToken = await authorise(app, partyOnly.Data.ConsentId, [current]);
+      assert.deepEqual(await errorCodes(await call(prism, partyToken, '/party'), 403), ['NARR']);
+      await json(await call(prism, partyToken, `/accounts/${current}/party`), 200);
+    });
+
     it("keeps one app's consents from another, and app tokens from account data", async () => {
       const owner = await newApp();
       const other = await newApp();
@@ -361,6 +531,7 @@ for (const database of testDatabases()) {
         call(proxy, app.appToken, '/account-access-consents', { method: 'POST', body });
       const refusals: [unknown, string, PrismProxy?][] = [
         [{ Data: { Permissions: ['ReadAccountsBasic', 'ReadStatementsDetail'] }, Risk: {} }, 'U002'],
+        [{ Data: { Permissions: ['ReadAccountsBasic', 'ReadDirectDebits'] }, Risk: {} }, 'U002'],
         [{ Data: { Permissions: ['ReadTransactionsDetail'] }, Risk: {} }, 'U002'],
         [{ Data: { Permissions: ['ReadAccountsBasic'], ExpirationDateTime: inDays(365) }, Risk: {} }, 'U002'],
         [{ Data: { Permissions: ['ReadAccountsBasic'], ExpirationDateTime: inDays(-1) }, Risk: {} }, 'U002'],
@@ -411,6 +582,10 @@ after(() => {
       gaps: {
         GetAccountsAccountIdTransactions:
           'booked transactions only (no pending holds); no statement references',
+        GetAccountsAccountIdProduct: 'product type and name only: no fees, interest or other product details',
+        GetProducts: 'product type and name only: no fees, interest or other product details',
+        GetAccountsAccountIdParty: "the holder's name only: no address, contact details or other parties",
+        GetParty: "the holder's name only: no address or contact details",
       },
     },
   ]);

@@ -1,7 +1,8 @@
 // UK Open Banking Read/Write v4.0, Account and Transaction API (`/open-banking/v4.0/aisp`), over the bank's
 // own consents and accounts: an account-access consent is an `account_information` consent (the same id,
 // authorised at the same consent page through the same OAuth flow, revoked the same way), and the accounts
-// are src/accounts/'s, in the specification's shapes. The contract is the official file
+// are src/accounts/'s, in the specification's shapes: their standing orders and scheduled payments are
+// src/payments/orders.ts's, their party the customer (src/customers/). The contract is the official file
 // (specs/uk-open-banking-v4.0/account-info-openapi.yaml), so these routes stay out of /openapi.json.
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
@@ -9,15 +10,20 @@ import type { Accounts, Transaction } from '../../accounts/service.ts';
 import type { BankAccount } from '../../accounts/store.ts';
 import { CONSENT_VALIDITY_MAX_MS, type Consents } from '../../consents/service.ts';
 import type { Consent } from '../../consents/store.ts';
+import type { Customers } from '../../customers/service.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, formatAmount } from '../../money.ts';
+import { ORDERS_PAGE_MAX, type PaymentOrder, type PaymentOrders } from '../../payments/orders.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { mapPermissions, OB_PERMISSIONS, type ObPermission } from './permissions.ts';
 
 export const AISP_PREFIX = '/open-banking/v4.0/aisp';
 // One page of transactions; the next is linked from Links.Next.
 const TRANSACTIONS_PAGE = 200;
+// The orders read for one answer: a customer's standing orders and scheduled payments are a few dozen;
+// past this many the answer would be cut short, so it is refused rather than silently incomplete.
+const ORDERS_READ_MAX = 10 * ORDERS_PAGE_MAX;
 const CONSENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const DateTimeText = Type.String({ format: 'date-time' });
@@ -51,10 +57,16 @@ const OB_STATUS: Readonly<Record<Consent['status'], string>> = {
 
 export function registerUkObAispRoutes(
   app: App,
-  deps: { consents: Consents; accounts: Accounts; publicUrl: string },
+  deps: {
+    consents: Consents;
+    accounts: Accounts;
+    orders: PaymentOrders;
+    customers: Customers;
+    publicUrl: string;
+  },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { consents, accounts, publicUrl } = deps;
+  const { consents, accounts, orders, customers, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${AISP_PREFIX}${path}`;
 
   scoped(app, (scope) => {
@@ -203,6 +215,58 @@ export function registerUkObAispRoutes(
       return account;
     };
     const AccountParams = { ...Hidden, params: Type.Object({ AccountId: Type.String() }) };
+    // ITBD (interim booked): posted money now; ITAV (interim available): less holds, what may leave.
+    const balancesJson = async (account: BankAccount) => {
+      const balances = await accounts.balances(account);
+      const exponent = currencyExponent(account.currency) ?? 2;
+      const now = new Date().toISOString();
+      const balance = (type: 'ITBD' | 'ITAV', minor: bigint) => ({
+        AccountId: account.id,
+        CreditDebitIndicator: minor < 0n ? 'Debit' : 'Credit',
+        Type: type,
+        DateTime: now,
+        Amount: { Amount: formatAmount(minor < 0n ? -minor : minor, exponent), Currency: account.currency },
+      });
+      return [balance('ITBD', balances.posted), balance('ITAV', balances.available)];
+    };
+    /** The consent's accounts the customer still holds: a handful, well under one page. */
+    const consentAccounts = (grant: Grant) =>
+      accounts.list(grant.customerId, [...grant.accountIds], undefined, grant.accountIds.size);
+    /** The customer's orders of one kind paid from `accountIds`, in the order they were set up. */
+    const ordersFrom = async (grant: Grant, accountIds: ReadonlySet<string>, kind: PaymentOrder['kind']) => {
+      const found: PaymentOrder[] = [];
+      let after: string | undefined;
+      for (let read = 0; ; ) {
+        const page = await orders.list(grant.customerId, after, ORDERS_PAGE_MAX);
+        read += page.length;
+        found.push(...page.filter((o) => o.kind === kind && accountIds.has(o.debtorAccountId)));
+        if (page.length < ORDERS_PAGE_MAX) return found;
+        if (read >= ORDERS_READ_MAX) {
+          throw ObError.of(403, OB_ERROR_CODES.narrative, 'too many payment orders to list them here');
+        }
+        after = page.at(-1)?.id;
+      }
+    };
+    /** Standing orders (all of them, ended ones with their status) or scheduled payments still to be paid. */
+    const ordersJson = async (grant: Grant, accountIds: ReadonlySet<string>, kind: PaymentOrder['kind']) => {
+      const detail = grant.permissions.has(
+        kind === 'standing' ? 'ReadStandingOrdersDetail' : 'ReadScheduledPaymentsDetail',
+      );
+      const found = await ordersFrom(grant, accountIds, kind);
+      return kind === 'standing'
+        ? found.map((order) => standingOrderJson(order, detail))
+        : found
+            .filter((order) => order.status === 'active')
+            .map((order) => scheduledPaymentJson(order, detail));
+    };
+    const partyJson = async (grant: Grant) => {
+      // Decrypted for this response only; nothing but the name leaves, and nothing is logged.
+      const name = (await customers.holderName(grant.customerId))?.slice(0, 350);
+      return {
+        PartyId: grant.customerId,
+        ...(name && { Name: name, FullLegalName: name }),
+      };
+    };
 
     scope.get(
       `${AISP_PREFIX}/accounts`,
@@ -247,19 +311,8 @@ export function registerUkObAispRoutes(
         const grant = grantOf(request);
         needs(grant, 'ReadBalances');
         const account = await accountOf(grant, request.params.AccountId);
-        const balances = await accounts.balances(account);
-        const exponent = currencyExponent(account.currency) ?? 2;
-        const now = new Date().toISOString();
-        // ITBD (interim booked): posted money now; ITAV (interim available): less holds, what may leave.
-        const balance = (type: 'ITBD' | 'ITAV', minor: bigint) => ({
-          AccountId: account.id,
-          CreditDebitIndicator: minor < 0n ? 'Debit' : 'Credit',
-          Type: type,
-          DateTime: now,
-          Amount: { Amount: formatAmount(minor < 0n ? -minor : minor, exponent), Currency: account.currency },
-        });
         return {
-          Data: { Balance: [balance('ITBD', balances.posted), balance('ITAV', balances.available)] },
+          Data: { Balance: await balancesJson(account) },
           Links: { Self: self(`/accounts/${account.id}/balances`) },
           Meta: {},
         };
@@ -329,7 +382,195 @@ export function registerUkObAispRoutes(
         };
       },
     );
+
+    for (const [path, kind, key] of [
+      ['standing-orders', 'standing', 'StandingOrder'],
+      ['scheduled-payments', 'scheduled', 'ScheduledPayment'],
+    ] as const) {
+      const basic = kind === 'standing' ? 'ReadStandingOrdersBasic' : 'ReadScheduledPaymentsBasic';
+      const detail = kind === 'standing' ? 'ReadStandingOrdersDetail' : 'ReadScheduledPaymentsDetail';
+      scope.get(
+        `${AISP_PREFIX}/accounts/:AccountId/${path}`,
+        { schema: AccountParams, onRequest: gateway('accounts') },
+        async (request) => {
+          const grant = grantOf(request);
+          needs(grant, basic, detail);
+          const account = await accountOf(grant, request.params.AccountId);
+          return {
+            Data: { [key]: await ordersJson(grant, new Set([account.id]), kind) },
+            Links: { Self: self(`/accounts/${account.id}/${path}`) },
+            Meta: {},
+          };
+        },
+      );
+      scope.get(
+        `${AISP_PREFIX}/${path}`,
+        { schema: Hidden, onRequest: gateway('accounts') },
+        async (request) => {
+          const grant = grantOf(request);
+          needs(grant, basic, detail);
+          // Only accounts the customer still holds: one closed since the consent shows nothing.
+          const held = new Set((await consentAccounts(grant)).map((account) => account.id));
+          return {
+            Data: { [key]: await ordersJson(grant, held, kind) },
+            Links: { Self: self(`/${path}`) },
+            Meta: {},
+          };
+        },
+      );
+    }
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/product`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadProducts');
+        const account = await accountOf(grant, request.params.AccountId);
+        const business = (await customers.kind(grant.customerId)) === 'business';
+        return {
+          Data: { Product: [productJson(account, business)] },
+          Links: { Self: self(`/accounts/${account.id}/product`) },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/products`,
+      { schema: Hidden, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadProducts');
+        const business = (await customers.kind(grant.customerId)) === 'business';
+        const held = await consentAccounts(grant);
+        return {
+          Data: { Product: held.map((account) => productJson(account, business)) },
+          Links: { Self: self('/products') },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/party`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadParty');
+        const account = await accountOf(grant, request.params.AccountId);
+        // Accounts have one holder here: the customer owns it alone.
+        return {
+          Data: { Party: { ...(await partyJson(grant)), PartyType: 'Sole', AccountRole: 'UK.OBIE.Owner' } },
+          Links: { Self: self(`/accounts/${account.id}/party`) },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.get(`${AISP_PREFIX}/party`, { schema: Hidden, onRequest: gateway('accounts') }, async (request) => {
+      const grant = grantOf(request);
+      needs(grant, 'ReadPartyPSU');
+      return { Data: { Party: await partyJson(grant) }, Links: { Self: self('/party') }, Meta: {} };
+    });
+
+    scope.get(
+      `${AISP_PREFIX}/balances`,
+      { schema: Hidden, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadBalances');
+        const held = await consentAccounts(grant);
+        return {
+          Data: { Balance: (await Promise.all(held.map(balancesJson))).flat() },
+          Links: { Self: self('/balances') },
+          Meta: {},
+        };
+      },
+    );
   });
+}
+
+const FREQUENCY: Readonly<Record<NonNullable<PaymentOrder['schedule']['frequency']>, string>> = {
+  daily: 'DAIL',
+  weekly: 'WEEK',
+  monthly: 'MNTH',
+  yearly: 'YEAR',
+};
+const ORDER_STATUS: Readonly<Record<PaymentOrder['status'], string>> = {
+  active: 'ACTV',
+  cancelled: 'CANC',
+  completed: 'EXPI',
+};
+// Orders fall due on calendar dates; the specification wants date-times: the start of the day, UTC.
+const dayStart = (date: string) => `${date}T00:00:00+00:00`;
+
+/** Detail adds the payee (CreditorAccount), as the permissions table of the specification says. */
+function creditorJson(order: PaymentOrder) {
+  return {
+    CreditorAccount: {
+      SchemeName: 'UK.OBIE.IBAN',
+      Identification: order.creditor.iban,
+      Name: order.creditor.name.slice(0, 350),
+    },
+  };
+}
+
+function standingOrderJson(order: PaymentOrder, detail: boolean) {
+  const amount = { Amount: order.instructedAmount.amount, Currency: order.instructedAmount.currency };
+  const lastPaid = order.runs.filter((run) => run.status === 'paid').at(-1);
+  const active = order.status === 'active' && order.nextRunOn !== null;
+  const schedule = order.schedule;
+  return {
+    AccountId: order.debtorAccountId,
+    StandingOrderId: order.id,
+    StandingOrderStatusCode: ORDER_STATUS[order.status],
+    ...(schedule.countMax !== null && { NumberOfPayments: String(schedule.countMax) }),
+    FirstPaymentAmount: amount,
+    ...(active && { NextPaymentDateTime: dayStart(order.nextRunOn ?? ''), NextPaymentAmount: amount }),
+    ...(lastPaid && { LastPaymentDateTime: dayStart(lastPaid.runOn), LastPaymentAmount: amount }),
+    // Every payment of an order is the same amount, so the final one is known whenever the order ends.
+    ...((schedule.countMax !== null || schedule.last !== null) && { FinalPaymentAmount: amount }),
+    MandateRelatedInformation: {
+      FirstPaymentDateTime: dayStart(schedule.first),
+      ...(schedule.last !== null && { FinalPaymentDateTime: dayStart(schedule.last) }),
+      Frequency: { Type: schedule.frequency ? FREQUENCY[schedule.frequency] : 'NONE' },
+    },
+    ...(order.reference && { RemittanceInformation: { Unstructured: [order.reference.slice(0, 140)] } }),
+    ...(detail && creditorJson(order)),
+  };
+}
+
+function scheduledPaymentJson(order: PaymentOrder, detail: boolean) {
+  return {
+    AccountId: order.debtorAccountId,
+    ScheduledPaymentId: order.id,
+    ScheduledPaymentDateTime: dayStart(order.nextRunOn ?? order.schedule.first),
+    // The bank sends it on that day: the date is when it leaves, not when it arrives.
+    ScheduledType: 'Execution',
+    ...(order.reference && { Reference: order.reference.slice(0, 35) }),
+    InstructedAmount: { Amount: order.instructedAmount.amount, Currency: order.instructedAmount.currency },
+    ...(detail && creditorJson(order)),
+  };
+}
+
+function productJson(account: BankAccount, business: boolean) {
+  if (account.product === 'current') {
+    return {
+      AccountId: account.id,
+      ProductId: account.product,
+      ProductName: 'Current account',
+      ProductType: business ? 'BusinessCurrentAccount' : 'PersonalCurrentAccount',
+    };
+  }
+  // The specification has no savings type: Other, named.
+  return {
+    AccountId: account.id,
+    ProductId: account.product,
+    ProductName: 'Savings account',
+    ProductType: 'Other',
+    OtherProductType: { Name: 'Savings account', Description: 'An easy-access savings account' },
+  };
 }
 
 function consentJson(consent: Consent, selfUrl: string) {

@@ -1,7 +1,9 @@
 // UK Open Banking v4.0 account-access permissions onto the bank's own account-information consent
-// (src/consents/): what we can honour maps onto `details`, `balances` and `transactions`; what we cannot
-// (beneficiaries, direct debits, party, statements, …: no endpoint yet) is refused when the consent is
-// created, never silently dropped, so a third party never holds a consent that promises more than it gets.
+// (src/consents/): what we can honour maps onto `details`, `balances` and `transactions` where the bank has
+// an equivalent, or is kept with the consent's OB terms only (standing orders, scheduled payments, product,
+// party); what we cannot (beneficiaries, direct debits, statements, …: no endpoint yet) is refused when the
+// consent is created, never silently dropped, so a third party never holds a consent that promises more
+// than it gets.
 import type { ACCOUNT_PERMISSIONS } from '../../consents/routes.ts';
 
 type OurPermission = (typeof ACCOUNT_PERMISSIONS)[number];
@@ -40,6 +42,13 @@ const HONOURED: ReadonlySet<ObPermission> = new Set([
   'ReadTransactionsDetail',
   'ReadTransactionsCredits',
   'ReadTransactionsDebits',
+  'ReadStandingOrdersBasic',
+  'ReadStandingOrdersDetail',
+  'ReadScheduledPaymentsBasic',
+  'ReadScheduledPaymentsDetail',
+  'ReadProducts',
+  'ReadParty',
+  'ReadPartyPSU',
 ]);
 
 export type PermissionCheck =
