@@ -15,6 +15,7 @@ import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, formatAmount } from '../../money.ts';
 import { ORDERS_PAGE_MAX, type PaymentOrder, type PaymentOrders } from '../../payments/orders.ts';
+import { consentMadeHere, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { mapPermissions, OB_PERMISSIONS, type ObPermission } from './permissions.ts';
 
@@ -24,7 +25,6 @@ const TRANSACTIONS_PAGE = 200;
 // The orders read for one answer: a customer's standing orders and scheduled payments are a few dozen;
 // past this many the answer would be cut short, so it is refused rather than silently incomplete.
 const ORDERS_READ_MAX = 10 * ORDERS_PAGE_MAX;
-const CONSENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const DateTimeText = Type.String({ format: 'date-time' });
 const NewConsent = Type.Object({
@@ -72,27 +72,9 @@ export function registerUkObAispRoutes(
   scoped(app, (scope) => {
     useObConventions(scope);
 
-    /** The app's own token (client credentials) with the `accounts` scope manages consents. */
-    const appOf = (request: FastifyRequest) => {
-      const access = request.access;
-      if (!access) throw new Error('route registered without requireAccess');
-      if (access.subject !== access.clientId || !access.scopes.has('accounts')) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          'consents are managed with the app token (client credentials) and scope accounts',
-        );
-      }
-      return access.clientId;
-    };
-    const consentOf = async (request: FastifyRequest, id: string) => {
-      const consent = CONSENT_ID.test(id) ? await consents.getForClient(appOf(request), id) : undefined;
-      // Another app's consent, or an account-information consent of ours made elsewhere, does not exist here.
-      if (consent?.type !== 'account_information' || !('obPermissions' in consent.details)) {
-        throw ObError.of(400, OB_ERROR_CODES.resourceNotFound, 'no consent with this ConsentId', 'ConsentId');
-      }
-      return consent;
-    };
+    const appOf = (request: FastifyRequest) => managingApp(request, 'accounts', 'consents');
+    const consentOf = (request: FastifyRequest, id: string) =>
+      consentMadeHere(consents, appOf(request), id, 'account_information', 'obPermissions');
 
     scope.post(
       `${AISP_PREFIX}/account-access-consents`,
@@ -204,7 +186,7 @@ export function registerUkObAispRoutes(
     // An account that does not exist, is another customer's or is not under the consent: the same 403,
     // which the specification declares for these operations (it declares no 404), so none is told apart.
     const accountOf = async (grant: Grant, id: string) => {
-      const account = CONSENT_ID.test(id) ? await accounts.findForCustomer(grant.customerId, id) : undefined;
+      const account = UUID.test(id) ? await accounts.findForCustomer(grant.customerId, id) : undefined;
       if (!account || !grant.accountIds.has(account.id)) {
         throw ObError.of(
           403,

@@ -19,10 +19,10 @@ import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, parseAmount } from '../../money.ts';
 import type { Payments } from '../../payments/service.ts';
+import { accessOf, consentMadeHere, managingApp } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 
 export const CBPII_PREFIX = '/open-banking/v4.0/cbpii';
-const CONSENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const Text = (maxLength: number) => Type.String({ minLength: 1, maxLength });
 // DebtorAccount's optional fields the specification allows (Name, SecondaryIdentification, Proxy) pass the
@@ -86,31 +86,10 @@ export function registerUkObCbpiiRoutes(
   scoped(app, (scope) => {
     useObConventions(scope);
 
-    const accessOf = (request: FastifyRequest) => {
-      const access = request.access;
-      if (!access) throw new Error('route registered without requireAccess');
-      return access;
-    };
-    /** The app's own token (client credentials) with the `funds_confirmation` scope manages consents. */
-    const appOf = (request: FastifyRequest) => {
-      const access = accessOf(request);
-      if (access.subject !== access.clientId || !access.scopes.has('funds_confirmation')) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          'funds-confirmation consents are managed with the app token (client credentials) and scope funds_confirmation',
-        );
-      }
-      return access.clientId;
-    };
-    const consentOf = async (request: FastifyRequest, id: string) => {
-      const consent = CONSENT_ID.test(id) ? await consents.getForClient(appOf(request), id) : undefined;
-      // Another app's consent, or a funds-confirmation consent of ours made elsewhere, does not exist here.
-      if (consent?.type !== 'funds_confirmation' || !('obDebtorIban' in consent.details)) {
-        throw ObError.of(400, OB_ERROR_CODES.resourceNotFound, 'no consent with this ConsentId', 'ConsentId');
-      }
-      return consent;
-    };
+    const appOf = (request: FastifyRequest) =>
+      managingApp(request, 'funds_confirmation', 'funds-confirmation consents');
+    const consentOf = (request: FastifyRequest, id: string) =>
+      consentMadeHere(consents, appOf(request), id, 'funds_confirmation', 'obDebtorIban');
 
     scope.post(
       `${CBPII_PREFIX}/funds-confirmation-consents`,

@@ -25,12 +25,12 @@ import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import type { PaymentStatus } from '../../payments/store.ts';
+import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 
 export const PISP_PREFIX = '/open-banking/v4.0/pisp';
 // An unauthorised domestic payment consent lapses after a day: the customer authorises it at once or not.
 export const PAYMENT_CONSENT_VALIDITY_MS = 24 * 60 * 60 * 1000;
-const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // x-idempotency-key (Payment Initiation API, parameters): at most 40 characters, no space at either end.
 const IDEMPOTENCY_KEY = /^(?!\s)(.*)(\S)$/;
 const IDEMPOTENCY_KEY_MAX = 40;
@@ -142,31 +142,9 @@ export function registerUkObPispRoutes(
       return payload;
     });
 
-    const accessOf = (request: FastifyRequest) => {
-      const access = request.access;
-      if (!access) throw new Error('route registered without requireAccess');
-      return access;
-    };
-    /** The app's own token (client credentials) with the `payments` scope manages consents. */
-    const appOf = (request: FastifyRequest) => {
-      const access = accessOf(request);
-      if (access.subject !== access.clientId || !access.scopes.has('payments')) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          'payment consents are managed with the app token (client credentials) and scope payments',
-        );
-      }
-      return access.clientId;
-    };
-    // Another app's consent, or a payment consent of ours made in the bank's own API, does not exist here.
-    const consentOf = async (clientId: string, id: string) => {
-      const consent = ID.test(id) ? await consents.getForClient(clientId, id) : undefined;
-      if (consent?.type !== 'payment_initiation' || !('obInitiation' in consent.details)) {
-        throw ObError.of(400, OB_ERROR_CODES.resourceNotFound, 'no consent with this ConsentId', 'ConsentId');
-      }
-      return consent;
-    };
+    const appOf = (request: FastifyRequest) => managingApp(request, 'payments', 'payment consents');
+    const consentOf = (clientId: string, id: string) =>
+      consentMadeHere(consents, clientId, id, 'payment_initiation', 'obInitiation');
     /** The customer's token under the domestic payment consent `consentId` the customer authorised. */
     const grantOf = (request: FastifyRequest, consentId: string) => {
       const access = accessOf(request);
@@ -320,7 +298,7 @@ export function registerUkObPispRoutes(
     /** The payment the app made through this API (a payment of the bank's own API does not exist here). */
     const paymentOf = async (request: FastifyRequest, id: string) => {
       const clientId = accessOf(request).clientId;
-      const payment = ID.test(id) ? await payments.get({ clientId }, id) : undefined;
+      const payment = UUID.test(id) ? await payments.get({ clientId }, id) : undefined;
       const consent = payment?.consentId
         ? await consents.getForClient(clientId, payment.consentId)
         : undefined;
