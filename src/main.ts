@@ -78,6 +78,7 @@ import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
 import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerUkObCbpiiRoutes } from './standards/uk-ob/cbpii.ts';
+import { registerUkObEventsRoutes } from './standards/uk-ob/events.ts';
 import { registerUkObPispRoutes } from './standards/uk-ob/pisp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
@@ -290,6 +291,16 @@ export function buildApp(parts: AppParts): BuiltApp {
       accounts,
       publicUrl: parts.oauth.issuer,
       // The Open Banking signing profile asks for PS256; ES256 where the keys file holds no RSA key.
+      signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
+        parts.oauth.keys.signingKeys[0]) as JWK,
+    },
+    gateway,
+  );
+  registerUkObEventsRoutes(
+    app,
+    {
+      db: parts.db,
+      publicUrl: parts.oauth.issuer,
       signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
         parts.oauth.keys.signingKeys[0]) as JWK,
     },

@@ -12,7 +12,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyRequest } from 'fastify';
 import { isValidIBAN } from 'ibantools';
-import { CompactSign, importJWK, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import { normaliseIban } from '../../accounts/iban.ts';
 import type { Accounts } from '../../accounts/service.ts';
@@ -27,6 +27,7 @@ import type { Payment, PaymentProblem, Payments } from '../../payments/service.t
 import type { PaymentStatus } from '../../payments/store.ts';
 import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
+import { responseSigner } from './jws.ts';
 
 export const PISP_PREFIX = '/open-banking/v4.0/pisp';
 // An unauthorised domestic payment consent lapses after a day: the customer authorises it at once or not.
@@ -522,35 +523,5 @@ function paymentJson(payment: Payment, consent: Consent, self: (path: string) =>
     },
     Links: { Self: self(`/domestic-payments/${payment.id}`) },
     Meta: {},
-  };
-}
-
-/**
- * Detached JWS over a response body (RFC 7515 Appendix F), with the claims the Open Banking profile makes
- * critical: when it was signed, by whom, and the trust anchor. Verifiable with the bank's JWKS.
- */
-function responseSigner(jwk: JWK, issuer: string): (body: string) => Promise<string> {
-  const alg = jwk.alg ?? 'ES256';
-  const key = importJWK(jwk, alg);
-  const crit = [
-    'http://openbanking.org.uk/iat',
-    'http://openbanking.org.uk/iss',
-    'http://openbanking.org.uk/tan',
-  ];
-  return async (body) => {
-    const jws = await new CompactSign(new TextEncoder().encode(body))
-      .setProtectedHeader({
-        alg,
-        ...(jwk.kid && { kid: jwk.kid }),
-        typ: 'JOSE',
-        cty: 'application/json',
-        'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
-        'http://openbanking.org.uk/iss': issuer,
-        'http://openbanking.org.uk/tan': 'openbanking.org.uk',
-        crit,
-      })
-      .sign(await key, { crit: Object.fromEntries(crit.map((name) => [name, true])) });
-    const [header, , signature] = jws.split('.');
-    return `${header}..${signature}`;
   };
 }
