@@ -11,6 +11,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { CompactSign } from 'jose';
 import type { Db } from '../db/db.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, signUpDeveloper, startBank } from './bank.ts';
@@ -209,4 +210,49 @@ export async function bankBehindPrism(
       return exchanges;
     },
   };
+}
+
+export interface ThirdPartyCall {
+  readonly method?: string;
+  /** Sent as JSON. */
+  readonly body?: unknown;
+  /** Added last: they override the rest. */
+  readonly headers?: Record<string, string>;
+}
+
+/**
+ * A third party's call through `proxy` with its bearer token, JSON in and out. `withBody` gives the headers a
+ * standard asks of a request carrying a body (its detached signature, an idempotency key, …).
+ */
+export async function callAsThirdParty(
+  proxy: PrismProxy,
+  token: string,
+  path: string,
+  init: ThirdPartyCall = {},
+  withBody: (body: string) => Record<string, string> | Promise<Record<string, string>> = () => ({}),
+): Promise<Response> {
+  const body = init.body === undefined ? undefined : JSON.stringify(init.body);
+  return proxy.fetch(path, {
+    method: init.method ?? 'GET',
+    headers: {
+      authorization: `Bearer ${token}`,
+      accept: 'application/json',
+      ...(body !== undefined && { 'content-type': 'application/json', ...(await withBody(body)) }),
+      ...init.headers,
+    },
+    ...(body !== undefined && { body }),
+  });
+}
+
+/** A detached JWS of `body` (RFC 7515 appendix F), signed PS256 as a third party signs its requests. */
+export async function detachedJws(
+  key: Parameters<CompactSign['sign']>[0],
+  kid: string,
+  body: string,
+): Promise<string> {
+  const jws = await new CompactSign(new TextEncoder().encode(body))
+    .setProtectedHeader({ alg: 'PS256', kid })
+    .sign(key);
+  const [header, , signature] = jws.split('.');
+  return `${header}..${signature}`;
 }

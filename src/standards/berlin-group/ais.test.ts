@@ -16,8 +16,10 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
+  callAsThirdParty,
   type Exchange,
   type PrismProxy,
+  type ThirdPartyCall,
 } from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
@@ -118,26 +120,16 @@ for (const database of testDatabases()) {
         redirectUri: REDIRECT,
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
-    const call = (
-      proxy: PrismProxy,
-      token: string,
-      path: string,
-      init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
-    ) =>
-      proxy.fetch(path, {
-        method: init.method ?? 'GET',
-        headers: {
-          authorization: `Bearer ${token}`,
-          accept: 'application/json',
-          'x-request-id': randomUUID(),
-          ...(init.body !== undefined && {
-            'content-type': 'application/json',
-            'psu-ip-address': '192.0.2.1',
-          }),
-          ...init.headers,
-        },
-        ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
-      });
+    const call = (proxy: PrismProxy, token: string, path: string, init: ThirdPartyCall = {}) =>
+      callAsThirdParty(
+        proxy,
+        token,
+        path,
+        { ...init, headers: { 'x-request-id': randomUUID(), ...init.headers } },
+        () => ({
+          'psu-ip-address': '192.0.2.1',
+        }),
+      );
     const json = async <T>(response: Response, status: number) => {
       assert.equal(response.status, status, await response.clone().text());
       assert.match(response.headers.get('x-request-id') ?? '', UUID);

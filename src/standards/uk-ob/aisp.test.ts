@@ -13,6 +13,7 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
+  callAsThirdParty,
   type Exchange,
   type PrismProxy,
 } from '../../testing/prism.ts';
@@ -113,22 +114,7 @@ for (const database of testDatabases()) {
         redirectUri: REDIRECT,
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
-    const call = (
-      proxy: PrismProxy,
-      token: string,
-      path: string,
-      init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
-    ) =>
-      proxy.fetch(path, {
-        method: init.method ?? 'GET',
-        headers: {
-          authorization: `Bearer ${token}`,
-          accept: 'application/json',
-          ...(init.body !== undefined && { 'content-type': 'application/json' }),
-          ...init.headers,
-        },
-        ...(init.body !== undefined && { body: JSON.stringify(init.body) }),
-      });
+    const call = callAsThirdParty;
     const json = async <T>(response: Response, status: number) => {
       assert.equal(response.status, status, await response.clone().text());
       assert.match(response.headers.get('x-fapi-interaction-id') ?? '', UUID);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CompactSign, compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -15,8 +15,11 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
+  callAsThirdParty,
+  detachedJws,
   type Exchange,
   type PrismProxy,
+  type ThirdPartyCall,
 } from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { EVENTS_PREFIX, RESOURCE_UPDATE } from './events.ts';
@@ -94,33 +97,10 @@ for (const database of testDatabases()) {
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     // Prism checks the request signature the specification requires is there; the bank does not verify it.
-    const detachedJws = async (body: string) => {
-      const jws = await new CompactSign(new TextEncoder().encode(body))
-        .setProtectedHeader({ alg: 'PS256', kid: 'tpp-test' })
-        .sign(tppKey);
-      const [header, , signature] = jws.split('.');
-      return `${header}..${signature}`;
-    };
-    const call = async (
-      proxy: PrismProxy,
-      token: string,
-      path: string,
-      init: { method?: string; body?: unknown } = {},
-    ) => {
-      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
-      return proxy.fetch(path, {
-        method: init.method ?? 'GET',
-        headers: {
-          authorization: `Bearer ${token}`,
-          accept: 'application/json',
-          ...(body !== undefined && {
-            'content-type': 'application/json',
-            'x-jws-signature': await detachedJws(body),
-          }),
-        },
-        ...(body !== undefined && { body }),
-      });
-    };
+    const call = (proxy: PrismProxy, token: string, path: string, init: ThirdPartyCall = {}) =>
+      callAsThirdParty(proxy, token, path, init, async (body) => ({
+        'x-jws-signature': await detachedJws(tppKey, 'tpp-test', body),
+      }));
     const json = async <T>(response: Response, status: number) => {
       const text = await response.text();
       assert.equal(response.status, status, text);
@@ -154,7 +134,7 @@ for (const database of testDatabases()) {
             authorization: `Bearer ${token}`,
             'content-type': 'application/json',
             'x-idempotency-key': `events-${++keys}`,
-            'x-jws-signature': await detachedJws(text),
+            'x-jws-signature': await detachedJws(tppKey, 'tpp-test', text),
           },
           body: text,
         });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CompactSign, compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -15,8 +15,11 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
+  callAsThirdParty,
+  detachedJws,
   type Exchange,
   type PrismProxy,
+  type ThirdPartyCall,
 } from '../../testing/prism.ts';
 import { conformanceMarkdown } from '../conformance.ts';
 import { PISP_PREFIX } from './pisp.ts';
@@ -120,35 +123,17 @@ for (const database of testDatabases()) {
     const nextKey = () => `pisp-key-${++keys}`;
     // The specification requires a detached JWS on requests; the bank does not verify it yet, but Prism
     // checks it is there, so the test signs as a third party would (with a key of its own).
-    const detachedJws = async (body: string) => {
-      const jws = await new CompactSign(new TextEncoder().encode(body))
-        .setProtectedHeader({ alg: 'PS256', kid: 'tpp-test' })
-        .sign(tppKey);
-      const [header, , signature] = jws.split('.');
-      return `${header}..${signature}`;
-    };
-    const call = async (
+    const call = (
       proxy: PrismProxy,
       token: string,
       path: string,
-      init: { method?: string; body?: unknown; key?: string | null; headers?: Record<string, string> } = {},
+      init: ThirdPartyCall & { key?: string | null } = {},
     ) => {
-      const body = init.body === undefined ? undefined : JSON.stringify(init.body);
       const key = init.key === undefined ? nextKey() : init.key;
-      return proxy.fetch(path, {
-        method: init.method ?? 'GET',
-        headers: {
-          authorization: `Bearer ${token}`,
-          accept: 'application/json',
-          ...(body !== undefined && {
-            'content-type': 'application/json',
-            'x-jws-signature': await detachedJws(body),
-            ...(key !== null && { 'x-idempotency-key': key }),
-          }),
-          ...init.headers,
-        },
-        ...(body !== undefined && { body }),
-      });
+      return callAsThirdParty(proxy, token, path, init, async (body) => ({
+        'x-jws-signature': await detachedJws(tppKey, 'tpp-test', body),
+        ...(key !== null && { 'x-idempotency-key': key }),
+      }));
     };
     /** The answer, after checking its interaction id and the bank's detached signature over its body. */
     const json = async <T>(response: Response, status: number) => {
