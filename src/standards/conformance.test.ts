@@ -1,16 +1,20 @@
-// The conformance table's reading of the official files and its counting of exchanges per operation.
+// The conformance table's reading of the official files, its counting of exchanges per operation, and the
+// document being the one the test files' records compose.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { operationStatus, type SpecOperation, specOperations } from './conformance.ts';
-
-const BERLIN_GROUP = fileURLToPath(
-  new URL('../../specs/berlin-group-nextgenpsd2-1.3.9/psd2-api-1.3.9.yaml', import.meta.url),
-);
+import {
+  conformanceDocument,
+  operationStatus,
+  readDocument,
+  readRecords,
+  recordOf,
+  SPECS,
+  specOperations,
+} from './conformance.ts';
 
 describe('conformance table', () => {
   it('reads every operation of the Berlin Group file line by line', () => {
-    const operations = specOperations(BERLIN_GROUP);
+    const operations = specOperations(SPECS['berlin-group'].file);
     // 39 operationIds in the file (grep -c operationId), each under its path and method.
     assert.equal(operations.length, 39);
     assert.equal(new Set(operations.map((o) => o.operationId)).size, 39);
@@ -21,22 +25,42 @@ describe('conformance table', () => {
   });
 
   it('counts a call for the most specific operation its path matches', () => {
-    const operations = specOperations(BERLIN_GROUP);
-    const byId = (id: string) => operations.find((o) => o.operationId === id) as SpecOperation;
-    const report = {
-      title: 't',
-      file: BERLIN_GROUP,
-      basePath: '/berlin-group',
-      exchanges: [
-        { method: 'GET', path: '/v1/consents/abc/status', status: 200 },
-        { method: 'GET', path: '/v1/consents/abc/status', status: 403 },
-      ],
-    };
-    assert.equal(operationStatus(byId('getConsentStatus'), report, operations).status, 'conforms');
+    const record = recordOf('berlin-group', 't', [
+      { method: 'GET', path: '/v1/consents/abc/status', status: 403 },
+      { method: 'GET', path: '/v1/consents/abc/status', status: 200 },
+      { method: 'GET', path: '/v1/consents/abc/status', status: 200 },
+    ]);
     // /v1/consents/abc/status is also an instance of /v1/{payment-service}/{payment-product}/{paymentId}.
-    assert.equal(
-      operationStatus(byId('getPaymentInformation'), report, operations).status,
-      'not implemented',
+    assert.deepEqual(record.seen, { getConsentStatus: [200, 403] });
+  });
+
+  it('refuses an exchange or a gap that is no operation of the spec', () => {
+    assert.throws(() => recordOf('uk-ob-cbpii', 't', [{ method: 'GET', path: '/nowhere', status: 200 }]));
+    assert.throws(() => recordOf('uk-ob-cbpii', 't', [], { NoSuchOperation: 'gap' }));
+  });
+
+  it('says conforms only for a success and an error without a known gap', () => {
+    assert.equal(operationStatus([], undefined), 'not implemented');
+    assert.equal(operationStatus([200], undefined), 'partly');
+    assert.equal(operationStatus([400], undefined), 'partly');
+    assert.equal(operationStatus([201, 400], undefined), 'conforms');
+    assert.equal(operationStatus([201, 400], 'no X'), 'partly');
+  });
+
+  it('merges the records of several test files of one spec', () => {
+    const document = conformanceDocument([
+      recordOf('uk-ob-cbpii', 'a', [{ method: 'POST', path: '/funds-confirmations', status: 201 }]),
+      recordOf('uk-ob-cbpii', 'b', [{ method: 'POST', path: '/funds-confirmations', status: 400 }]),
+    ]);
+    assert.match(
+      document,
+      /\| CreateFundsConfirmations \| `POST \/funds-confirmations` \| conforms \| 201, 400 \|/,
     );
+    // Every spec has its table, tested or not.
+    for (const spec of Object.values(SPECS)) assert.ok(document.includes(`## ${spec.title}\n`));
+  });
+
+  it('is the document the records compose (APIBANK_WRITE_CONFORMANCE=1 writes both)', () => {
+    assert.equal(readDocument(), conformanceDocument(readRecords()));
   });
 });

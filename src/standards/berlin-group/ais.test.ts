@@ -1,10 +1,9 @@
 // The Berlin Group NextGenPSD2 1.3.9 Account Information Service, exercised the way a third party
 // integrating the standard would, with every request and response passing through Prism against the
-// official file: a response that does not conform fails the test. Also writes or checks
-// docs/conformance-berlin-group.md.
+// official file: a response that does not conform fails the test. Also keeps its record in the
+// conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
@@ -21,9 +20,8 @@ import {
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
-import { isPisPath, keepRows, splitDoc } from './conformance-doc.ts';
 
 const TOKEN = 'bg-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -31,7 +29,6 @@ const PASSWORD = 'berlin group test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/berlin-group-nextgenpsd2-1.3.9/psd2-api-1.3.9.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-berlin-group.md', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
 const observed: Exchange[] = [];
@@ -441,34 +438,15 @@ for (const database of testDatabases()) {
   });
 }
 
-// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const generated = conformanceMarkdown(
-    [
-      {
-        title: 'Berlin Group NextGenPSD2 1.3.9: XS2A (account information)',
-        file: SPEC,
-        basePath: BG_PREFIX,
-        exchanges: observed,
-        gaps: {
-          createConsent:
-            'bank-offered consents only (access lists empty); redirect SCA approach only; frequencyPerDay is recorded, not enforced',
-          getTransactionList: 'booked transactions only (pending is always empty); JSON only (no camt/MT94x)',
-        },
-      },
-    ],
-    '--test-concurrency=1 src/standards/berlin-group/*.test.ts',
+  keepRecord(
+    'berlin-group-ais',
+    recordOf('berlin-group', 'src/standards/berlin-group/ais.test.ts', observed, {
+      createConsent:
+        'bank-offered consents only (access lists empty); redirect SCA approach only; frequencyPerDay is recorded, not enforced',
+      getTransactionList: 'booked transactions only (pending is always empty); JSON only (no camt/MT94x)',
+    }),
   );
-  // This file writes the account-information part; pis.test.ts the payment part after it.
-  const markdown = keepRows(generated, (path) => !isPisPath(path));
-  const document = existsSync(CONFORMANCE) ? splitDoc(readFileSync(CONFORMANCE, 'utf8')) : undefined;
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1')
-    writeFileSync(CONFORMANCE, markdown + (document?.pis ?? ''));
-  else
-    assert.equal(
-      document?.ais,
-      markdown,
-      'docs/conformance-berlin-group.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test --test-concurrency=1 src/standards/berlin-group/*.test.ts',
-    );
 });

@@ -1,9 +1,8 @@
 // The Berlin Group NextGenPSD2 1.3.9 Payment Initiation Service and confirmation of funds, exercised as a
-// third party would, every call through Prism against the official file. Also writes or checks the payment
-// part of docs/conformance-berlin-group.md.
+// third party would, every call through Prism against the official file. Also keeps its record in the
+// conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as client from 'openid-client';
@@ -20,9 +19,8 @@ import {
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
-import { isPisPath, keepRows, PIS_TITLE, pisPart, splitDoc } from './conformance-doc.ts';
 
 const TOKEN = 'bg-pis-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -30,7 +28,6 @@ const PASSWORD = 'berlin group test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/berlin-group-nextgenpsd2-1.3.9/psd2-api-1.3.9.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-berlin-group.md', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // At another bank: a valid IBAN no account here has.
 const ELSEWHERE = 'DE89370400440532013000';
@@ -385,31 +382,14 @@ for (const database of testDatabases()) {
   });
 }
 
-// The payment part of the table: written on request, otherwise checked so it never goes stale.
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const generated = conformanceMarkdown(
-    [
-      {
-        title: PIS_TITLE,
-        file: SPEC,
-        basePath: BG_PREFIX,
-        exchanges: observed,
-        gaps: {
-          initiatePayment:
-            'single payments, JSON sepa-credit-transfers and instant-sepa-credit-transfers (to accounts at this bank) only; redirect SCA approach only',
-        },
-      },
-    ],
-    '--test-concurrency=1 src/standards/berlin-group/*.test.ts',
+  keepRecord(
+    'berlin-group-pis',
+    recordOf('berlin-group', 'src/standards/berlin-group/pis.test.ts', observed, {
+      initiatePayment:
+        'single payments, JSON sepa-credit-transfers and instant-sepa-credit-transfers (to accounts at this bank) only; redirect SCA approach only',
+    }),
   );
-  const part = pisPart(keepRows(generated, isPisPath));
-  const document = existsSync(CONFORMANCE) ? splitDoc(readFileSync(CONFORMANCE, 'utf8')) : undefined;
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, (document?.ais ?? '') + part);
-  else
-    assert.equal(
-      document?.pis,
-      part,
-      'docs/conformance-berlin-group.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test --test-concurrency=1 src/standards/berlin-group/*.test.ts',
-    );
 });

@@ -1,8 +1,8 @@
 // The UK Open Banking v4.0 Account and Transaction API, exercised the way a third party integrating the
 // standard would, with every request and response passing through Prism against the official file: a
-// response that does not conform fails the test. Also writes or checks docs/conformance.md.
+// response that does not conform fails the test. Also keeps
+// its record in the conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BuiltApp } from '../../main.ts';
@@ -17,7 +17,7 @@ import {
   type Exchange,
   type PrismProxy,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { AISP_PREFIX } from './aisp.ts';
 
 const TOKEN = 'uk-ob-test-operator-token-0123456789abcdef';
@@ -26,7 +26,6 @@ const PASSWORD = 'uk ob test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/uk-open-banking-v4.0/account-info-openapi.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance.md', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
 const observed: Exchange[] = [];
@@ -556,30 +555,18 @@ for (const database of testDatabases()) {
   });
 }
 
-// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const markdown = conformanceMarkdown([
-    {
-      title: 'UK Open Banking v4.0: Account and Transaction API',
-      file: SPEC,
-      basePath: AISP_PREFIX,
-      exchanges: observed,
-      gaps: {
-        GetAccountsAccountIdTransactions:
-          'booked transactions only (no pending holds); no statement references',
-        GetAccountsAccountIdProduct: 'product type and name only: no fees, interest or other product details',
-        GetProducts: 'product type and name only: no fees, interest or other product details',
-        GetAccountsAccountIdParty: "the holder's name only: no address, contact details or other parties",
-        GetParty: "the holder's name only: no address or contact details",
-      },
-    },
-  ]);
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
-  else
-    assert.equal(
-      readFileSync(CONFORMANCE, 'utf8'),
-      markdown,
-      'docs/conformance.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/aisp.test.ts',
-    );
+  keepRecord(
+    'uk-ob-aisp',
+    recordOf('uk-ob-aisp', 'src/standards/uk-ob/aisp.test.ts', observed, {
+      GetAccountsAccountIdTransactions:
+        'booked transactions only (no pending holds); no statement references',
+      GetAccountsAccountIdProduct: 'product type and name only: no fees, interest or other product details',
+      GetProducts: 'product type and name only: no fees, interest or other product details',
+      GetAccountsAccountIdParty: "the holder's name only: no address, contact details or other parties",
+      GetParty: "the holder's name only: no address or contact details",
+    }),
+  );
 });

@@ -1,8 +1,8 @@
 // The UK Open Banking v4.0 Confirmation of Funds API, exercised the way a third party integrating the
 // standard would, with every request and response passing through Prism against the official file: a
-// response that does not conform fails the test. Also writes or checks docs/conformance-uk-ob-cbpii.md.
+// response that does not conform fails the test. Also keeps
+// its record in the conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BuiltApp } from '../../main.ts';
@@ -17,7 +17,7 @@ import {
   type Exchange,
   type PrismProxy,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { CBPII_PREFIX } from './cbpii.ts';
 
 const TOKEN = 'uk-ob-cbpii-test-operator-token-0123456789';
@@ -26,7 +26,6 @@ const PASSWORD = 'uk ob cbpii test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/uk-open-banking-v4.0/confirmation-funds-openapi.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-uk-ob-cbpii.md', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const observed: Exchange[] = [];
 
@@ -296,29 +295,14 @@ for (const database of testDatabases()) {
   });
 }
 
-// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const markdown = conformanceMarkdown(
-    [
-      {
-        title: 'UK Open Banking v4.0: Confirmation of Funds API',
-        file: SPEC,
-        basePath: CBPII_PREFIX,
-        exchanges: observed,
-        gaps: {
-          CreateFundsConfirmationConsents:
-            'DebtorAccount by UK.OBIE.IBAN only, without Name, SecondaryIdentification or Proxy',
-        },
-      },
-    ],
-    'src/standards/uk-ob/cbpii.test.ts',
+  keepRecord(
+    'uk-ob-cbpii',
+    recordOf('uk-ob-cbpii', 'src/standards/uk-ob/cbpii.test.ts', observed, {
+      CreateFundsConfirmationConsents:
+        'DebtorAccount by UK.OBIE.IBAN only, without Name, SecondaryIdentification or Proxy',
+    }),
   );
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
-  else
-    assert.equal(
-      readFileSync(CONFORMANCE, 'utf8'),
-      markdown,
-      'docs/conformance-uk-ob-cbpii.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/cbpii.test.ts',
-    );
 });

@@ -1,9 +1,8 @@
 // The UK Open Banking v4.0 Events API (subscriptions, aggregated polling), exercised as a third party would,
 // every request and response through Prism against the official file. A payment the app initiates through
-// the Payment Initiation API shows up in its polling as a signed event notification. Also writes or checks
-// docs/conformance-uk-ob-events.md.
+// the Payment Initiation API shows up in its polling as a signed event notification. Also keeps its record in the
+// conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
@@ -21,7 +20,7 @@ import {
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { EVENTS_PREFIX, RESOURCE_UPDATE } from './events.ts';
 import { PISP_PREFIX } from './pisp.ts';
 
@@ -31,7 +30,6 @@ const PASSWORD = 'uk ob events test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/uk-open-banking-v4.0/events-openapi.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-uk-ob-events.md', import.meta.url));
 const EXTERNAL_IBAN = 'GB33BUKB20201555555555';
 const observed: Exchange[] = [];
 
@@ -311,28 +309,14 @@ for (const database of testDatabases()) {
   });
 }
 
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const markdown = conformanceMarkdown(
-    [
-      {
-        title: 'UK Open Banking v4.0: Events API (subscriptions, aggregated polling)',
-        file: SPEC,
-        basePath: EVENTS_PREFIX,
-        exchanges: observed,
-        gaps: {
-          CreateEventSubscriptions: 'no CallbackUrl: aggregated polling only',
-          CreateEvents: 'no long polling: returnImmediately is always so',
-        },
-      },
-    ],
-    'src/standards/uk-ob/events.test.ts',
+  keepRecord(
+    'uk-ob-events',
+    recordOf('uk-ob-events', 'src/standards/uk-ob/events.test.ts', observed, {
+      CreateEventSubscriptions: 'no CallbackUrl: aggregated polling only',
+      CreateEvents: 'no long polling: returnImmediately is always so',
+    }),
   );
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
-  else
-    assert.equal(
-      readFileSync(CONFORMANCE, 'utf8'),
-      markdown,
-      'docs/conformance-uk-ob-events.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/events.test.ts',
-    );
 });

@@ -1,9 +1,8 @@
 // The UK Open Banking v4.0 Payment Initiation API (domestic payments), exercised the way a third party
 // integrating the standard would, with every request and response passing through Prism against the
-// official file: a response that does not conform fails the test. Also writes or checks
-// docs/conformance-uk-ob-pisp.md.
+// official file: a response that does not conform fails the test. Also keeps its record in the
+// conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
@@ -21,7 +20,7 @@ import {
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
-import { conformanceMarkdown } from '../conformance.ts';
+import { keepRecord, recordOf } from '../conformance.ts';
 import { PISP_PREFIX } from './pisp.ts';
 
 const TOKEN = 'uk-ob-pisp-test-operator-token-0123456789';
@@ -30,7 +29,6 @@ const PASSWORD = 'uk ob pisp test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/uk-open-banking-v4.0/payment-initiation-openapi.yaml', import.meta.url),
 );
-const CONFORMANCE = fileURLToPath(new URL('../../../docs/conformance-uk-ob-pisp.md', import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // A valid IBAN of another bank: a domestic payment leaves through clearing.
 const EXTERNAL_IBAN = 'GB33BUKB20201555555555';
@@ -478,30 +476,15 @@ for (const database of testDatabases()) {
   });
 }
 
-// The table is the tests' result: written on request, otherwise checked so it never goes stale.
+// What the tests saw is their record in the conformance table: written on request, otherwise checked.
 after(() => {
   if (observed.length === 0) return;
-  const markdown = conformanceMarkdown(
-    [
-      {
-        title: 'UK Open Banking v4.0: Payment Initiation API',
-        file: SPEC,
-        basePath: PISP_PREFIX,
-        exchanges: observed,
-        gaps: {
-          CreateDomesticPaymentConsents:
-            'creditor by UK.OBIE.IBAN only; no DebtorAccount, Authorisation or SCASupportData; request JWS not verified',
-          CreateDomesticPayments: 'request JWS not verified',
-        },
-      },
-    ],
-    'src/standards/uk-ob/pisp.test.ts',
+  keepRecord(
+    'uk-ob-pisp-domestic',
+    recordOf('uk-ob-pisp', 'src/standards/uk-ob/pisp.test.ts', observed, {
+      CreateDomesticPaymentConsents:
+        'creditor by UK.OBIE.IBAN only; no DebtorAccount, Authorisation or SCASupportData; request JWS not verified',
+      CreateDomesticPayments: 'request JWS not verified',
+    }),
   );
-  if (process.env.APIBANK_WRITE_CONFORMANCE === '1') writeFileSync(CONFORMANCE, markdown);
-  else
-    assert.equal(
-      readFileSync(CONFORMANCE, 'utf8'),
-      markdown,
-      'docs/conformance-uk-ob-pisp.md is stale: run APIBANK_WRITE_CONFORMANCE=1 node --test src/standards/uk-ob/pisp.test.ts',
-    );
 });
