@@ -61,6 +61,12 @@ interface Scenario extends Measured {
   readonly requestsPerSecond: number;
   /** Answers of any kind over the whole run, warm-up included: each one is an audited call on the full app. */
   readonly answered: number;
+  /**
+   * This process's CPU time (user and system) over the whole run, per answer: client and server together,
+   * so the difference between two rows is what the server did more. Unlike requests per second, it does not
+   * move when other processes take the machine's cores.
+   */
+  readonly cpuUsPerCall: number;
 }
 
 async function main(databaseUrl: string | undefined): Promise<void> {
@@ -280,6 +286,7 @@ async function run(
   const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
   let answered = 0;
   let load: LoadResult;
+  const cpuBefore = process.cpuUsage();
   try {
     load = await runLoad({
       clients: CONNECTIONS,
@@ -296,6 +303,7 @@ async function run(
   } finally {
     await pool.close();
   }
+  const cpu = process.cpuUsage(cpuBefore);
 
   const { ok, ...measured } = load;
   const result: Scenario = {
@@ -304,11 +312,12 @@ async function run(
     route: `GET ${path}`,
     requestsPerSecond: ok / SECONDS,
     answered,
+    cpuUsPerCall: (cpu.user + cpu.system) / answered,
     ...measured,
   };
   console.log(
     `${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms, ` +
-      `${result.errors} errors`,
+      `${Math.round(result.cpuUsPerCall)} µs CPU a call, ${result.errors} errors`,
   );
   return result;
 }
@@ -328,7 +337,17 @@ interface PipelineCounts {
 
 function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): void {
   const bare = scenarios.find((s) => s.name === 'bare');
-  const header = ['scenario', 'route', 'requests/s', 'p50 ms', 'p99 ms', 'requests', 'errors', 'full ÷ bare'];
+  const header = [
+    'scenario',
+    'route',
+    'requests/s',
+    'p50 ms',
+    'p99 ms',
+    'CPU µs/call',
+    'requests',
+    'errors',
+    'full ÷ bare',
+  ];
   const rows = scenarios.map((s) => {
     const ratio = bare && s !== bare ? s.requestsPerSecond / bare.requestsPerSecond : undefined;
     let verdict = 'baseline';
@@ -345,6 +364,9 @@ function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): vo
       format(s.requestsPerSecond),
       ms(s.p50Ms),
       ms(s.p99Ms),
+      s === bare
+        ? String(Math.round(s.cpuUsPerCall))
+        : `${Math.round(s.cpuUsPerCall)} (+${Math.round(s.cpuUsPerCall - (bare?.cpuUsPerCall ?? 0))})`,
       format(s.requests),
       String(s.errors),
       verdict,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
+import { TtlCache } from '../cache.ts';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
@@ -44,7 +45,10 @@ export class Apps {
   readonly #db: Db;
   readonly #mode: Mode;
   readonly #now: () => Date;
-  readonly #cache = new Map<string, { app: AppRecord | undefined; atMs: number }>();
+  readonly #cache = new TtlCache<AppRecord | undefined>({
+    ttlMs: APP_CACHE_TTL_MS,
+    max: APP_CACHE_ENTRIES_MAX,
+  });
 
   readonly #onCreate: ((app: AppRecord) => Promise<void>) | undefined;
 
@@ -183,14 +187,8 @@ export class Apps {
    * request and API call, so it is cached briefly: a change made through this process (suspension,
    * deletion) takes effect at once; one made by another process within APP_CACHE_TTL_MS.
    */
-  async find(id: string): Promise<AppRecord | undefined> {
-    const now = Date.now();
-    const cached = this.#cache.get(id);
-    if (cached && now - cached.atMs < APP_CACHE_TTL_MS) return cached.app;
-    const app = await this.#find(id);
-    if (this.#cache.size >= APP_CACHE_ENTRIES_MAX) this.#cache.clear();
-    this.#cache.set(id, { app, atMs: now });
-    return app;
+  find(id: string): Promise<AppRecord | undefined> {
+    return this.#cache.get(id, () => this.#find(id));
   }
 
   #changed(app: AppRecord): void {

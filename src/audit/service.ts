@@ -108,8 +108,13 @@ export class AuditLog {
 
   async #flushAll(): Promise<number> {
     let written = 0;
-    while (this.#buffer.length > 0) {
-      const batch = this.#buffer.splice(0, BATCH_MAX);
+    // Only what was buffered when the flush began: under load, records arriving while a batch is written
+    // would otherwise keep the loop going, each lap a transaction for the few records of its few
+    // milliseconds. They wait for the next flush and go in one batch.
+    let due = this.#buffer.length;
+    while (due > 0) {
+      const batch = this.#buffer.splice(0, Math.min(due, BATCH_MAX));
+      due -= batch.length;
       try {
         await this.#append(batch);
       } catch (error) {

@@ -1,4 +1,5 @@
 // Products, plans and subscriptions: which routes an app may call and how often.
+import { TtlCache } from '../cache.ts';
 import { arrayLiteral, type Db } from '../db/db.ts';
 
 export interface Plan {
@@ -49,7 +50,7 @@ const SUBSCRIPTION_CACHE_TTL_MS = 1000;
 export class Plans {
   readonly #db: Db;
   readonly #now: () => Date;
-  readonly #cache = new Map<string, { subscription: Subscription | undefined; atMs: number }>();
+  readonly #cache = new TtlCache<Subscription | undefined>({ ttlMs: SUBSCRIPTION_CACHE_TTL_MS, max: 10_000 });
 
   constructor(options: { db: Db; now?: () => Date }) {
     this.#db = options.db;
@@ -133,14 +134,8 @@ export class Plans {
     return this.#load(appId);
   }
 
-  async subscriptionOf(appId: string): Promise<Subscription | undefined> {
-    const nowMs = Date.now();
-    const cached = this.#cache.get(appId);
-    if (cached && nowMs - cached.atMs < SUBSCRIPTION_CACHE_TTL_MS) return cached.subscription;
-    const subscription = await this.#load(appId);
-    if (this.#cache.size > 10_000) this.#cache.clear();
-    this.#cache.set(appId, { subscription, atMs: nowMs });
-    return subscription;
+  subscriptionOf(appId: string): Promise<Subscription | undefined> {
+    return this.#cache.get(appId, () => this.#load(appId));
   }
 
   async #load(appId: string): Promise<Subscription | undefined> {
