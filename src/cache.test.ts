@@ -46,6 +46,20 @@ describe('TtlCache', () => {
     assert.equal(await cache.get('a', async () => 'new'), 'new');
   });
 
+  it('peeks only at a value read and still fresh', async () => {
+    const cache = new TtlCache<string | undefined>({ ttlMs: 60_000, max: 10 });
+    assert.equal(cache.peek('a'), undefined);
+    const reading = cache.get('a', async () => undefined);
+    assert.equal(cache.peek('a'), undefined); // not read yet
+    await reading;
+    assert.deepEqual(cache.peek('a'), { value: undefined }); // read: "no such thing" is an answer too
+    cache.delete('a');
+    assert.equal(cache.peek('a'), undefined);
+    const stale = new TtlCache<string>({ ttlMs: 0, max: 10 });
+    await stale.get('a', async () => 'v');
+    assert.equal(stale.peek('a'), undefined);
+  });
+
   it('holds at most `max` keys', async () => {
     const cache = new TtlCache<number>({ ttlMs: 60_000, max: 2 });
     let reads = 0;

@@ -3,7 +3,10 @@
 // the calls that find it missing wait for one read together instead of each sending its own.
 
 export class TtlCache<Value> {
-  readonly #entries = new Map<string, { value: Promise<Value>; atMs: number }>();
+  readonly #entries = new Map<
+    string,
+    { value: Promise<Value>; atMs: number; settled?: { readonly value: Value } }
+  >();
   readonly #ttlMs: number;
   readonly #max: number;
 
@@ -18,13 +21,30 @@ export class TtlCache<Value> {
     const cached = this.#entries.get(key);
     if (cached && nowMs - cached.atMs < this.#ttlMs) return cached.value;
     if (this.#entries.size >= this.#max) this.#entries.clear();
-    const entry = { value: load(), atMs: nowMs };
+    const entry: { value: Promise<Value>; atMs: number; settled?: { value: Value } } = {
+      value: load(),
+      atMs: nowMs,
+    };
     this.#entries.set(key, entry);
-    // A failed read is not remembered: the next call tries again.
-    entry.value.catch(() => {
-      if (this.#entries.get(key) === entry) this.#entries.delete(key);
-    });
+    entry.value.then(
+      (value) => {
+        entry.settled = { value };
+      },
+      // A failed read is not remembered: the next call tries again.
+      () => {
+        if (this.#entries.get(key) === entry) this.#entries.delete(key);
+      },
+    );
     return entry.value;
+  }
+
+  /**
+   * The value of `key` when it is at hand (read and still fresh), without waiting: for a hot path that
+   * answers at once when it can and takes `get` only when it cannot.
+   */
+  peek(key: string): { readonly value: Value } | undefined {
+    const cached = this.#entries.get(key);
+    return cached && Date.now() - cached.atMs < this.#ttlMs ? cached.settled : undefined;
   }
 
   /**

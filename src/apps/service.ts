@@ -191,6 +191,12 @@ export class Apps {
     return this.#cache.get(id, () => this.#find(id));
   }
 
+  /** `find`'s answer when it is cached and fresh, without waiting; undefined when it must be read. */
+  cached(id: string): { readonly app: AppRecord | undefined } | undefined {
+    const peeked = this.#cache.peek(id);
+    return peeked && { app: peeked.value };
+  }
+
   #changed(app: AppRecord): void {
     this.#cache.delete(app.id);
   }

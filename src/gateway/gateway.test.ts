@@ -33,14 +33,25 @@ describe('rate-limit windows', () => {
   it('counts per window and starts again when a window turns over', async () => {
     const limiter = new MemoryRateLimiter();
     const day = new Date('2026-11-26T10:00:00Z');
-    const used = async (at: Date) => (await limiter.hit('k', windows, at)).map((s) => s.used);
+    const used = async (at: Date) => (await limiter.hit(['k'], windows, at)).map((s) => s.used);
     assert.deepEqual(await used(day), [1, 1]);
     assert.deepEqual(await used(day), [2, 2]);
     assert.deepEqual(await used(new Date('2026-11-26T10:01:00Z')), [1, 3]);
     assert.deepEqual(await used(new Date('2026-11-26T10:02:00Z')), [1, 4], 'the daily quota is over');
     assert.deepEqual(await used(new Date('2026-11-27T00:00:00Z')), [1, 1], 'and resets at 00:00 UTC');
-    const [other] = await limiter.hit('another key', windows, day);
+    const [other] = await limiter.hit(['another key'], windows, day);
     assert.equal(other?.used, 1, 'keys are independent');
+    // Several keys in one call: each key's windows, key by key.
+    const both = await limiter.hit(['another key', 'a third key'], windows, day);
+    assert.deepEqual(
+      both.map((s) => [s.window.name, s.used]),
+      [
+        ['minute', 2],
+        ['day', 2],
+        ['minute', 1],
+        ['day', 1],
+      ],
+    );
   });
 
   it('enforces one limit across processes through Redis', {
@@ -55,10 +66,16 @@ describe('rate-limit windows', () => {
       const at = new Date();
       const counts: number[] = [];
       for (let i = 0; i < 6; i++) {
-        const [state] = await (processes[i % 2] as RedisRateLimiter).hit(key, windows, at);
+        const [state] = await (processes[i % 2] as RedisRateLimiter).hit([key], windows, at);
         counts.push(state?.used ?? -1);
       }
       assert.deepEqual(counts, [1, 2, 3, 4, 5, 6]);
+      // An app's key and its customer's key, in one round trip, each with its own counts.
+      const both = await (processes[0] as RedisRateLimiter).hit([key, `${key}:customer`], windows, at);
+      assert.deepEqual(
+        both.map((s) => s.used),
+        [7, 7, 1, 1],
+      );
       assert.deepEqual(failures, []);
     } finally {
       await Promise.all(processes.map((p) => p.close()));
@@ -70,9 +87,12 @@ describe('rate-limit windows', () => {
     const open = new RedisRateLimiter('redis://127.0.0.1:1', 'open', (e) => reported.push(e));
     const closed = new RedisRateLimiter('redis://127.0.0.1:1', 'closed', (e) => reported.push(e));
     try {
-      const [state] = await open.hit('k', windows, new Date());
+      const [state] = await open.hit(['k'], windows, new Date());
       assert.equal(state?.used, 0, 'open: the call goes through uncounted');
-      await assert.rejects(closed.hit('k', windows, new Date()), RateLimiterUnavailable);
+      await assert.rejects(
+        Promise.resolve().then(() => closed.hit(['k'], windows, new Date())),
+        RateLimiterUnavailable,
+      );
       assert.equal(reported.length, 2, 'each failure is reported');
     } finally {
       await Promise.all([open.close(), closed.close()]);

@@ -2,9 +2,10 @@
 // route's product, and the call must fit the plan's limits, per app and per app-and-customer. Every
 // response says where the caller stands (draft-ietf-httpapi-ratelimit-headers: RateLimit-Policy, RateLimit).
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
 import type { createResourceServer } from '../oauth/resource-server.ts';
-import type { Plan, Plans } from './plans.ts';
+import type { Plan, Plans, Subscription } from './plans.ts';
 import { type RateLimiter, RateLimiterUnavailable, type Window, type WindowState } from './rate-limit.ts';
 
 declare module 'fastify' {
@@ -45,39 +46,72 @@ function limitsOf(plan: Plan): { windows: Window[]; policyHeader: string } {
 export function createGateway(options: GatewayOptions) {
   const now = options.now ?? (() => new Date());
 
-  async function admit(product: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /** Whether the app's plan admits a call to `product`, within its limits: at once when all is at hand. */
+  function admit(product: string, request: FastifyRequest, reply: FastifyReply): void | Promise<void> {
     const access = request.access;
     if (!access) throw new Error('the gateway step runs after requireAccess');
-    const subscription = await options.plans.subscriptionOf(access.clientId);
+    const cached = options.plans.cachedSubscriptionOf(access.clientId);
+    if (cached === undefined) {
+      return options.plans
+        .subscriptionOf(access.clientId)
+        .then((subscription) => limit(product, subscription, request, reply));
+    }
+    return limit(product, cached.subscription, request, reply);
+  }
+
+  function limit(
+    product: string,
+    subscription: Subscription | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void | Promise<void> {
+    const access = request.access as NonNullable<FastifyRequest['access']>;
     if (!subscription) throw new Problem('no_subscription');
     if (subscription.status !== 'active') throw new Problem('subscription_pending');
     if (!subscription.plan.productIds.includes(product)) {
       throw new Problem('product_not_in_plan', `plan ${subscription.plan.id} does not include ${product}`);
     }
     request.product = product;
-    const { windows, policyHeader } = limitsOf(subscription.plan);
-    const at = now();
-    let states: WindowState[];
+    const limits = limitsOf(subscription.plan);
+    const keys = [`app:${access.clientId}`];
+    if (access.subject !== access.clientId) keys.push(`app:${access.clientId}:customer:${access.subject}`);
+    let states: WindowState[] | Promise<WindowState[]>;
     try {
-      const keys = [`app:${access.clientId}`];
-      if (access.subject !== access.clientId) keys.push(`app:${access.clientId}:customer:${access.subject}`);
-      states = (await Promise.all(keys.map((key) => options.limiter.hit(key, windows, at)))).flat();
+      states = options.limiter.hit(keys, limits.windows, now());
     } catch (error) {
-      if (error instanceof RateLimiterUnavailable)
-        throw new Problem('service_unavailable', 'rate limits cannot be checked');
-      throw error;
+      throw unavailable(error);
     }
+    if (states instanceof Promise) {
+      return states.then(
+        (counted) => report(counted, limits.policyHeader, reply),
+        (error: unknown) => {
+          throw unavailable(error);
+        },
+      );
+    }
+    report(states, limits.policyHeader, reply);
+  }
+
+  function report(states: readonly WindowState[], policyHeader: string, reply: FastifyReply): void {
     // The window closest to its limit is the one to report (and, when over, to wait for).
-    const tightest = states.reduce((a, b) => (b.window.limit - b.used < a.window.limit - a.used ? b : a));
+    let tightest = states[0] as WindowState;
+    let exceeded = false;
+    let wait = 0;
+    let daily = false;
+    for (const state of states) {
+      if (state.window.limit - state.used < tightest.window.limit - tightest.used) tightest = state;
+      if (state.used > state.window.limit) {
+        exceeded = true;
+        wait = Math.max(wait, state.resetS);
+        daily ||= state.window.name === 'day';
+      }
+    }
     reply.header('ratelimit-policy', policyHeader);
     reply.header(
       'ratelimit',
       `"${tightest.window.name}";r=${Math.max(0, tightest.window.limit - tightest.used)};t=${tightest.resetS}`,
     );
-    const exceeded = states.filter((state) => state.used > state.window.limit);
-    if (exceeded.length > 0) {
-      const wait = Math.max(...exceeded.map((state) => state.resetS));
-      const daily = exceeded.some((state) => state.window.name === 'day');
+    if (exceeded) {
       options.onRejected?.(daily ? 'quota_exceeded' : 'rate_limited');
       const problem = new Problem(daily ? 'quota_exceeded' : 'rate_limited', `retry in ${wait} s`);
       problem.headers = { 'retry-after': String(wait) };
@@ -85,11 +119,34 @@ export function createGateway(options: GatewayOptions) {
     }
   }
 
-  /** The onRequest hooks of a route in `product` that needs `scopes`: token first, then plan and limits. */
+  /**
+   * The onRequest hook of a route in `product` that needs `scopes`: the token first, then the plan and its
+   * limits. One callback-style hook that finishes at once when the token, the app and its plan are cached
+   * and the limits are counted in memory, as they are on nearly every call.
+   */
   return function gateway(product: string, ...scopes: string[]) {
-    return [
-      options.requireAccess(...scopes),
-      (request: FastifyRequest, reply: FastifyReply) => admit(product, request, reply),
-    ];
+    const requireAccess = options.requireAccess(...scopes);
+    const hook = checks(
+      'accessToken',
+      (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+        requireAccess(request, reply, (error?: Error) => {
+          if (error) return done(error);
+          let admitted: void | Promise<void>;
+          try {
+            admitted = admit(product, request, reply);
+          } catch (problem) {
+            return done(problem as Error);
+          }
+          if (admitted instanceof Promise) admitted.then(() => done(), done);
+          else done();
+        });
+      },
+    );
+    return [hook];
   };
 }
+
+const unavailable = (error: unknown) =>
+  error instanceof RateLimiterUnavailable
+    ? new Problem('service_unavailable', 'rate limits cannot be checked')
+    : error;

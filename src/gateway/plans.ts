@@ -138,6 +138,12 @@ export class Plans {
     return this.#cache.get(appId, () => this.#load(appId));
   }
 
+  /** `subscriptionOf`'s answer when it is cached and fresh, without waiting; undefined when it must be read. */
+  cachedSubscriptionOf(appId: string): { readonly subscription: Subscription | undefined } | undefined {
+    const peeked = this.#cache.peek(appId);
+    return peeked && { subscription: peeked.value };
+  }
+
   async #load(appId: string): Promise<Subscription | undefined> {
     const [row] = await this.#db.query<PlanRow & { status: 'active' | 'pending' }>(
       `select ${PLAN_COLUMNS}, s.status from subscriptions s join plans p on p.id = s.plan_id where s.app_id = $1`,

@@ -17,42 +17,66 @@ export interface WindowState {
 }
 
 export interface RateLimiter {
-  /** Counts one call against every window of `key` and returns each window's state after it. */
-  hit(key: string, windows: readonly Window[], now: Date): Promise<WindowState[]>;
+  /**
+   * Counts one call against every window of each key and returns each window's state after it, key by
+   * key. In memory the answer is at hand, without a promise: it is on every API call's path.
+   */
+  hit(keys: readonly string[], windows: readonly Window[], now: Date): WindowState[] | Promise<WindowState[]>;
   close(): Promise<void>;
 }
 
 const windowStart = (seconds: number, nowS: number) => Math.floor(nowS / seconds) * seconds;
 
+/** A key's counters: for each window (by position), the start of its current period and the calls in it. */
+interface Counters {
+  readonly starts: number[];
+  readonly counts: number[];
+  expiresS: number;
+}
+
 export class MemoryRateLimiter implements RateLimiter {
-  readonly #counts = new Map<string, { count: number; expiresS: number }>();
+  readonly #counters = new Map<string, Counters>();
   readonly #max: number;
 
   constructor(maxKeys = 500_000) {
     this.#max = maxKeys;
   }
 
-  async hit(key: string, windows: readonly Window[], now: Date): Promise<WindowState[]> {
+  hit(keys: readonly string[], windows: readonly Window[], now: Date): WindowState[] {
     const nowS = Math.floor(now.getTime() / 1000);
-    if (this.#counts.size > this.#max) this.#sweep(nowS);
-    return windows.map((window) => {
-      const start = windowStart(window.seconds, nowS);
-      const id = `${key}|${window.name}|${start}`;
-      const entry = this.#counts.get(id) ?? { count: 0, expiresS: start + window.seconds };
-      entry.count += 1;
-      this.#counts.set(id, entry);
-      return { window, used: entry.count, resetS: start + window.seconds - nowS };
-    });
+    if (this.#counters.size > this.#max) this.#sweep(nowS);
+    const states: WindowState[] = [];
+    for (const key of keys) {
+      let counters = this.#counters.get(key);
+      // A plan with other windows starts its keys' counts again.
+      if (counters === undefined || counters.starts.length !== windows.length) {
+        counters = { starts: windows.map(() => -1), counts: windows.map(() => 0), expiresS: 0 };
+        this.#counters.set(key, counters);
+      }
+      for (let i = 0; i < windows.length; i++) {
+        const window = windows[i] as Window;
+        const start = windowStart(window.seconds, nowS);
+        if (counters.starts[i] !== start) {
+          counters.starts[i] = start;
+          counters.counts[i] = 0;
+        }
+        const used = (counters.counts[i] as number) + 1;
+        counters.counts[i] = used;
+        counters.expiresS = Math.max(counters.expiresS, start + window.seconds);
+        states.push({ window, used, resetS: start + window.seconds - nowS });
+      }
+    }
+    return states;
   }
 
   #sweep(nowS: number): void {
-    for (const [id, entry] of this.#counts) if (entry.expiresS <= nowS) this.#counts.delete(id);
+    for (const [key, counters] of this.#counters) if (counters.expiresS <= nowS) this.#counters.delete(key);
   }
 
   async close(): Promise<void> {}
 }
 
-// One round trip for all windows: increment each counter and set its expiry when it is new.
+// One round trip for all keys and windows: increment each counter and set its expiry when it is new.
 const HIT_SCRIPT = `
 local results = {}
 for i = 1, #KEYS do
@@ -83,29 +107,29 @@ export class RedisRateLimiter implements RateLimiter {
     this.#onFailure = onFailure;
   }
 
-  async hit(key: string, windows: readonly Window[], now: Date): Promise<WindowState[]> {
+  async hit(keys: readonly string[], windows: readonly Window[], now: Date): Promise<WindowState[]> {
     const nowS = Math.floor(now.getTime() / 1000);
     const starts = windows.map((window) => windowStart(window.seconds, nowS));
+    const states = (counts: readonly number[]) =>
+      keys.flatMap((_, k) =>
+        windows.map((window, i) => ({
+          window,
+          used: Number(counts[k * windows.length + i] ?? 0),
+          resetS: (starts[i] as number) + window.seconds - nowS,
+        })),
+      );
     try {
       const counts = (await this.#redis.eval(
         HIT_SCRIPT,
-        windows.length,
-        ...windows.map((window, i) => `apibank:rl:${key}:${window.name}:${starts[i]}`),
-        ...windows.map((window) => String(window.seconds + 1)),
+        keys.length * windows.length,
+        ...keys.flatMap((key) => windows.map((window, i) => `apibank:rl:${key}:${window.name}:${starts[i]}`)),
+        ...keys.flatMap(() => windows.map((window) => String(window.seconds + 1))),
       )) as number[];
-      return windows.map((window, i) => ({
-        window,
-        used: Number(counts[i]),
-        resetS: (starts[i] as number) + window.seconds - nowS,
-      }));
+      return states(counts);
     } catch (error) {
       this.#onFailure(error);
       if (this.#policy === 'closed') throw new RateLimiterUnavailable('the rate limiter is unavailable');
-      return windows.map((window, i) => ({
-        window,
-        used: 0,
-        resetS: (starts[i] as number) + window.seconds - nowS,
-      }));
+      return states([]);
     }
   }
 
