@@ -48,6 +48,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** FX mid rates (APIBANK_FX_RATES): `sandbox` (the shipped, invented rates) or a rates file's path. */
   readonly fxRates: string;
+  /** UK Open Banking trust anchor (APIBANK_OB_TRUST_ANCHOR): the `tan` of request and response signatures. */
+  readonly obTrustAnchor: string;
 }
 
 /** Every wrong setting at once, so an operator fixes them in one pass rather than one restart each. */
@@ -158,6 +160,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     problems.push(`APIBANK_RATE_LIMIT_ON_REDIS_FAILURE must be "open" or "closed", got "${onRedisFailure}"`);
   }
 
+  if (env.APIBANK_OB_TRUST_ANCHOR && !/^[a-z0-9.-]{1,253}$/i.test(env.APIBANK_OB_TRUST_ANCHOR)) {
+    problems.push('APIBANK_OB_TRUST_ANCHOR must be a domain name such as openbanking.org.uk');
+  }
   const corsOrigins = (env.APIBANK_CORS_ORIGINS ?? '')
     .split(',')
     .map((o) => o.trim())
@@ -189,6 +194,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     // Read and checked at start (fx/rate-source.ts loadRateSource), which refuses the sandbox's in production.
     fxRates:
       !env.APIBANK_FX_RATES || env.APIBANK_FX_RATES === 'sandbox' ? 'sandbox' : resolve(env.APIBANK_FX_RATES),
+    // Open Banking's directory, whose members sign with `tan` openbanking.org.uk (Read/Write API profile).
+    obTrustAnchor: env.APIBANK_OB_TRUST_ANCHOR || 'openbanking.org.uk',
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -79,7 +79,11 @@ import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerUkObCbpiiRoutes } from './standards/uk-ob/cbpii.ts';
 import { registerUkObEventsRoutes } from './standards/uk-ob/events.ts';
+import { DEFAULT_TRUST_ANCHOR } from './standards/uk-ob/jws.ts';
 import { registerUkObPispRoutes } from './standards/uk-ob/pisp.ts';
+import { registerUkObPispInternationalRoutes } from './standards/uk-ob/pisp-international.ts';
+import { registerUkObPispOrderRoutes } from './standards/uk-ob/pisp-orders.ts';
+import { registerUkObVrpRoutes } from './standards/uk-ob/vrp.ts';
 import { registerWebhookRoutes } from './webhooks/routes.ts';
 import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
 
@@ -106,6 +110,8 @@ export interface AppParts {
   readonly currencies?: readonly string[];
   /** Where FX mid rates come from; default: the sandbox's invented rates. */
   readonly rates?: RateSource;
+  /** The UK Open Banking trust anchor signatures name (`tan`); default: openbanking.org.uk. */
+  readonly obTrustAnchor?: string;
   readonly logger?: Logger;
   readonly now?: () => Date;
 }
@@ -278,37 +284,41 @@ export function buildApp(parts: AppParts): BuiltApp {
   // UK Open Banking v4.0 over the same consents and accounts (src/standards/uk-ob/).
   registerUkObAispRoutes(
     app,
-    { consents, accounts, orders, customers, publicUrl: parts.oauth.issuer },
+    { consents, accounts, orders, customers, mandates, payments, publicUrl: parts.oauth.issuer },
     gateway,
   );
   registerUkObCbpiiRoutes(app, { consents, accounts, payments, publicUrl: parts.oauth.issuer }, gateway);
-  registerUkObPispRoutes(
+  // The payment APIs sign their answers and check the apps' signatures (jws.ts). The Open Banking signing
+  // profile asks for PS256; ES256 where the keys file holds no RSA key.
+  const obSigning = {
+    signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
+      parts.oauth.keys.signingKeys[0]) as JWK,
+    publicUrl: parts.oauth.issuer,
+    apps,
+    trustAnchor: parts.obTrustAnchor ?? DEFAULT_TRUST_ANCHOR,
+  };
+  registerUkObPispRoutes(app, { db: parts.db, consents, payments, accounts, ...obSigning }, gateway);
+  registerUkObPispInternationalRoutes(
     app,
-    {
-      db: parts.db,
-      consents,
-      payments,
-      accounts,
-      publicUrl: parts.oauth.issuer,
-      // The Open Banking signing profile asks for PS256; ES256 where the keys file holds no RSA key.
-      signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
-        parts.oauth.keys.signingKeys[0]) as JWK,
-    },
+    { db: parts.db, consents, payments, accounts, fx, ...obSigning },
     gateway,
   );
-  registerUkObEventsRoutes(
-    app,
-    {
-      db: parts.db,
-      publicUrl: parts.oauth.issuer,
-      signingKey: (parts.oauth.keys.signingKeys.find((key) => key.alg === 'PS256') ??
-        parts.oauth.keys.signingKeys[0]) as JWK,
-    },
-    gateway,
-  );
+  // Its scheduled payments and standing orders, onto the bank's payment orders.
+  registerUkObPispOrderRoutes(app, { db: parts.db, consents, orders, payments, ...obSigning }, gateway);
+  // Its domestic variable recurring payments, onto the bank's mandates.
+  registerUkObVrpRoutes(app, { db: parts.db, consents, mandates, payments, accounts, ...obSigning }, gateway);
+  registerUkObEventsRoutes(app, { db: parts.db, ...obSigning }, gateway);
   // Berlin Group NextGenPSD2 1.3.9 likewise (src/standards/berlin-group/).
-  registerBerlinGroupAisRoutes(app, { consents, accounts, publicUrl: parts.oauth.issuer }, gateway);
-  registerBerlinGroupPisRoutes(app, { consents, payments, accounts, publicUrl: parts.oauth.issuer }, gateway);
+  registerBerlinGroupAisRoutes(
+    app,
+    { db: parts.db, consents, accounts, publicUrl: parts.oauth.issuer },
+    gateway,
+  );
+  registerBerlinGroupPisRoutes(
+    app,
+    { db: parts.db, consents, payments, accounts, publicUrl: parts.oauth.issuer },
+    gateway,
+  );
   registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);
@@ -456,6 +466,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     bank: config.bank,
     currencies: config.currencies,
     rates,
+    obTrustAnchor: config.obTrustAnchor,
   });
   if (
     config.mode === 'sandbox' &&

@@ -95,8 +95,14 @@ const OPEN_BANKING_WORDS: Readonly<Record<string, string>> = {
   ReadScheduledPaymentsBasic: 'your scheduled payments',
   ReadScheduledPaymentsDetail: 'your scheduled payments and whom they pay',
   ReadProducts: 'what kind of account each one is',
-  ReadParty: 'the name of each account holder',
-  ReadPartyPSU: 'your name',
+  ReadParty: 'the name, address, email and phone number of each account holder',
+  ReadPartyPSU: 'your name, address, email and phone number',
+  ReadBeneficiariesBasic: 'whom you have paid',
+  ReadBeneficiariesDetail: 'whom you have paid and their account numbers',
+  ReadDirectDebits: 'who may take payments from your accounts (your mandates)',
+  ReadStatementsBasic: 'the dates of your monthly statements',
+  ReadStatementsDetail: 'your monthly statements',
+  ReadOffers: 'offers the bank makes you',
 };
 
 // Limits count calendar periods in UTC, as the mandate's service does (src/mandates/periods.ts).
@@ -125,6 +131,28 @@ function mandateTerms(consent: Consent): string[] {
   ];
 }
 
+const EVERY: Readonly<Record<string, string>> = {
+  daily: 'day',
+  weekly: 'week',
+  monthly: 'month',
+  yearly: 'year',
+};
+
+/** A scheduled payment's date, or a standing order's dates (src/payments/orders.ts): when money will leave. */
+function scheduleWords(s: {
+  firstDate: string;
+  frequency: string | null;
+  lastDate: string | null;
+  count: number | null;
+}) {
+  if (s.frequency === null) return `once, on ${s.firstDate}`;
+  const ends = [
+    ...(s.count === null ? [] : [`${s.count} times`]),
+    ...(s.lastDate === null ? [] : [`until ${s.lastDate}`]),
+  ];
+  return `every ${EVERY[s.frequency] ?? s.frequency} from ${s.firstDate}${ends.length > 0 ? `, ${ends.join(' at most, ')}` : ', until you cancel it'}`;
+}
+
 /** What a consent lets the app do, in the customer's words (dynamic linking: the exact payment is shown). */
 function consentWords(consent: Consent): string {
   const d = consent.details as {
@@ -133,6 +161,9 @@ function consentWords(consent: Consent): string {
     instructedAmount?: { amount: string; currency: string };
     creditor?: { name: string; iban: string };
     reference?: string;
+    schedule?: { firstDate: string; frequency: string | null; lastDate: string | null; count: number | null };
+    fxFee?: { amount: string; currency: string };
+    buyCurrency?: string;
   };
   if (consent.type === 'account_information') {
     const words = [
@@ -143,7 +174,11 @@ function consentWords(consent: Consent): string {
   }
   if (consent.type === 'payment_initiation' && d.instructedAmount && d.creditor) {
     const reference = d.reference ? `, reference "${d.reference}"` : '';
-    return `Pay ${d.instructedAmount.amount} ${d.instructedAmount.currency} to ${d.creditor.name} (${d.creditor.iban})${reference}, once`;
+    // Paid abroad in another currency (src/standards/uk-ob/pisp-international.ts): the fee is debited too.
+    const converted = d.fxFee
+      ? ` in ${d.buyCurrency ?? 'another currency'}, plus a fee of ${d.fxFee.amount} ${d.fxFee.currency},`
+      : '';
+    return `Pay ${d.instructedAmount.amount} ${d.instructedAmount.currency}${converted} to ${d.creditor.name} (${d.creditor.iban})${reference}, ${d.schedule ? scheduleWords(d.schedule) : 'once'}`;
   }
   if (consent.type === 'mandate') return `${MANDATE_WORDS}: ${mandateTerms(consent).join(', ')}`;
   return 'Check whether your account can cover an amount (yes or no only)';

@@ -80,6 +80,15 @@ export interface MandateTerms {
   readonly expiresAt: Date;
 }
 
+/** Terms `Mandates.check` accepted, in minor units, with the creditor's account found: what `record` writes. */
+export interface CheckedTerms {
+  readonly terms: MandateTerms;
+  readonly maxPerCharge: Minor;
+  readonly periodicLimits: readonly { readonly period: Period; readonly max: Minor }[];
+  readonly creditorIban: string;
+  readonly creditorAccountId: string;
+}
+
 export interface Mandate {
   readonly id: string;
   readonly clientId: string;
@@ -129,6 +138,14 @@ export interface Refusal {
   readonly field?: string;
   /** For mandate_limit_exceeded: which limit (`charge`, `day`, `week`, `month`). */
   readonly limit?: 'charge' | Period;
+}
+
+/** What a caller of `charge` adds beyond the charge itself: a standard's facade keeps its own wording of it. */
+export interface ChargeCaller {
+  /** The rest of the caller's request (a standard's whole body): a replay under the same key must repeat it. */
+  readonly fingerprint?: unknown;
+  /** The caller's own record of the charge, written in the charge's transaction: both commit, or neither. */
+  readonly record?: ((tx: Sql, charge: Charge) => Promise<void>) | undefined;
 }
 
 /** Who reads: the merchant app that owns the mandate, or the customer who authorised it. */
@@ -191,13 +208,37 @@ export class Mandates {
    * `{ type: "mandate", consentId }`), choosing the account to charge. Its consent and terms commit together.
    */
   async create(clientId: string, terms: MandateTerms): Promise<{ ok: true; mandate: Mandate } | Refusal> {
-    const checked = await this.#checkTerms(terms);
+    const checked = await this.check(terms);
     if (!checked.ok) return checked;
-    const { maxPerCharge, periodicLimits, creditorIban, creditorAccountId } = checked;
+    return this.#db.transaction((tx) => this.record(tx, clientId, checked.terms));
+  }
+
+  /**
+   * `create` in two steps, for a caller that records the mandate in a transaction of its own (a standard's
+   * facade, with its idempotency key): the terms checked first, outside it, since the check reads accounts.
+   */
+  async check(terms: MandateTerms): Promise<{ ok: true; terms: CheckedTerms } | Refusal> {
+    const checked = await this.#checkTerms(terms);
+    return checked.ok ? { ok: true, terms: { ...checked, terms } } : checked;
+  }
+
+  /**
+   * Writes checked terms as a mandate, its consent and terms together in `tx`. `extraDetails` are kept on the
+   * consent beside the bank's own (a standard's wording of the same terms, echoed to the app); they never
+   * replace them.
+   */
+  async record(
+    tx: Sql,
+    clientId: string,
+    checked: CheckedTerms,
+    extraDetails: Readonly<Record<string, unknown>> = {},
+  ): Promise<{ ok: true; mandate: Mandate } | Refusal> {
+    const { terms, maxPerCharge, periodicLimits, creditorIban, creditorAccountId } = checked;
     const now = this.#now();
     const exponent = currencyExponent(terms.currency) ?? 2;
     // What the customer is shown and the app reads back (GET /v1/consents/{id}); the typed copy is the row.
     const details = {
+      ...extraDetails,
       currency: terms.currency,
       maxPerCharge: formatAmount(maxPerCharge, exponent),
       periodicLimits: periodicLimits.map(({ period, max }) => ({
@@ -206,29 +247,24 @@ export class Mandates {
       })),
       creditor: { name: terms.creditor.name, iban: creditorIban },
     };
-    const created = await this.#db.transaction(async (tx) => {
-      const outcome = await this.#consents.create(
-        clientId,
-        { type: 'mandate', details, expiresAt: terms.expiresAt },
-        tx,
-      );
-      if (!outcome.ok) return outcome;
-      await insertMandate(tx, {
-        id: outcome.consent.id,
-        clientId,
-        currency: terms.currency,
-        maxPerCharge,
-        periodicLimits,
-        creditorIban,
-        creditorAccountId,
-        createdAt: now,
-      });
-      return outcome;
-    });
+    const created = await this.#consents.create(
+      clientId,
+      { type: 'mandate', details, expiresAt: terms.expiresAt },
+      tx,
+    );
     if (!created.ok) return refuse(created.code);
-    const mandate = await this.get({ clientId }, created.consent.id);
-    if (!mandate) throw new Error(`mandate ${created.consent.id} not found after it was created`);
-    return { ok: true, mandate };
+    const stored: StoredMandate = {
+      id: created.consent.id,
+      clientId,
+      currency: terms.currency,
+      maxPerCharge,
+      periodicLimits,
+      creditorIban,
+      creditorAccountId,
+      createdAt: now,
+    };
+    await insertMandate(tx, stored);
+    return { ok: true, mandate: mandateView(stored, created.consent) };
   }
 
   async #checkTerms(terms: MandateTerms): Promise<
@@ -366,11 +402,12 @@ export class Mandates {
       /** Loyalty points paying part of the amount: whole points, as digits. */
       readonly points?: string | undefined;
     },
+    caller: ChargeCaller = {},
   ): Promise<{ ok: true; charge: Charge; replayed: boolean } | Refusal> {
     const found = await this.#find({ clientId }, mandateId);
     if (!found) return refuse('not_found', 'no mandate with this id');
     const { mandate, consent } = found;
-    const hash = requestHash(request);
+    const hash = requestHash(caller.fingerprint === undefined ? request : [request, caller.fingerprint]);
     const existing = await findChargeByKey(this.#db, mandateId, key);
     if (existing) return this.#replayCharge(existing, hash);
 
@@ -419,6 +456,7 @@ export class Mandates {
               hash,
               amount: amount.minor,
               reference: request.reference ?? null,
+              record: caller.record,
             }),
         },
         key,
@@ -456,6 +494,7 @@ export class Mandates {
       hash: string;
       amount: Minor;
       reference: string | null;
+      record: ChargeCaller['record'];
     },
   ): Promise<void> {
     if (!(await lockMandate(tx, mandate.id))) throw new Error(`mandate ${mandate.id} vanished`);
@@ -500,6 +539,7 @@ export class Mandates {
       updatedAt: now,
     };
     await insertCharge(tx, stored);
+    await charge.record?.(tx, stored);
     await emit(tx, now, chargeEvent(stored, 'created'));
   }
 

@@ -35,6 +35,8 @@ export interface OrderRun {
   readonly status: 'pending' | 'paid' | 'failed';
   readonly paymentId: string | null;
   readonly outcome: string | null;
+  /** When it last changed: created pending, then paid or failed. */
+  readonly updatedAt: Date;
 }
 
 // Dates travel as text both ways: the two drivers map `date` to different JavaScript types.
@@ -206,6 +208,7 @@ interface RunRow {
   status: OrderRun['status'];
   payment_id: string | null;
   outcome: string | null;
+  updated_at: Date;
 }
 
 const runFromRow = (row: RunRow): OrderRun => ({
@@ -214,11 +217,12 @@ const runFromRow = (row: RunRow): OrderRun => ({
   status: row.status,
   paymentId: row.payment_id,
   outcome: row.outcome,
+  updatedAt: row.updated_at,
 });
 
 export async function pendingRuns(sql: Sql, limit: number): Promise<OrderRun[]> {
   const rows = await sql.query<RunRow>(
-    `select order_id, run_on::text as run_on, status, payment_id, outcome from payment_order_runs
+    `select order_id, run_on::text as run_on, status, payment_id, outcome, updated_at from payment_order_runs
       where status = 'pending' order by created_at, run_on limit $1`,
     [limit],
   );
@@ -246,7 +250,7 @@ export async function finishRun(
 
 export async function runsOf(sql: Sql, orderId: string): Promise<OrderRun[]> {
   const rows = await sql.query<RunRow>(
-    `select order_id, run_on::text as run_on, status, payment_id, outcome from payment_order_runs
+    `select order_id, run_on::text as run_on, status, payment_id, outcome, updated_at from payment_order_runs
       where order_id = $1 order by run_on`,
     [orderId],
   );

@@ -6,8 +6,10 @@
 //   2. pending runs become payments keyed by the order and the date, so a run two processes pick up pays once.
 // A run refused on the day (insufficient funds) is recorded as failed and not retried: the next occurrence
 // is a new payment.
+import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { Consents } from '../consents/service.ts';
+import type { Consent } from '../consents/store.ts';
 import type { Db } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
 import { requestHash } from '../idempotency.ts';
@@ -60,6 +62,8 @@ export interface PaymentOrder {
   readonly kind: 'scheduled' | 'standing';
   readonly clientId: string | null;
   readonly customerId: string;
+  /** The app's consent it was set up under (null: the customer's own). */
+  readonly consentId: string | null;
   readonly debtorAccountId: string;
   readonly creditor: { readonly name: string; readonly iban: string };
   readonly instructedAmount: { readonly amount: string; readonly currency: string };
@@ -69,12 +73,42 @@ export interface PaymentOrder {
   readonly status: StoredOrder['status'];
   readonly runs: readonly OrderRun[];
   readonly createdAt: Date;
+  /** When its status or next date last changed. */
+  readonly updatedAt: Date;
 }
 
 export type OrderProblem = PaymentProblem | 'invalid_schedule';
 export type CreateOrderOutcome =
   | { ok: true; order: PaymentOrder; replayed: boolean }
   | { ok: false; code: OrderProblem | 'consent_not_active'; detail?: string };
+
+/** The schedule a payment consent's customer authorised, when the consent names one (consents/routes.ts). */
+export interface AuthorisedSchedule {
+  readonly firstDate: string;
+  readonly frequency: Frequency | null;
+  readonly lastDate: string | null;
+  readonly count: number | null;
+}
+
+/**
+ * Dynamic linking of the dates (PSD2 RTS Art. 5): an order under a consent that names a schedule follows it
+ * exactly; one under a consent without (its page said "once") pays once.
+ */
+function scheduleMismatch(consent: Consent, schedule: OrderInstruction['schedule']): string | undefined {
+  const authorised = consent.details.schedule as AuthorisedSchedule | undefined;
+  if (authorised === undefined) {
+    return schedule.frequency ? 'the customer authorised one payment, not a standing order' : undefined;
+  }
+  const asked: AuthorisedSchedule = {
+    firstDate: schedule.firstDate,
+    frequency: schedule.frequency ?? null,
+    lastDate: schedule.lastDate ?? null,
+    count: schedule.count ?? null,
+  };
+  return isDeepStrictEqual(asked, authorised)
+    ? undefined
+    : 'the schedule differs from the one the customer authorised';
+}
 
 export class PaymentOrders {
   readonly #db: Db;
@@ -132,6 +166,8 @@ export class PaymentOrders {
     const now = this.#now();
     const problem = this.#scheduleProblem(instruction.schedule, formatDate(now));
     if (problem) return { ok: false, code: 'invalid_schedule', detail: problem };
+    const unlike = initiator.kind === 'app' && scheduleMismatch(initiator.consent, instruction.schedule);
+    if (unlike) return { ok: false, code: 'consent_mismatch', detail: unlike };
     const checked = await this.#payments.check(initiator, instruction);
     if (!checked.ok) return checked;
     const id = uuidv7();
@@ -201,6 +237,7 @@ export class PaymentOrders {
       kind: order.kind,
       clientId: order.clientId,
       customerId: order.customerId,
+      consentId: order.consentId,
       debtorAccountId: order.debtorAccountId,
       creditor: {
         name: await this.#pii.decrypt(
@@ -224,6 +261,7 @@ export class PaymentOrders {
       status: order.status,
       runs: await runsOf(this.#db, order.id),
       createdAt: order.createdAt,
+      updatedAt: order.updatedAt,
     };
   }
 

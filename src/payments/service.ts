@@ -38,6 +38,7 @@ import {
   findPayment,
   findPaymentByKey,
   insertPayment,
+  listPayees,
   listPayments,
   type PaymentStatus,
   type PaymentType,
@@ -47,6 +48,7 @@ import {
 } from './store.ts';
 
 export const SETTLEMENT_BATCH_MAX = 1000;
+export const PAYEES_PAGE_MAX = 200;
 // A payment still `received` this long after it was recorded lost its process between the two steps.
 export const RECOVER_AFTER_MS = 30_000;
 // A settlement or return claim this old belonged to a process that died before finishing it.
@@ -113,6 +115,16 @@ export interface Payment {
   readonly quote: StoredQuote | null;
   /** Its loyalty points, when it spent or earned any: the part paid in points, and the points earned. */
   readonly points?: LoyaltyDebit | undefined;
+}
+
+/** Someone the customer paid from one of their accounts (see payees()). */
+export interface Payee {
+  /** The first payment to this payee from this account: a stable id for the pair. */
+  readonly id: string;
+  readonly debtorAccountId: string;
+  readonly creditor: { readonly name: string; readonly iban: string };
+  readonly reference: string | null;
+  readonly lastPaidAt: Date;
 }
 
 export type PaymentProblem =
@@ -243,6 +255,14 @@ export class Payments {
     instruction: PaymentInstruction,
     context?: ScreeningInput['context'],
   ): Promise<InitiateOutcome> {
+    // A consent naming a schedule authorised a payment on its date (src/payments/orders.ts), not one now.
+    if (initiator.kind === 'app' && initiator.consent.details.schedule !== undefined) {
+      return {
+        ok: false,
+        code: 'consent_mismatch',
+        detail: 'the customer authorised a payment on a later date',
+      };
+    }
     const scope = idempotencyScopeOf(initiator);
     const hash = requestHash(instruction);
     // The replay lookup and the checks' reads go out together; a replay still answers before any check.
@@ -664,6 +684,44 @@ export class Payments {
       quote: (await this.#quoteOf(payment)) ?? null,
       points: withoutPoints ? undefined : await this.#loyalty?.findDebit(payment.id),
     };
+  }
+
+  /**
+   * Whom the customer paid from `accountIds` (payments that left, mandate charges aside): per account and
+   * payee IBAN the first payment's id, the latest payment's name and reference. After `after`, at most
+   * `limit` (capped at PAYEES_PAGE_MAX).
+   */
+  async payees(
+    customerId: string,
+    accountIds: readonly string[],
+    after: { accountId: string; iban: string } | undefined,
+    limit: number,
+  ): Promise<Payee[]> {
+    const found = await listPayees(this.#db, customerId, accountIds, after, Math.min(limit, PAYEES_PAGE_MAX));
+    return Promise.all(
+      found.map(async ({ firstPaymentId, latest }) => ({
+        id: firstPaymentId,
+        debtorAccountId: latest.debtorAccountId,
+        creditor: {
+          name: await this.#pii.decrypt(
+            latest.creditorNameEnc,
+            fieldContext('payments', 'creditor_name_enc', latest.id),
+          ),
+          iban: latest.creditorIban,
+        },
+        reference: latest.reference,
+        lastPaidAt: latest.createdAt,
+      })),
+    );
+  }
+
+  /**
+   * The payment `initiator` already made under idempotency `key`, if any: a caller that prepares each request
+   * anew (a fresh FX quote) answers a retry with the first payment before preparing a second.
+   */
+  async madeUnder(initiator: Initiator, key: string): Promise<Payment | undefined> {
+    const existing = await findPaymentByKey(this.#db, idempotencyScopeOf(initiator), key);
+    return existing && this.#view(existing);
   }
 
   /** The payment, if `who` may see it: the app that initiated it, or the customer who paid. */

@@ -140,6 +140,41 @@ export async function insertPayment(sql: Sql, p: StoredPayment, event: PaymentEv
   return rows.length === 1;
 }
 
+/** A payee the customer paid from one account: the latest payment to it, and the first one's id. */
+export interface StoredPayee {
+  readonly firstPaymentId: string;
+  readonly latest: StoredPayment;
+}
+
+/**
+ * The distinct payees (debtor account, creditor IBAN) of the customer's payments that left `accountIds`
+ * (accepted, settling or settled), in (account, IBAN) order after `after`, at most `limit`. Mandate charges
+ * are left out: the merchant takes them, the customer did not choose to pay that payee (idempotencyScopeOf).
+ * One index range of the customer's payments (payments_customer).
+ */
+export async function listPayees(
+  sql: Sql,
+  customerId: string,
+  accountIds: readonly string[],
+  after: { accountId: string; iban: string } | undefined,
+  limit: number,
+): Promise<StoredPayee[]> {
+  const rows = await sql.query<Row & { first_payment_id: string }>(
+    `select * from (
+       select distinct on (debtor_account_id, creditor_iban) *,
+              first_value(id) over (partition by debtor_account_id, creditor_iban order by id) as first_payment_id
+         from payments
+        where customer_id = $1 and debtor_account_id = any($2::uuid[])
+          and status in ('accepted', 'settling', 'settled') and idempotency_scope not like 'mandate:%'
+        order by debtor_account_id, creditor_iban, id desc) payees
+      where $3::uuid is null or (debtor_account_id, creditor_iban) > ($3::uuid, $4::text)
+      order by debtor_account_id, creditor_iban
+      limit $5`,
+    [customerId, accountIds, after?.accountId ?? null, after?.iban ?? null, limit],
+  );
+  return rows.map((row) => ({ firstPaymentId: row.first_payment_id, latest: fromRow(row) }));
+}
+
 export async function findPayment(sql: Sql, id: string): Promise<StoredPayment | undefined> {
   const [row] = await sql.query<Row>('select * from payments where id = $1', [id]);
   return row && fromRow(row);

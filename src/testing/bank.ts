@@ -220,13 +220,24 @@ export async function createBusinessCustomer(
 export async function newClientApp(
   bank: { built: BuiltApp; issuer: string },
   developer: Record<string, string>,
-  options: { name: string; scopes: readonly string[]; redirectUri: string; tokenScopes?: readonly string[] },
+  options: {
+    name: string;
+    scopes: readonly string[];
+    redirectUri: string;
+    tokenScopes?: readonly string[];
+    /** Public keys the app registers (request signatures of the UK Open Banking facade, for one). */
+    jwks?: { keys: Record<string, unknown>[] };
+    /** Or where it publishes them. */
+    jwksUri?: string;
+  },
 ): Promise<{ id: string; config: client.Configuration; appToken: string }> {
   const { id, clientSecret } = await registerApp(bank.built.app, developer, {
     name: options.name,
     redirectUris: [options.redirectUri],
     scopes: options.scopes,
     tokenEndpointAuthMethod: 'client_secret_basic',
+    ...(options.jwks && { jwks: options.jwks }),
+    ...(options.jwksUri && { jwksUri: options.jwksUri }),
   });
   const config = await client.discovery(
     new URL(bank.issuer),

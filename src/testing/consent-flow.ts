@@ -51,3 +51,40 @@ export async function authoriseConsent(
   const tokens = await client.authorizationCodeGrant(flow.config, callback, { pkceCodeVerifier: verifier });
   return { page, accessToken: tokens.access_token };
 }
+
+/**
+ * The customer follows a consent's own link to the bank (a Berlin Group `scaRedirect`), completed with what
+ * only the app adds, its PKCE challenge; signs in, and approves (ticking `accounts`) or declines. The access
+ * token the app redeemed the code for, or undefined when the customer declined.
+ */
+export async function followConsentLink(flow: {
+  readonly issuer: string;
+  readonly config: client.Configuration;
+  readonly link: string;
+  readonly username: string;
+  readonly password: string;
+  readonly accounts: readonly string[];
+  readonly decision?: 'approve' | 'decline';
+}): Promise<string | undefined> {
+  const verifier = client.randomPKCECodeVerifier();
+  const url = new URL(flow.link);
+  url.searchParams.set('code_challenge', await client.calculatePKCECodeChallenge(verifier));
+  url.searchParams.set('code_challenge_method', 'S256');
+  const browser = new TestBrowser(flow.issuer);
+  const interaction = location(await browser.get(url));
+  const signedIn = await browser.postForm(`${interaction}/login`, {
+    username: flow.username,
+    password: flow.password,
+    code: '123456',
+  });
+  const consentUrl = location(await browser.get(location(signedIn)));
+  await browser.get(consentUrl);
+  const decided = await browser.postForm(`${consentUrl}/confirm`, {
+    decision: flow.decision ?? 'approve',
+    account: flow.accounts.join(','),
+  });
+  const callback = new URL(location(await browser.get(location(decided))));
+  if (callback.searchParams.has('error')) return undefined;
+  const tokens = await client.authorizationCodeGrant(flow.config, callback, { pkceCodeVerifier: verifier });
+  return tokens.access_token;
+}

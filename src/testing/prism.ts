@@ -10,6 +10,8 @@
 // never reaches the bank. Every one of them is a Prism-made `type` or an `sl-violations` header.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { CompactSign } from 'jose';
 import type { Db } from '../db/db.ts';
@@ -18,7 +20,8 @@ import { createCustomer, signUpDeveloper, startBank } from './bank.ts';
 import { freePort } from './http.ts';
 
 const PRISM_BIN = fileURLToPath(new URL('../../node_modules/.bin/prism', import.meta.url));
-const STARTUP_TIMEOUT_MS = 30_000;
+// Prism starts in a few seconds; a machine busy with other tests can take many times that.
+const STARTUP_TIMEOUT_MS = 60_000;
 const PRISM_ERROR_TYPE = 'https://stoplight.io/prism/errors#';
 
 /** One call as the third party saw it: what the conformance table is built from. */
@@ -92,6 +95,12 @@ export async function startPrism(options: {
   child.stderr?.on('data', keep);
   const url = `http://127.0.0.1:${port}`;
   await waitUntilListening(child, url, () => output);
+  // A proxy shared by a test file's suites lives as long as the process: it never keeps it running, and
+  // ends with it.
+  child.unref();
+  (child.stdout as Socket | null)?.unref();
+  (child.stderr as Socket | null)?.unref();
+  process.once('exit', () => child.kill());
 
   const exchanges: Exchange[] = [];
   return {
@@ -148,6 +157,75 @@ function stop(child: ChildProcess): Promise<void> {
 type Customer = Awaited<ReturnType<typeof createCustomer>>;
 type AccountRequest = { product: 'current' | 'savings'; currency: string };
 
+/** The two proxies of a spec, and where they send calls now. */
+interface SharedProxies {
+  readonly prism: PrismProxy;
+  readonly lax: PrismProxy;
+  /** The bank (its origin) the proxies' calls go to from now on; undefined: none (502). */
+  route(origin: string | undefined): void;
+}
+
+const sharedBySpec = new Map<string, Promise<SharedProxies>>();
+
+/**
+ * Prism takes seconds of CPU to start (it reads the whole spec), so the database suites of a test file share
+ * one strict and one lax proxy per spec and prefix, started once and stopped when the process exits. They
+ * call a switch on this process's loopback, which forwards each call to the bank of the suite running now
+ * (a file's suites run one after the other).
+ */
+function sharedProxies(spec: string, prefix: string): Promise<SharedProxies> {
+  const key = `${spec} ${prefix}`;
+  let proxies = sharedBySpec.get(key);
+  if (!proxies) {
+    proxies = startSharedProxies(spec, prefix);
+    sharedBySpec.set(key, proxies);
+    proxies.catch(() => sharedBySpec.delete(key));
+  }
+  return proxies;
+}
+
+async function startSharedProxies(spec: string, prefix: string): Promise<SharedProxies> {
+  let target: string | undefined;
+  const server = createServer((request, response) => {
+    if (!target) {
+      response.writeHead(502).end();
+      return;
+    }
+    const destination = new URL(request.url ?? '/', target);
+    const forwarded = httpRequest(
+      destination,
+      { method: request.method, headers: { ...request.headers, host: destination.host } },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    forwarded.on('error', () => response.destroy());
+    request.pipe(forwarded);
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  server.unref();
+  const { port } = server.address() as AddressInfo;
+  const upstream = `http://127.0.0.1:${port}${prefix}`;
+  const started = await Promise.allSettled([
+    startPrism({ spec, upstream }),
+    startPrism({ spec, upstream, validateRequest: false }),
+  ]);
+  const [prism, lax] = started.map((result) => (result.status === 'fulfilled' ? result.value : undefined));
+  if (!prism || !lax) {
+    await Promise.all([prism?.close(), lax?.close()]);
+    server.close();
+    throw started.find((result) => result.status === 'rejected')?.reason;
+  }
+  return {
+    prism,
+    lax,
+    route(origin) {
+      target = origin;
+    },
+  };
+}
+
 /** A bank with two customers behind two Prism proxies of one spec: what every facade test starts from. */
 export interface BankBehindPrism {
   readonly built: BuiltApp;
@@ -160,7 +238,7 @@ export interface BankBehindPrism {
   readonly developer: Record<string, string>;
   readonly alice: Customer;
   readonly bob: Customer;
-  /** Stops the proxies and the bank; every exchange the proxies saw, for the conformance table. */
+  /** Stops the bank; every exchange the proxies saw of it, for the conformance table. */
   close(): Promise<Exchange[]>;
 }
 
@@ -177,11 +255,18 @@ export async function bankBehindPrism(
   },
 ): Promise<BankBehindPrism> {
   const { built, issuer } = await startBank(db, { adminToken: options.adminToken });
-  const upstream = `${issuer}${options.prefix}`;
-  const [prism, lax] = await Promise.all([
-    startPrism({ spec: options.spec, upstream }),
-    startPrism({ spec: options.spec, upstream, validateRequest: false }),
-  ]);
+  let proxies: SharedProxies;
+  try {
+    proxies = await sharedProxies(options.spec, options.prefix);
+  } catch (error) {
+    // Nothing left running to keep the test process alive: a file whose setup failed must still end.
+    await built.app.close();
+    throw error;
+  }
+  const { prism, lax } = proxies;
+  proxies.route(issuer);
+  // The proxies outlive this bank: its exchanges are the ones from now on.
+  const seen = [prism.exchanges.length, lax.exchanges.length] as const;
   const developer = await signUpDeveloper(built.app, 'facade-developer@example.com', options.password);
   const alice = await createCustomer(built, {
     username: 'alice',
@@ -204,8 +289,8 @@ export async function bankBehindPrism(
     alice,
     bob,
     async close() {
-      const exchanges = [...prism.exchanges, ...lax.exchanges];
-      await Promise.all([prism.close(), lax.close()]);
+      const exchanges = [...prism.exchanges.slice(seen[0]), ...lax.exchanges.slice(seen[1])];
+      proxies.route(undefined);
       await built.app.close();
       return exchanges;
     },
@@ -244,15 +329,35 @@ export async function callAsThirdParty(
   });
 }
 
-/** A detached JWS of `body` (RFC 7515 appendix F), signed PS256 as a third party signs its requests. */
+/**
+ * A detached JWS of `body` (RFC 7515 appendix F), signed PS256 as a third party signs its requests; `header`
+ * adds to (or replaces) the protected header's parameters, e.g. `obSignatureClaims(…)`.
+ */
 export async function detachedJws(
   key: Parameters<CompactSign['sign']>[0],
   kid: string,
   body: string,
+  header: Record<string, unknown> = {},
 ): Promise<string> {
+  const protectedHeader: Record<string, unknown> & { alg: string } = { alg: 'PS256', kid, ...header };
+  const crit = Array.isArray(protectedHeader.crit) ? (protectedHeader.crit as string[]) : [];
   const jws = await new CompactSign(new TextEncoder().encode(body))
-    .setProtectedHeader({ alg: 'PS256', kid })
-    .sign(key);
-  const [header, , signature] = jws.split('.');
-  return `${header}..${signature}`;
+    .setProtectedHeader(protectedHeader)
+    .sign(key, { crit: Object.fromEntries(crit.map((name) => [name, true])) });
+  const [encoded, , signature] = jws.split('.');
+  return `${encoded}..${signature}`;
+}
+
+/**
+ * The claims the UK Open Banking profile makes critical in a request signature (Read/Write API profile,
+ * "Message Signing"): issued now, by the app (its client id), under the trust anchor (the bank's default).
+ */
+export function obSignatureClaims(clientId: string, overrides: Record<string, unknown> = {}) {
+  return {
+    'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
+    'http://openbanking.org.uk/iss': clientId,
+    'http://openbanking.org.uk/tan': 'openbanking.org.uk',
+    crit: ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'],
+    ...overrides,
+  };
 }

@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import * as client from 'openid-client';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
-import { location, TestBrowser } from '../../testing/browser.ts';
+import { authoriseConsent, followConsentLink } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
@@ -106,8 +105,8 @@ for (const database of testDatabases()) {
       });
     });
     after(async () => {
-      observed.push(...(await bank.close()));
-      await db.close();
+      if (bank) observed.push(...(await bank.close()));
+      await db?.close();
     });
 
     const newApp = async () =>
@@ -152,41 +151,21 @@ for (const database of testDatabases()) {
       accounts: readonly string[],
       scaRedirect?: string,
     ) => {
-      const verifier = client.randomPKCECodeVerifier();
-      const challenge = await client.calculatePKCECodeChallenge(verifier);
-      let url: URL;
-      if (scaRedirect) {
-        // The consent's own link, completed with what only the TPP can add: its PKCE challenge.
-        url = new URL(scaRedirect);
-        url.searchParams.set('code_challenge', challenge);
-        url.searchParams.set('code_challenge_method', 'S256');
-      } else {
-        url = await client.buildAuthorizationUrlWithPAR(app.config, {
-          redirect_uri: REDIRECT,
-          scope: 'openid accounts',
-          code_challenge: challenge,
-          code_challenge_method: 'S256',
-          authorization_details: JSON.stringify([{ type: 'account_information', consentId }]),
-        });
-      }
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
-        username: 'alice',
-        password: PASSWORD,
-        code: '123456',
-      });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, {
-        decision: 'approve',
-        account: accounts.join(','),
-      });
-      const callback = new URL(location(await browser.get(location(decided))));
-      const tokens = await client.authorizationCodeGrant(app.config, callback, {
-        pkceCodeVerifier: verifier,
-      });
-      return tokens.access_token;
+      const flow = { issuer, config: app.config, username: 'alice', password: PASSWORD, accounts };
+      // The consent's own link, completed with what only the TPP can add; or the app's pushed request.
+      const token = scaRedirect
+        ? await followConsentLink({ ...flow, link: scaRedirect })
+        : (
+            await authoriseConsent({
+              ...flow,
+              redirectUri: REDIRECT,
+              scope: 'openid accounts',
+              type: 'account_information',
+              consentId,
+            })
+          ).accessToken;
+      assert.ok(token);
+      return token;
     };
     const codes = async (response: Response, status: number) =>
       (await json<TppMessages>(response, status)).tppMessages.map((message) => message.code);
@@ -213,6 +192,11 @@ for (const database of testDatabases()) {
       assert.deepEqual(JSON.parse(redirect.searchParams.get('authorization_details') ?? ''), [
         { type: 'account_information', consentId: body.consentId },
       ]);
+      // The authorisation started with it (src/standards/berlin-group/authorisations.test.ts goes on).
+      assert.match(
+        body._links.scaStatus?.href ?? '',
+        new RegExp(`/berlin-group/v1/consents/${body.consentId}/authorisations/[0-9a-f-]{36}$`),
+      );
       // The same consent in the bank's own API: one consent, two faces.
       assert.deepEqual((await built.consents?.find(body.consentId))?.details.permissions, [
         'details',
@@ -287,10 +271,12 @@ for (const database of testDatabases()) {
       const transactions = await json<{
         transactions: {
           booked: {
+            transactionId: string;
             transactionAmount: { amount: string };
             creditorName?: string;
             debtorName?: string;
             remittanceInformationUnstructured?: string;
+            _links: { transactionDetails: { href: string } };
           }[];
           pending?: unknown[];
         };
@@ -310,6 +296,45 @@ for (const database of testDatabases()) {
         ],
       );
       assert.deepEqual(transactions.transactions.pending, []);
+
+      // Each booked transaction links its details, which read the same.
+      const [coffee] = transactions.transactions.booked;
+      assert.ok(coffee);
+      const detailsPath = new URL(coffee._links.transactionDetails.href).pathname.replace(BG_PREFIX, '');
+      assert.equal(detailsPath, `/v1/accounts/${current}/transactions/${coffee.transactionId}`);
+      const { _links, ...entry } = coffee;
+      assert.deepEqual(
+        await json(await read(token, consent.consentId, detailsPath), 200),
+        { transactionsDetails: entry },
+        'the details are the list entry',
+      );
+      const [transferId, seq] = coffee.transactionId.split(':');
+      for (const unknown of [
+        `${transferId}:${Number(seq) + 100}`,
+        `${randomUUID()}:${seq}`,
+        'not-a-transaction',
+      ]) {
+        assert.deepEqual(
+          await codes(
+            await read(token, consent.consentId, `/v1/accounts/${current}/transactions/${unknown}`),
+            404,
+          ),
+          ['RESOURCE_UNKNOWN'],
+          unknown,
+        );
+      }
+      // The same entry is not reached through an account outside the consent.
+      assert.deepEqual(
+        await codes(
+          await read(
+            token,
+            consent.consentId,
+            `/v1/accounts/${savings}/transactions/${coffee.transactionId}`,
+          ),
+          404,
+        ),
+        ['RESOURCE_UNKNOWN'],
+      );
       const none = await json<{ transactions: { booked: unknown[] } }>(
         await read(
           token,
@@ -374,6 +399,25 @@ for (const database of testDatabases()) {
       assert.deepEqual(
         await codes(
           await read(token, consent.consentId, `/v1/accounts/${current}/transactions?bookingStatus=booked`),
+          401,
+        ),
+        ['CONSENT_INVALID'],
+      );
+      const [entry] =
+        (await built.accounts?.transactions(
+          (await built.accounts?.find(current)) ?? assert.fail('no account'),
+          {},
+          undefined,
+          1,
+        )) ?? [];
+      assert.ok(entry);
+      assert.deepEqual(
+        await codes(
+          await read(
+            token,
+            consent.consentId,
+            `/v1/accounts/${current}/transactions/${entry.transferId}:${entry.seq}`,
+          ),
           401,
         ),
         ['CONSENT_INVALID'],

@@ -14,9 +14,11 @@ import type { Accounts, Transaction } from '../../accounts/service.ts';
 import type { BankAccount } from '../../accounts/store.ts';
 import { CONSENT_VALIDITY_MAX_MS, type Consents } from '../../consents/service.ts';
 import type { Consent } from '../../consents/store.ts';
+import type { Db } from '../../db/db.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, formatAmount } from '../../money.ts';
+import { explicitStartPreferred, registerAuthorisationRoutes, startAuthorisation } from './authorisations.ts';
 import { BG_CODES, BgError, useBgConventions } from './errors.ts';
 
 export const BG_PREFIX = '/berlin-group';
@@ -70,10 +72,10 @@ const BG_STATUS: Readonly<Record<Consent['status'], string>> = {
 
 export function registerBerlinGroupAisRoutes(
   app: App,
-  deps: { consents: Consents; accounts: Accounts; publicUrl: string },
+  deps: { db: Db; consents: Consents; accounts: Accounts; publicUrl: string },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { consents, accounts, publicUrl } = deps;
+  const { db, consents, accounts, publicUrl } = deps;
   const href = (path: string) => ({ href: `${publicUrl}${V1}${path}` });
 
   scoped(app, (scope) => {
@@ -157,14 +159,21 @@ export function registerBerlinGroupAisRoutes(
           ...(kinds.includes('balances') ? ['balances'] : []),
           ...(kinds.includes('transactions') ? ['transactions'] : []),
         ];
-        const outcome = expiresAt
-          ? await consents.create(clientId, {
-              type: 'account_information',
-              details: { permissions: ours, ...terms },
-              expiresAt,
+        const explicit = explicitStartPreferred(request);
+        // The consent and its implicitly started authorisation commit together.
+        const created = expiresAt
+          ? await db.transaction(async (tx) => {
+              const outcome = await consents.create(
+                clientId,
+                { type: 'account_information', details: { permissions: ours, ...terms }, expiresAt },
+                tx,
+              );
+              if (!outcome.ok) return undefined;
+              const authorisationId = explicit ? undefined : await startAuthorisation(tx, outcome.consent.id);
+              return { consent: outcome.consent, authorisationId };
             })
           : undefined;
-        if (!outcome?.ok) {
+        if (!created) {
           throw BgError.of(
             400,
             BG_CODES.formatError,
@@ -172,7 +181,8 @@ export function registerBerlinGroupAisRoutes(
             'validUntil',
           );
         }
-        const consent = outcome.consent;
+        const { consent, authorisationId } = created;
+        const self = `/consents/${consent.id}`;
         // No Location header: the spec's is optional and typed `format: url`, whose validator refuses hosts
         // without a public domain (127.0.0.1, localhost); _links.self carries the same address.
         reply.header('aspsp-sca-approach', 'REDIRECT');
@@ -180,15 +190,20 @@ export function registerBerlinGroupAisRoutes(
           consentStatus: BG_STATUS[consent.status],
           consentId: consent.id,
           _links: {
-            // The consent page is reached through the bank's OAuth flow: the TPP adds its PKCE challenge and
-            // state (and pushes the request first where PAR is required), with this consent in
-            // authorization_details; the metadata names every endpoint.
-            scaRedirect: {
-              href: authorizeUrl(publicUrl, clientId, consent.id, request.headers['tpp-redirect-uri']),
-            },
-            scaOAuth: { href: `${publicUrl}/.well-known/openid-configuration` },
-            self: href(`/consents/${consent.id}`),
-            status: href(`/consents/${consent.id}/status`),
+            ...(authorisationId
+              ? {
+                  // The consent page is reached through the bank's OAuth flow: the TPP adds its PKCE challenge
+                  // and state (and pushes the request first where PAR is required), with this consent in
+                  // authorization_details; the metadata names every endpoint.
+                  scaRedirect: {
+                    href: authorizeUrl(publicUrl, clientId, consent.id, request.headers['tpp-redirect-uri']),
+                  },
+                  scaOAuth: { href: `${publicUrl}/.well-known/openid-configuration` },
+                  scaStatus: href(`${self}/authorisations/${authorisationId}`),
+                }
+              : { startAuthorisation: href(`${self}/authorisations`) }),
+            self: href(self),
+            status: href(`${self}/status`),
           },
         });
       },
@@ -231,6 +246,20 @@ export function registerBerlinGroupAisRoutes(
           await consents.revoke(consent);
         }
         return reply.code(204).send();
+      },
+    );
+
+    registerAuthorisationRoutes(
+      scope,
+      { db, publicUrl },
+      {
+        route: `${V1}/consents/:consentId`,
+        params: ['consentId'],
+        consentOf: (request) => consentOf(request, (request.params as { consentId: string }).consentId),
+        hrefOf: (consent) => href(`/consents/${consent.id}`).href,
+        scaRedirectOf: (request, consent) =>
+          authorizeUrl(publicUrl, consent.clientId, consent.id, request.headers['tpp-redirect-uri']),
+        onRequest: gateway('consents'),
       },
     );
 
@@ -421,7 +450,10 @@ export function registerBerlinGroupAisRoutes(
         return {
           account: { iban: account.iban, currency: account.currency },
           transactions: {
-            booked: shown.map((transaction) => transactionJson(account, transaction, exponent)),
+            booked: shown.map((transaction) => ({
+              ...transactionJson(account, transaction, exponent),
+              _links: { transactionDetails: href(`${base}/${transactionIdOf(transaction)}`) },
+            })),
             ...(query.bookingStatus !== 'booked' && { pending: [] }),
             _links: {
               account: href(`/accounts/${account.id}`),
@@ -430,6 +462,38 @@ export function registerBerlinGroupAisRoutes(
           },
           ...(query.withBalance === 'true' &&
             grant.access.has('balances') && { balances: await balanceList(account) }),
+        };
+      },
+    );
+
+    scope.get(
+      `${V1}/accounts/:accountId/transactions/:transactionId`,
+      {
+        schema: {
+          ...Hidden,
+          params: Type.Object({ accountId: Type.String(), transactionId: Type.String() }),
+        },
+        onRequest: gateway('accounts'),
+      },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'transactions');
+        const account = await accountOf(grant, request.params.accountId);
+        // The id is the list's: the transfer and the account's entry sequence number, read back by the
+        // sequence number and checked against the transfer.
+        const id = TRANSACTION_ID.exec(request.params.transactionId);
+        const seq = id?.[2] === undefined ? undefined : BigInt(id[2]);
+        const [found] = seq === undefined ? [] : await accounts.transactions(account, {}, seq + 1n, 1);
+        if (!found || found.seq !== seq || found.transferId !== id?.[1]) {
+          throw BgError.of(
+            404,
+            BG_CODES.resourceUnknown,
+            'no transaction with this transactionId on the account',
+            'transactionId',
+          );
+        }
+        return {
+          transactionsDetails: transactionJson(account, found, currencyExponent(account.currency) ?? 2),
         };
       },
     );
@@ -458,13 +522,16 @@ const ACCOUNT_STATUS: Readonly<Record<BankAccount['status'], string>> = {
 const signed = (minor: bigint, exponent: number) =>
   minor < 0n ? `-${formatAmount(-minor, exponent)}` : formatAmount(minor, exponent);
 
+const TRANSACTION_ID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):([0-9]{1,18})$/;
+const transactionIdOf = (transaction: Transaction) => `${transaction.transferId}:${transaction.seq}`;
+
 function transactionJson(account: BankAccount, transaction: Transaction, exponent: number) {
   const credit = transaction.direction === 'credit';
   const magnitude = transaction.amount < 0n ? -transaction.amount : transaction.amount;
   const counterparty = transaction.counterparty;
   const day = transaction.bookedAt.toISOString().slice(0, 10);
   return {
-    transactionId: `${transaction.transferId}:${transaction.seq}`,
+    transactionId: transactionIdOf(transaction),
     bookingDate: day,
     valueDate: day,
     transactionAmount: {

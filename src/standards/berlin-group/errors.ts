@@ -27,11 +27,13 @@ export const BG_CODES = {
   productUnknown: 'PRODUCT_UNKNOWN',
   productInvalid: 'PRODUCT_INVALID',
   cancellationInvalid: 'CANCELLATION_INVALID',
+  // Authorisation sub-resources: a start the resource's state does not allow (409).
+  statusInvalid: 'STATUS_INVALID',
   internalServerError: 'INTERNAL_SERVER_ERROR',
 } as const;
 export type BgCode = (typeof BG_CODES)[keyof typeof BG_CODES];
 
-export type BgStatus = 400 | 401 | 403 | 404 | 405 | 415 | 429 | 500 | 503;
+export type BgStatus = 400 | 401 | 403 | 404 | 405 | 409 | 415 | 429 | 500 | 503;
 
 export interface TppMessage {
   readonly category: 'ERROR';
@@ -40,26 +42,37 @@ export interface TppMessage {
   readonly path?: string;
 }
 
+/** Hyperlinks an error may carry (`_links` of the Error*_NG_* bodies): where the TPP can go on from here. */
+export type BgLinks = Readonly<Record<string, { readonly href: string }>>;
+
 /** An error answered as `{ tppMessages: [...] }`; 415 has no body in the specification. */
 export class BgError extends Error {
   readonly status: BgStatus;
   readonly messages: readonly TppMessage[];
   readonly headers: Readonly<Record<string, string>>;
+  readonly links: BgLinks | undefined;
 
   constructor(
     status: BgStatus,
     messages: readonly TppMessage[],
     headers: Readonly<Record<string, string>> = {},
+    links?: BgLinks,
   ) {
     super(messages.map((message) => message.text).join('; '));
     this.name = 'BgError';
     this.status = status;
     this.messages = messages;
     this.headers = headers;
+    this.links = links;
   }
 
-  static of(status: BgStatus, code: BgCode, text: string, path?: string): BgError {
-    return new BgError(status, [{ category: 'ERROR', code, text: clip(text), ...(path && { path }) }]);
+  static of(status: BgStatus, code: BgCode, text: string, path?: string, links?: BgLinks): BgError {
+    return new BgError(
+      status,
+      [{ category: 'ERROR', code, text: clip(text), ...(path && { path }) }],
+      {},
+      links,
+    );
   }
 }
 
@@ -106,6 +119,7 @@ function sendBgError(reply: FastifyReply, error: BgError): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(
     JSON.stringify({
       tppMessages: error.messages.map((message) => ({ ...message, text: clip(message.text) })),
+      ...(error.links && { _links: error.links }),
     }),
   );
 }

@@ -5,11 +5,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import * as client from 'openid-client';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
-import { location, TestBrowser } from '../../testing/browser.ts';
+import { followConsentLink } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
@@ -92,8 +91,8 @@ for (const database of testDatabases()) {
       assert.ok(funded?.ok);
     });
     after(async () => {
-      observed.push(...(await bank.close()));
-      await db.close();
+      if (bank) observed.push(...(await bank.close()));
+      await db?.close();
     });
 
     const newApp = async () =>
@@ -140,22 +139,16 @@ for (const database of testDatabases()) {
         .transactionStatus;
     /** Alice signs in at the bank and approves at the consent page, paying from `account`. */
     const authorise = async (app: TestApp, url: URL, account: string) => {
-      const verifier = client.randomPKCECodeVerifier();
-      url.searchParams.set('code_challenge', await client.calculatePKCECodeChallenge(verifier));
-      url.searchParams.set('code_challenge_method', 'S256');
-      const browser = new TestBrowser(issuer);
-      const interaction = location(await browser.get(url));
-      const signedIn = await browser.postForm(`${interaction}/login`, {
+      const token = await followConsentLink({
+        issuer,
+        config: app.config,
+        link: url.href,
         username: 'alice',
         password: PASSWORD,
-        code: '123456',
+        accounts: [account],
       });
-      const consentUrl = location(await browser.get(location(signedIn)));
-      await browser.get(consentUrl);
-      const decided = await browser.postForm(`${consentUrl}/confirm`, { decision: 'approve', account });
-      const callback = new URL(location(await browser.get(location(decided))));
-      return (await client.authorizationCodeGrant(app.config, callback, { pkceCodeVerifier: verifier }))
-        .access_token;
+      assert.ok(token);
+      return token;
     };
     const balance = async (accountId: string | undefined) => {
       const account = await built.accounts?.find(accountId ?? '');
@@ -207,6 +200,13 @@ for (const database of testDatabases()) {
         remittanceInformationUnstructured: 'Miete Mai',
         transactionStatus: 'ACSP',
       });
+      // Executed, not yet settled: too late to cancel, and nothing changes.
+      assert.deepEqual(
+        await codes(await call(app.appToken, `${SCT}/${created.paymentId}`, { method: 'DELETE' }), 405),
+        ['CANCELLATION_INVALID'],
+      );
+      assert.equal(await status(app, SCT, created.paymentId), 'ACSP');
+      assert.equal(await balance(alice.accountIds[0]), (before ?? 0n) - 12000n);
       const cycle = await built.payments?.settleCycle();
       assert.deepEqual(cycle, { settled: 1, deferred: 0, deferredFor: {} });
       assert.equal(await status(app, SCT, created.paymentId), 'ACSC');
@@ -262,6 +262,13 @@ for (const database of testDatabases()) {
       const authorised = await initiate(app, SCT, payment(ELSEWHERE, '7.00'));
       const current = await balance(alice.accountIds[0]);
       await authorise(app, new URL(authorised._links.scaRedirect?.href ?? ''), alice.accountIds[0] ?? '');
+      assert.equal(
+        (await call(app.appToken, `${SCT}/${authorised.paymentId}`, { method: 'DELETE' })).status,
+        204,
+      );
+      assert.equal(await status(app, SCT, authorised.paymentId), 'CANC');
+      assert.equal(await balance(alice.accountIds[0]), current);
+      // Cancelled stays cancelled: a second DELETE changes nothing, and no later call executes it.
       assert.equal(
         (await call(app.appToken, `${SCT}/${authorised.paymentId}`, { method: 'DELETE' })).status,
         204,

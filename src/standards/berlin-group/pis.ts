@@ -8,7 +8,10 @@
 // status or cancel), under an idempotency key derived from the paymentId, so however many calls race, the
 // money moves once, and every later call replays the same payment to read its status. The bank has no hook
 // of its own at the moment of authorisation, and the redirect approach has the third party poll right after
-// the customer comes back, so this is when it would execute anyway. Until then the payment can be cancelled.
+// the customer comes back, so this is when it would execute anyway. Until then the payment can be cancelled,
+// at once and without the customer's authorisation (no cancellation-authorisations): nothing has moved, and
+// what is withdrawn is only the customer's own approval. The authorisation sub-resources are
+// authorisations.ts's.
 import type { FastifyRequest } from 'fastify';
 import { isValidIBAN } from 'ibantools';
 import { type Static, Type } from 'typebox';
@@ -16,11 +19,13 @@ import { normaliseIban } from '../../accounts/iban.ts';
 import type { Accounts } from '../../accounts/service.ts';
 import type { Consents } from '../../consents/service.ts';
 import type { Consent } from '../../consents/store.ts';
+import type { Db } from '../../db/db.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, parseAmount } from '../../money.ts';
 import type { Payment, Payments } from '../../payments/service.ts';
 import { BG_PREFIX } from './ais.ts';
+import { explicitStartPreferred, registerAuthorisationRoutes, startAuthorisation } from './authorisations.ts';
 import { BG_CODES, BgError, useBgConventions } from './errors.ts';
 
 const V1 = `${BG_PREFIX}/v1`;
@@ -75,10 +80,10 @@ const EXECUTED_STATUS: Readonly<Record<Payment['status'], string>> = {
 
 export function registerBerlinGroupPisRoutes(
   app: App,
-  deps: { consents: Consents; payments: Payments; accounts: Accounts; publicUrl: string },
+  deps: { db: Db; consents: Consents; payments: Payments; accounts: Accounts; publicUrl: string },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { consents, payments, accounts, publicUrl } = deps;
+  const { db, consents, payments, accounts, publicUrl } = deps;
   const href = (path: string) => ({ href: `${publicUrl}${V1}${path}` });
 
   scoped(app, (scope) => {
@@ -169,24 +174,42 @@ export function registerBerlinGroupPisRoutes(
         }
         const product = productOf(request.params.product);
         const terms = await termsOf(request.body, product, accounts);
-        const outcome = await consents.create(clientId, {
-          type: 'payment_initiation',
-          details: { ...terms },
-          expiresAt: new Date(Date.now() + PAYMENT_AUTHORISATION_WINDOW_MS),
+        const explicit = explicitStartPreferred(request);
+        // The payment's consent and its implicitly started authorisation commit together.
+        const { id, authorisationId } = await db.transaction(async (tx) => {
+          const outcome = await consents.create(
+            clientId,
+            {
+              type: 'payment_initiation',
+              details: { ...terms },
+              expiresAt: new Date(Date.now() + PAYMENT_AUTHORISATION_WINDOW_MS),
+            },
+            tx,
+          );
+          if (!outcome.ok) throw new Error(`payment consent not created: ${outcome.code}`);
+          const consentId = outcome.consent.id;
+          return {
+            id: consentId,
+            authorisationId: explicit ? undefined : await startAuthorisation(tx, consentId),
+          };
         });
-        if (!outcome.ok) throw new Error(`payment consent not created: ${outcome.code}`);
-        const id = outcome.consent.id;
+        const self = `/payments/${product}/${id}`;
         reply.header('aspsp-sca-approach', 'REDIRECT');
         return reply.code(201).send({
           transactionStatus: 'RCVD',
           paymentId: id,
           _links: {
-            scaRedirect: {
-              href: authorizeUrl(publicUrl, clientId, id, request.headers['tpp-redirect-uri']),
-            },
-            scaOAuth: { href: `${publicUrl}/.well-known/openid-configuration` },
-            self: href(`/payments/${product}/${id}`),
-            status: href(`/payments/${product}/${id}/status`),
+            ...(authorisationId
+              ? {
+                  scaRedirect: {
+                    href: authorizeUrl(publicUrl, clientId, id, request.headers['tpp-redirect-uri']),
+                  },
+                  scaOAuth: { href: `${publicUrl}/.well-known/openid-configuration` },
+                  scaStatus: href(`${self}/authorisations/${authorisationId}`),
+                }
+              : { startAuthorisation: href(`${self}/authorisations`) }),
+            self: href(self),
+            status: href(`${self}/status`),
           },
         });
       },
@@ -235,6 +258,23 @@ export function registerBerlinGroupPisRoutes(
           BG_CODES.cancellationInvalid,
           'the payment has executed or ended and can no longer be cancelled',
         );
+      },
+    );
+
+    registerAuthorisationRoutes(
+      scope,
+      { db, publicUrl },
+      {
+        route: `${V1}/payments/:product/:paymentId`,
+        params: ['product', 'paymentId'],
+        consentOf: (request) => {
+          const params = request.params as { product: string; paymentId: string };
+          return paymentConsentOf(request, params.product, params.paymentId);
+        },
+        hrefOf: (consent) => href(`/payments/${String(consent.details.bgProduct)}/${consent.id}`).href,
+        scaRedirectOf: (request, consent) =>
+          authorizeUrl(publicUrl, consent.clientId, consent.id, request.headers['tpp-redirect-uri']),
+        onRequest: gateway('payments', 'payments'),
       },
     );
 

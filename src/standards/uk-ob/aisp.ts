@@ -2,10 +2,14 @@
 // own consents and accounts: an account-access consent is an `account_information` consent (the same id,
 // authorised at the same consent page through the same OAuth flow, revoked the same way), and the accounts
 // are src/accounts/'s, in the specification's shapes: their standing orders and scheduled payments are
-// src/payments/orders.ts's, their party the customer (src/customers/). The contract is the official file
-// (specs/uk-open-banking-v4.0/account-info-openapi.yaml), so these routes stay out of /openapi.json.
+// src/payments/orders.ts's, their party the customer (src/customers/), their statements the calendar months
+// src/accounts/ computes from the ledger, their direct debits the customer's mandates (src/mandates/), their
+// beneficiaries the payees the customer paid (src/payments/). The bank makes no offers: that list is empty.
+// The contract is the official file (specs/uk-open-banking-v4.0/account-info-openapi.yaml), so these routes
+// stay out of /openapi.json.
 import type { FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
+import { type Static, Type } from 'typebox';
 import type { Accounts, Transaction } from '../../accounts/service.ts';
 import type { BankAccount } from '../../accounts/store.ts';
 import { CONSENT_VALIDITY_MAX_MS, type Consents } from '../../consents/service.ts';
@@ -13,9 +17,20 @@ import type { Consent } from '../../consents/store.ts';
 import type { Customers } from '../../customers/service.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
+import { CHARGES_PAGE_MAX, type Charge, MANDATES_PAGE_MAX, type Mandates } from '../../mandates/service.ts';
 import { currencyExponent, formatAmount } from '../../money.ts';
 import { ORDERS_PAGE_MAX, type PaymentOrder, type PaymentOrders } from '../../payments/orders.ts';
+import { PAYEES_PAGE_MAX, type Payee, type Payments } from '../../payments/service.ts';
 import { consentMadeHere, managingApp, UUID } from './access.ts';
+import {
+  beneficiaryJson,
+  directDebitJson,
+  hasStatement,
+  isDirectDebit,
+  periodOf,
+  statementJson,
+  statementMonths,
+} from './aisp-resources.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { mapPermissions, OB_PERMISSIONS, type ObPermission } from './permissions.ts';
 
@@ -25,6 +40,12 @@ const TRANSACTIONS_PAGE = 200;
 // The orders read for one answer: a customer's standing orders and scheduled payments are a few dozen;
 // past this many the answer would be cut short, so it is refused rather than silently incomplete.
 const ORDERS_READ_MAX = 10 * ORDERS_PAGE_MAX;
+// The same bound for mandates, their charges read to find the last one paid, and payees.
+const MANDATES_READ_MAX = 10 * MANDATES_PAGE_MAX;
+const CHARGES_READ_MAX = 5 * CHARGES_PAGE_MAX;
+const PAYEES_READ_MAX = 5 * PAYEES_PAGE_MAX;
+// Statements a page: a year of months. Each Detail statement totals its month from the ledger.
+const STATEMENTS_PAGE = 12;
 
 const DateTimeText = Type.String({ format: 'date-time' });
 const NewConsent = Type.Object({
@@ -62,11 +83,13 @@ export function registerUkObAispRoutes(
     accounts: Accounts;
     orders: PaymentOrders;
     customers: Customers;
+    mandates: Mandates;
+    payments: Payments;
     publicUrl: string;
   },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { consents, accounts, orders, customers, publicUrl } = deps;
+  const { consents, accounts, orders, customers, mandates, payments, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${AISP_PREFIX}${path}`;
 
   scoped(app, (scope) => {
@@ -242,11 +265,28 @@ export function registerUkObAispRoutes(
             .map((order) => scheduledPaymentJson(order, detail));
     };
     const partyJson = async (grant: Grant) => {
-      // Decrypted for this response only; nothing but the name leaves, and nothing is logged.
-      const name = (await customers.holderName(grant.customerId))?.slice(0, 350);
+      // Decrypted for this response only: the name and how to reach the customer (the party's fields in
+      // OBParty2), never the date of birth, nationality or national id; nothing is logged.
+      const customer = await customers.find(grant.customerId);
+      if (!customer) throw new Error(`customer ${grant.customerId} of a live consent is gone`);
+      const name = customer.legalName.slice(0, 350);
+      const phone = parsePhoneNumberFromString(customer.phone);
+      const lines = customer.address.lines.filter((line) => line.trim() !== '');
       return {
         PartyId: grant.customerId,
-        ...(name && { Name: name, FullLegalName: name }),
+        Name: name,
+        FullLegalName: name,
+        ...(customer.email && { EmailAddress: customer.email.slice(0, 256) }),
+        // E.164 in the specification's form: +44-7911123456.
+        ...(phone && { Phone: `+${phone.countryCallingCode}-${phone.nationalNumber}` }),
+        Address: [
+          {
+            ...(lines.length > 0 && { AddressLine: lines.slice(0, 7).map((line) => line.slice(0, 70)) }),
+            ...(customer.address.city && { TownName: customer.address.city.slice(0, 140) }),
+            ...(customer.address.postCode && { PostCode: customer.address.postCode.slice(0, 16) }),
+            Country: customer.address.country,
+          },
+        ],
       };
     };
 
@@ -301,48 +341,71 @@ export function registerUkObAispRoutes(
       },
     );
 
+    /** Transactions need a level (Basic or Detail) and a direction (Credits and/or Debits) together. */
+    const needsTransactions = (grant: Grant) => {
+      needs(grant, 'ReadTransactionsBasic', 'ReadTransactionsDetail');
+      needs(grant, 'ReadTransactionsCredits', 'ReadTransactionsDebits');
+    };
+    const statementsGranted = (grant: Grant) =>
+      grant.permissions.has('ReadStatementsBasic') || grant.permissions.has('ReadStatementsDetail');
+    /**
+     * One page of the account's transactions booked in [from, to] (inclusive) within the consent's window,
+     * in the directions it grants, newest first, before `cursor`; one more than a page tells if there is more.
+     */
+    const transactionsOf = async (
+      grant: Grant,
+      account: BankAccount,
+      window: { from?: Date | undefined; to?: Date | undefined },
+      cursor: bigint | undefined,
+      limit: number,
+    ) => {
+      const credits = grant.permissions.has('ReadTransactionsCredits');
+      const debits = grant.permissions.has('ReadTransactionsDebits');
+      const from = latestDate(window.from, grant.from ? new Date(grant.from) : undefined);
+      const to = earliestDate(window.to, grant.to ? new Date(grant.to) : undefined);
+      return accounts.transactions(
+        account,
+        {
+          ...(from && { from }),
+          ...(to && { to: new Date(to.getTime() + 1) }),
+          ...(credits !== debits && { side: credits ? 'credit' : 'debit' }),
+        },
+        cursor,
+        limit,
+      );
+    };
+    const transactionsJson = (grant: Grant, account: BankAccount, shown: readonly Transaction[]) => {
+      const exponent = currencyExponent(account.currency) ?? 2;
+      const detail = grant.permissions.has('ReadTransactionsDetail');
+      const statements = statementsGranted(grant);
+      return shown.map((transaction) => transactionJson(account, transaction, exponent, detail, statements));
+    };
+    const TransactionsQuery = Type.Object({
+      fromBookingDateTime: Type.Optional(DateTimeText),
+      toBookingDateTime: Type.Optional(DateTimeText),
+      // Our own paging position, only ever taken from Links.Next.
+      cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+    });
+    const queryOf = (url: string) => (url.includes('?') ? url.slice(url.indexOf('?')) : '');
+
     scope.get(
       `${AISP_PREFIX}/accounts/:AccountId/transactions`,
-      {
-        schema: {
-          ...AccountParams,
-          querystring: Type.Object({
-            fromBookingDateTime: Type.Optional(DateTimeText),
-            toBookingDateTime: Type.Optional(DateTimeText),
-            // Our own paging position, only ever taken from Links.Next.
-            cursor: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
-          }),
-        },
-        onRequest: gateway('accounts'),
-      },
+      { schema: { ...AccountParams, querystring: TransactionsQuery }, onRequest: gateway('accounts') },
       async (request) => {
         const grant = grantOf(request);
-        needs(grant, 'ReadTransactionsBasic', 'ReadTransactionsDetail');
+        needsTransactions(grant);
         const account = await accountOf(grant, request.params.AccountId);
         const query = request.query;
-        const credits = grant.permissions.has('ReadTransactionsCredits');
-        const debits = grant.permissions.has('ReadTransactionsDebits');
-        const detail = grant.permissions.has('ReadTransactionsDetail');
-        // The window asked for, within the window the consent allows (inclusive both ends).
-        const from = latestDate(
-          timestamp(query.fromBookingDateTime, 'fromBookingDateTime'),
-          grant.from ? new Date(grant.from) : undefined,
-        );
-        const to = earliestDate(
-          timestamp(query.toBookingDateTime, 'toBookingDateTime'),
-          grant.to ? new Date(grant.to) : undefined,
-        );
-        const page = await accounts.transactions(
+        const page = await transactionsOf(
+          grant,
           account,
           {
-            ...(from && { from }),
-            ...(to && { to: new Date(to.getTime() + 1) }),
-            ...(credits !== debits && { side: credits ? 'credit' : 'debit' }),
+            from: timestamp(query.fromBookingDateTime, 'fromBookingDateTime'),
+            to: timestamp(query.toBookingDateTime, 'toBookingDateTime'),
           },
           query.cursor ? BigInt(query.cursor) : undefined,
           TRANSACTIONS_PAGE + 1,
         );
-        const exponent = currencyExponent(account.currency) ?? 2;
         const shown = page.slice(0, TRANSACTIONS_PAGE);
         const base = `/accounts/${account.id}/transactions`;
         const next = new URLSearchParams({
@@ -351,17 +414,392 @@ export function registerUkObAispRoutes(
           cursor: String(shown.at(-1)?.seq ?? 0n),
         });
         return {
-          Data: {
-            Transaction: shown.map((transaction) => transactionJson(account, transaction, exponent, detail)),
-          },
+          Data: { Transaction: transactionsJson(grant, account, shown) },
           Links: {
-            Self: self(
-              `${base}${request.url.includes('?') ? request.url.slice(request.url.indexOf('?')) : ''}`,
-            ),
+            Self: self(`${base}${queryOf(request.url)}`),
             ...(page.length > TRANSACTIONS_PAGE && { Next: self(`${base}?${next}`) }),
           },
           Meta: {},
         };
+      },
+    );
+
+    // Every account of the consent, one after the other (in AccountId order), each newest first. The
+    // position is the account and, within it, the entry sequence to continue before.
+    scope.get(
+      `${AISP_PREFIX}/transactions`,
+      {
+        schema: {
+          ...Hidden,
+          querystring: Type.Object({
+            ...TransactionsQuery.properties,
+            cursor: Type.Optional(
+              Type.String({ pattern: '^[0-9a-f-]{36}(\\.[0-9]{1,19})?$', maxLength: 60 }),
+            ),
+          }),
+        },
+        onRequest: gateway('accounts'),
+      },
+      async (request) => {
+        const grant = grantOf(request);
+        needsTransactions(grant);
+        const query = request.query;
+        const window = {
+          from: timestamp(query.fromBookingDateTime, 'fromBookingDateTime'),
+          to: timestamp(query.toBookingDateTime, 'toBookingDateTime'),
+        };
+        const [cursorAccount, cursorSeq] = (query.cursor ?? '').split('.');
+        const held = await consentAccounts(grant);
+        const start = query.cursor ? held.findIndex((account) => account.id === cursorAccount) : 0;
+        if (start < 0) {
+          throw ObError.of(400, OB_ERROR_CODES.fieldInvalid, 'not a position this API gave', 'cursor');
+        }
+        const shown: { account: BankAccount; transactions: Transaction[] }[] = [];
+        let count = 0;
+        let next: string | undefined;
+        for (let index = start; index < held.length && next === undefined; index++) {
+          const account = held[index] as BankAccount;
+          const before = index === start && cursorSeq ? BigInt(cursorSeq) : undefined;
+          const wanted = TRANSACTIONS_PAGE - count;
+          const page = await transactionsOf(grant, account, window, before, wanted + 1);
+          const taken = page.slice(0, wanted);
+          shown.push({ account, transactions: taken });
+          count += taken.length;
+          if (page.length > wanted) next = `${account.id}.${taken.at(-1)?.seq ?? before ?? 0n}`;
+          else if (count === TRANSACTIONS_PAGE && index + 1 < held.length) next = held[index + 1]?.id;
+        }
+        const params = new URLSearchParams({
+          ...(query.fromBookingDateTime && { fromBookingDateTime: query.fromBookingDateTime }),
+          ...(query.toBookingDateTime && { toBookingDateTime: query.toBookingDateTime }),
+          ...(next && { cursor: next }),
+        });
+        return {
+          Data: {
+            Transaction: shown.flatMap(({ account, transactions }) =>
+              transactionsJson(grant, account, transactions),
+            ),
+          },
+          Links: {
+            Self: self(`/transactions${queryOf(request.url)}`),
+            ...(next && { Next: self(`/transactions?${params}`) }),
+          },
+          Meta: {},
+        };
+      },
+    );
+
+    // ------------------------------------------------------------------------------------ statements
+
+    const needsStatements = (grant: Grant) => needs(grant, 'ReadStatementsBasic', 'ReadStatementsDetail');
+    /** The account's statement `id`, or 400 U011 when it has none by that id. */
+    const statementPeriodOf = (account: BankAccount, id: string) => {
+      if (!hasStatement(account, id, new Date())) {
+        throw ObError.of(
+          400,
+          OB_ERROR_CODES.resourceNotFound,
+          'no statement with this StatementId',
+          'StatementId',
+        );
+      }
+      return periodOf(id);
+    };
+    /** One statement: with its amounts from the ledger for ReadStatementsDetail, its period only for Basic. */
+    const oneStatementJson = async (grant: Grant, account: BankAccount, month: string, now: Date) =>
+      statementJson(
+        account,
+        periodOf(month),
+        now,
+        grant.permissions.has('ReadStatementsDetail') ? await accounts.statement(account, month) : undefined,
+      );
+    const StatementsQuery = Type.Object({
+      fromStatementDateTime: Type.Optional(DateTimeText),
+      toStatementDateTime: Type.Optional(DateTimeText),
+      // Our own paging position, only ever taken from Links.Next.
+      page: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,3}$' })),
+    });
+    /** The statements of `held` (newest month first, account by account), one page of them. */
+    const statementsPage = async (
+      grant: Grant,
+      held: readonly BankAccount[],
+      query: Static<typeof StatementsQuery>,
+      base: string,
+    ) => {
+      const now = new Date();
+      const from = timestamp(query.fromStatementDateTime, 'fromStatementDateTime');
+      const to = timestamp(query.toStatementDateTime, 'toStatementDateTime');
+      const all = held.flatMap((account) =>
+        statementMonths(account, now, from, to).map((month) => ({ account, month })),
+      );
+      const pages = Math.max(1, Math.ceil(all.length / STATEMENTS_PAGE));
+      const page = Number(query.page ?? '1');
+      if (page > pages) {
+        throw ObError.of(400, OB_ERROR_CODES.fieldInvalid, `there are ${pages} pages`, 'page');
+      }
+      const shown = all.slice((page - 1) * STATEMENTS_PAGE, page * STATEMENTS_PAGE);
+      const link = (n: number) =>
+        self(
+          `${base}?${new URLSearchParams({
+            ...(query.fromStatementDateTime && { fromStatementDateTime: query.fromStatementDateTime }),
+            ...(query.toStatementDateTime && { toStatementDateTime: query.toStatementDateTime }),
+            page: String(n),
+          })}`,
+        );
+      const statements = [];
+      // One at a time: a Detail statement reads its month from the ledger.
+      for (const { account, month } of shown)
+        statements.push(await oneStatementJson(grant, account, month, now));
+      return {
+        Data: { Statement: statements },
+        Links: {
+          Self: link(page),
+          First: link(1),
+          Last: link(pages),
+          ...(page > 1 && { Prev: link(page - 1) }),
+          ...(page < pages && { Next: link(page + 1) }),
+        },
+        Meta: { TotalPages: pages },
+      };
+    };
+    const StatementParams = Type.Object({ AccountId: Type.String(), StatementId: Type.String() });
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/statements`,
+      { schema: { ...AccountParams, querystring: StatementsQuery }, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needsStatements(grant);
+        const account = await accountOf(grant, request.params.AccountId);
+        return statementsPage(grant, [account], request.query, `/accounts/${account.id}/statements`);
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/statements`,
+      { schema: { ...Hidden, querystring: StatementsQuery }, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needsStatements(grant);
+        return statementsPage(grant, await consentAccounts(grant), request.query, '/statements');
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/statements/:StatementId`,
+      { schema: { ...Hidden, params: StatementParams }, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needsStatements(grant);
+        const account = await accountOf(grant, request.params.AccountId);
+        const period = statementPeriodOf(account, request.params.StatementId);
+        return {
+          Data: { Statement: [await oneStatementJson(grant, account, period.month, new Date())] },
+          Links: { Self: self(`/accounts/${account.id}/statements/${period.month}`) },
+          Meta: {},
+        };
+      },
+    );
+
+    // The month's movements, with the same access as /accounts/{AccountId}/transactions (Account and
+    // Transaction API, statements: ReadTransactions* required, the consent's window and directions apply).
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/statements/:StatementId/transactions`,
+      {
+        schema: {
+          ...Hidden,
+          params: StatementParams,
+          querystring: Type.Object({ cursor: TransactionsQuery.properties.cursor }),
+        },
+        onRequest: gateway('accounts'),
+      },
+      async (request) => {
+        const grant = grantOf(request);
+        needsTransactions(grant);
+        const account = await accountOf(grant, request.params.AccountId);
+        const period = statementPeriodOf(account, request.params.StatementId);
+        const page = await transactionsOf(
+          grant,
+          account,
+          { from: period.start, to: new Date(period.end.getTime() - 1) },
+          request.query.cursor ? BigInt(request.query.cursor) : undefined,
+          TRANSACTIONS_PAGE + 1,
+        );
+        const shown = page.slice(0, TRANSACTIONS_PAGE);
+        const base = `/accounts/${account.id}/statements/${period.month}/transactions`;
+        return {
+          Data: { Transaction: transactionsJson(grant, account, shown) },
+          Links: {
+            Self: self(`${base}${queryOf(request.url)}`),
+            ...(page.length > TRANSACTIONS_PAGE && {
+              Next: self(`${base}?cursor=${shown.at(-1)?.seq ?? 0n}`),
+            }),
+          },
+          Meta: {},
+        };
+      },
+    );
+
+    // The statement as a document: the bank's own statement (src/accounts/statement-formats.ts) in its JSON
+    // form, the only media type the specification declares for the file. The bank's PDF and CSV of the same
+    // month are served by its own API; asked for here, they are not acceptable (406).
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/statements/:StatementId/file`,
+      { schema: { ...Hidden, params: StatementParams }, onRequest: gateway('accounts') },
+      async (request, reply) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadStatementsDetail');
+        const account = await accountOf(grant, request.params.AccountId);
+        const period = statementPeriodOf(account, request.params.StatementId);
+        if (!acceptsJson(request.headers.accept)) return reply.code(406).send();
+        const statement = await accounts.statement(account, period.month);
+        if (statement === 'too_many_lines') {
+          throw ObError.of(
+            400,
+            OB_ERROR_CODES.narrative,
+            'this month has too many movements for one statement file: read its transactions instead',
+          );
+        }
+        return statement;
+      },
+    );
+
+    // --------------------------------------------------------------------------------- direct debits
+
+    /** The customer's direct debits (mandates they authorised) on `accountIds`, each with its last payment. */
+    const directDebitsJson = async (grant: Grant, accountIds: ReadonlySet<string>) => {
+      const found: Awaited<ReturnType<typeof mandates.listForCustomer>> = [];
+      let after: string | undefined;
+      for (let read = 0; ; ) {
+        const page = await mandates.listForCustomer(grant.customerId, after, MANDATES_PAGE_MAX);
+        read += page.length;
+        found.push(...page.filter((m) => isDirectDebit(m) && accountIds.has(m.debtorAccountId ?? '')));
+        if (page.length < MANDATES_PAGE_MAX) break;
+        if (read >= MANDATES_READ_MAX) {
+          throw ObError.of(403, OB_ERROR_CODES.narrative, 'too many direct debits to list them here');
+        }
+        after = page.at(-1)?.id;
+      }
+      return Promise.all(
+        found.map(async (mandate) => directDebitJson(mandate, await lastPaid(grant, mandate.id))),
+      );
+    };
+    /** The mandate's latest charge that took money (charges come newest first). */
+    const lastPaid = async (grant: Grant, mandateId: string): Promise<Charge | undefined> => {
+      let before: string | undefined;
+      for (let read = 0; read < CHARGES_READ_MAX; ) {
+        const page =
+          (await mandates.charges({ customerId: grant.customerId }, mandateId, before, CHARGES_PAGE_MAX)) ??
+          [];
+        const paid = page.find((charge) => charge.status === 'succeeded');
+        if (paid || page.length < CHARGES_PAGE_MAX) return paid;
+        read += page.length;
+        before = page.at(-1)?.id;
+      }
+      return undefined;
+    };
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/direct-debits`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadDirectDebits');
+        const account = await accountOf(grant, request.params.AccountId);
+        return {
+          Data: { DirectDebit: await directDebitsJson(grant, new Set([account.id])) },
+          Links: { Self: self(`/accounts/${account.id}/direct-debits`) },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/direct-debits`,
+      { schema: Hidden, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadDirectDebits');
+        const held = new Set((await consentAccounts(grant)).map((account) => account.id));
+        return {
+          Data: { DirectDebit: await directDebitsJson(grant, held) },
+          Links: { Self: self('/direct-debits') },
+          Meta: {},
+        };
+      },
+    );
+
+    // --------------------------------------------------------------------------------- beneficiaries
+
+    /** Whom the customer paid from `accountIds`, all of them (bounded), in account and IBAN order. */
+    const payeesOf = async (grant: Grant, accountIds: readonly string[]) => {
+      const found: Payee[] = [];
+      let after: { accountId: string; iban: string } | undefined;
+      for (;;) {
+        const page = await payments.payees(grant.customerId, accountIds, after, PAYEES_PAGE_MAX);
+        found.push(...page);
+        if (page.length < PAYEES_PAGE_MAX) return found;
+        if (found.length >= PAYEES_READ_MAX) {
+          throw ObError.of(403, OB_ERROR_CODES.narrative, 'too many beneficiaries to list them here');
+        }
+        const last = page.at(-1) as Payee;
+        after = { accountId: last.debtorAccountId, iban: last.creditor.iban };
+      }
+    };
+    const beneficiariesJson = async (grant: Grant, accountIds: readonly string[]) => {
+      const detail = grant.permissions.has('ReadBeneficiariesDetail');
+      return (await payeesOf(grant, accountIds)).map((payee) => beneficiaryJson(payee, detail));
+    };
+
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/beneficiaries`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadBeneficiariesBasic', 'ReadBeneficiariesDetail');
+        const account = await accountOf(grant, request.params.AccountId);
+        return {
+          Data: { Beneficiary: await beneficiariesJson(grant, [account.id]) },
+          Links: { Self: self(`/accounts/${account.id}/beneficiaries`) },
+          Meta: {},
+        };
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/beneficiaries`,
+      { schema: Hidden, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadBeneficiariesBasic', 'ReadBeneficiariesDetail');
+        const held = (await consentAccounts(grant)).map((account) => account.id);
+        return {
+          Data: { Beneficiary: await beneficiariesJson(grant, held) },
+          Links: { Self: self('/beneficiaries') },
+          Meta: {},
+        };
+      },
+    );
+
+    // ------------------------------------------------------------------------------------------ offers
+
+    // The bank has no credit or product offers (no such module in the core): the honest answer is none.
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/offers`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadOffers');
+        const account = await accountOf(grant, request.params.AccountId);
+        return { Data: { Offer: [] }, Links: { Self: self(`/accounts/${account.id}/offers`) }, Meta: {} };
+      },
+    );
+
+    scope.get(
+      `${AISP_PREFIX}/offers`,
+      { schema: Hidden, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadOffers');
+        return { Data: { Offer: [] }, Links: { Self: self('/offers') }, Meta: {} };
       },
     );
 
@@ -445,6 +883,24 @@ export function registerUkObAispRoutes(
         return {
           Data: { Party: { ...(await partyJson(grant)), PartyType: 'Sole', AccountRole: 'UK.OBIE.Owner' } },
           Links: { Self: self(`/accounts/${account.id}/party`) },
+          Meta: {},
+        };
+      },
+    );
+
+    // The account's parties: one holder, the customer (ReadParty, as for /party of the account).
+    scope.get(
+      `${AISP_PREFIX}/accounts/:AccountId/parties`,
+      { schema: AccountParams, onRequest: gateway('accounts') },
+      async (request) => {
+        const grant = grantOf(request);
+        needs(grant, 'ReadParty');
+        const account = await accountOf(grant, request.params.AccountId);
+        return {
+          Data: {
+            Party: [{ ...(await partyJson(grant)), PartyType: 'Sole', AccountRole: 'UK.OBIE.Owner' }],
+          },
+          Links: { Self: self(`/accounts/${account.id}/parties`) },
           Meta: {},
         };
       },
@@ -596,7 +1052,13 @@ function accountJson(account: BankAccount, permissions: ReadonlySet<ObPermission
   };
 }
 
-function transactionJson(account: BankAccount, transaction: Transaction, exponent: number, detail: boolean) {
+function transactionJson(
+  account: BankAccount,
+  transaction: Transaction,
+  exponent: number,
+  detail: boolean,
+  statements: boolean,
+) {
   const money = (minor: bigint) => formatAmount(minor < 0n ? -minor : minor, exponent);
   const credit = transaction.direction === 'credit';
   const counterparty = transaction.counterparty;
@@ -605,6 +1067,8 @@ function transactionJson(account: BankAccount, transaction: Transaction, exponen
     AccountId: account.id,
     TransactionId: `${transaction.transferId}:${transaction.seq}`,
     ...(transaction.reference && { TransactionReference: transaction.reference.slice(0, 210) }),
+    // The monthly statement the transaction appears on (its StatementId), for a consent that reads statements.
+    ...(statements && { StatementReference: [transaction.bookedAt.toISOString().slice(0, 7)] }),
     CreditDebitIndicator: credit ? 'Credit' : 'Debit',
     Status: 'BOOK',
     BookingDateTime: transaction.bookedAt.toISOString(),
@@ -627,6 +1091,16 @@ function transactionJson(account: BankAccount, transaction: Transaction, exponen
       }),
     }),
   };
+}
+
+/** Whether an Accept header admits JSON (RFC 9110 §12.5.1; none at all admits anything). */
+function acceptsJson(accept: string | undefined): boolean {
+  if (accept === undefined || accept.trim() === '') return true;
+  return accept.split(',').some((range) => {
+    const [type = '', ...params] = range.split(';').map((part) => part.trim().toLowerCase());
+    const refused = params.some((param) => /^q=0(\.0{0,3})?$/.test(param));
+    return !refused && ['application/json', 'application/*', '*/*'].includes(type);
+  });
 }
 
 function timestamp(text: string | undefined, path: string): Date | undefined {

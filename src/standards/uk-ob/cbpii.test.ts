@@ -84,8 +84,8 @@ for (const database of testDatabases()) {
       assert.ok(funded?.ok);
     });
     after(async () => {
-      observed.push(...(await bank.close()));
-      await db.close();
+      if (bank) observed.push(...(await bank.close()));
+      await db?.close();
     });
 
     const newApp = async () =>

@@ -13,10 +13,19 @@ import { Problem } from '../../http/problems.ts';
  * (Narrative) says the message carries the reason.
  */
 export const OB_ERROR_CODES = {
+  fieldExpected: 'U001',
   fieldInvalid: 'U002',
   fieldMissing: 'U004',
+  fieldUnexpected: 'U005',
   headerInvalid: 'U006',
+  resourceInvalidConsentStatus: 'U009',
   resourceNotFound: 'U011',
+  // Message signing (Read/Write API profile): the request's x-jws-signature.
+  signatureInvalid: 'U015',
+  signatureInvalidClaim: 'U016',
+  signatureMissingClaim: 'U017',
+  signatureMalformed: 'U018',
+  signatureMissing: 'U019',
   narrative: 'NARR',
 } as const;
 export type ObErrorCode = (typeof OB_ERROR_CODES)[keyof typeof OB_ERROR_CODES];

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -17,6 +17,7 @@ import {
   callAsThirdParty,
   detachedJws,
   type Exchange,
+  obSignatureClaims,
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
@@ -57,6 +58,7 @@ for (const database of testDatabases()) {
     let keys = 0;
     let bankKeys: ReturnType<typeof createLocalJWKSet>;
     let tppKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+    let tppJwk: Record<string, unknown>;
     let alice: { customerId: string; accountIds: string[] };
 
     before(async () => {
@@ -80,11 +82,14 @@ for (const database of testDatabases()) {
       });
       assert.ok(funded?.ok);
       bankKeys = createLocalJWKSet((await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet);
-      tppKey = (await generateKeyPair('PS256')).privateKey;
+      const tpp = await generateKeyPair('PS256');
+      tppKey = tpp.privateKey;
+      // Registered by every app: the Payment Initiation API verifies request signatures with it.
+      tppJwk = { ...(await exportJWK(tpp.publicKey)), kid: 'tpp-test', alg: 'PS256', use: 'sig' };
     });
     after(async () => {
-      observed.push(...(await bank.close()));
-      await db.close();
+      if (bank) observed.push(...(await bank.close()));
+      await db?.close();
     });
 
     const newApp = async () =>
@@ -92,6 +97,7 @@ for (const database of testDatabases()) {
         name: `Event App ${++apps}`,
         scopes: ['openid', 'payments'],
         redirectUri: REDIRECT,
+        jwks: { keys: [tppJwk] },
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     // Prism checks the request signature the specification requires is there; the bank does not verify it.
@@ -132,7 +138,7 @@ for (const database of testDatabases()) {
             authorization: `Bearer ${token}`,
             'content-type': 'application/json',
             'x-idempotency-key': `events-${++keys}`,
-            'x-jws-signature': await detachedJws(tppKey, 'tpp-test', text),
+            'x-jws-signature': await detachedJws(tppKey, 'tpp-test', text, obSignatureClaims(a.id)),
           },
           body: text,
         });

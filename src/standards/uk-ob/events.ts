@@ -74,12 +74,12 @@ interface SubscriptionRow {
 
 export function registerUkObEventsRoutes(
   app: App,
-  deps: { db: Db; publicUrl: string; signingKey: JWK },
+  deps: { db: Db; publicUrl: string; signingKey: JWK; trustAnchor: string },
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${EVENTS_PREFIX}${path}`;
-  const signBody = responseSigner(deps.signingKey, publicUrl);
+  const signBody = responseSigner(deps.signingKey, publicUrl, deps.trustAnchor);
   const signToken = tokenSigner(deps.signingKey);
 
   scoped(app, (scope) => {

@@ -1,9 +1,10 @@
 // UK Open Banking v4.0 account-access permissions onto the bank's own account-information consent
 // (src/consents/): what we can honour maps onto `details`, `balances` and `transactions` where the bank has
-// an equivalent, or is kept with the consent's OB terms only (standing orders, scheduled payments, product,
-// party); what we cannot (beneficiaries, direct debits, statements, …: no endpoint yet) is refused when the
-// consent is created, never silently dropped, so a third party never holds a consent that promises more
-// than it gets.
+// an equivalent, or is kept with the consent's OB terms only (beneficiaries, direct debits, standing orders,
+// scheduled payments, statements, offers, product, party); what we cannot (ReadPAN: the bank issues no
+// cards) is refused when the consent is created, never silently dropped, so a third party never holds a
+// consent that promises more than it gets. Beneficiaries do not map onto the bank's own `beneficiaries`
+// ("the payees you saved"): the bank keeps no saved payees, the facade lists whom the customer paid.
 import type { ACCOUNT_PERMISSIONS } from '../../consents/routes.ts';
 
 type OurPermission = (typeof ACCOUNT_PERMISSIONS)[number];
@@ -49,6 +50,13 @@ const HONOURED: ReadonlySet<ObPermission> = new Set([
   'ReadProducts',
   'ReadParty',
   'ReadPartyPSU',
+  'ReadBeneficiariesBasic',
+  'ReadBeneficiariesDetail',
+  'ReadDirectDebits',
+  'ReadStatementsBasic',
+  'ReadStatementsDetail',
+  // Honoured with the truth: the bank makes no offers, so the list is empty (a gap in the conformance table).
+  'ReadOffers',
 ]);
 
 export type PermissionCheck =

@@ -3,9 +3,11 @@
 // official file: a response that does not conform fails the test. Also keeps its record in the
 // conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { compactVerify, createLocalJWKSet, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -17,6 +19,7 @@ import {
   callAsThirdParty,
   detachedJws,
   type Exchange,
+  obSignatureClaims,
   type PrismProxy,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
@@ -76,7 +79,6 @@ for (const database of testDatabases()) {
     let apps = 0;
     let keys = 0;
     let bankKeys: ReturnType<typeof createLocalJWKSet>;
-    let tppKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
     let alice: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
     let bob: { customerId: string; accountIds: string[]; ledgerAccountIds: string[] };
 
@@ -104,32 +106,51 @@ for (const database of testDatabases()) {
       assert.ok(funded?.ok);
       const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
       bankKeys = createLocalJWKSet(jwks);
-      tppKey = (await generateKeyPair('PS256')).privateKey;
     });
     after(async () => {
-      observed.push(...(await bank.close()));
-      await db.close();
+      if (bank) observed.push(...(await bank.close()));
+      await db?.close();
     });
 
-    const newApp = async () =>
-      newClientApp({ built, issuer }, developer, {
-        name: `Pay Pal ${++apps}`,
+    /** An app with a signing key of its own, registered as its JWKS (`alg`: PS256, or ES256 for EC). */
+    const newApp = async (options: { alg?: 'PS256' | 'ES256'; registerKey?: boolean } = {}) => {
+      const alg = options.alg ?? 'PS256';
+      const kid = `tpp-key-${++apps}`;
+      const { privateKey, publicKey } = await generateKeyPair(alg);
+      const registered = await newClientApp({ built, issuer }, developer, {
+        name: `Pay Pal ${apps}`,
         scopes: ['openid', 'payments'],
         redirectUri: REDIRECT,
+        ...(options.registerKey !== false && {
+          jwks: { keys: [{ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }] },
+        }),
       });
+      return { ...registered, signingKey: privateKey, kid, alg };
+    };
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     const nextKey = () => `pisp-key-${++keys}`;
-    // The specification requires a detached JWS on requests; the bank does not verify it yet, but Prism
-    // checks it is there, so the test signs as a third party would (with a key of its own).
+    /**
+     * A call as `app`, its body signed as the specification requires: a detached JWS with the profile's
+     * claims, by the app's key (`signature` replaces it: null sends none).
+     */
     const call = (
       proxy: PrismProxy,
+      app: TestApp,
       token: string,
       path: string,
-      init: ThirdPartyCall & { key?: string | null } = {},
+      init: ThirdPartyCall & {
+        key?: string | null;
+        signature?: ((body: string) => Promise<string>) | null;
+      } = {},
     ) => {
       const key = init.key === undefined ? nextKey() : init.key;
+      const sign =
+        init.signature === undefined
+          ? (body: string) =>
+              detachedJws(app.signingKey, app.kid, body, { alg: app.alg, ...obSignatureClaims(app.id) })
+          : init.signature;
       return callAsThirdParty(proxy, token, path, init, async (body) => ({
-        'x-jws-signature': await detachedJws(tppKey, 'tpp-test', body),
+        ...(sign !== null && { 'x-jws-signature': await sign(body) }),
         ...(key !== null && { 'x-idempotency-key': key }),
       }));
     };
@@ -148,7 +169,7 @@ for (const database of testDatabases()) {
       (await json<ObErrors>(response, status)).Errors.map((error) => error.ErrorCode);
     const createConsent = async (app: TestApp, initiation: object, key?: string) =>
       json<ObConsent>(
-        await call(prism, app.appToken, '/domestic-payment-consents', {
+        await call(prism, app, app.appToken, '/domestic-payment-consents', {
           method: 'POST',
           body: { Data: { Initiation: initiation }, Risk: { PaymentContextCode: 'TransferToThirdParty' } },
           ...(key && { key }),
@@ -169,15 +190,19 @@ for (const database of testDatabases()) {
           accounts: [alice.accountIds[0] ?? ''],
         })
       ).accessToken;
-    const pay = (token: string, consentId: string, initiation: object, key?: string) =>
-      call(prism, token, '/domestic-payments', {
+    const pay = (app: TestApp, token: string, consentId: string, initiation: object, key?: string) =>
+      call(prism, app, token, '/domestic-payments', {
         method: 'POST',
         body: { Data: { ConsentId: consentId, Initiation: initiation }, Risk: {} },
         ...(key && { key }),
       });
     const consentStatus = async (app: TestApp, consentId: string) =>
-      (await json<ObConsent>(await call(prism, app.appToken, `/domestic-payment-consents/${consentId}`), 200))
-        .Data.Status;
+      (
+        await json<ObConsent>(
+          await call(prism, app, app.appToken, `/domestic-payment-consents/${consentId}`),
+          200,
+        )
+      ).Data.Status;
     const available = async () => {
       const account = await built.accounts?.find(alice.accountIds[0] ?? '');
       assert.ok(account);
@@ -190,7 +215,7 @@ for (const database of testDatabases()) {
       const app = await newApp();
       const interactionId = '93bac548-d2de-4546-b106-880a5018460d';
       const initiation = initiationOf('12.50');
-      const createdResponse = await call(prism, app.appToken, '/domestic-payment-consents', {
+      const createdResponse = await call(prism, app, app.appToken, '/domestic-payment-consents', {
         method: 'POST',
         body: { Data: { Initiation: initiation }, Risk: {} },
         headers: { 'x-fapi-interaction-id': interactionId },
@@ -210,13 +235,13 @@ for (const database of testDatabases()) {
       const token = await authorise(app, consentId);
       assert.equal(await consentStatus(app, consentId), 'AUTH');
       const funds = await json<{ Data: { FundsAvailableResult: { FundsAvailable: boolean } } }>(
-        await call(prism, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
+        await call(prism, app, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
         200,
       );
       assert.equal(funds.Data.FundsAvailableResult.FundsAvailable, true);
 
       const before = await available();
-      const created = await json<ObPayment>(await pay(token, consentId, initiation), 201);
+      const created = await json<ObPayment>(await pay(app, token, consentId, initiation), 201);
       assert.equal(created.Data.ConsentId, consentId);
       assert.deepEqual(created.Data.Initiation, initiation);
       // To another bank: accepted and on its way through clearing until the settlement cycle.
@@ -227,13 +252,13 @@ for (const database of testDatabases()) {
 
       assert.equal((await built.payments?.settleCycle())?.settled, 1);
       const read = await json<ObPayment>(
-        await call(prism, app.appToken, `/domestic-payments/${paymentId}`),
+        await call(prism, app, app.appToken, `/domestic-payments/${paymentId}`),
         200,
       );
       assert.equal(read.Data.Status, 'ACSC');
       const details = await json<{
         Data: { PaymentStatus: { Status: string; PaymentTransactionId: string }[] };
-      }>(await call(prism, app.appToken, `/domestic-payments/${paymentId}/payment-details`), 200);
+      }>(await call(prism, app, app.appToken, `/domestic-payments/${paymentId}/payment-details`), 200);
       assert.deepEqual(
         details.Data.PaymentStatus.map((entry) => entry.Status),
         ['PDNG', 'ACSP', 'ACSP', 'ACSC'],
@@ -242,12 +267,12 @@ for (const database of testDatabases()) {
       // Used up: no second payment under it, and no more funds checks.
       assert.deepEqual(
         await errorCodes(
-          await call(prism, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
+          await call(prism, app, token, `/domestic-payment-consents/${consentId}/funds-confirmation`),
           400,
         ),
         ['NARR'],
       );
-      assert.deepEqual(await errorCodes(await pay(token, consentId, initiation), 409), ['NARR']);
+      assert.deepEqual(await errorCodes(await pay(app, token, consentId, initiation), 409), ['NARR']);
       assert.ok((await built.ledger.verify()).ok);
     });
 
@@ -257,21 +282,42 @@ for (const database of testDatabases()) {
       const initiation = initiationOf('5.00', { iban: bobIban, name: 'Bob Baker' });
       const { Data } = await createConsent(app, initiation);
       const token = await authorise(app, Data.ConsentId);
-      const paid = await json<ObPayment>(await pay(token, Data.ConsentId, initiation), 201);
+      const paid = await json<ObPayment>(await pay(app, token, Data.ConsentId, initiation), 201);
       assert.equal(paid.Data.Status, 'ACCC', 'credited to the creditor account here');
 
       const tooMuch = initiationOf('99999.00');
       const big = await createConsent(app, tooMuch);
       const bigToken = await authorise(app, big.Data.ConsentId);
       const funds = await json<{ Data: { FundsAvailableResult: { FundsAvailable: boolean } } }>(
-        await call(prism, bigToken, `/domestic-payment-consents/${big.Data.ConsentId}/funds-confirmation`),
+        await call(
+          prism,
+          app,
+          bigToken,
+          `/domestic-payment-consents/${big.Data.ConsentId}/funds-confirmation`,
+        ),
         200,
       );
       assert.equal(funds.Data.FundsAvailableResult.FundsAvailable, false);
       // Paid anyway: refused by the ledger, the payment exists and says so.
-      const refused = await json<ObPayment>(await pay(bigToken, big.Data.ConsentId, tooMuch), 201);
+      const refused = await json<ObPayment>(await pay(app, bigToken, big.Data.ConsentId, tooMuch), 201);
       assert.equal(refused.Data.Status, 'RJCT');
       assert.ok(refused.Data.StatusReason?.[0]?.StatusReasonDescription);
+      // Its details end with the refusal and why, in the specification's StatusDetail form.
+      const details = await json<{
+        Data: { PaymentStatus: { Status: string; StatusDetail?: Record<string, string> }[] };
+      }>(
+        await call(
+          prism,
+          app,
+          bigToken,
+          `/domestic-payments/${refused.Data.DomesticPaymentId}/payment-details`,
+        ),
+        200,
+      );
+      const last = details.Data.PaymentStatus.at(-1);
+      assert.equal(last?.Status, 'RJCT');
+      assert.equal(last?.StatusDetail?.Status, 'RJCT');
+      assert.ok(last?.StatusDetail?.StatusReasonDescription);
       assert.ok((await built.ledger.verify()).ok);
     });
 
@@ -289,7 +335,7 @@ for (const database of testDatabases()) {
         { ...initiation, EndToEndIdentification: 'ANOTHER.ONE' },
       ];
       for (const variant of variants) {
-        const errors = await json<ObErrors>(await pay(token, Data.ConsentId, variant), 400);
+        const errors = await json<ObErrors>(await pay(app, token, Data.ConsentId, variant), 400);
         assert.deepEqual(
           errors.Errors.map((error) => [error.ErrorCode, error.Path]),
           [['U002', 'Data.Initiation']],
@@ -297,7 +343,9 @@ for (const database of testDatabases()) {
       }
       // A ConsentId the token was not issued under.
       const other = await createConsent(app, initiation);
-      assert.deepEqual(await errorCodes(await pay(token, other.Data.ConsentId, initiation), 400), ['U011']);
+      assert.deepEqual(await errorCodes(await pay(app, token, other.Data.ConsentId, initiation), 400), [
+        'U011',
+      ]);
       assert.equal(await count('payments'), payments);
       assert.equal(await available(), before);
       assert.equal(await consentStatus(app, Data.ConsentId), 'AUTH', 'still usable for the right payment');
@@ -315,7 +363,7 @@ for (const database of testDatabases()) {
       // The same key for another consent is refused.
       assert.deepEqual(
         await errorCodes(
-          await call(prism, app.appToken, '/domestic-payment-consents', {
+          await call(prism, app, app.appToken, '/domestic-payment-consents', {
             method: 'POST',
             body: { Data: { Initiation: initiationOf('7.26') }, Risk: {} },
             key: consentKey,
@@ -328,8 +376,11 @@ for (const database of testDatabases()) {
       const token = await authorise(app, first.Data.ConsentId);
       const key = nextKey();
       const before = await available();
-      const paid = await json<ObPayment>(await pay(token, first.Data.ConsentId, initiation, key), 201);
-      const replayed = await json<ObPayment>(await pay(token, first.Data.ConsentId, initiation, key), 201);
+      const paid = await json<ObPayment>(await pay(app, token, first.Data.ConsentId, initiation, key), 201);
+      const replayed = await json<ObPayment>(
+        await pay(app, token, first.Data.ConsentId, initiation, key),
+        201,
+      );
       assert.equal(replayed.Data.DomesticPaymentId, paid.Data.DomesticPaymentId);
       assert.equal((before ?? 0n) - ((await available()) ?? 0n), 725n, 'debited once');
       assert.ok((await built.ledger.verify()).ok);
@@ -342,27 +393,31 @@ for (const database of testDatabases()) {
       const { Data } = await createConsent(owner, initiation);
       assert.deepEqual(
         await errorCodes(
-          await call(prism, other.appToken, `/domestic-payment-consents/${Data.ConsentId}`),
+          await call(prism, other, other.appToken, `/domestic-payment-consents/${Data.ConsentId}`),
           400,
         ),
         ['U011'],
       );
       // The owner's app token (client credentials) is not the customer's authorisation.
-      assert.deepEqual(await errorCodes(await pay(owner.appToken, Data.ConsentId, initiation), 403), [
+      assert.deepEqual(await errorCodes(await pay(owner, owner.appToken, Data.ConsentId, initiation), 403), [
         'NARR',
       ]);
       const token = await authorise(owner, Data.ConsentId);
-      const paid = await json<ObPayment>(await pay(token, Data.ConsentId, initiation), 201);
+      const paid = await json<ObPayment>(await pay(owner, token, Data.ConsentId, initiation), 201);
       for (const path of [
         `/domestic-payments/${paid.Data.DomesticPaymentId}`,
         `/domestic-payments/${paid.Data.DomesticPaymentId}/payment-details`,
       ]) {
-        assert.deepEqual(await errorCodes(await call(prism, other.appToken, path), 400), ['U011'], path);
+        assert.deepEqual(
+          await errorCodes(await call(prism, other, other.appToken, path), 400),
+          ['U011'],
+          path,
+        );
       }
       assert.equal(
         (
           await json<ObPayment>(
-            await call(prism, owner.appToken, `/domestic-payments/${paid.Data.DomesticPaymentId}`),
+            await call(prism, owner, owner.appToken, `/domestic-payments/${paid.Data.DomesticPaymentId}`),
             200,
           )
         ).Data.DomesticPaymentId,
@@ -373,7 +428,7 @@ for (const database of testDatabases()) {
     it('refuses what it cannot honour or read, in OBErrorResponse1 form, creating nothing', async () => {
       const app = await newApp();
       const post = (body: unknown, proxy = prism, key?: string | null) =>
-        call(proxy, app.appToken, '/domestic-payment-consents', {
+        call(proxy, app, app.appToken, '/domestic-payment-consents', {
           method: 'POST',
           body,
           ...(key !== undefined && { key }),
@@ -469,9 +524,229 @@ for (const database of testDatabases()) {
       );
       assert.equal(await count('consents'), consents);
       assert.deepEqual(
-        await errorCodes(await call(prism, app.appToken, '/domestic-payment-consents/not-a-consent'), 400),
+        await errorCodes(
+          await call(prism, app, app.appToken, '/domestic-payment-consents/not-a-consent'),
+          400,
+        ),
         ['U011'],
       );
+    });
+
+    it('verifies the request signature: only the app, with its registered key and claims, creates anything', async () => {
+      const app = await newApp();
+      const other = await newApp();
+      const initiation = initiationOf('4.00');
+      const body = { Data: { Initiation: initiation }, Risk: {} };
+      const signedAs =
+        (
+          key: TestApp['signingKey'],
+          kid: string,
+          claims: Record<string, unknown> = obSignatureClaims(app.id),
+          alg = 'PS256',
+        ) =>
+        (text: string) =>
+          detachedJws(key, kid, text, { alg, ...claims });
+      const stranger = await generateKeyPair('PS256');
+      const rs256 = await generateKeyPair('RS256');
+      const refusals: [string, ((text: string) => Promise<string>) | null, string, string, PrismProxy?][] = [
+        // The specification requires the header: only past Prism's request check does the bank see it missing.
+        ['missing', null, 'U019', 'x-jws-signature', lax],
+        ['not a detached JWS', async () => 'not-a-jws', 'U018', 'x-jws-signature'],
+        ['a key the app never registered', signedAs(stranger.privateKey, app.kid), 'U015', 'x-jws-signature'],
+        ['a kid the app never registered', signedAs(app.signingKey, 'not-registered'), 'U016', 'kid'],
+        // Another app's key and kid, even naming the app as issuer: its JWKS is not this app's.
+        ['another app’s key', signedAs(other.signingKey, other.kid), 'U016', 'kid'],
+        [
+          'another app as issuer',
+          signedAs(app.signingKey, app.kid, obSignatureClaims(other.id)),
+          'U016',
+          'http://openbanking.org.uk/iss',
+        ],
+        [
+          'another trust anchor',
+          signedAs(
+            app.signingKey,
+            app.kid,
+            obSignatureClaims(app.id, { 'http://openbanking.org.uk/tan': 'example.com' }),
+          ),
+          'U016',
+          'http://openbanking.org.uk/tan',
+        ],
+        [
+          'signed an hour ahead',
+          signedAs(
+            app.signingKey,
+            app.kid,
+            obSignatureClaims(app.id, {
+              'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000) + 3600,
+            }),
+          ),
+          'U016',
+          'http://openbanking.org.uk/iat',
+        ],
+        ['RS256', signedAs(rs256.privateKey, app.kid, obSignatureClaims(app.id), 'RS256'), 'U016', 'alg'],
+        ['no claims', signedAs(app.signingKey, app.kid, {}), 'U017', 'crit'],
+        [
+          'no trust anchor',
+          signedAs(app.signingKey, app.kid, {
+            'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
+            'http://openbanking.org.uk/iss': app.id,
+            crit: ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss'],
+          }),
+          'U017',
+          'http://openbanking.org.uk/tan',
+        ],
+        [
+          'claims not critical',
+          signedAs(app.signingKey, app.kid, {
+            ...obSignatureClaims(app.id),
+            crit: ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss'],
+          }),
+          'U016',
+          'crit',
+        ],
+        // The app's own key over another body: a changed amount does not verify.
+        [
+          'a tampered body',
+          async () =>
+            detachedJws(
+              app.signingKey,
+              app.kid,
+              JSON.stringify({ Data: { Initiation: initiationOf('0.01') }, Risk: {} }),
+              {
+                ...obSignatureClaims(app.id),
+              },
+            ),
+          'U015',
+          'x-jws-signature',
+        ],
+      ];
+      const consents = await count('consents');
+      for (const [what, signature, code, path, proxy] of refusals) {
+        const errors = await json<ObErrors>(
+          await call(proxy ?? prism, app, app.appToken, '/domestic-payment-consents', {
+            method: 'POST',
+            body,
+            signature,
+          }),
+          400,
+        );
+        assert.deepEqual(
+          errors.Errors.map((error) => [error.ErrorCode, error.Path]),
+          [[code, path]],
+          what,
+        );
+      }
+      // No body at all: nothing signed, nothing to read.
+      assert.deepEqual(
+        await errorCodes(
+          await call(lax, app, app.appToken, '/domestic-payment-consents', { method: 'POST' }),
+          400,
+        ),
+        ['U019'],
+      );
+      assert.equal(await count('consents'), consents, 'nothing was created');
+
+      // An app that registered no keys cannot sign at all.
+      const keyless = await newApp({ registerKey: false });
+      assert.deepEqual(
+        await errorCodes(
+          await call(prism, keyless, keyless.appToken, '/domestic-payment-consents', {
+            method: 'POST',
+            body,
+          }),
+          400,
+        ),
+        ['U016'],
+      );
+
+      // The payment too: a tampered or unsigned one moves no money and leaves the consent usable.
+      const { Data } = await createConsent(app, initiation);
+      const token = await authorise(app, Data.ConsentId);
+      const before = await available();
+      const payments = await count('payments');
+      const paymentBody = { Data: { ConsentId: Data.ConsentId, Initiation: initiation }, Risk: {} };
+      for (const [signature, code, proxy] of [
+        [null, 'U019', lax],
+        [signedAs(other.signingKey, other.kid), 'U016', prism],
+        [
+          async () =>
+            detachedJws(
+              app.signingKey,
+              app.kid,
+              JSON.stringify({
+                ...paymentBody,
+                Risk: { PaymentContextCode: 'BillingGoodsAndServicesInAdvance' },
+              }),
+              obSignatureClaims(app.id),
+            ),
+          'U015',
+          prism,
+        ],
+      ] as const) {
+        assert.deepEqual(
+          await errorCodes(
+            await call(proxy, app, token, '/domestic-payments', {
+              method: 'POST',
+              body: paymentBody,
+              signature,
+            }),
+            400,
+          ),
+          [code],
+        );
+      }
+      assert.equal(await count('payments'), payments);
+      assert.equal(await available(), before);
+      assert.equal(await consentStatus(app, Data.ConsentId), 'AUTH');
+      assert.equal(
+        (await json<ObPayment>(await pay(app, token, Data.ConsentId, initiation), 201)).Data.Status,
+        'ACSP',
+      );
+    });
+
+    it('verifies with the keys an app publishes at its jwksUri', async () => {
+      const { privateKey, publicKey } = await generateKeyPair('PS256');
+      const jwks = {
+        keys: [{ ...(await exportJWK(publicKey)), kid: 'published-1', alg: 'PS256', use: 'sig' }],
+      };
+      const server = createServer((_request, response) => {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify(jwks));
+      });
+      await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+      try {
+        const { port } = server.address() as AddressInfo;
+        const registered = await newClientApp({ built, issuer }, developer, {
+          name: `Pay Pal ${++apps}`,
+          scopes: ['openid', 'payments'],
+          redirectUri: REDIRECT,
+          jwksUri: `http://127.0.0.1:${port}/jwks.json`,
+        });
+        const app = { ...registered, signingKey: privateKey, kid: 'published-1', alg: 'PS256' as const };
+        assert.equal((await createConsent(app, initiationOf('6.00'))).Data.Status, 'AWAU');
+        const stranger = await generateKeyPair('PS256');
+        assert.deepEqual(
+          await errorCodes(
+            await call(prism, app, app.appToken, '/domestic-payment-consents', {
+              method: 'POST',
+              body: { Data: { Initiation: initiationOf('6.00') }, Risk: {} },
+              signature: (text) =>
+                detachedJws(stranger.privateKey, 'published-1', text, obSignatureClaims(app.id)),
+            }),
+            400,
+          ),
+          ['U015'],
+        );
+      } finally {
+        await new Promise((done) => server.close(done));
+      }
+    });
+
+    it('takes an ES256 signature from an app whose registered key is EC', async () => {
+      const app = await newApp({ alg: 'ES256' });
+      const consent = await createConsent(app, initiationOf('2.00'));
+      assert.equal(consent.Data.Status, 'AWAU');
     });
   });
 }
@@ -483,8 +758,7 @@ after(() => {
     'uk-ob-pisp-domestic',
     recordOf('uk-ob-pisp', 'src/standards/uk-ob/pisp.test.ts', observed, {
       CreateDomesticPaymentConsents:
-        'creditor by UK.OBIE.IBAN only; no DebtorAccount, Authorisation or SCASupportData; request JWS not verified',
-      CreateDomesticPayments: 'request JWS not verified',
+        'creditor by UK.OBIE.IBAN only; no DebtorAccount, Authorisation or SCASupportData',
     }),
   );
 });

@@ -6,9 +6,10 @@
 // src/payments/ initiated by the app under that consent. The contract is the official file
 // (specs/uk-open-banking-v4.0/payment-initiation-openapi.yaml), so these routes stay out of /openapi.json.
 //
-// JWS: the specification requires a detached `x-jws-signature` on requests and responses. Responses are
-// signed here with the bank's published token-signing key (Read/Write API profile, "Message Signing");
-// request signatures are not verified yet (a later slice needs the apps' registered signing keys).
+// JWS: the specification requires a detached `x-jws-signature` on requests and responses (Read/Write API
+// profile, "Message Signing"). Responses are signed with the bank's published token-signing key; a request
+// with a body is refused (400 U015 to U019) before anything is created unless it is signed by a key of the
+// calling app's registered JWKS with the profile's claims (jws.ts, requestSignatureCheck).
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyRequest } from 'fastify';
 import { isValidIBAN } from 'ibantools';
@@ -27,7 +28,7 @@ import type { Payment, PaymentProblem, Payments } from '../../payments/service.t
 import type { PaymentStatus } from '../../payments/store.ts';
 import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { responseSigner } from './jws.ts';
+import { type AppSigningKeys, signedMessages } from './jws.ts';
 
 export const PISP_PREFIX = '/open-banking/v4.0/pisp';
 // An unauthorised domestic payment consent lapses after a day: the customer authorises it at once or not.
@@ -41,7 +42,7 @@ const CREDITOR_NAME_MAX = 140;
 const Text = (maxLength: number) => Type.String({ minLength: 1, maxLength });
 // The Initiation's fields the bank honours are typed; the specification's others pass the schema and are
 // refused by name (`unsupportedIn`), so a third party learns which field, not merely that one is unknown.
-const Initiation = Type.Object(
+export const Initiation = Type.Object(
   {
     InstructionIdentification: Text(35),
     EndToEndIdentification: Text(35),
@@ -73,7 +74,7 @@ const NewPayment = Type.Object({
 });
 const Hidden = { hide: true } as const;
 const IdempotencyHeaders = Type.Object({ 'x-idempotency-key': Type.Optional(Type.String()) });
-type ObInitiation = Record<string, unknown> & {
+export type ObInitiation = Record<string, unknown> & {
   InstructedAmount: { Amount: string; Currency: string };
   CreditorAccount: { SchemeName: string; Identification: string; Name: string };
   RemittanceInformation?: { Unstructured?: string[] };
@@ -87,7 +88,7 @@ interface ObPaymentTerms {
 
 // OBWriteDomesticConsentResponse5 has four statuses: a revoked or lapsed consent can no longer be used,
 // which the specification calls rejected.
-const CONSENT_STATUS: Readonly<Record<Consent['status'], string>> = {
+export const CONSENT_STATUS: Readonly<Record<Consent['status'], string>> = {
   awaiting_authorisation: 'AWAU',
   authorised: 'AUTH',
   consumed: 'COND',
@@ -99,7 +100,28 @@ const CONSENT_STATUS: Readonly<Record<Consent['status'], string>> = {
 // The ISO 20022 payment statuses of OBWriteDomesticResponse5. An internal payment is settled when the
 // creditor's account here is credited (ACCC); a domestic one when it left the debtor's (ACSC). A return
 // undoes a settled payment, which the enum has no word for: it is reported rejected, with the reason.
-function paymentStatus(status: PaymentStatus, type: Payment['type']): string {
+/**
+ * A payment's whole lifecycle as payment-details lists it, one entry per change with its reason. RCVD is not
+ * among that list's statuses: a payment just received is pending.
+ */
+export function paymentLifecycle(payment: Payment) {
+  return payment.statusHistory.map((change) => {
+    const status = paymentStatus(change.status, payment.type);
+    const shown = status === 'RCVD' ? 'PDNG' : status;
+    return {
+      PaymentTransactionId: payment.id,
+      Status: shown,
+      StatusUpdateDateTime: new Date(change.at).toISOString(),
+      ...statusDetail(shown, change.code),
+    };
+  });
+}
+
+/** A payment-details entry's reason: the bank's code, in the specification's free-text field. */
+export const statusDetail = (status: string, reason: string | null | undefined) =>
+  reason ? { StatusDetail: { Status: status, StatusReasonDescription: reason.slice(0, 256) } } : {};
+
+export function paymentStatus(status: PaymentStatus, type: Payment['type']): string {
   switch (status) {
     case 'received':
       return 'RCVD';
@@ -127,21 +149,19 @@ export function registerUkObPispRoutes(
     publicUrl: string;
     /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
     signingKey: JWK;
+    /** The apps' registered keys, which verify the third parties' request signatures. */
+    apps: AppSigningKeys;
+    /** The trust anchor (`http://openbanking.org.uk/tan`) signatures name. */
+    trustAnchor: string;
   },
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, payments, accounts, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${PISP_PREFIX}${path}`;
-  const sign = responseSigner(deps.signingKey, publicUrl);
 
   scoped(app, (scope) => {
     useObConventions(scope);
-    scope.addHook('onSend', async (_request, reply, payload) => {
-      if (typeof payload === 'string' && payload.length > 0) {
-        reply.header('x-jws-signature', await sign(payload));
-      }
-      return payload;
-    });
+    const signed = signedMessages(scope, deps);
 
     const appOf = (request: FastifyRequest) => managingApp(request, 'payments', 'payment consents');
     const consentOf = (clientId: string, id: string) =>
@@ -175,6 +195,7 @@ export function registerUkObPispRoutes(
       {
         schema: { ...Hidden, body: NewConsent, headers: IdempotencyHeaders },
         onRequest: gateway('consents'),
+        preValidation: signed,
       },
       async (request, reply) => {
         const clientId = appOf(request);
@@ -269,6 +290,7 @@ export function registerUkObPispRoutes(
       {
         schema: { ...Hidden, body: NewPayment, headers: IdempotencyHeaders },
         onRequest: gateway('payments', 'payments'),
+        preValidation: signed,
       },
       async (request, reply) => {
         const key = idempotencyKeyOf(request.headers['x-idempotency-key']);
@@ -329,19 +351,9 @@ export function registerUkObPispRoutes(
       { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
       async (request) => {
         const { payment } = await paymentOf(request, request.params.DomesticPaymentId);
-        // Its whole lifecycle, one entry per change: RCVD is not among this list's statuses, and a payment
-        // just received is pending.
         return {
           Data: {
-            PaymentStatus: payment.statusHistory.map((change) => {
-              const status = paymentStatus(change.status, payment.type);
-              return {
-                PaymentTransactionId: payment.id,
-                Status: status === 'RCVD' ? 'PDNG' : status,
-                StatusUpdateDateTime: new Date(change.at).toISOString(),
-                ...(change.code && { StatusDetail: { StatusReason: change.code.slice(0, 500) } }),
-              };
-            }),
+            PaymentStatus: paymentLifecycle(payment),
           },
           Links: { Self: self(`/domestic-payments/${payment.id}/payment-details`) },
           Meta: {},
@@ -376,7 +388,7 @@ function unsupportedIn(initiation: ObInitiation): string[] {
 }
 
 /** The Initiation in the bank's own terms, refusing what the bank cannot pay: a 400 before anything exists. */
-function bankTerms(initiation: ObInitiation) {
+export function bankTerms(initiation: ObInitiation) {
   const { Amount, Currency } = initiation.InstructedAmount;
   const exponent = currencyExponent(Currency);
   if (exponent === undefined) {
@@ -439,7 +451,7 @@ function bankTerms(initiation: ObInitiation) {
 }
 
 /** x-idempotency-key is required on every POST of this API (Payment Initiation API, parameters). */
-function idempotencyKeyOf(header: string | string[] | undefined): string {
+export function idempotencyKeyOf(header: string | string[] | undefined): string {
   if (typeof header !== 'string' || header.length > IDEMPOTENCY_KEY_MAX || !IDEMPOTENCY_KEY.test(header)) {
     throw ObError.of(
       400,
@@ -451,7 +463,7 @@ function idempotencyKeyOf(header: string | string[] | undefined): string {
 }
 
 // The payer's context for fraud screening, as src/payments/routes.ts reads it from an app's request.
-function payerContext(request: FastifyRequest) {
+export function payerContext(request: FastifyRequest) {
   const header = (name: string) => {
     const value = request.headers[name];
     return typeof value === 'string' && value.length <= 512 ? value : undefined;
@@ -462,7 +474,7 @@ function payerContext(request: FastifyRequest) {
 }
 
 /** The payment service's refusals in the statuses CreateDomesticPayments declares. */
-function paymentError(code: PaymentProblem, detail: string | undefined): ObError {
+export function paymentError(code: PaymentProblem, detail: string | undefined): ObError {
   const message = detail ? `${code}: ${detail}` : code;
   switch (code) {
     case 'consent_not_active':
