@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
+import {
+  compactVerify,
+  createLocalJWKSet,
+  decodeJwt,
+  exportJWK,
+  generateKeyPair,
+  type JSONWebKeySet,
+} from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -100,10 +107,16 @@ for (const database of testDatabases()) {
         jwks: { keys: [tppJwk] },
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
-    // Prism checks the request signature the specification requires is there; the bank does not verify it.
+    // Every request body is signed as a third party signs, by the app the token was issued to (the bank
+    // verifies it on a subscription's creation and change, which the specification says must be signed).
     const call = (proxy: PrismProxy, token: string, path: string, init: ThirdPartyCall = {}) =>
       callAsThirdParty(proxy, token, path, init, async (body) => ({
-        'x-jws-signature': await detachedJws(tppKey, 'tpp-test', body),
+        'x-jws-signature': await detachedJws(
+          tppKey,
+          'tpp-test',
+          body,
+          obSignatureClaims(String(decodeJwt(token).client_id)),
+        ),
       }));
     const json = async <T>(response: Response, status: number) => {
       const text = await response.text();
@@ -253,6 +266,30 @@ for (const database of testDatabases()) {
         body: { Data: {} },
       });
       assert.equal(missing.status, 400);
+      // Unsigned, or signed with a key the app never registered: refused before anything is kept.
+      const body = { Data: { Version: '4.0' } };
+      const unsigned = await callAsThirdParty(lax, a.appToken, '/event-subscriptions', {
+        method: 'POST',
+        body,
+      });
+      assert.deepEqual(
+        (await json<ObErrors>(unsigned, 400)).Errors.map((e) => [e.ErrorCode, e.Path]),
+        [['U019', 'x-jws-signature']],
+      );
+      const stranger = (await generateKeyPair('PS256')).privateKey;
+      const forged = await callAsThirdParty(
+        prism,
+        a.appToken,
+        '/event-subscriptions',
+        { method: 'POST', body },
+        async (text) => ({
+          'x-jws-signature': await detachedJws(stranger, 'tpp-test', text, obSignatureClaims(a.id)),
+        }),
+      );
+      assert.deepEqual(
+        (await json<ObErrors>(forged, 400)).Errors.map((e) => [e.ErrorCode, e.Path]),
+        [['U015', 'x-jws-signature']],
+      );
       assert.equal(await count('ob_event_subscriptions'), before);
       // Polling before subscribing, and acknowledging what is not a jti.
       assert.equal((await call(prism, a.appToken, '/events', { method: 'POST', body: {} })).status, 400);

@@ -8,7 +8,6 @@
 // Only aggregated polling: a subscription with a CallbackUrl (real-time push) is refused, so a third party
 // is never left waiting for notifications the bank does not send.
 import type { FastifyRequest } from 'fastify';
-import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import { v4 as uuidv4 } from 'uuid';
 import type { Db, Sql } from '../../db/db.ts';
@@ -16,7 +15,7 @@ import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { accessOf, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { responseSigner, tokenSigner } from './jws.ts';
+import { type MessageSigning, signedMessages, tokenSigner } from './jws.ts';
 import { PISP_PREFIX } from './pisp.ts';
 
 export const EVENTS_PREFIX = '/open-banking/v4.0';
@@ -74,24 +73,19 @@ interface SubscriptionRow {
 
 export function registerUkObEventsRoutes(
   app: App,
-  deps: { db: Db; publicUrl: string; signingKey: JWK; trustAnchor: string },
+  deps: { db: Db } & MessageSigning,
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${EVENTS_PREFIX}${path}`;
-  const signBody = responseSigner(deps.signingKey, publicUrl, deps.trustAnchor);
   const signToken = tokenSigner(deps.signingKey);
 
   scoped(app, (scope) => {
     useObConventions(scope);
-    // The specification declares x-jws-signature on the subscription responses; polling answers carry
-    // their own signatures inside (each notification), and one over the body does no harm.
-    scope.addHook('onSend', async (_request, reply, payload) => {
-      if (typeof payload === 'string' && payload.length > 0) {
-        reply.header('x-jws-signature', await signBody(payload));
-      }
-      return payload;
-    });
+    // Signed both ways (jws.ts): every answer carries x-jws-signature (polling answers carry their own
+    // signatures inside too, one per notification), and a subscription's creation or change must be signed
+    // by its app, as the specification requires of those two requests.
+    const signed = signedMessages(scope, deps);
 
     const appOf = (request: FastifyRequest): string => {
       const access = accessOf(request);
@@ -127,7 +121,7 @@ export function registerUkObEventsRoutes(
 
     scope.post(
       `${EVENTS_PREFIX}/event-subscriptions`,
-      { schema: { ...Hidden, body: NewSubscription }, onRequest: gateway('consents') },
+      { schema: { ...Hidden, body: NewSubscription }, onRequest: gateway('consents'), preValidation: signed },
       async (request, reply) => {
         const clientId = appOf(request);
         const data = request.body.Data;
@@ -172,7 +166,11 @@ export function registerUkObEventsRoutes(
 
     scope.put(
       `${EVENTS_PREFIX}/event-subscriptions/:EventSubscriptionId`,
-      { schema: { ...IdParams, body: ChangedSubscription }, onRequest: gateway('consents') },
+      {
+        schema: { ...IdParams, body: ChangedSubscription },
+        onRequest: gateway('consents'),
+        preValidation: signed,
+      },
       async (request) => {
         const clientId = appOf(request);
         const id = request.params.EventSubscriptionId;
