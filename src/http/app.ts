@@ -8,7 +8,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { QueueFullError } from '../ledger/batcher.ts';
+import { QueueFullError } from '../db/batcher.ts';
 import { type FieldError, Problem, type ProblemCode } from './problems.ts';
 
 export type App = FastifyInstance<

@@ -1,9 +1,9 @@
 import { v7 as uuidv7 } from 'uuid';
+import { Batcher } from '../db/batcher.ts';
 import type { Db, Sql } from '../db/db.ts';
 import { Problem } from '../http/problems.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
-import { Batcher } from './batcher.ts';
 import type {
   Account,
   Entry,

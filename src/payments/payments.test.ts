@@ -894,6 +894,58 @@ for (const database of testDatabases()) {
       }
     });
 
+    it("screens one customer's concurrent payments one after another, however they are grouped", async () => {
+      const fraud = built.fraud;
+      assert.ok(fraud);
+      // Concurrent payments share transactions (src/db/group-commit.ts); a customer's two never may, or
+      // each would be screened against a history without the other.
+      const recent = async (customer: Customer) =>
+        Number(
+          (
+            await db.query<{ n: number }>(
+              `select count(*)::int as n from fraud_screenings
+                where customer_id = $1 and in_history and at > now() - interval '10 minutes'`,
+              [customer.customerId],
+            )
+          )[0]?.n,
+        );
+      // Alice may make two more payments; Bob, with a shorter history, pays alongside and fills the groups.
+      const history = { alice: await recent(alice), bob: await recent(bob) };
+      const maxCount = history.alice + 2;
+      await fraud.updateRule('velocity_10m', {
+        enabled: true,
+        parameters: { windowMinutes: 10, maxCount },
+        changedBy: 'payments-test',
+      });
+      try {
+        const before = await snapshot();
+        const pay = (payer: 'alice' | 'bob', debtorAccountId: string) =>
+          payAtBank(payer, {
+            instructedAmount: { amount: '0.10', currency: 'EUR' },
+            creditor: { name: 'Velocity Payee', iban: EXTERNAL_IBAN },
+            debtorAccountId,
+          }).then((response) => json<PaymentJson>(response, 201).status);
+        const statuses = await Promise.all([
+          ...Array.from({ length: 6 }, () => pay('alice', aliceCurrent)),
+          ...Array.from({ length: 6 }, () => pay('bob', bobCurrent)),
+        ]);
+        // Beyond the limit a payment waits for a one-time code; none slipped under it alongside another.
+        const byPayer = { alice: statuses.slice(0, 6), bob: statuses.slice(6) };
+        for (const payer of ['alice', 'bob'] as const) {
+          const accepted = Math.min(6, Math.max(0, maxCount - history[payer]));
+          assert.deepEqual(
+            byPayer[payer].sort(),
+            [...Array(accepted).fill('accepted'), ...Array(6 - accepted).fill('awaiting_sca')],
+            payer,
+          );
+        }
+        assert.equal((await snapshot()).payments, before.payments + 12, 'every payment recorded, none twice');
+        assert.ok((await built.ledger.verify()).ok);
+      } finally {
+        await fraud.updateRule('velocity_10m', { enabled: false, changedBy: 'payments-test' });
+      }
+    });
+
     it('asks for strong authentication only where the payment has not had it', async () => {
       const fraud = built.fraud;
       assert.ok(fraud);

@@ -16,6 +16,7 @@ import type { BankAccount } from '../accounts/store.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import type { Db, Sql } from '../db/db.ts';
+import { GroupCommit } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
 import type { ScreeningInput } from '../fraud/rules.ts';
 import type { FraudScreening } from '../fraud/service.ts';
@@ -203,6 +204,7 @@ class TwinRequest extends Error {}
 
 export class Payments {
   readonly #db: Db;
+  readonly #group: GroupCommit;
   readonly #ledger: Ledger;
   readonly #bankAccounts: BankLedgerAccounts;
   readonly #accounts: Accounts;
@@ -237,6 +239,7 @@ export class Payments {
     now?: () => Date;
   }) {
     this.#db = options.db;
+    this.#group = new GroupCommit(options.db);
     this.#ledger = options.ledger;
     this.#bankAccounts = options.bankAccounts;
     this.#accounts = options.accounts;
@@ -316,7 +319,9 @@ export class Payments {
       // One transaction records the payment, consumes an app's consent, and screens it for fraud before any
       // money moves. The screening's reasons stay with the bank (a case for operators): the payer learns
       // only that the payment was refused, never which rule fired.
-      const recordedAs = await this.#db.transaction(async (tx) => {
+      // Concurrent payments share the transaction (src/db/group-commit.ts); one customer's never do, so each
+      // screening reads a history with the customer's earlier payments in it.
+      const recordedAs = await this.#group.run(initiator.customerId, async (tx) => {
         // The quote first, before the payment that names it (quote ids are unique among payments): of two
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
@@ -632,13 +637,13 @@ export class Payments {
     const withIt =
       alongside ??
       (loyalty && to === 'rejected' ? (tx: Sql) => loyalty.settleDebit(tx, payment.id, false) : undefined);
-    const moved = withIt
-      ? await this.#db.transaction(async (tx) => {
-          const changed = await move(tx);
-          if (changed) await withIt(tx);
-          return changed;
-        })
-      : await move(sql ?? this.#db);
+    const moveWithIt = async (tx: Sql) => {
+      const changed = await move(tx);
+      if (changed) await withIt?.(tx);
+      return changed;
+    };
+    // In the caller's transaction, or sharing one with concurrent payments (src/db/group-commit.ts).
+    const moved = await (sql ? moveWithIt(sql) : this.#group.run(payment.customerId, moveWithIt));
     // Another worker moved it first: report where it is now.
     return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { QueueFullError } from './batcher.ts';
+import type { Sql } from './db.ts';
+import { GroupCommit } from './group-commit.ts';
+
+const txid = async (tx: Sql) =>
+  String((await tx.query<{ id: string }>('select txid_current()::text as id'))[0]?.id);
+
+for (const database of testDatabases()) {
+  describe(`group commit (${database.name})`, () => {
+    let db: TestDb;
+    before(async () => {
+      db = await database.open();
+      await db.script(`create table group_rows (name text primary key, at_commit int,
+                         constraint once_at_commit unique (at_commit) deferrable initially deferred)`);
+    });
+    after(() => db.close());
+
+    const insert =
+      (name: string, atCommit: number | null = null) =>
+      async (tx: Sql) => {
+        await tx.query('insert into group_rows (name, at_commit) values ($1, $2)', [name, atCommit]);
+        return txid(tx);
+      };
+    const names = async (prefix: string) =>
+      (
+        await db.query<{ name: string }>('select name from group_rows where name like $1 order by name', [
+          `${prefix}%`,
+        ])
+      ).map((row) => row.name);
+
+    it('runs the works queued together in one transaction, and commits them all', async () => {
+      const group = new GroupCommit(db);
+      const ids = await Promise.all(['a1', 'a2', 'a3', 'a4'].map((name) => group.run(name, insert(name))));
+      assert.equal(new Set(ids).size, 1, 'one transaction');
+      assert.deepEqual(await names('a'), ['a1', 'a2', 'a3', 'a4']);
+    });
+
+    it('a work that fails fails alone: the others run again in their own transactions and commit', async () => {
+      const group = new GroupCommit(db);
+      const attempts = new Map<string, number>();
+      const counted = (name: string, work: (tx: Sql) => Promise<string>) => (tx: Sql) => {
+        attempts.set(name, (attempts.get(name) ?? 0) + 1);
+        return work(tx);
+      };
+      const refused = new Error('refused by a rule');
+      const outcomes = await Promise.allSettled([
+        group.run('b1', counted('b1', insert('b1'))),
+        group.run(
+          'b2',
+          counted('b2', async (tx) => {
+            await insert('b2')(tx);
+            throw refused;
+          }),
+        ),
+        group.run('b3', counted('b3', insert('b3'))),
+        // A statement that fails in the database aborts the shared transaction: its own failure all the same.
+        group.run('b4', counted('b4', insert('a1'))),
+      ]);
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected'],
+      );
+      assert.equal((outcomes[1] as PromiseRejectedResult).reason, refused);
+      assert.equal(((outcomes[3] as PromiseRejectedResult).reason as { code?: string }).code, '23505');
+      const [first, , third] = outcomes as PromiseFulfilledResult<string>[];
+      assert.notEqual(first?.value, third?.value, 'each in its own transaction');
+      assert.deepEqual(await names('b'), ['b1', 'b3'], 'the refused work left nothing');
+      assert.deepEqual(Object.fromEntries(attempts), { b1: 2, b2: 2, b3: 2, b4: 2 });
+    });
+
+    it('never runs two works with one key at once', async () => {
+      const group = new GroupCommit(db);
+      let running = 0;
+      let overlapped = false;
+      const work = (name: string) => async (tx: Sql) => {
+        running++;
+        if (running > 1) overlapped = true;
+        try {
+          return await insert(name)(tx);
+        } finally {
+          running--;
+        }
+      };
+      const ids = await Promise.all(['c1', 'c2', 'c3'].map((name) => group.run('one customer', work(name))));
+      assert.equal(new Set(ids).size, 3, 'three transactions');
+      assert.equal(overlapped, false);
+      assert.deepEqual(await names('c'), ['c1', 'c2', 'c3']);
+    });
+
+    it('a failed commit fails every work of the group, and none runs again', async () => {
+      const group = new GroupCommit(db);
+      let attempts = 0;
+      const work = (name: string) => (tx: Sql) => {
+        attempts++;
+        return insert(name, 7)(tx); // both rows claim at_commit 7: checked only when the group commits
+      };
+      const outcomes = await Promise.allSettled([group.run('d1', work('d1')), group.run('d2', work('d2'))]);
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['rejected', 'rejected'],
+      );
+      assert.equal(attempts, 2, 'run once each: a commit that failed unseen might have gone through');
+      assert.deepEqual(await names('d'), []);
+    });
+
+    it('refuses works beyond its queue bound', async () => {
+      const group = new GroupCommit(db, { queuedMax: 2 });
+      const outcomes = await Promise.allSettled(
+        ['e1', 'e2', 'e3'].map((name) => group.run(name, insert(name))),
+      );
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['fulfilled', 'fulfilled', 'rejected'],
+      );
+      assert.ok((outcomes[2] as PromiseRejectedResult).reason instanceof QueueFullError);
+      assert.deepEqual(await names('e'), ['e1', 'e2']);
+    });
+  });
+}
