@@ -121,8 +121,8 @@ export class Accounts {
   }
 
   /** An account of this bank by its IBAN (electronic format: no spaces, upper case). */
-  findByIban(iban: string): Promise<BankAccount | undefined> {
-    return findBankAccountByIban(this.#db, iban);
+  findByIban(iban: string, sql: Sql = this.#db): Promise<BankAccount | undefined> {
+    return findBankAccountByIban(sql, iban);
   }
 
   /** Many accounts of this bank by IBAN (electronic format) in one query: a payout file's payees. */
@@ -131,8 +131,12 @@ export class Accounts {
   }
 
   /** The customer's account, or undefined when it is somebody else's: callers answer 404 either way. */
-  async findForCustomer(customerId: string, id: string): Promise<BankAccount | undefined> {
-    const account = await findBankAccount(this.#db, id);
+  async findForCustomer(
+    customerId: string,
+    id: string,
+    sql: Sql = this.#db,
+  ): Promise<BankAccount | undefined> {
+    const account = await findBankAccount(sql, id);
     return account?.customerId === customerId ? account : undefined;
   }
 

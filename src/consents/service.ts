@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/db.ts';
+import { GroupRead } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
 import {
   type Consent,
@@ -30,10 +31,12 @@ export type ConsentProblem = 'invalid_expiry' | 'not_found' | 'consent_not_activ
 /** Consents and their lifecycle: awaiting authorisation → authorised → consumed | revoked | expired, or rejected. */
 export class Consents {
   readonly #db: Db;
+  readonly #reads: GroupRead;
   readonly #now: () => Date;
 
   constructor(options: { db: Db; now?: () => Date }) {
     this.#db = options.db;
+    this.#reads = new GroupRead(options.db);
     this.#now = options.now ?? (() => new Date());
   }
 
@@ -78,8 +81,9 @@ export class Consents {
     return consent?.customerId === customerId ? consent : undefined;
   }
 
+  /** Read on every call made under a consent: concurrent calls' reads share a connection's round trip. */
   find(id: string): Promise<Consent | undefined> {
-    return findConsent(this.#db, id, this.#now());
+    return this.#reads.run((sql) => findConsent(sql, id, this.#now()));
   }
 
   listForCustomer(

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { QueueFullError } from './batcher.ts';
 import type { Sql } from './db.ts';
-import { GroupCommit } from './group-commit.ts';
+import { GroupCommit, GroupRead } from './group-commit.ts';
 
 const txid = async (tx: Sql) =>
   String((await tx.query<{ id: string }>('select txid_current()::text as id'))[0]?.id);
@@ -104,6 +104,31 @@ for (const database of testDatabases()) {
       );
       assert.equal(attempts, 2, 'run once each: a commit that failed unseen might have gone through');
       assert.deepEqual(await names('d'), []);
+    });
+
+    it('runs concurrent reads on one connection, outside a transaction, each failing alone', async () => {
+      const reads = new GroupRead(db);
+      const read = (value: string) => async (sql: Sql) =>
+        (
+          await sql.query<{ pid: number; value: number }>(
+            'select pg_backend_pid() as pid, $1::int as value',
+            [value],
+          )
+        )[0];
+      const outcomes = await Promise.allSettled(
+        ['1', '2', 'three', '4'].map((value) => reads.run(read(value))),
+      );
+      assert.deepEqual(
+        outcomes.map((outcome) => outcome.status),
+        ['fulfilled', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      const answers = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+      assert.deepEqual(
+        answers.map((answer) => answer?.value),
+        [1, 2, 4],
+      );
+      assert.equal(new Set(answers.map((answer) => answer?.pid)).size, 1, 'one connection');
+      // In a transaction, the read after the failed one would have failed with it (25P02).
     });
 
     it('refuses works beyond its queue bound', async () => {

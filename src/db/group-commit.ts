@@ -3,9 +3,10 @@
 // all. Under load a request's transaction costs a few shared round trips instead of its own three or four;
 // a lone request runs at once, in a transaction of its own, as `Db.transaction` would run it.
 //
-//   run(key, work)  ─ queued ─▶  group: works with distinct keys no other group holds, up to groupMax
-//                                 begin; every work concurrently on one connection; commit
-//                                 any work failed: rollback, then each work again in its own transaction
+//   GroupCommit.run(key, work)  ─ queued ─▶  group: works with distinct keys no other group holds
+//                                             begin; every work concurrently on one connection; commit
+//                                             a work failed: rollback; each work again in a transaction alone
+//   GroupRead.run(work)         ─ queued ─▶  group: every work concurrently on one connection, no transaction
 import { QueueFullError } from './batcher.ts';
 import type { Db, Sql } from './db.ts';
 
@@ -19,7 +20,7 @@ export interface GroupCommitOptions {
 }
 
 interface Waiting {
-  readonly key: string;
+  readonly key: string | undefined;
   readonly work: (tx: Sql) => Promise<unknown>;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
@@ -29,16 +30,11 @@ interface Waiting {
 class WorkFailed extends Error {}
 
 /**
- * Runs transactions of concurrent callers as one. What a work may do:
- * - Only SQL on the `tx` it is given, and computation. A group whose work fails is rolled back and every
- *   work runs again alone, so one caller's refusal (a conflict, a rule) is its own and never undoes another's.
- *   A work may therefore run twice; nothing it does may outlive a rolled-back attempt.
- * - Nothing that depends on another work's effects: their statements interleave on one connection. Works
- *   that could touch the same rows (a customer's history, their consents and mandates) carry the same `key`,
- *   and two works with one key never run at once: the second joins a group after the first's has ended.
+ * The queue both kinds of group share: works wait one turn of the event loop (or for a group in flight to
+ * end), then go in groups of distinct keys, none held by a group in flight.
  */
-export class GroupCommit {
-  readonly #db: Db;
+class GroupQueue {
+  readonly #execute: (group: readonly Waiting[]) => Promise<void>;
   readonly #groupMax: number;
   readonly #groupsInFlightMax: number;
   readonly #queuedMax: number;
@@ -46,17 +42,16 @@ export class GroupCommit {
   #groupsInFlight = 0;
   readonly #keysInFlight = new Set<string>();
 
-  constructor(db: Db, options: GroupCommitOptions = {}) {
-    this.#db = db;
+  constructor(execute: (group: readonly Waiting[]) => Promise<void>, options: GroupCommitOptions) {
+    this.#execute = execute;
     this.#groupMax = options.groupMax ?? 64;
     this.#groupsInFlightMax = options.groupsInFlightMax ?? 2;
     this.#queuedMax = options.queuedMax ?? 4096;
     if (this.#groupMax < 1 || this.#groupsInFlightMax < 1) throw new RangeError('group limits must be >= 1');
   }
 
-  run<T>(key: string, work: (tx: Sql) => Promise<T>): Promise<T> {
-    if (this.#queue.length >= this.#queuedMax)
-      return Promise.reject(new QueueFullError('transaction queue is full'));
+  submit<T>(key: string | undefined, work: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.#queue.length >= this.#queuedMax) return Promise.reject(new QueueFullError('queue is full'));
     const done = new Promise<T>((resolve, reject) =>
       this.#queue.push({ key, work, resolve: resolve as (value: unknown) => void, reject }),
     );
@@ -70,8 +65,8 @@ export class GroupCommit {
       const group = this.#take();
       if (group.length === 0) return; // every queued key is in flight: the next group to finish drains
       this.#groupsInFlight++;
-      void this.#commit(group).finally(() => {
-        for (const waiting of group) this.#keysInFlight.delete(waiting.key);
+      void this.#execute(group).finally(() => {
+        for (const { key } of group) if (key !== undefined) this.#keysInFlight.delete(key);
         this.#groupsInFlight--;
         this.#drain();
       });
@@ -86,8 +81,9 @@ export class GroupCommit {
     const group: Waiting[] = [];
     const left: Waiting[] = [];
     for (const waiting of this.#queue) {
-      if (group.length < this.#groupMax && !this.#keysInFlight.has(waiting.key)) {
-        this.#keysInFlight.add(waiting.key);
+      const { key } = waiting;
+      if (group.length < this.#groupMax && (key === undefined || !this.#keysInFlight.has(key))) {
+        if (key !== undefined) this.#keysInFlight.add(key);
         group.push(waiting);
       } else {
         left.push(waiting);
@@ -95,6 +91,29 @@ export class GroupCommit {
     }
     this.#queue = left;
     return group;
+  }
+}
+
+/**
+ * Runs transactions of concurrent callers as one. What a work may do:
+ * - Only SQL on the `tx` it is given, and computation. A group whose work fails is rolled back and every
+ *   work runs again alone, so one caller's refusal (a conflict, a rule) is its own and never undoes another's.
+ *   A work may therefore run twice; nothing it does may outlive a rolled-back attempt.
+ * - Nothing that depends on another work's effects: their statements interleave on one connection. Works
+ *   that could touch the same rows (a customer's history, their consents and mandates) carry the same `key`,
+ *   and two works with one key never run at once: the second joins a group after the first's has ended.
+ */
+export class GroupCommit {
+  readonly #db: Db;
+  readonly #queue: GroupQueue;
+
+  constructor(db: Db, options: GroupCommitOptions = {}) {
+    this.#db = db;
+    this.#queue = new GroupQueue((group) => this.#commit(group), options);
+  }
+
+  run<T>(key: string, work: (tx: Sql) => Promise<T>): Promise<T> {
+    return this.#queue.submit(key, work);
   }
 
   async #commit(group: readonly Waiting[]): Promise<void> {
@@ -125,5 +144,34 @@ export class GroupCommit {
       return;
     }
     for (const [i, waiting] of group.entries()) waiting.resolve(values[i]);
+  }
+}
+
+/**
+ * Runs the reads of concurrent callers on one connection, outside any transaction: their statements leave
+ * together, and each answers (or fails) on its own. For the lookups a request makes before it decides
+ * anything; a read that must see a transaction's own writes belongs in that transaction.
+ */
+export class GroupRead {
+  readonly #db: Db;
+  readonly #queue: GroupQueue;
+
+  constructor(db: Db, options: GroupCommitOptions = {}) {
+    this.#db = db;
+    this.#queue = new GroupQueue((group) => this.#read(group), options);
+  }
+
+  run<T>(work: (sql: Sql) => Promise<T>): Promise<T> {
+    return this.#queue.submit(undefined, work);
+  }
+
+  async #read(group: readonly Waiting[]): Promise<void> {
+    await this.#db
+      .session((session) =>
+        Promise.all(group.map((waiting) => waiting.work(session).then(waiting.resolve, waiting.reject))),
+      )
+      .catch((error: unknown) => {
+        for (const waiting of group) waiting.reject(error); // no connection: settles those still waiting
+      });
   }
 }

@@ -16,7 +16,7 @@ import type { BankAccount } from '../accounts/store.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import type { Db, Sql } from '../db/db.ts';
-import { GroupCommit } from '../db/group-commit.ts';
+import { GroupCommit, GroupRead } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
 import type { ScreeningInput } from '../fraud/rules.ts';
 import type { FraudScreening } from '../fraud/service.ts';
@@ -205,6 +205,7 @@ class TwinRequest extends Error {}
 export class Payments {
   readonly #db: Db;
   readonly #group: GroupCommit;
+  readonly #reads: GroupRead;
   readonly #ledger: Ledger;
   readonly #bankAccounts: BankLedgerAccounts;
   readonly #accounts: Accounts;
@@ -240,6 +241,7 @@ export class Payments {
   }) {
     this.#db = options.db;
     this.#group = new GroupCommit(options.db);
+    this.#reads = new GroupRead(options.db);
     this.#ledger = options.ledger;
     this.#bankAccounts = options.bankAccounts;
     this.#accounts = options.accounts;
@@ -269,10 +271,9 @@ export class Payments {
     const scope = idempotencyScopeOf(initiator);
     const hash = requestHash(instruction);
     // The replay lookup and the checks' reads go out together; a replay still answers before any check.
-    const [existing, checked] = await Promise.all([
-      findPaymentByKey(this.#db, scope, key),
-      this.check(initiator, instruction),
-    ]);
+    const [existing, checked] = await this.#reads.run((sql) =>
+      Promise.all([findPaymentByKey(sql, scope, key), this.check(initiator, instruction, sql)]),
+    );
     if (existing) return this.#replay(existing, hash);
     if (!checked.ok) return checked;
     const { debtor, creditor, creditorIban, amount, quote } = checked;
@@ -388,6 +389,8 @@ export class Payments {
   async check(
     initiator: Initiator,
     instruction: PaymentInstruction,
+    // Where the accounts are read: a shared connection's reads (src/db/group-commit.ts), or any.
+    sql?: Sql,
   ): Promise<
     | {
         ok: true;
@@ -431,8 +434,8 @@ export class Payments {
     const ibanValid = isValidIBAN(creditorIban);
     // Both accounts are looked up at once; the answers are judged in the order the checks are documented.
     const [debtor, creditor] = await Promise.all([
-      debtorAccountId && this.#accounts.findForCustomer(initiator.customerId, debtorAccountId),
-      ibanValid ? this.#accounts.findByIban(creditorIban) : undefined,
+      debtorAccountId && this.#accounts.findForCustomer(initiator.customerId, debtorAccountId, sql),
+      ibanValid ? this.#accounts.findByIban(creditorIban, sql) : undefined,
     ]);
     if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
     const quoteId = instruction.quoteId;
