@@ -942,10 +942,10 @@ export class Payments {
     const staleBefore = new Date(this.#now().getTime() - STALE_CLAIM_MS);
     // A held payment nobody confirmed in time lapses; nothing moved.
     const scaBefore = new Date(this.#now().getTime() - SCA_WINDOW_MS);
-    for (const payment of await listPayments(this.#db, 'awaiting_sca', undefined, scaBefore, 100)) {
+    for (const payment of await listPayments(this.#db, 'awaiting_sca', scaBefore, 100)) {
       await this.#transition(payment, ['awaiting_sca'], 'rejected', 'sca_expired');
     }
-    for (const payment of await listPayments(this.#db, 'returning', undefined, staleBefore, 100)) {
+    for (const payment of await listPayments(this.#db, 'returning', staleBefore, 100)) {
       // Where it was returned from is the status before `returning` in its history.
       const from = payment.statusHistory.at(-2)?.status === 'settled' ? 'settled' : 'accepted';
       await this.#finishReturn(payment, from);
@@ -953,7 +953,6 @@ export class Payments {
     const stale = await listPayments(
       this.#db,
       'received',
-      undefined,
       new Date(this.#now().getTime() - RECOVER_AFTER_MS),
       100,
     );
