@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, hkdfSync } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { App } from '../http/app.ts';
+import { type App, routeOf } from '../http/app.ts';
 import { canonicalJson } from '../idempotency.ts';
 import type { ActorType, AuditLog } from './service.ts';
 
@@ -70,7 +70,7 @@ export function auditProviderCalls(audit: AuditLog, fingerprint: (body: unknown)
  */
 export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body: unknown) => string): void {
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched';
+    const route = routeOf(request);
     if (UNAUDITED.has(route)) return done();
     const consents = request.access?.consents.map((consent) => consent.id) ?? [];
     audit.record({

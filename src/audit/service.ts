@@ -40,28 +40,28 @@ const BUFFERED_MAX = 100_000;
 const VERIFY_PAGE = 5000;
 
 /** The canonical form a record's hash covers: fixed field order, times in ISO 8601 UTC. */
-function canonicalForm(record: Omit<AuditRecord, 'hash'>): string {
+function canonicalForm(entry: AuditEntry, seq: number, prevHash: string): string {
   return JSON.stringify([
-    record.seq,
-    record.at.toISOString(),
-    record.actorType,
-    record.actorId,
-    record.appId,
-    record.customerId,
-    record.consentIds,
-    record.method,
-    record.route,
-    record.status,
-    record.requestId,
-    record.bodyHash,
-    record.prevHash,
+    seq,
+    entry.at.toISOString(),
+    entry.actorType,
+    entry.actorId,
+    entry.appId,
+    entry.customerId,
+    entry.consentIds,
+    entry.method,
+    entry.route,
+    entry.status,
+    entry.requestId,
+    entry.bodyHash,
+    prevHash,
   ]);
 }
 
 const sha256 = (text: string) => hash('sha256', text, 'hex');
 
 export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
-  return sha256(canonicalForm(record));
+  return sha256(canonicalForm(record, record.seq, record.prevHash));
 }
 
 export class AuditLog {
@@ -138,7 +138,7 @@ export class AuditLog {
       // appended, the row the database reads back by position.
       const rows = batch.map((entry) => {
         seq += 1;
-        const canonical = canonicalForm({ ...entry, seq, prevHash });
+        const canonical = canonicalForm(entry, seq, prevHash);
         prevHash = sha256(canonical);
         return `${canonical.slice(0, -1)},"${prevHash}"]`;
       });

@@ -11,7 +11,7 @@
 // secrets and applicants' names.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../db/db.ts';
-import type { App } from '../http/app.ts';
+import { type App, routeOf } from '../http/app.ts';
 import { Problem } from '../http/problems.ts';
 import { readIdempotencyKey, requestHash } from '../idempotency.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
@@ -33,7 +33,7 @@ function callerScope(request: FastifyRequest): string | undefined {
   else if (request.customerId) caller = `customer:${request.customerId}`;
   else if (request.developer) caller = `developer:${request.developer.id}`;
   else if (request.operator) caller = 'operator';
-  return caller && `${request.routeOptions.url}:${caller}`;
+  return caller && `${routeOf(request)}:${caller}`;
 }
 
 const responseContext = (id: string) => fieldContext('idempotency_keys', 'response_enc', id);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyContextConfig,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
@@ -38,6 +39,17 @@ function traceOf(header: unknown): { traceId: string; parentSpanId: string } | u
   return { traceId: match[1], parentSpanId: match[2] };
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The matched route's template ('unmatched' for none) and config, read once per call (see below). */
+    route: { readonly url: string; readonly config: FastifyContextConfig | undefined } | null;
+  }
+}
+
+/** The route template of a call: after onRequest from the request, before it (a refused request) from Fastify. */
+export const routeOf = (request: FastifyRequest): string =>
+  request.route?.url ?? request.routeOptions.url ?? 'unmatched';
+
 /** The Fastify instance with the cross-cutting behaviour every route shares: ids, problems, limits. */
 export function createHttpServer(options: HttpOptions = {}): App {
   const app = Fastify({
@@ -67,7 +79,11 @@ export function createHttpServer(options: HttpOptions = {}): App {
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
   // Hooks every call runs are callback-style: an async hook costs each request a promise and a microtask.
+  // The route is read once here for the hooks after (Fastify builds `routeOptions` anew on every read).
+  app.decorateRequest('route', null);
   app.addHook('onRequest', (request, reply, done) => {
+    const { url, config } = request.routeOptions;
+    request.route = { url: url ?? 'unmatched', config };
     reply.header('x-request-id', request.id);
     done();
   });

@@ -34,7 +34,7 @@ export function registerConventions(app: App, options: ConventionOptions): void 
     // Bank data is personal: no shared cache may keep an API answer.
     if (request.url.startsWith('/v1/')) reply.header('cache-control', 'no-store');
     if (options.production) reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
-    const deprecation = request.routeOptions.config?.deprecation;
+    const deprecation = (request.route?.config ?? request.routeOptions.config)?.deprecation;
     if (deprecation) {
       reply.header('deprecation', `@${Math.floor(deprecation.since.getTime() / 1000)}`);
       reply.header('sunset', deprecation.sunset.toUTCString());

@@ -1,6 +1,6 @@
 import client from 'prom-client';
 import type { Db } from '../db/db.ts';
-import type { App } from './app.ts';
+import { type App, routeOf } from './app.ts';
 
 /**
  * Prometheus metrics at `/metrics`: requests by route and status, their latency, and the database pool.
@@ -67,11 +67,7 @@ export function registerMetrics(app: App, db: Db): Metrics {
   }));
   app.addHook('onResponse', (request, reply, done) => {
     // The route template, never the raw URL: ids in paths would make unbounded label sets.
-    const series = requestSeries(
-      request.method,
-      request.routeOptions.url ?? 'unmatched',
-      String(reply.statusCode),
-    );
+    const series = requestSeries(request.method, routeOf(request), String(reply.statusCode));
     series.count.inc();
     series.latency.observe(reply.elapsedTime / 1000);
     done();
