@@ -28,7 +28,7 @@ import { type App, scoped } from '../../http/app.ts';
 import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, formatAmount, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
-import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
+import { accessOf, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { type AppSigningKeys, signedMessages } from './jws.ts';
 import {
@@ -39,6 +39,7 @@ import {
   PAYMENT_CONSENT_VALIDITY_MS,
   PISP_PREFIX,
   payerContext,
+  paymentConsentReads,
   paymentError,
   paymentLifecycle,
   paymentStatus,
@@ -133,29 +134,16 @@ export function registerUkObPispInternationalRoutes(
     useObConventions(scope);
     const signed = signedMessages(scope, deps);
 
-    const consentOf = (clientId: string, id: string) =>
-      consentMadeHere(consents, clientId, id, 'payment_initiation', MARKER);
-    /** The customer's token under the international payment consent `consentId` the customer authorised. */
-    const grantOf = (request: FastifyRequest, consentId: string) => {
-      const access = accessOf(request);
-      const consent = access.consents.find((c) => c.type === 'payment_initiation' && MARKER in c.details);
-      if (access.subject === access.clientId || !consent) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          'this needs a token bound to an international payment consent the customer authorised',
-        );
-      }
-      if (consent.id !== consentId) {
-        throw ObError.of(
-          400,
-          OB_ERROR_CODES.resourceNotFound,
-          'the token was not issued under this ConsentId',
-          'ConsentId',
-        );
-      }
-      return { clientId: access.clientId, customerId: access.subject, consent };
-    };
+    const { grantOf } = paymentConsentReads(scope, gateway, {
+      ...deps,
+      resource: '/international-payment-consents',
+      marker: MARKER,
+      what: 'an international payment consent',
+      self,
+      consentJson,
+      // What the payment will debit: the amount authorised and the fee, both in the account's currency.
+      debitOf,
+    });
 
     scope.post(
       `${PISP_PREFIX}/international-payment-consents`,
@@ -217,47 +205,6 @@ export function registerUkObPispInternationalRoutes(
           },
         );
         return reply.code(outcome.statusCode).send(outcome.body);
-      },
-    );
-
-    const ConsentParams = { ...Hidden, params: Type.Object({ ConsentId: Type.String() }) };
-    scope.get(
-      `${PISP_PREFIX}/international-payment-consents/:ConsentId`,
-      { schema: ConsentParams, onRequest: gateway('consents') },
-      async (request) => {
-        const consent = await consentOf(accessOf(request).clientId, request.params.ConsentId);
-        return consentJson(consent, self(`/international-payment-consents/${consent.id}`));
-      },
-    );
-
-    scope.get(
-      `${PISP_PREFIX}/international-payment-consents/:ConsentId/funds-confirmation`,
-      { schema: ConsentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { customerId, consent } = grantOf(request, request.params.ConsentId);
-        if (consent.status !== 'authorised') {
-          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consent was already used for its payment');
-        }
-        const accountId = consent.accountIds?.[0];
-        const account = accountId ? await accounts.findForCustomer(customerId, accountId) : undefined;
-        if (!account)
-          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consented account no longer exists');
-        // What the payment will debit: the amount authorised and the fee, both in the account's currency.
-        const debit = debitOf(consent);
-        const available =
-          debit !== undefined &&
-          debit.currency === account.currency &&
-          (await payments.fundsAvailable(account, debit.minor));
-        return {
-          Data: {
-            FundsAvailableResult: {
-              FundsAvailableDateTime: new Date().toISOString(),
-              FundsAvailable: available,
-            },
-          },
-          Links: { Self: self(`/international-payment-consents/${consent.id}/funds-confirmation`) },
-          Meta: {},
-        };
       },
     );
 

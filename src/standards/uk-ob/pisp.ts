@@ -23,7 +23,7 @@ import type { Db } from '../../db/db.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { requestHash, runIdempotent } from '../../idempotency.ts';
-import { currencyExponent, parseAmount } from '../../money.ts';
+import { currencyExponent, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import type { PaymentStatus } from '../../payments/store.ts';
 import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
@@ -156,7 +156,7 @@ export function registerUkObPispRoutes(
   },
   gateway: ReturnType<typeof createGateway>,
 ): void {
-  const { db, consents, payments, accounts, publicUrl } = deps;
+  const { db, consents, payments, publicUrl } = deps;
   const self = (path: string) => `${publicUrl}${PISP_PREFIX}${path}`;
 
   scoped(app, (scope) => {
@@ -164,31 +164,19 @@ export function registerUkObPispRoutes(
     const signed = signedMessages(scope, deps);
 
     const appOf = (request: FastifyRequest) => managingApp(request, 'payments', 'payment consents');
-    const consentOf = (clientId: string, id: string) =>
-      consentMadeHere(consents, clientId, id, 'payment_initiation', 'obInitiation');
-    /** The customer's token under the domestic payment consent `consentId` the customer authorised. */
-    const grantOf = (request: FastifyRequest, consentId: string) => {
-      const access = accessOf(request);
-      const consent = access.consents.find(
-        (c) => c.type === 'payment_initiation' && 'obInitiation' in c.details,
-      );
-      if (access.subject === access.clientId || !consent) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          'this needs a token bound to a domestic payment consent the customer authorised',
-        );
-      }
-      if (consent.id !== consentId) {
-        throw ObError.of(
-          400,
-          OB_ERROR_CODES.resourceNotFound,
-          'the token was not issued under this ConsentId',
-          'ConsentId',
-        );
-      }
-      return { clientId: access.clientId, customerId: access.subject, consent };
-    };
+    const { grantOf } = paymentConsentReads(scope, gateway, {
+      ...deps,
+      resource: '/domestic-payment-consents',
+      marker: 'obInitiation',
+      what: 'a domestic payment consent',
+      self,
+      consentJson,
+      debitOf: (consent) => {
+        const { Amount, Currency } = (consent.details as ObPaymentTerms).obInitiation?.InstructedAmount ?? {};
+        const amount = parseAmount(String(Amount));
+        return amount && Currency !== undefined ? { currency: Currency, minor: amount.minor } : undefined;
+      },
+    });
 
     scope.post(
       `${PISP_PREFIX}/domestic-payment-consents`,
@@ -240,48 +228,6 @@ export function registerUkObPispRoutes(
           },
         );
         return reply.code(outcome.statusCode).send(outcome.body);
-      },
-    );
-
-    const ConsentParams = { ...Hidden, params: Type.Object({ ConsentId: Type.String() }) };
-    scope.get(
-      `${PISP_PREFIX}/domestic-payment-consents/:ConsentId`,
-      { schema: ConsentParams, onRequest: gateway('consents') },
-      async (request) => {
-        const consent = await consentOf(accessOf(request).clientId, request.params.ConsentId);
-        return consentJson(consent, self(`/domestic-payment-consents/${consent.id}`));
-      },
-    );
-
-    scope.get(
-      `${PISP_PREFIX}/domestic-payment-consents/:ConsentId/funds-confirmation`,
-      { schema: ConsentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { customerId, consent } = grantOf(request, request.params.ConsentId);
-        if (consent.status !== 'authorised') {
-          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consent was already used for its payment');
-        }
-        const accountId = consent.accountIds?.[0];
-        const account = accountId ? await accounts.findForCustomer(customerId, accountId) : undefined;
-        if (!account)
-          throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consented account no longer exists');
-        const { Amount, Currency } = (consent.details as ObPaymentTerms).obInitiation?.InstructedAmount ?? {};
-        const amount = parseAmount(String(Amount));
-        // A consent in another currency than the account's can never be paid from it.
-        const available =
-          amount !== undefined &&
-          Currency === account.currency &&
-          (await payments.fundsAvailable(account, amount.minor));
-        return {
-          Data: {
-            FundsAvailableResult: {
-              FundsAvailableDateTime: new Date().toISOString(),
-              FundsAvailable: available,
-            },
-          },
-          Links: { Self: self(`/domestic-payment-consents/${consent.id}/funds-confirmation`) },
-          Meta: {},
-        };
       },
     );
 
@@ -388,6 +334,94 @@ function unsupportedIn(initiation: ObInitiation): string[] {
 }
 
 /** The Initiation in the bank's own terms, refusing what the bank cannot pay: a 400 before anything exists. */
+/**
+ * What every payment-consent resource of the specification (domestic, international) has alike: the
+ * consent read back by the app that made it, the customer's funds check under it, and the customer's
+ * grant behind a payment. `marker` is the key the resource's Initiation is kept under in a consent's
+ * details, which tells its consents from the others'; `debitOf` is what a payment under a consent debits.
+ */
+export function paymentConsentReads(
+  scope: App,
+  gateway: ReturnType<typeof createGateway>,
+  options: {
+    consents: Consents;
+    accounts: Accounts;
+    payments: Payments;
+    resource: string;
+    marker: string;
+    what: string;
+    self: (path: string) => string;
+    consentJson: (consent: Consent, selfUrl: string) => unknown;
+    debitOf: (consent: Consent) => { currency: string; minor: Minor } | undefined;
+  },
+) {
+  const { consents, accounts, payments, resource, marker, self } = options;
+  const consentOf = (clientId: string, id: string) =>
+    consentMadeHere(consents, clientId, id, 'payment_initiation', marker);
+  /** The customer's token under the consent `consentId` the customer authorised. */
+  const grantOf = (request: FastifyRequest, consentId: string) => {
+    const access = accessOf(request);
+    const consent = access.consents.find((c) => c.type === 'payment_initiation' && marker in c.details);
+    if (access.subject === access.clientId || !consent) {
+      throw ObError.of(
+        403,
+        OB_ERROR_CODES.narrative,
+        `this needs a token bound to ${options.what} the customer authorised`,
+      );
+    }
+    if (consent.id !== consentId) {
+      throw ObError.of(
+        400,
+        OB_ERROR_CODES.resourceNotFound,
+        'the token was not issued under this ConsentId',
+        'ConsentId',
+      );
+    }
+    return { clientId: access.clientId, customerId: access.subject, consent };
+  };
+
+  const ConsentParams = { ...Hidden, params: Type.Object({ ConsentId: Type.String() }) };
+  scope.get(
+    `${PISP_PREFIX}${resource}/:ConsentId`,
+    { schema: ConsentParams, onRequest: gateway('consents') },
+    async (request) => {
+      const consent = await consentOf(accessOf(request).clientId, request.params.ConsentId);
+      return options.consentJson(consent, self(`${resource}/${consent.id}`));
+    },
+  );
+
+  scope.get(
+    `${PISP_PREFIX}${resource}/:ConsentId/funds-confirmation`,
+    { schema: ConsentParams, onRequest: gateway('payments', 'payments') },
+    async (request) => {
+      const { customerId, consent } = grantOf(request, request.params.ConsentId);
+      if (consent.status !== 'authorised') {
+        throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consent was already used for its payment');
+      }
+      const accountId = consent.accountIds?.[0];
+      const account = accountId ? await accounts.findForCustomer(customerId, accountId) : undefined;
+      if (!account) throw ObError.of(400, OB_ERROR_CODES.narrative, 'the consented account no longer exists');
+      // A consent in another currency than the account's can never be paid from it.
+      const debit = options.debitOf(consent);
+      const available =
+        debit !== undefined &&
+        debit.currency === account.currency &&
+        (await payments.fundsAvailable(account, debit.minor));
+      return {
+        Data: {
+          FundsAvailableResult: {
+            FundsAvailableDateTime: new Date().toISOString(),
+            FundsAvailable: available,
+          },
+        },
+        Links: { Self: self(`${resource}/${consent.id}/funds-confirmation`) },
+        Meta: {},
+      };
+    },
+  );
+  return { grantOf };
+}
+
 export function bankTerms(initiation: ObInitiation) {
   const { Amount, Currency } = initiation.InstructedAmount;
   const exponent = currencyExponent(Currency);
