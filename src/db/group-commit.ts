@@ -40,6 +40,7 @@ class GroupQueue {
   readonly #queuedMax: number;
   #queue: Waiting[] = [];
   #groupsInFlight = 0;
+  #drainScheduled = false;
   readonly #keysInFlight = new Set<string>();
 
   constructor(execute: (group: readonly Waiting[]) => Promise<void>, options: GroupCommitOptions) {
@@ -56,7 +57,13 @@ class GroupQueue {
       this.#queue.push({ key, work, resolve: resolve as (value: unknown) => void, reject }),
     );
     // One turn of the event loop first, so requests already read from their sockets join the same group.
-    if (this.#queue.length === 1) setImmediate(() => this.#drain());
+    if (!this.#drainScheduled) {
+      this.#drainScheduled = true;
+      setImmediate(() => {
+        this.#drainScheduled = false;
+        this.#drain();
+      });
+    }
     return done;
   }
 
