@@ -31,6 +31,32 @@ export function managingApp(request: FastifyRequest, scope: string, what: string
 }
 
 /**
+ * The customer's token under the payment consent `consentId` they authorised, one made through the
+ * resource whose consents' details hold `marker`: the app, the customer and the consent. `what` names
+ * such a consent in the refusal (403 for another token, 400 for another consent).
+ */
+export function paymentGrantOf(request: FastifyRequest, consentId: string, marker: string, what: string) {
+  const access = accessOf(request);
+  const consent = access.consents.find((c) => c.type === 'payment_initiation' && marker in c.details);
+  if (access.subject === access.clientId || !consent) {
+    throw ObError.of(
+      403,
+      OB_ERROR_CODES.narrative,
+      `this needs a token bound to ${what} the customer authorised`,
+    );
+  }
+  if (consent.id !== consentId) {
+    throw ObError.of(
+      400,
+      OB_ERROR_CODES.resourceNotFound,
+      'the token was not issued under this ConsentId',
+      'ConsentId',
+    );
+  }
+  return { clientId: access.clientId, customerId: access.subject, consent };
+}
+
+/**
  * The app's consent `id` of `type`, made through this API (its details hold `marker`). Another app's, one
  * made through another API, or none at all is the same 400: it does not exist here.
  */

@@ -32,7 +32,7 @@ import type { OrderRun } from '../../payments/orders-store.ts';
 import { type Frequency, formatDate, nthRun } from '../../payments/schedule.ts';
 import type { Payment, Payments } from '../../payments/service.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../../time.ts';
-import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
+import { accessOf, consentMadeHere, managingApp, paymentGrantOf, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { type AppSigningKeys, signedMessages } from './jws.ts';
 import {
@@ -437,28 +437,8 @@ export function registerUkObPispOrderRoutes(
     const signed = signedMessages(scope, deps);
 
     /** The customer's token under the consent `consentId` of `resource` the customer authorised. */
-    const grantOf = (request: FastifyRequest, resource: OrderResource, consentId: string) => {
-      const access = accessOf(request);
-      const consent = access.consents.find(
-        (c) => c.type === 'payment_initiation' && resource.marker in c.details,
-      );
-      if (access.subject === access.clientId || !consent) {
-        throw ObError.of(
-          403,
-          OB_ERROR_CODES.narrative,
-          `this needs a token bound to a consent at ${resource.consents} the customer authorised`,
-        );
-      }
-      if (consent.id !== consentId) {
-        throw ObError.of(
-          400,
-          OB_ERROR_CODES.resourceNotFound,
-          'the token was not issued under this ConsentId',
-          'ConsentId',
-        );
-      }
-      return { clientId: access.clientId, customerId: access.subject, consent };
-    };
+    const grantOf = (request: FastifyRequest, resource: OrderResource, consentId: string) =>
+      paymentGrantOf(request, consentId, resource.marker, `a consent at ${resource.consents}`);
 
     /** The order the app set up through this resource (another app's, or the bank's own API's, does not exist). */
     const orderOf = async (request: FastifyRequest, resource: OrderResource, id: string) => {

@@ -26,7 +26,7 @@ import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import type { PaymentStatus } from '../../payments/store.ts';
-import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
+import { accessOf, consentMadeHere, managingApp, paymentGrantOf, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { type AppSigningKeys, signedMessages } from './jws.ts';
 
@@ -359,26 +359,8 @@ export function paymentConsentReads(
   const consentOf = (clientId: string, id: string) =>
     consentMadeHere(consents, clientId, id, 'payment_initiation', marker);
   /** The customer's token under the consent `consentId` the customer authorised. */
-  const grantOf = (request: FastifyRequest, consentId: string) => {
-    const access = accessOf(request);
-    const consent = access.consents.find((c) => c.type === 'payment_initiation' && marker in c.details);
-    if (access.subject === access.clientId || !consent) {
-      throw ObError.of(
-        403,
-        OB_ERROR_CODES.narrative,
-        `this needs a token bound to ${options.what} the customer authorised`,
-      );
-    }
-    if (consent.id !== consentId) {
-      throw ObError.of(
-        400,
-        OB_ERROR_CODES.resourceNotFound,
-        'the token was not issued under this ConsentId',
-        'ConsentId',
-      );
-    }
-    return { clientId: access.clientId, customerId: access.subject, consent };
-  };
+  const grantOf = (request: FastifyRequest, consentId: string) =>
+    paymentGrantOf(request, consentId, marker, options.what);
 
   const ConsentParams = { ...Hidden, params: Type.Object({ ConsentId: Type.String() }) };
   scope.get(
