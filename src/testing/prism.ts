@@ -8,12 +8,14 @@
 // not declare passes through with a Warning in the `sl-violations` response header; a request that breaks
 // the spec is answered by Prism itself (422 VIOLATIONS, 401 UNAUTHORIZED without `Authorization`) and
 // never reaches the bank. Every one of them is a Prism-made `type` or an `sl-violations` header.
+
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { CompactSign } from 'jose';
+import { CompactSign, compactVerify } from 'jose';
 import type { Db } from '../db/db.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, signUpDeveloper, startBank } from './bank.ts';
@@ -360,4 +362,31 @@ export function obSignatureClaims(clientId: string, overrides: Record<string, un
     crit: ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'],
     ...overrides,
   };
+}
+
+// The critical claims every Open Banking signature carries (the bank's answers too).
+const OB_CRIT = Object.fromEntries(
+  ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'].map(
+    (name) => [name, true],
+  ),
+);
+const INTERACTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * A UK Open Banking answer's JSON, after checking its status, its interaction id and the bank's detached
+ * signature over its body (verified with `bankKeys`, the bank's published JWKS).
+ */
+export async function signedObAnswer<T>(
+  bankKeys: Parameters<typeof compactVerify>[1],
+  response: Response,
+  status: number,
+): Promise<T> {
+  const text = await response.text();
+  assert.equal(response.status, status, text);
+  assert.match(response.headers.get('x-fapi-interaction-id') ?? '', INTERACTION_ID);
+  const [header, empty, signature] = (response.headers.get('x-jws-signature') ?? '').split('.');
+  assert.equal(empty, '', 'a detached JWS');
+  const payload = Buffer.from(text).toString('base64url');
+  await compactVerify(`${header}.${payload}.${signature}`, bankKeys, { crit: OB_CRIT });
+  return JSON.parse(text) as T;
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { compactVerify, createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { PaymentOrders } from '../../payments/orders.ts';
@@ -22,6 +22,7 @@ import {
   type Exchange,
   obSignatureClaims,
   type PrismProxy,
+  signedObAnswer,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
 import { keepRecord, recordOf } from '../conformance.ts';
@@ -37,11 +38,6 @@ const SPEC = fileURLToPath(
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // A valid IBAN of another bank: its payments leave through clearing.
 const EXTERNAL_IBAN = 'GB33BUKB20201555555555';
-const OB_CRIT = Object.fromEntries(
-  ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'].map(
-    (name) => [name, true],
-  ),
-);
 const FREQUENCY_PATH = 'Data.Initiation.MandateRelatedInformation.Frequency.Type';
 const observed: Exchange[] = [];
 
@@ -209,16 +205,7 @@ for (const database of testDatabases()) {
       }));
     };
     /** The answer, after checking its interaction id and the bank's detached signature over its body. */
-    const json = async <T>(response: Response, status: number) => {
-      const text = await response.text();
-      assert.equal(response.status, status, text);
-      assert.match(response.headers.get('x-fapi-interaction-id') ?? '', UUID);
-      const [header, empty, signature] = (response.headers.get('x-jws-signature') ?? '').split('.');
-      assert.equal(empty, '', 'a detached JWS');
-      const payload = Buffer.from(text).toString('base64url');
-      await compactVerify(`${header}.${payload}.${signature}`, bankKeys, { crit: OB_CRIT });
-      return JSON.parse(text) as T;
-    };
+    const json = <T>(response: Response, status: number) => signedObAnswer<T>(bankKeys, response, status);
     const errorsOf = async (response: Response, status = 400) =>
       (await json<ObErrors>(response, status)).Errors.map((error) => [error.ErrorCode, error.Path]);
     const errorCodes = async (response: Response, status: number) =>

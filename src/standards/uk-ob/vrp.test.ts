@@ -5,15 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  compactVerify,
-  createLocalJWKSet,
-  decodeJwt,
-  exportJWK,
-  generateKeyPair,
-  type JSONWebKeySet,
-  type JWK,
-} from 'jose';
+import { createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, type JSONWebKeySet, type JWK } from 'jose';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -27,6 +19,7 @@ import {
   type Exchange,
   obSignatureClaims,
   type PrismProxy,
+  signedObAnswer,
   type ThirdPartyCall,
 } from '../../testing/prism.ts';
 import { keepRecord, recordOf } from '../conformance.ts';
@@ -36,14 +29,8 @@ const TOKEN = 'uk-ob-vrp-test-operator-token-0123456789';
 const REDIRECT = 'http://localhost:3000/callback';
 const PASSWORD = 'uk ob vrp test password';
 const SPEC = fileURLToPath(new URL('../../../specs/uk-open-banking-v4.0/vrp-openapi.yaml', import.meta.url));
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // A valid IBAN of another bank: VRPs here are paid to accounts of this bank only.
 const EXTERNAL_IBAN = 'GB33BUKB20201555555555';
-const OB_CRIT = Object.fromEntries(
-  ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'].map(
-    (name) => [name, true],
-  ),
-);
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString();
 const observed: Exchange[] = [];
 
@@ -171,16 +158,7 @@ for (const database of testDatabases()) {
       }));
     };
     /** The answer, after checking its interaction id and the bank's detached signature over its body. */
-    const json = async <T>(response: Response, status: number) => {
-      const text = await response.text();
-      assert.equal(response.status, status, text);
-      assert.match(response.headers.get('x-fapi-interaction-id') ?? '', UUID);
-      const [header, empty, signature] = (response.headers.get('x-jws-signature') ?? '').split('.');
-      assert.equal(empty, '', 'a detached JWS');
-      const payload = Buffer.from(text).toString('base64url');
-      await compactVerify(`${header}.${payload}.${signature}`, bankKeys, { crit: OB_CRIT });
-      return JSON.parse(text) as T;
-    };
+    const json = <T>(response: Response, status: number) => signedObAnswer<T>(bankKeys, response, status);
     const errorsOf = async (response: Response, status: number) =>
       (await json<ObErrors>(response, status)).Errors.map((error) => [error.ErrorCode, error.Path]);
 
