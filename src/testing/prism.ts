@@ -11,6 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -329,6 +330,30 @@ export async function callAsThirdParty(
     },
     ...(body !== undefined && { body }),
   });
+}
+
+/** A Berlin Group TPP's call: a fresh X-Request-ID every time, the PSU's IP address with every body. */
+export function berlinGroupCall(proxy: PrismProxy, token: string, path: string, init: ThirdPartyCall = {}) {
+  return callAsThirdParty(
+    proxy,
+    token,
+    path,
+    { ...init, headers: { 'x-request-id': randomUUID(), ...init.headers } },
+    () => ({ 'psu-ip-address': '192.0.2.1' }),
+  );
+}
+
+/** A Berlin Group answer's JSON, after checking its status and the X-Request-ID it echoes. */
+export async function berlinGroupAnswer<T>(response: Response, status: number): Promise<T> {
+  assert.equal(response.status, status, await response.clone().text());
+  assert.match(response.headers.get('x-request-id') ?? '', INTERACTION_ID);
+  return (await response.json()) as T;
+}
+
+/** The codes of a Berlin Group refusal's tppMessages, after checking its status. */
+export async function tppMessageCodes(response: Response, status: number): Promise<string[]> {
+  const { tppMessages } = await berlinGroupAnswer<{ tppMessages: { code: string }[] }>(response, status);
+  return tppMessages.map((message) => message.code);
 }
 
 /**

@@ -14,10 +14,11 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
-  callAsThirdParty,
+  berlinGroupAnswer,
+  berlinGroupCall,
   type Exchange,
   type PrismProxy,
-  type ThirdPartyCall,
+  tppMessageCodes,
 } from '../../testing/prism.ts';
 import { keepRecord, recordOf } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
@@ -28,7 +29,6 @@ const PASSWORD = 'berlin group test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/berlin-group-nextgenpsd2-1.3.9/psd2-api-1.3.9.yaml', import.meta.url),
 );
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString().slice(0, 10);
 const observed: Exchange[] = [];
 
@@ -116,21 +116,8 @@ for (const database of testDatabases()) {
         redirectUri: REDIRECT,
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
-    const call = (proxy: PrismProxy, token: string, path: string, init: ThirdPartyCall = {}) =>
-      callAsThirdParty(
-        proxy,
-        token,
-        path,
-        { ...init, headers: { 'x-request-id': randomUUID(), ...init.headers } },
-        () => ({
-          'psu-ip-address': '192.0.2.1',
-        }),
-      );
-    const json = async <T>(response: Response, status: number) => {
-      assert.equal(response.status, status, await response.clone().text());
-      assert.match(response.headers.get('x-request-id') ?? '', UUID);
-      return (await response.json()) as T;
-    };
+    const call = berlinGroupCall;
+    const json = berlinGroupAnswer;
     const consentBody = (access: object, extra: object = {}) => ({
       access,
       recurringIndicator: true,
@@ -167,8 +154,7 @@ for (const database of testDatabases()) {
       assert.ok(token);
       return token;
     };
-    const codes = async (response: Response, status: number) =>
-      (await json<TppMessages>(response, status)).tppMessages.map((message) => message.code);
+    const codes = tppMessageCodes;
     const read = (token: string, consentId: string, path: string, proxy = prism) =>
       call(proxy, token, path, { headers: { 'consent-id': consentId } });
 

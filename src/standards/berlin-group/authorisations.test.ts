@@ -14,10 +14,12 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
-  callAsThirdParty,
+  berlinGroupAnswer,
+  berlinGroupCall,
   type Exchange,
   type PrismProxy,
   type ThirdPartyCall,
+  tppMessageCodes,
 } from '../../testing/prism.ts';
 import { keepRecord, recordOf } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
@@ -97,20 +99,9 @@ for (const database of testDatabases()) {
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     const call = (token: string, path: string, init: ThirdPartyCall & { proxy?: PrismProxy } = {}) =>
-      callAsThirdParty(
-        init.proxy ?? prism,
-        token,
-        path,
-        { ...init, headers: { 'x-request-id': randomUUID(), ...init.headers } },
-        () => ({ 'psu-ip-address': '192.0.2.1' }),
-      );
-    const json = async <T>(response: Response, status: number) => {
-      assert.equal(response.status, status, await response.clone().text());
-      assert.match(response.headers.get('x-request-id') ?? '', UUID);
-      return (await response.json()) as T;
-    };
-    const codes = async (response: Response, status: number) =>
-      (await json<TppMessages>(response, status)).tppMessages.map((message) => message.code);
+      berlinGroupCall(init.proxy ?? prism, token, path, init);
+    const json = berlinGroupAnswer;
+    const codes = tppMessageCodes;
     const createConsent = async (app: TestApp, headers: Record<string, string> = {}) =>
       json<{ consentId: string; _links: Links }>(
         await call(app.appToken, '/v1/consents', {

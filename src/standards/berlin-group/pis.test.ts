@@ -13,10 +13,12 @@ import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
   type BankBehindPrism,
   bankBehindPrism,
-  callAsThirdParty,
+  berlinGroupAnswer,
+  berlinGroupCall,
   type Exchange,
   type PrismProxy,
   type ThirdPartyCall,
+  tppMessageCodes,
 } from '../../testing/prism.ts';
 import { keepRecord, recordOf } from '../conformance.ts';
 import { BG_PREFIX } from './ais.ts';
@@ -27,7 +29,6 @@ const PASSWORD = 'berlin group test password';
 const SPEC = fileURLToPath(
   new URL('../../../specs/berlin-group-nextgenpsd2-1.3.9/psd2-api-1.3.9.yaml', import.meta.url),
 );
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // At another bank: a valid IBAN no account here has.
 const ELSEWHERE = 'DE89370400440532013000';
 const SCT = '/v1/payments/sepa-credit-transfers';
@@ -38,9 +39,6 @@ interface Initiated {
   transactionStatus: string;
   paymentId: string;
   _links: Record<string, { href: string }>;
-}
-interface TppMessages {
-  tppMessages: { category: string; code: string; text?: string; path?: string }[];
 }
 
 for (const database of testDatabases()) {
@@ -103,20 +101,9 @@ for (const database of testDatabases()) {
       });
     type TestApp = Awaited<ReturnType<typeof newApp>>;
     const call = (token: string, path: string, init: ThirdPartyCall & { proxy?: PrismProxy } = {}) =>
-      callAsThirdParty(
-        init.proxy ?? prism,
-        token,
-        path,
-        { ...init, headers: { 'x-request-id': randomUUID(), ...init.headers } },
-        () => ({ 'psu-ip-address': '192.0.2.1' }),
-      );
-    const json = async <T>(response: Response, status: number) => {
-      assert.equal(response.status, status, await response.clone().text());
-      assert.match(response.headers.get('x-request-id') ?? '', UUID);
-      return (await response.json()) as T;
-    };
-    const codes = async (response: Response, status: number) =>
-      (await json<TppMessages>(response, status)).tppMessages.map((message) => message.code);
+      berlinGroupCall(init.proxy ?? prism, token, path, init);
+    const json = berlinGroupAnswer;
+    const codes = tppMessageCodes;
     const payment = (creditorIban: string, amount: string, extra: object = {}) => ({
       debtorAccount: { iban: aliceIban },
       instructedAmount: { currency: 'EUR', amount },
