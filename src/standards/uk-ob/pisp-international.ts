@@ -14,7 +14,6 @@
 // would make the debit unknown when the customer authorises is refused with a 400: an amount fixed in the
 // currency of transfer, and an Agreed rate (the bank has no FX contracts outliving a 30-second quote).
 import { isDeepStrictEqual } from 'node:util';
-import type { FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import type { Accounts } from '../../accounts/service.ts';
@@ -28,7 +27,7 @@ import { type App, scoped } from '../../http/app.ts';
 import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, formatAmount, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
-import { accessOf, managingApp, UUID } from './access.ts';
+import { managingApp } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
 import { type AppSigningKeys, signedMessages } from './jws.ts';
 import {
@@ -41,7 +40,7 @@ import {
   payerContext,
   paymentConsentReads,
   paymentError,
-  paymentLifecycle,
+  paymentReads,
   paymentStatus,
 } from './pisp.ts';
 
@@ -287,48 +286,15 @@ export function registerUkObPispInternationalRoutes(
       return quoted.quote;
     };
 
-    /** The payment the app made through this API (a payment of another API does not exist here). */
-    const paymentOf = async (request: FastifyRequest, id: string) => {
-      const clientId = accessOf(request).clientId;
-      const payment = UUID.test(id) ? await payments.get({ clientId }, id) : undefined;
-      const consent = payment?.consentId
-        ? await consents.getForClient(clientId, payment.consentId)
-        : undefined;
-      if (!payment || !consent || !(MARKER in consent.details)) {
-        throw ObError.of(
-          400,
-          OB_ERROR_CODES.resourceNotFound,
-          'no international payment with this InternationalPaymentId',
-          'InternationalPaymentId',
-        );
-      }
-      return { payment, consent };
-    };
-    const PaymentParams = { ...Hidden, params: Type.Object({ InternationalPaymentId: Type.String() }) };
-
-    scope.get(
-      `${PISP_PREFIX}/international-payments/:InternationalPaymentId`,
-      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { payment, consent } = await paymentOf(request, request.params.InternationalPaymentId);
-        return paymentJson(payment, consent, self);
-      },
-    );
-
-    scope.get(
-      `${PISP_PREFIX}/international-payments/:InternationalPaymentId/payment-details`,
-      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { payment } = await paymentOf(request, request.params.InternationalPaymentId);
-        return {
-          Data: {
-            PaymentStatus: paymentLifecycle(payment),
-          },
-          Links: { Self: self(`/international-payments/${payment.id}/payment-details`) },
-          Meta: {},
-        };
-      },
-    );
+    paymentReads(scope, gateway, {
+      ...deps,
+      resource: '/international-payments',
+      idParam: 'InternationalPaymentId',
+      marker: MARKER,
+      what: 'international payment',
+      self,
+      paymentJson,
+    });
   });
 }
 

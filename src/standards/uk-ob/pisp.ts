@@ -264,48 +264,15 @@ export function registerUkObPispRoutes(
       },
     );
 
-    /** The payment the app made through this API (a payment of the bank's own API does not exist here). */
-    const paymentOf = async (request: FastifyRequest, id: string) => {
-      const clientId = accessOf(request).clientId;
-      const payment = UUID.test(id) ? await payments.get({ clientId }, id) : undefined;
-      const consent = payment?.consentId
-        ? await consents.getForClient(clientId, payment.consentId)
-        : undefined;
-      if (!payment || !consent || !('obInitiation' in consent.details)) {
-        throw ObError.of(
-          400,
-          OB_ERROR_CODES.resourceNotFound,
-          'no domestic payment with this DomesticPaymentId',
-          'DomesticPaymentId',
-        );
-      }
-      return { payment, consent };
-    };
-    const PaymentParams = { ...Hidden, params: Type.Object({ DomesticPaymentId: Type.String() }) };
-
-    scope.get(
-      `${PISP_PREFIX}/domestic-payments/:DomesticPaymentId`,
-      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { payment, consent } = await paymentOf(request, request.params.DomesticPaymentId);
-        return paymentJson(payment, consent, self);
-      },
-    );
-
-    scope.get(
-      `${PISP_PREFIX}/domestic-payments/:DomesticPaymentId/payment-details`,
-      { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
-      async (request) => {
-        const { payment } = await paymentOf(request, request.params.DomesticPaymentId);
-        return {
-          Data: {
-            PaymentStatus: paymentLifecycle(payment),
-          },
-          Links: { Self: self(`/domestic-payments/${payment.id}/payment-details`) },
-          Meta: {},
-        };
-      },
-    );
+    paymentReads(scope, gateway, {
+      ...deps,
+      resource: '/domestic-payments',
+      idParam: 'DomesticPaymentId',
+      marker: 'obInitiation',
+      what: 'domestic payment',
+      self,
+      paymentJson,
+    });
   });
 }
 
@@ -402,6 +369,66 @@ export function paymentConsentReads(
     },
   );
   return { grantOf };
+}
+
+/**
+ * What every payment resource of the specification (domestic, international) has alike: a payment the app
+ * made through it, and its lifecycle (payment-details). A payment of another resource, of another app or
+ * of the bank's own API does not exist here: its consent's details hold no `marker`.
+ */
+export function paymentReads(
+  scope: App,
+  gateway: ReturnType<typeof createGateway>,
+  options: {
+    consents: Consents;
+    payments: Payments;
+    resource: string;
+    idParam: string;
+    marker: string;
+    what: string;
+    self: (path: string) => string;
+    paymentJson: (payment: Payment, consent: Consent, self: (path: string) => string) => unknown;
+  },
+): void {
+  const { consents, payments, resource, idParam, self } = options;
+  const paymentOf = async (request: FastifyRequest) => {
+    const id = (request.params as Record<string, string>)[idParam] ?? '';
+    const clientId = accessOf(request).clientId;
+    const payment = UUID.test(id) ? await payments.get({ clientId }, id) : undefined;
+    const consent = payment?.consentId ? await consents.getForClient(clientId, payment.consentId) : undefined;
+    if (!payment || !consent || !(options.marker in consent.details)) {
+      throw ObError.of(
+        400,
+        OB_ERROR_CODES.resourceNotFound,
+        `no ${options.what} with this ${idParam}`,
+        idParam,
+      );
+    }
+    return { payment, consent };
+  };
+  const PaymentParams = { ...Hidden, params: Type.Object({ [idParam]: Type.String() }) };
+
+  scope.get(
+    `${PISP_PREFIX}${resource}/:${idParam}`,
+    { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
+    async (request) => {
+      const { payment, consent } = await paymentOf(request);
+      return options.paymentJson(payment, consent, self);
+    },
+  );
+
+  scope.get(
+    `${PISP_PREFIX}${resource}/:${idParam}/payment-details`,
+    { schema: PaymentParams, onRequest: gateway('payments', 'payments') },
+    async (request) => {
+      const { payment } = await paymentOf(request);
+      return {
+        Data: { PaymentStatus: paymentLifecycle(payment) },
+        Links: { Self: self(`${resource}/${payment.id}/payment-details`) },
+        Meta: {},
+      };
+    },
+  );
 }
 
 export function bankTerms(initiation: ObInitiation) {
