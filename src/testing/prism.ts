@@ -375,26 +375,27 @@ export async function detachedJws(
   return `${encoded}..${signature}`;
 }
 
+// The claims the UK Open Banking profile makes critical in every signature, the bank's answers too
+// (Read/Write API profile, "Message Signing").
+const OB_CRITICAL_CLAIMS = [
+  'http://openbanking.org.uk/iat',
+  'http://openbanking.org.uk/iss',
+  'http://openbanking.org.uk/tan',
+];
+
 /**
- * The claims the UK Open Banking profile makes critical in a request signature (Read/Write API profile,
- * "Message Signing"): issued now, by the app (its client id), under the trust anchor (the bank's default).
+ * The critical claims of a request signature: issued now, by the app (its client id), under the trust
+ * anchor (the bank's default).
  */
 export function obSignatureClaims(clientId: string, overrides: Record<string, unknown> = {}) {
   return {
     'http://openbanking.org.uk/iat': Math.floor(Date.now() / 1000),
     'http://openbanking.org.uk/iss': clientId,
     'http://openbanking.org.uk/tan': 'openbanking.org.uk',
-    crit: ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'],
+    crit: [...OB_CRITICAL_CLAIMS],
     ...overrides,
   };
 }
-
-// The critical claims every Open Banking signature carries (the bank's answers too).
-const OB_CRIT = Object.fromEntries(
-  ['http://openbanking.org.uk/iat', 'http://openbanking.org.uk/iss', 'http://openbanking.org.uk/tan'].map(
-    (name) => [name, true],
-  ),
-);
 const INTERACTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -412,6 +413,8 @@ export async function signedObAnswer<T>(
   const [header, empty, signature] = (response.headers.get('x-jws-signature') ?? '').split('.');
   assert.equal(empty, '', 'a detached JWS');
   const payload = Buffer.from(text).toString('base64url');
-  await compactVerify(`${header}.${payload}.${signature}`, bankKeys, { crit: OB_CRIT });
+  await compactVerify(`${header}.${payload}.${signature}`, bankKeys, {
+    crit: Object.fromEntries(OB_CRITICAL_CLAIMS.map((name) => [name, true])),
+  });
   return JSON.parse(text) as T;
 }
