@@ -329,11 +329,13 @@ export function buildApp(parts: AppParts): BuiltApp {
       prefix: '/v1/accounts',
       onRequest: gateway('accounts', 'accounts'),
       scopeOf: scopeOfAccess,
+      payees: payments,
     });
     registerAccountRoutes(scope, accounts, {
       prefix: '/v1/me/accounts',
       onRequest: [customerSession(customerAuth)],
       scopeOf: (request) => scopeOfCustomer(request.customerId as string),
+      payees: payments,
     });
     registerPointsRoutes(
       scope,

@@ -973,5 +973,124 @@ for (const database of testDatabases()) {
       assert.equal(unknown.statusCode, 404);
       assert.deepEqual(await outcome('dormant'), [400, 'validation_failed']);
     });
+
+    // Last: Alice's payments here change her balances, which the tests above know.
+    it('lists whom the customer paid from an account, under the beneficiaries permission', async () => {
+      const payments = built.payments;
+      assert.ok(payments);
+      const pay = async (from: string, creditor: { name: string; iban: string }, reference: string) => {
+        const paid = await payments.initiate(
+          { kind: 'customer', customerId: alice.customerId },
+          `beneficiaries-${reference}`,
+          {
+            instructedAmount: { amount: '1.00', currency: 'EUR' },
+            creditor,
+            debtorAccountId: from,
+            reference,
+          },
+        );
+        if (!paid.ok) assert.fail(`payment refused: ${paid.code}`);
+        assert.ok(['accepted', 'settled'].includes(paid.payment.status), paid.payment.status);
+        return paid.payment;
+      };
+      const gym = { name: 'City Gym', iban: 'DE89370400440532013000' };
+      const dentist = { name: 'Dr Jones Dental', iban: 'FR1420041010050500013M02606' };
+      const bobPaid = { name: 'Bob Baker', iban: ibanOf.get(bobCurrent) ?? '' };
+      const firstGym = await pay(aliceCurrent, gym, 'Gym January');
+      await pay(aliceCurrent, dentist, 'Check-up');
+      // The same payee again, under another name: the first payment names the payee, the latest describes it.
+      const latestGym = await pay(aliceCurrent, { ...gym, name: 'City Gym Ltd' }, 'Gym February');
+      const toBob = await pay(aliceCurrent, bobPaid, 'Lunch');
+      // From the other account: not the current account's payee.
+      await pay(aliceSavings, { name: 'Tax Office', iban: 'GB33BUKB20201555555555' }, 'Tax');
+      const expected = [
+        { id: firstGym.id, ...gym, name: 'City Gym Ltd', reference: 'Gym February', at: latestGym.createdAt },
+        { id: toBob.id, ...bobPaid, reference: 'Lunch', at: toBob.createdAt },
+      ];
+      interface BeneficiaryJson {
+        id: string;
+        name: string;
+        iban: string;
+        reference: string | null;
+        lastPaidAt: string;
+      }
+      type BeneficiaryPage = { beneficiaries: BeneficiaryJson[]; nextCursor: string | null };
+      const everyPage = async (read: (path: string) => Promise<Response>, account: string) => {
+        const seen: BeneficiaryJson[] = [];
+        let cursor: string | null = null;
+        do {
+          const query: string = cursor ? `&cursor=${cursor}` : '';
+          const page: BeneficiaryPage = await json<BeneficiaryPage>(
+            await read(`/v1/accounts/${account}/beneficiaries?limit=2${query}`),
+          );
+          assert.ok(page.beneficiaries.length <= 2);
+          seen.push(...page.beneficiaries);
+          cursor = page.nextCursor;
+        } while (cursor);
+        return seen;
+      };
+
+      const app = await newApp();
+      const consentId = await app.createConsent(accountInformation(['beneficiaries']));
+      const { confirm, finish } = await startAuthorisation(app, consentId);
+      const api = bearer(await finish(await confirm([aliceCurrent])));
+      const listed = await everyPage(api, aliceCurrent);
+      // By IBAN, each payee once: the dentist (FR…) sorts between Bob (GB…) and the gym (DE…).
+      const byIban = [...expected, { id: '', ...dentist, reference: 'Check-up', at: new Date(0) }].sort(
+        (a, b) => a.iban.localeCompare(b.iban),
+      );
+      assert.deepEqual(
+        listed.map((payee) => [payee.name, payee.iban, payee.reference]),
+        byIban.map((payee) => [payee.name, payee.iban, payee.reference]),
+      );
+      for (const payee of expected) {
+        const shown = listed.find((entry) => entry.iban === payee.iban);
+        assert.equal(shown?.id, payee.id, payee.name);
+        assert.equal(shown?.lastPaidAt, payee.at.toISOString(), payee.name);
+      }
+      // The customer sees the same at the bank's pages, for every account of hers.
+      const browser = await signIn('alice');
+      const mine = await everyPage((path) => browser.get(path.replace('/v1/', '/v1/me/')), aliceCurrent);
+      assert.deepEqual(mine, listed);
+      assert.deepEqual(
+        (await everyPage((path) => browser.get(path.replace('/v1/', '/v1/me/')), aliceSavings)).map(
+          (payee) => payee.name,
+        ),
+        ['Tax Office'],
+      );
+
+      // Not chosen, not hers, not granted, not a cursor of this list: nothing is read.
+      assert.deepEqual(await problemCode(await api(`/v1/accounts/${aliceSavings}/beneficiaries`)), [
+        404,
+        'not_found',
+      ]);
+      assert.deepEqual(await problemCode(await api(`/v1/accounts/${bobCurrent}/beneficiaries`)), [
+        404,
+        'not_found',
+      ]);
+      const balancesOnly = await newApp();
+      const other = await startAuthorisation(
+        balancesOnly,
+        await balancesOnly.createConsent(accountInformation(['details', 'balances', 'transactions'])),
+      );
+      const withoutPermission = bearer(await other.finish(await other.confirm([aliceCurrent])));
+      assert.deepEqual(
+        await problemCode(await withoutPermission(`/v1/accounts/${aliceCurrent}/beneficiaries`)),
+        [403, 'permission_not_granted'],
+      );
+      const transactionsCursor = Buffer.from('tx:12').toString('base64url');
+      for (const [query, code] of [
+        [`cursor=${transactionsCursor}`, 'invalid_cursor'],
+        [`cursor=${Buffer.from('payee:not an iban').toString('base64url')}`, 'invalid_cursor'],
+        ['limit=0', 'validation_failed'],
+        ['limit=200', 'validation_failed'],
+      ]) {
+        assert.deepEqual(
+          await problemCode(await api(`/v1/accounts/${aliceCurrent}/beneficiaries?${query}`)),
+          [400, code],
+          query,
+        );
+      }
+    });
   });
 }

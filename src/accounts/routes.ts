@@ -25,6 +25,7 @@ import {
   Uuid,
 } from '../http/schemas.ts';
 import { AMOUNT_PATTERN, currencyExponent, formatAmount, MINOR_MAX, parseAmount } from '../money.ts';
+import { PAYEES_PAGE_MAX, type Payee, type Payments } from '../payments/service.ts';
 import { maskIban } from './iban.ts';
 import { myAccountsPage } from './pages.ts';
 import { ACCOUNTS_PAGE_MAX, type Accounts, TRANSACTIONS_PAGE_MAX, type Transaction } from './service.ts';
@@ -117,6 +118,27 @@ const BalancesView = Type.Object(
   { accountId: Uuid, currency: CurrencyCode, booked: Decimal, available: Decimal, pending: Decimal },
   { description: 'Booked, available (booked less holds) and pending balances' },
 );
+// A page asks the service for one more payee than it shows, within the service's cap.
+const BENEFICIARIES_PAGE_MAX = PAYEES_PAGE_MAX - 1;
+const BeneficiaryPage = Type.Object(
+  {
+    beneficiaries: Type.Array(
+      Type.Object({
+        id: Type.String({ description: 'The first payment to this payee from the account: stable' }),
+        name: Type.String({ description: 'As the latest payment named the payee' }),
+        iban: Type.String(),
+        reference: Nullable(Type.String({ description: "The latest payment's reference" })),
+        lastPaidAt: DateTime,
+      }),
+    ),
+    nextCursor: NextCursor,
+  },
+  {
+    description:
+      'Whom the customer paid from the account (payments that left it; mandate charges aside), by IBAN. ' +
+      'The bank keeps no list of saved payees: a payee is someone paid.',
+  },
+);
 const TransactionPage = Type.Object(
   {
     transactions: Type.Array(
@@ -185,6 +207,16 @@ function accountJson(account: BankAccount, scope: AccountScope) {
   };
 }
 
+function beneficiaryJson(payee: Payee) {
+  return {
+    id: payee.id,
+    name: payee.creditor.name,
+    iban: payee.creditor.iban,
+    reference: payee.reference,
+    lastPaidAt: payee.lastPaidAt.toISOString(),
+  };
+}
+
 function transactionJson(transaction: Transaction, exponent: number) {
   return {
     id: `${transaction.transferId}:${transaction.seq}`,
@@ -234,9 +266,11 @@ export function registerAccountRoutes(
     prefix: string;
     onRequest: onRequestHookHandler[];
     scopeOf: (request: FastifyRequest) => AccountScope;
+    /** Whom the customer paid (src/payments/): the `beneficiaries` permission. */
+    payees: Pick<Payments, 'payees'>;
   },
 ): void {
-  const { prefix, onRequest, scopeOf } = options;
+  const { prefix, onRequest, scopeOf, payees } = options;
 
   // Another customer's account, or one the consent does not cover, is simply not there (404).
   async function visibleAccount(request: FastifyRequest, id: string, needs?: Permission) {
@@ -306,6 +340,40 @@ export function registerAccountRoutes(
         booked: formatAmount(balances.posted, exponent),
         available: formatAmount(balances.available, exponent),
         pending: formatAmount(balances.pending, exponent),
+      };
+    },
+  );
+
+  app.get(
+    `${prefix}/:id/beneficiaries`,
+    {
+      onRequest,
+      schema: {
+        params: Type.Object({ id: Id }),
+        querystring: Type.Object(
+          {
+            cursor: Type.Optional(Type.String({ maxLength: 128 })),
+            limit: Type.Optional(PageLimit),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: BeneficiaryPage },
+      },
+    },
+    async (request) => {
+      const { account, scope } = await visibleAccount(request, request.params.id, 'beneficiaries');
+      const limit = pageLimit(request.query.limit, 50, BENEFICIARIES_PAGE_MAX);
+      const after = request.query.cursor && decodeCursor(request.query.cursor, 'payee', CURSOR_POSITION.iban);
+      const page = await payees.payees(
+        scope.customerId,
+        [account.id],
+        after ? { accountId: account.id, iban: after } : undefined,
+        limit + 1,
+      );
+      const last = page.length > limit ? page[limit - 1] : undefined;
+      return {
+        beneficiaries: page.slice(0, limit).map(beneficiaryJson),
+        nextCursor: last ? encodeCursor('payee', last.creditor.iban) : null,
       };
     },
   );

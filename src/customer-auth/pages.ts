@@ -84,7 +84,7 @@ const PERMISSION_WORDS: Readonly<Record<string, string>> = {
   details: 'your account names and numbers',
   balances: 'your balances',
   transactions: 'your transactions',
-  beneficiaries: 'the payees you saved',
+  beneficiaries: 'whom you have paid from your accounts',
 };
 
 // What a UK Open Banking consent grants beyond the bank's own permissions (src/standards/uk-ob/): the

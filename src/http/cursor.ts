@@ -22,6 +22,8 @@ export const CURSOR_POSITION = {
   uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
   /** A positive sequence number; 18 digits stay below 2^63, so the database never overflows on it. */
   seq: /^[1-9][0-9]{0,17}$/,
+  /** An IBAN as the bank stores it: upper case, no spaces. */
+  iban: /^[A-Z]{2}[0-9]{2}[A-Z0-9]{1,30}$/,
 } as const;
 
 export function encodeCursor(kind: string, position: string): string {

@@ -3,8 +3,8 @@
 // an equivalent, or is kept with the consent's OB terms only (beneficiaries, direct debits, standing orders,
 // scheduled payments, statements, offers, product, party); what we cannot (ReadPAN: the bank issues no
 // cards) is refused when the consent is created, never silently dropped, so a third party never holds a
-// consent that promises more than it gets. Beneficiaries do not map onto the bank's own `beneficiaries`
-// ("the payees you saved"): the bank keeps no saved payees, the facade lists whom the customer paid.
+// consent that promises more than it gets. Beneficiaries stay with the OB terms, which the facade checks
+// itself: the bank keeps no saved payees, and both APIs list whom the customer paid.
 import type { ACCOUNT_PERMISSIONS } from '../../consents/routes.ts';
 
 type OurPermission = (typeof ACCOUNT_PERMISSIONS)[number];
