@@ -229,7 +229,7 @@ async function bench(name: string, db: Db): Promise<string[][]> {
 }
 
 async function main() {
-  console.log(`fraud screening latency — ${machine()}`);
+  console.log(`fraud screening latency — ${await machine()}`);
   const rows: string[][] = [];
   const pglite = await openDb({});
   try {

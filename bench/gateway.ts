@@ -72,7 +72,7 @@ interface Scenario extends Measured {
 async function main(databaseUrl: string | undefined): Promise<void> {
   console.log(
     `gateway overhead benchmark: ${SECONDS} s per route after ${WARMUP_SECONDS} s warm-up, ` +
-      `${CONNECTIONS} connections; ${machine()}; in process: client and servers share one event loop, so ` +
+      `${CONNECTIONS} connections; ${await machine()}; in process: client and servers share one event loop, so ` +
       `client CPU competes with the server; audit and usage written to ${databaseUrl ? 'PostgreSQL' : 'an in-memory PGlite in this process'}`,
   );
 

@@ -76,7 +76,7 @@ interface Posting {
 
 async function main(): Promise<void> {
   console.log(
-    `ledger benchmark: ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up; ${machine()}; ` +
+    `ledger benchmark: ${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up; ${await machine()}; ` +
       'client, server and database share this machine',
   );
   const runs: DatabaseRun[] = [];

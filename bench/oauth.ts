@@ -68,7 +68,7 @@ interface LatencyRun {
 async function main(): Promise<void> {
   console.log(
     `OAuth benchmark: tokens for ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${CLIENTS} clients; ` +
-      `DPoP latency over ${format(LATENCY_SAMPLES)} sequential requests per route; ${machine()}; ` +
+      `DPoP latency over ${format(LATENCY_SAMPLES)} sequential requests per route; ${await machine()}; ` +
       'client, server and database share this machine',
   );
   const tokenRuns: TokenRun[] = [];

@@ -356,7 +356,7 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
 }
 
 console.log(
-  `Payments benchmark: ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${CLIENTS} clients; ${machine()}; client, server and database share this machine`,
+  `Payments benchmark: ${SECONDS} s after ${WARMUP_SECONDS} s warm-up, ${CLIENTS} clients; ${await machine()}; client, server and database share this machine`,
 );
 const SCHEMA = 'bench_payments';
 const rows: string[][] = [];

@@ -189,7 +189,7 @@ async function bench(database: Database): Promise<string[][]> {
 }
 
 console.log(
-  `Payouts benchmark: one batch of ${format(ITEMS)} transfers; ${machine()}; client, server and database share this machine`,
+  `Payouts benchmark: one batch of ${format(ITEMS)} transfers; ${await machine()}; client, server and database share this machine`,
 );
 const rows: string[][] = [];
 rows.push(

@@ -31,7 +31,7 @@ async function seedAndVerify(env: Readonly<Record<string, string>>, customers: n
   ];
 }
 
-console.log(`sandbox seeding: ${machine()}`);
+console.log(`sandbox seeding: ${await machine()}`);
 const rows: string[][] = [];
 const postgres = await onPostgres('bench_sandbox', 'apibank-bench-sandbox-', (database) =>
   seedAndVerify(database.env, CUSTOMERS),

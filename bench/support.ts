@@ -4,8 +4,9 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,9 +39,52 @@ function positiveNumber(name: string, fallback: number): number {
 }
 
 /** For each bench's first line: a figure means little without the machine it came from. */
-export function machine(): string {
+export async function machine(): Promise<string> {
   const cpu = cpus();
-  return `node ${process.version}, ${cpu.length} CPUs (${cpu[0]?.model ?? 'unknown'})`;
+  return `node ${process.version}, ${cpu.length} CPUs (${cpu[0]?.model ?? 'unknown'}); ${await calibration()}`;
+}
+
+/**
+ * How fast this machine is at the moment, to read one run's figures against another's: its cores are shared,
+ * and the same code has measured twice as fast on one day as on the next. Two fixed pieces of work:
+ * computation (JSON in and out), and round trips over loopback TCP between two sockets
+ * of this process, which cost what every call to the server and every query to the database costs in
+ * system calls and wake-ups.
+ */
+async function calibration(): Promise<string> {
+  // JSON in and out, as every call does: 100,000 times a payment-sized object.
+  const payment = {
+    id: randomUUID(),
+    instructedAmount: { amount: '123.45', currency: 'EUR' },
+    creditor: { name: 'Corner Shop', iban: 'DE89370400440532013000' },
+    statusHistory: [{ status: 'received', at: new Date().toISOString() }],
+  };
+  const computing = performance.now();
+  for (let i = 0; i < 100_000; i++) JSON.parse(JSON.stringify({ ...payment, seq: i }));
+  const jsonMs = performance.now() - computing;
+
+  const ROUND_TRIPS = 20_000;
+  const echo = createServer((socket) => {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => socket.write(chunk));
+  });
+  echo.listen(0, '127.0.0.1');
+  await once(echo, 'listening');
+  const socket = connect((echo.address() as AddressInfo).port, '127.0.0.1').setNoDelay(true);
+  try {
+    await once(socket, 'connect');
+    const started = performance.now();
+    for (let i = 0; i < ROUND_TRIPS; i++) {
+      const answered = once(socket, 'data');
+      socket.write('x');
+      await answered;
+    }
+    const roundTripUs = ((performance.now() - started) * 1000) / ROUND_TRIPS;
+    return `right now 100,000 JSON round trips take ${jsonMs.toFixed(0)} ms and a loopback TCP round trip ${roundTripUs.toFixed(0)} µs`;
+  } finally {
+    socket.destroy();
+    echo.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- databases
