@@ -16,9 +16,10 @@ import { realpathSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { CompactSign, compactVerify } from 'jose';
+import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { Db } from '../db/db.ts';
 import type { BuiltApp } from '../main.ts';
+import { parseAmount } from '../money.ts';
 import { createCustomer, signUpDeveloper, startBank } from './bank.ts';
 import { freePort } from './http.ts';
 
@@ -241,6 +242,10 @@ export interface BankBehindPrism {
   readonly developer: Record<string, string>;
   readonly alice: Customer;
   readonly bob: Customer;
+  /** The bank's published signing keys, to verify its signed answers (signedObAnswer). */
+  readonly bankKeys: ReturnType<typeof createLocalJWKSet>;
+  /** An account's IBAN. */
+  ibanOf(accountId: string | undefined): Promise<string>;
   /** Stops the bank; every exchange the proxies saw of it, for the conformance table. */
   close(): Promise<Exchange[]>;
 }
@@ -255,6 +260,11 @@ export async function bankBehindPrism(
     password: string;
     aliceAccounts: readonly AccountRequest[];
     bobAccounts?: readonly AccountRequest[];
+    /**
+     * Money for Alice's first account, in its currency, paid in from another bank as the scheme brings it:
+     * what leaves later settles out of the same account.
+     */
+    aliceFunds?: { readonly amount: string; readonly from: string };
   },
 ): Promise<BankBehindPrism> {
   const { built, issuer } = await startBank(db, { adminToken: options.adminToken });
@@ -283,6 +293,25 @@ export async function bankBehindPrism(
     legalName: 'Bob Baker',
     ...(options.bobAccounts && { accounts: options.bobAccounts }),
   });
+  const ibanOf = async (accountId: string | undefined) => {
+    const account = await built.accounts?.find(accountId ?? '');
+    assert.ok(account, `no account ${accountId}`);
+    return account.iban;
+  };
+  if (options.aliceFunds) {
+    const amount = parseAmount(options.aliceFunds.amount);
+    const [first] = options.aliceAccounts;
+    assert.ok(amount && first && built.payments);
+    const funded = await built.payments.receiveIncoming(`${options.prefix}-fund-alice`, {
+      creditorIban: await ibanOf(alice.accountIds[0]),
+      amount,
+      currency: first.currency,
+      debtorName: options.aliceFunds.from,
+      reference: 'Salary',
+    });
+    assert.ok(funded.ok, `funding Alice: ${funded.ok || funded.code}`);
+  }
+  const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
   return {
     built,
     issuer,
@@ -291,6 +320,8 @@ export async function bankBehindPrism(
     developer,
     alice,
     bob,
+    bankKeys: createLocalJWKSet(jwks),
+    ibanOf,
     async close() {
       const exchanges = [...prism.exchanges.slice(seen[0]), ...lax.exchanges.slice(seen[1])];
       proxies.route(undefined);

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
 import { followConsentLink } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
@@ -71,20 +70,13 @@ for (const database of testDatabases()) {
         password: PASSWORD,
         aliceAccounts: [{ product: 'current', currency: 'EUR' }],
         bobAccounts: [{ product: 'current', currency: 'EUR' }],
+        aliceFunds: { amount: '100.00', from: 'Northwind GmbH' },
       });
       ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      const iban = async (id: string | undefined) => (await built.accounts?.find(id ?? ''))?.iban ?? '';
-      [aliceIban, bobIban] = await Promise.all([iban(alice.accountIds[0]), iban(bob.accountIds[0])]);
-      const amount = parseAmount('100.00');
-      assert.ok(amount);
-      const funded = await built.payments?.receiveIncoming('bg-sca-salary', {
-        creditorIban: aliceIban,
-        amount,
-        currency: 'EUR',
-        debtorName: 'Northwind GmbH',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
+      [aliceIban, bobIban] = await Promise.all([
+        bank.ibanOf(alice.accountIds[0]),
+        bank.ibanOf(bob.accountIds[0]),
+      ]);
     });
     after(async () => {
       if (bank) observed.push(...(await bank.close()));

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
@@ -66,22 +65,14 @@ for (const database of testDatabases()) {
           { product: 'savings', currency: 'GBP' },
         ],
         bobAccounts: [{ product: 'current', currency: 'GBP' }],
+        aliceFunds: { amount: '100.00', from: 'Northwind Ltd' },
       });
       ({ built, issuer, prism, lax, developer, alice } = bank);
-      const iban = async (id: string | undefined) => (await built.accounts?.find(id ?? ''))?.iban ?? '';
-      aliceIban = await iban(alice.accountIds[0]);
-      aliceSavingsIban = await iban(alice.accountIds[1]);
-      bobIban = await iban(bank.bob.accountIds[0]);
-      const amount = parseAmount('100.00');
-      assert.ok(amount);
-      const funded = await built.payments?.receiveIncoming('cbpii-fund-alice', {
-        creditorIban: aliceIban,
-        amount,
-        currency: 'GBP',
-        debtorName: 'Northwind Ltd',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
+      [aliceIban, aliceSavingsIban, bobIban] = await Promise.all([
+        bank.ibanOf(alice.accountIds[0]),
+        bank.ibanOf(alice.accountIds[1]),
+        bank.ibanOf(bank.bob.accountIds[0]),
+      ]);
     });
     after(async () => {
       if (bank) observed.push(...(await bank.close()));

@@ -5,16 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import {
-  compactVerify,
-  createLocalJWKSet,
-  decodeJwt,
-  exportJWK,
-  generateKeyPair,
-  type JSONWebKeySet,
-} from 'jose';
+import { compactVerify, type createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair } from 'jose';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
@@ -76,19 +68,9 @@ for (const database of testDatabases()) {
         adminToken: TOKEN,
         password: PASSWORD,
         aliceAccounts: [{ product: 'current', currency: 'GBP' }],
+        aliceFunds: { amount: '100.00', from: 'Northwind Ltd' },
       });
-      ({ built, issuer, prism, lax, developer, alice } = bank);
-      const amount = parseAmount('100.00');
-      assert.ok(amount);
-      const funded = await built.payments?.receiveIncoming('events-fund-alice', {
-        creditorIban: (await built.accounts?.find(alice.accountIds[0] ?? ''))?.iban ?? '',
-        amount,
-        currency: 'GBP',
-        debtorName: 'Northwind Ltd',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
-      bankKeys = createLocalJWKSet((await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet);
+      ({ built, issuer, prism, lax, developer, alice, bankKeys } = bank);
       const tpp = await generateKeyPair('PS256');
       tppKey = tpp.privateKey;
       // Registered by every app: the Payment Initiation API verifies request signatures with it.

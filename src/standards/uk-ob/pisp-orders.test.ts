@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { type createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { PaymentOrders } from '../../payments/orders.ts';
 import { formatDate } from '../../payments/schedule.ts';
 import { newClientApp } from '../../testing/bank.ts';
@@ -135,19 +134,11 @@ for (const database of testDatabases()) {
         password: PASSWORD,
         aliceAccounts: [{ product: 'current', currency: 'GBP' }],
         bobAccounts: [{ product: 'current', currency: 'GBP' }],
+        aliceFunds: { amount: '1000.00', from: 'Northwind Ltd' },
       });
-      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      const amount = parseAmount('1000.00');
-      assert.ok(amount && built.payments && built.consents);
-      const funded = await built.payments.receiveIncoming('pisp-orders-fund-alice', {
-        creditorIban: (await built.accounts?.find(alice.accountIds[0] ?? ''))?.iban ?? '',
-        amount,
-        currency: 'GBP',
-        debtorName: 'Northwind Ltd',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
-      bobIban = (await built.accounts?.find(bob.accountIds[0] ?? ''))?.iban ?? '';
+      ({ built, issuer, prism, lax, developer, alice, bob, bankKeys } = bank);
+      assert.ok(built.payments && built.consents);
+      bobIban = await bank.ibanOf(bob.accountIds[0]);
       scheduler = new PaymentOrders({
         db,
         payments: built.payments,
@@ -155,8 +146,6 @@ for (const database of testDatabases()) {
         pii: await testPii(db),
         now: () => clock,
       });
-      const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
-      bankKeys = createLocalJWKSet(jwks);
     });
     after(async () => {
       // When the bank never started (Prism too slow on a busy machine), there is nothing to stop but the database.

@@ -7,9 +7,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLocalJWKSet, exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { type createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
@@ -86,21 +85,9 @@ for (const database of testDatabases()) {
         password: PASSWORD,
         aliceAccounts: [{ product: 'current', currency: 'GBP' }],
         bobAccounts: [{ product: 'current', currency: 'GBP' }],
+        aliceFunds: { amount: '1000.00', from: 'Northwind Ltd' },
       });
-      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      // Money from another bank, as the scheme brings it: what leaves later settles out of the same account.
-      const amount = parseAmount('1000.00');
-      assert.ok(amount);
-      const funded = await built.payments?.receiveIncoming('pisp-fund-alice', {
-        creditorIban: (await built.accounts?.find(alice.accountIds[0] ?? ''))?.iban ?? '',
-        amount,
-        currency: 'GBP',
-        debtorName: 'Northwind Ltd',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
-      const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
-      bankKeys = createLocalJWKSet(jwks);
+      ({ built, issuer, prism, lax, developer, alice, bob, bankKeys } = bank);
     });
     after(async () => {
       if (bank) observed.push(...(await bank.close()));

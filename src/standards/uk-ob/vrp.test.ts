@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, type JSONWebKeySet, type JWK } from 'jose';
+import { type createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
 import { newClientApp } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
@@ -97,30 +96,17 @@ for (const database of testDatabases()) {
           { product: 'savings', currency: 'GBP' },
         ],
         bobAccounts: [{ product: 'current', currency: 'GBP' }],
+        aliceFunds: { amount: '1000.00', from: 'Northwind Ltd' },
       });
-      ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      for (const id of [...alice.accountIds, ...bob.accountIds]) {
-        ibanOf.set(id, (await built.accounts?.find(id))?.iban ?? '');
-      }
+      ({ built, issuer, prism, lax, developer, alice, bob, bankKeys } = bank);
+      for (const id of [...alice.accountIds, ...bob.accountIds]) ibanOf.set(id, await bank.ibanOf(id));
       merchant = { iban: ibanOf.get(bob.accountIds[0] ?? '') ?? '', name: 'Bob Baker' };
       aliceSavings = { iban: ibanOf.get(alice.accountIds[1] ?? '') ?? '', name: 'Alice Able' };
-      const amount = parseAmount('1000.00');
-      assert.ok(amount);
-      const funded = await built.payments?.receiveIncoming('vrp-fund-alice', {
-        creditorIban: ibanOf.get(alice.accountIds[0] ?? '') ?? '',
-        amount,
-        currency: 'GBP',
-        debtorName: 'Northwind Ltd',
-        reference: 'Salary',
-      });
-      assert.ok(funded?.ok);
       // VRPs come fast here, as no customer's payments would: the fraud rules stay off but for the one test
       // that turns one on (they screen every VRP, as every payment).
       for (const rule of (await built.fraud?.rules()) ?? []) {
         await built.fraud?.updateRule(rule.id, { enabled: false, changedBy: 'vrp-test' });
       }
-      const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as JSONWebKeySet;
-      bankKeys = createLocalJWKSet(jwks);
       const pair = await generateKeyPair('PS256');
       tppKey = pair.privateKey;
       tppPublicJwk = { ...(await exportJWK(pair.publicKey)), kid: 'tpp-test', alg: 'PS256', use: 'sig' };
