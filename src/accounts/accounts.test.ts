@@ -7,8 +7,8 @@ import { isValidIBAN } from 'ibantools';
 import * as client from 'openid-client';
 import { ENTRIES_PAGE_MAX } from '../ledger/service.ts';
 import type { BuiltApp } from '../main.ts';
-import { type Minor, parseAmount } from '../money.ts';
-import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
+import type { Minor } from '../money.ts';
+import { createCustomer, newClientApp, outsideTheBank, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { maskIban } from './iban.ts';
@@ -89,25 +89,23 @@ for (const database of testDatabases()) {
     // Alice's current account, chronologically: [transfer id, what the API must show of it].
     const aliceHistory: [string, Omit<TransactionJson, 'id' | 'transferId' | 'bookedAt'>][] = [];
 
+    let outside: Awaited<ReturnType<typeof outsideTheBank>>;
     /** Moves money between ledger accounts; returns the transfer id. */
-    const move = async (
+    const move = (
       debitAccountId: string,
       creditAccountId: string,
       amount: string,
       metadata: Record<string, unknown>,
       pending = false,
-    ) => {
-      const parsed = parseAmount(amount);
-      assert.ok(parsed, amount);
-      const outcome = await built.ledger.transfer(`accounts-test-${++transfers}`, {
-        postings: [{ debitAccountId, creditAccountId, amount: parsed }],
-        pending,
-        expiresAt: null,
+    ) =>
+      outside.move(
+        `accounts-test-${++transfers}`,
+        debitAccountId,
+        creditAccountId,
+        amount,
         metadata,
-      });
-      if (!outcome.ok) assert.fail(`transfer of ${amount} refused: ${outcome.code}`);
-      return outcome.transfer.id;
-    };
+        pending,
+      );
 
     before(async () => {
       db = await database.open();
@@ -130,16 +128,8 @@ for (const database of testDatabases()) {
       for (const id of [aliceCurrent, aliceSavings, bobCurrent]) {
         ibanOf.set(id, (await built.accounts.find(id))?.iban ?? '');
       }
-      settlement = (
-        await built.ledger.createAccount({
-          currency: 'EUR',
-          exponent: 2,
-          normalBalance: 'debit',
-          allowOverdraft: false,
-          code: null,
-          metadata: {},
-        })
-      ).account.id;
+      outside = await outsideTheBank(built.ledger, 'EUR');
+      settlement = outside.id;
 
       const [aliceLedger = '', savingsLedger = ''] = alice.ledgerAccountIds;
       const [bobLedger = ''] = bob.ledgerAccountIds;

@@ -1,6 +1,7 @@
 // Test support for tests that drive the bank over HTTP the way a third party does: a listening server
 // with its authorization server, a signed-up developer, and OAuth error codes read the way clients see them.
 
+import assert from 'node:assert/strict';
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import type { Mode } from '../config.ts';
@@ -8,7 +9,9 @@ import type { Db } from '../db/db.ts';
 import { type RateLimiter, RedisRateLimiter } from '../gateway/rate-limit.ts';
 import type { App } from '../http/app.ts';
 import { DEFAULT_SCREENING_LISTS, loadScreeningLists, Screener } from '../kyc/screening.ts';
+import type { Ledger } from '../ledger/service.ts';
 import { type BuiltApp, buildApp } from '../main.ts';
+import { parseAmount } from '../money.ts';
 import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
 import { RedisReplayGuard, type ReplayGuard } from '../oauth/replay.ts';
 import { postgresDatabase } from './databases.ts';
@@ -249,4 +252,42 @@ export async function newClientApp(
   const scope = (options.tokenScopes ?? options.scopes.filter((s) => s !== 'openid')).join(' ');
   const appToken = (await client.clientCredentialsGrant(config, { scope })).access_token;
   return { id, config, appToken };
+}
+
+/**
+ * A ledger account standing for everyone outside the bank, and money booked between it and the customers'
+ * accounts as the ledger books it: for tests that need an account's history, not a payment's lifecycle.
+ */
+export async function outsideTheBank(ledger: Ledger, currency: string) {
+  const { account } = await ledger.createAccount({
+    currency,
+    exponent: 2,
+    normalBalance: 'debit',
+    allowOverdraft: false,
+    code: null,
+    metadata: {},
+  });
+  return {
+    id: account.id,
+    /** Books `amount` (a decimal) from one ledger account to another; the transfer's id. */
+    async move(
+      key: string,
+      from: string,
+      to: string,
+      amount: string,
+      metadata: Record<string, unknown>,
+      pending = false,
+    ): Promise<string> {
+      const parsed = parseAmount(amount);
+      assert.ok(parsed, amount);
+      const outcome = await ledger.transfer(key, {
+        postings: [{ debitAccountId: from, creditAccountId: to, amount: parsed }],
+        pending,
+        expiresAt: null,
+        metadata,
+      });
+      if (!outcome.ok) assert.fail(`transfer ${key} of ${amount} refused: ${outcome.code}`);
+      return outcome.transfer.id;
+    },
+  };
 }

@@ -7,8 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BuiltApp } from '../../main.ts';
-import { parseAmount } from '../../money.ts';
-import { newClientApp } from '../../testing/bank.ts';
+import { newClientApp, outsideTheBank } from '../../testing/bank.ts';
 import { authoriseConsent, followConsentLink } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
@@ -67,39 +66,14 @@ for (const database of testDatabases()) {
         ],
       });
       ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      const settlement = (
-        await built.ledger.createAccount({
-          currency: 'EUR',
-          exponent: 2,
-          normalBalance: 'debit',
-          allowOverdraft: false,
-          code: null,
-          metadata: {},
-        })
-      ).account.id;
-      const move = async (
-        key: string,
-        from: string,
-        to: string,
-        amount: string,
-        metadata: Record<string, unknown>,
-      ) => {
-        const parsed = parseAmount(amount);
-        assert.ok(parsed);
-        const outcome = await built.ledger.transfer(key, {
-          postings: [{ debitAccountId: from, creditAccountId: to, amount: parsed }],
-          pending: false,
-          expiresAt: null,
-          metadata,
-        });
-        assert.ok(outcome.ok);
-      };
+      const outside = await outsideTheBank(built.ledger, 'EUR');
+      const { move } = outside;
       const [current = ''] = alice.ledgerAccountIds;
-      await move('bg-1', settlement, current, '1000.00', {
+      await move('bg-1', outside.id, current, '1000.00', {
         reference: 'Salary',
         counterparty: { name: 'Northwind GmbH' },
       });
-      await move('bg-2', current, settlement, '12.34', {
+      await move('bg-2', current, outside.id, '12.34', {
         reference: 'Kaffeebohnen',
         counterparty: { name: 'Eckcafe', iban: 'DE89370400440532013000' },
       });

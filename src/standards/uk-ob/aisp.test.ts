@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Ledger } from '../../ledger/service.ts';
 import type { BuiltApp } from '../../main.ts';
 import { parseAmount } from '../../money.ts';
-import { createCustomer, newClientApp } from '../../testing/bank.ts';
+import { createCustomer, newClientApp, outsideTheBank } from '../../testing/bank.ts';
 import { authoriseConsent } from '../../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../../testing/databases.ts';
 import {
@@ -71,40 +71,15 @@ for (const database of testDatabases()) {
         ],
       });
       ({ built, issuer, prism, lax, developer, alice, bob } = bank);
-      const settlement = (
-        await built.ledger.createAccount({
-          currency: 'GBP',
-          exponent: 2,
-          normalBalance: 'debit',
-          allowOverdraft: false,
-          code: null,
-          metadata: {},
-        })
-      ).account.id;
-      settlementId = settlement;
-      const move = async (
-        key: string,
-        from: string,
-        to: string,
-        amount: string,
-        metadata: Record<string, unknown>,
-      ) => {
-        const parsed = parseAmount(amount);
-        assert.ok(parsed);
-        const outcome = await built.ledger.transfer(key, {
-          postings: [{ debitAccountId: from, creditAccountId: to, amount: parsed }],
-          pending: false,
-          expiresAt: null,
-          metadata,
-        });
-        assert.ok(outcome.ok);
-      };
+      const outside = await outsideTheBank(built.ledger, 'GBP');
+      const { move } = outside;
+      settlementId = outside.id;
       const [current = ''] = alice.ledgerAccountIds;
-      await move('ob-1', settlement, current, '1000.00', {
+      await move('ob-1', outside.id, current, '1000.00', {
         reference: 'Salary',
         counterparty: { name: 'Northwind Ltd' },
       });
-      await move('ob-2', current, settlement, '12.34', {
+      await move('ob-2', current, outside.id, '12.34', {
         reference: 'Coffee beans',
         counterparty: { name: 'Corner Cafe', iban: 'GB33BUKB20201555555555' },
       });
