@@ -290,55 +290,54 @@ export function registerUkObAispRoutes(
       };
     };
 
-    scope.get(
-      `${AISP_PREFIX}/accounts`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadAccountsBasic', 'ReadAccountsDetail');
-        // A consent covers the accounts the customer ticked: a handful, well under one page.
-        const list = await accounts.list(
-          grant.customerId,
-          [...grant.accountIds],
-          undefined,
-          grant.accountIds.size,
-        );
-        return {
-          Data: { Account: list.map((account) => accountJson(account, grant.permissions)) },
-          Links: { Self: self('/accounts') },
-          Meta: {},
-        };
-      },
-    );
+    /**
+     * A resource of the consent's accounts, read for one (`/accounts/{AccountId}/<path>`) or for all the
+     * customer still holds (`/<bulkPath>`): one of `permissions` needed, and the same `Data.<key>` either way.
+     */
+    const accountResource = (
+      resource: { path: string; bulkPath: string; key: string; permissions: readonly ObPermission[] },
+      data: (grant: Grant, accounts: readonly BankAccount[]) => Promise<unknown[]> | unknown[],
+    ) => {
+      const { path, bulkPath, key, permissions } = resource;
+      const answer = async (grant: Grant, held: readonly BankAccount[], at: string) => ({
+        Data: { [key]: await data(grant, held) },
+        Links: { Self: self(at) },
+        Meta: {},
+      });
+      scope.get(
+        `${AISP_PREFIX}/accounts/:AccountId${path}`,
+        { schema: AccountParams, onRequest: gateway('accounts') },
+        async (request) => {
+          const grant = grantOf(request);
+          needs(grant, ...permissions);
+          const account = await accountOf(grant, request.params.AccountId);
+          return answer(grant, [account], `/accounts/${account.id}${path}`);
+        },
+      );
+      scope.get(
+        `${AISP_PREFIX}/${bulkPath}`,
+        { schema: Hidden, onRequest: gateway('accounts') },
+        async (request) => {
+          const grant = grantOf(request);
+          needs(grant, ...permissions);
+          return answer(grant, await consentAccounts(grant), `/${bulkPath}`);
+        },
+      );
+    };
+    const idsOf = (held: readonly BankAccount[]) => new Set(held.map((account) => account.id));
 
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadAccountsBasic', 'ReadAccountsDetail');
-        const account = await accountOf(grant, request.params.AccountId);
-        return {
-          Data: { Account: [accountJson(account, grant.permissions)] },
-          Links: { Self: self(`/accounts/${account.id}`) },
-          Meta: {},
-        };
+    accountResource(
+      {
+        path: '',
+        bulkPath: 'accounts',
+        key: 'Account',
+        permissions: ['ReadAccountsBasic', 'ReadAccountsDetail'],
       },
+      (grant, held) => held.map((account) => accountJson(account, grant.permissions)),
     );
-
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId/balances`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadBalances');
-        const account = await accountOf(grant, request.params.AccountId);
-        return {
-          Data: { Balance: await balancesJson(account) },
-          Links: { Self: self(`/accounts/${account.id}/balances`) },
-          Meta: {},
-        };
-      },
+    accountResource(
+      { path: '/balances', bulkPath: 'balances', key: 'Balance', permissions: ['ReadBalances'] },
+      async (_, held) => (await Promise.all(held.map(balancesJson))).flat(),
     );
 
     /** Transactions need a level (Basic or Detail) and a direction (Credits and/or Debits) together. */
@@ -697,34 +696,14 @@ export function registerUkObAispRoutes(
       return undefined;
     };
 
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId/direct-debits`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadDirectDebits');
-        const account = await accountOf(grant, request.params.AccountId);
-        return {
-          Data: { DirectDebit: await directDebitsJson(grant, new Set([account.id])) },
-          Links: { Self: self(`/accounts/${account.id}/direct-debits`) },
-          Meta: {},
-        };
+    accountResource(
+      {
+        path: '/direct-debits',
+        bulkPath: 'direct-debits',
+        key: 'DirectDebit',
+        permissions: ['ReadDirectDebits'],
       },
-    );
-
-    scope.get(
-      `${AISP_PREFIX}/direct-debits`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadDirectDebits');
-        const held = new Set((await consentAccounts(grant)).map((account) => account.id));
-        return {
-          Data: { DirectDebit: await directDebitsJson(grant, held) },
-          Links: { Self: self('/direct-debits') },
-          Meta: {},
-        };
-      },
+      (grant, held) => directDebitsJson(grant, idsOf(held)),
     );
 
     // --------------------------------------------------------------------------------- beneficiaries
@@ -749,126 +728,42 @@ export function registerUkObAispRoutes(
       return (await payeesOf(grant, accountIds)).map((payee) => beneficiaryJson(payee, detail));
     };
 
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId/beneficiaries`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadBeneficiariesBasic', 'ReadBeneficiariesDetail');
-        const account = await accountOf(grant, request.params.AccountId);
-        return {
-          Data: { Beneficiary: await beneficiariesJson(grant, [account.id]) },
-          Links: { Self: self(`/accounts/${account.id}/beneficiaries`) },
-          Meta: {},
-        };
+    accountResource(
+      {
+        path: '/beneficiaries',
+        bulkPath: 'beneficiaries',
+        key: 'Beneficiary',
+        permissions: ['ReadBeneficiariesBasic', 'ReadBeneficiariesDetail'],
       },
-    );
-
-    scope.get(
-      `${AISP_PREFIX}/beneficiaries`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadBeneficiariesBasic', 'ReadBeneficiariesDetail');
-        const held = (await consentAccounts(grant)).map((account) => account.id);
-        return {
-          Data: { Beneficiary: await beneficiariesJson(grant, held) },
-          Links: { Self: self('/beneficiaries') },
-          Meta: {},
-        };
-      },
+      (grant, held) => beneficiariesJson(grant, [...idsOf(held)]),
     );
 
     // ------------------------------------------------------------------------------------------ offers
 
     // The bank has no credit or product offers (no such module in the core): the honest answer is none.
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId/offers`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadOffers');
-        const account = await accountOf(grant, request.params.AccountId);
-        return { Data: { Offer: [] }, Links: { Self: self(`/accounts/${account.id}/offers`) }, Meta: {} };
-      },
-    );
-
-    scope.get(
-      `${AISP_PREFIX}/offers`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadOffers');
-        return { Data: { Offer: [] }, Links: { Self: self('/offers') }, Meta: {} };
-      },
+    accountResource(
+      { path: '/offers', bulkPath: 'offers', key: 'Offer', permissions: ['ReadOffers'] },
+      () => [],
     );
 
     for (const [path, kind, key] of [
       ['standing-orders', 'standing', 'StandingOrder'],
       ['scheduled-payments', 'scheduled', 'ScheduledPayment'],
     ] as const) {
-      const basic = kind === 'standing' ? 'ReadStandingOrdersBasic' : 'ReadScheduledPaymentsBasic';
-      const detail = kind === 'standing' ? 'ReadStandingOrdersDetail' : 'ReadScheduledPaymentsDetail';
-      scope.get(
-        `${AISP_PREFIX}/accounts/:AccountId/${path}`,
-        { schema: AccountParams, onRequest: gateway('accounts') },
-        async (request) => {
-          const grant = grantOf(request);
-          needs(grant, basic, detail);
-          const account = await accountOf(grant, request.params.AccountId);
-          return {
-            Data: { [key]: await ordersJson(grant, new Set([account.id]), kind) },
-            Links: { Self: self(`/accounts/${account.id}/${path}`) },
-            Meta: {},
-          };
-        },
-      );
-      scope.get(
-        `${AISP_PREFIX}/${path}`,
-        { schema: Hidden, onRequest: gateway('accounts') },
-        async (request) => {
-          const grant = grantOf(request);
-          needs(grant, basic, detail);
-          // Only accounts the customer still holds: one closed since the consent shows nothing.
-          const held = new Set((await consentAccounts(grant)).map((account) => account.id));
-          return {
-            Data: { [key]: await ordersJson(grant, held, kind) },
-            Links: { Self: self(`/${path}`) },
-            Meta: {},
-          };
-        },
+      const permissions =
+        kind === 'standing'
+          ? (['ReadStandingOrdersBasic', 'ReadStandingOrdersDetail'] as const)
+          : (['ReadScheduledPaymentsBasic', 'ReadScheduledPaymentsDetail'] as const);
+      accountResource({ path: `/${path}`, bulkPath: path, key, permissions }, (grant, held) =>
+        ordersJson(grant, idsOf(held), kind),
       );
     }
 
-    scope.get(
-      `${AISP_PREFIX}/accounts/:AccountId/product`,
-      { schema: AccountParams, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadProducts');
-        const account = await accountOf(grant, request.params.AccountId);
+    accountResource(
+      { path: '/product', bulkPath: 'products', key: 'Product', permissions: ['ReadProducts'] },
+      async (grant, held) => {
         const business = (await customers.kind(grant.customerId)) === 'business';
-        return {
-          Data: { Product: [productJson(account, business)] },
-          Links: { Self: self(`/accounts/${account.id}/product`) },
-          Meta: {},
-        };
-      },
-    );
-
-    scope.get(
-      `${AISP_PREFIX}/products`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadProducts');
-        const business = (await customers.kind(grant.customerId)) === 'business';
-        const held = await consentAccounts(grant);
-        return {
-          Data: { Product: held.map((account) => productJson(account, business)) },
-          Links: { Self: self('/products') },
-          Meta: {},
-        };
+        return held.map((account) => productJson(account, business));
       },
     );
 
@@ -911,21 +806,6 @@ export function registerUkObAispRoutes(
       needs(grant, 'ReadPartyPSU');
       return { Data: { Party: await partyJson(grant) }, Links: { Self: self('/party') }, Meta: {} };
     });
-
-    scope.get(
-      `${AISP_PREFIX}/balances`,
-      { schema: Hidden, onRequest: gateway('accounts') },
-      async (request) => {
-        const grant = grantOf(request);
-        needs(grant, 'ReadBalances');
-        const held = await consentAccounts(grant);
-        return {
-          Data: { Balance: (await Promise.all(held.map(balancesJson))).flat() },
-          Links: { Self: self('/balances') },
-          Meta: {},
-        };
-      },
-    );
   });
 }
 
