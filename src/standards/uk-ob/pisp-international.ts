@@ -24,7 +24,6 @@ import type { Fx, FxProblem } from '../../fx/service.ts';
 import type { StoredQuote } from '../../fx/store.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
-import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, formatAmount, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import { managingApp } from './access.ts';
@@ -35,13 +34,13 @@ import {
   CONSENT_STATUS,
   idempotencyKeyOf,
   type ObInitiation,
-  PAYMENT_CONSENT_VALIDITY_MS,
   PISP_PREFIX,
   payerContext,
   paymentConsentReads,
   paymentError,
   paymentReads,
   paymentStatus,
+  recordPaymentConsent,
 } from './pisp.ts';
 
 // The consent's details hold this: a domestic payment consent (`obInitiation`) is not one of these.
@@ -169,39 +168,27 @@ export function registerUkObPispInternationalRoutes(
         );
         if (!quoted.ok) throw quoteError(quoted.code, quoted.detail);
         const quote = quoted.quote;
-        const outcome = await runIdempotent(
-          db,
-          { scope: `uk-ob-pisp-international-consent:${clientId}`, key, hash: requestHash(request.body) },
-          async (tx) => {
-            const details: IntlTerms & Record<string, unknown> = {
-              instructedAmount: terms.instructedAmount,
-              creditor: terms.creditor,
-              ...(terms.reference !== undefined && { reference: terms.reference }),
-              // What the consent page names besides the amount: the currency bought and the fee.
-              buyCurrency: initiation.CurrencyOfTransfer,
-              obInternationalInitiation: initiation,
-              obRisk: request.body.Risk,
-              fxFee: feeOf(quote),
-              indicativeQuote: {
-                id: quote.id,
-                rate: quote.rate,
-                expiresAt: quote.expiresAt.toISOString(),
-              },
-            };
-            const created = await consents.create(
-              clientId,
-              {
-                type: 'payment_initiation',
-                details,
-                expiresAt: new Date(Date.now() + PAYMENT_CONSENT_VALIDITY_MS),
-              },
-              tx,
-            );
-            if (!created.ok)
-              throw new Error(`a payment consent within its validity was refused: ${created.code}`);
-            const path = `/international-payment-consents/${created.consent.id}`;
-            return { statusCode: 201, body: consentJson(created.consent, self(path)) };
+        const details: IntlTerms & Record<string, unknown> = {
+          instructedAmount: terms.instructedAmount,
+          creditor: terms.creditor,
+          ...(terms.reference !== undefined && { reference: terms.reference }),
+          // What the consent page names besides the amount: the currency bought and the fee.
+          buyCurrency: initiation.CurrencyOfTransfer,
+          obInternationalInitiation: initiation,
+          obRisk: request.body.Risk,
+          fxFee: feeOf(quote),
+          indicativeQuote: {
+            id: quote.id,
+            rate: quote.rate,
+            expiresAt: quote.expiresAt.toISOString(),
           },
+        };
+        const outcome = await recordPaymentConsent(
+          db,
+          consents,
+          { scope: 'uk-ob-pisp-international-consent', clientId, key, body: request.body },
+          details,
+          (consent) => consentJson(consent, self(`/international-payment-consents/${consent.id}`)),
         );
         return reply.code(outcome.statusCode).send(outcome.body);
       },

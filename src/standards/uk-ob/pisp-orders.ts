@@ -19,7 +19,6 @@ import type { Consent } from '../../consents/store.ts';
 import type { Db } from '../../db/db.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
-import { requestHash, runIdempotent } from '../../idempotency.ts';
 import { parseAmount } from '../../money.ts';
 import {
   type AuthorisedSchedule,
@@ -41,11 +40,11 @@ import {
   Initiation as DomesticInitiation,
   idempotencyKeyOf,
   type ObInitiation,
-  PAYMENT_CONSENT_VALIDITY_MS,
   PISP_PREFIX,
   paymentError,
   paymentLifecycle,
   paymentStatus,
+  recordPaymentConsent,
   statusDetail,
 } from './pisp.ts';
 
@@ -502,32 +501,12 @@ export function registerUkObPispOrderRoutes(
             );
           }
           const terms = resource.termsOf(data.Initiation, formatDate(new Date()));
-          const outcome = await runIdempotent(
+          const outcome = await recordPaymentConsent(
             db,
-            {
-              scope: `uk-ob-pisp-${resource.kind}-consent:${clientId}`,
-              key,
-              hash: requestHash(request.body),
-            },
-            async (tx) => {
-              const created = await consents.create(
-                clientId,
-                {
-                  type: 'payment_initiation',
-                  details: { ...terms, [resource.marker]: data.Initiation, obRisk: request.body.Risk },
-                  expiresAt: new Date(Date.now() + PAYMENT_CONSENT_VALIDITY_MS),
-                },
-                tx,
-              );
-              if (!created.ok)
-                throw new Error(`a payment consent within its validity was refused: ${created.code}`);
-              const body = consentJson(
-                resource,
-                created.consent,
-                self(`${resource.consents}/${created.consent.id}`),
-              );
-              return { statusCode: 201, body };
-            },
+            consents,
+            { scope: `uk-ob-pisp-${resource.kind}-consent`, clientId, key, body: request.body },
+            { ...terms, [resource.marker]: data.Initiation, obRisk: request.body.Risk },
+            (consent) => consentJson(resource, consent, self(`${resource.consents}/${consent.id}`)),
           );
           return reply.code(outcome.statusCode).send(outcome.body);
         },

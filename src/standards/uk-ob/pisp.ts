@@ -22,7 +22,7 @@ import type { Consent } from '../../consents/store.ts';
 import type { Db } from '../../db/db.ts';
 import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
-import { requestHash, runIdempotent } from '../../idempotency.ts';
+import { type IdempotentResponse, requestHash, runIdempotent } from '../../idempotency.ts';
 import { currencyExponent, type Minor, parseAmount } from '../../money.ts';
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import type { PaymentStatus } from '../../payments/store.ts';
@@ -204,28 +204,16 @@ export function registerUkObPispRoutes(
           );
         }
         const terms = bankTerms(data.Initiation);
-        const outcome = await runIdempotent(
+        const outcome = await recordPaymentConsent(
           db,
-          { scope: `uk-ob-pisp-consent:${clientId}`, key, hash: requestHash(request.body) },
-          async (tx) => {
-            const created = await consents.create(
-              clientId,
-              {
-                type: 'payment_initiation',
-                details: {
-                  ...terms,
-                  obInitiation: data.Initiation,
-                  obRisk: request.body.Risk,
-                } satisfies ObPaymentTerms & Record<string, unknown>,
-                expiresAt: new Date(Date.now() + PAYMENT_CONSENT_VALIDITY_MS),
-              },
-              tx,
-            );
-            if (!created.ok)
-              throw new Error(`a payment consent within its validity was refused: ${created.code}`);
-            const path = `/domestic-payment-consents/${created.consent.id}`;
-            return { statusCode: 201, body: consentJson(created.consent, self(path)) };
-          },
+          consents,
+          { scope: 'uk-ob-pisp-consent', clientId, key, body: request.body },
+          {
+            ...terms,
+            obInitiation: data.Initiation,
+            obRisk: request.body.Risk,
+          } satisfies ObPaymentTerms & Record<string, unknown>,
+          (consent) => consentJson(consent, self(`/domestic-payment-consents/${consent.id}`)),
         );
         return reply.code(outcome.statusCode).send(outcome.body);
       },
@@ -300,7 +288,34 @@ function unsupportedIn(initiation: ObInitiation): string[] {
   return refused;
 }
 
-/** The Initiation in the bank's own terms, refusing what the bank cannot pay: a 400 before anything exists. */
+/**
+ * A payment consent recorded as every payment-consent resource records one: the bank's payment_initiation
+ * consent holding `details`, open for a day to be authorised, answered 201 with `answer(consent)`; once per
+ * x-idempotency-key in `scope` (per app), so a retry with the same key and body is answered as the first was.
+ */
+export function recordPaymentConsent(
+  db: Db,
+  consents: Consents,
+  call: { readonly scope: string; readonly clientId: string; readonly key: string; readonly body: unknown },
+  details: Record<string, unknown>,
+  answer: (consent: Consent) => unknown,
+): Promise<IdempotentResponse> {
+  const { scope, clientId, key, body } = call;
+  return runIdempotent(db, { scope: `${scope}:${clientId}`, key, hash: requestHash(body) }, async (tx) => {
+    const created = await consents.create(
+      clientId,
+      {
+        type: 'payment_initiation',
+        details,
+        expiresAt: new Date(Date.now() + PAYMENT_CONSENT_VALIDITY_MS),
+      },
+      tx,
+    );
+    if (!created.ok) throw new Error(`a payment consent within its validity was refused: ${created.code}`);
+    return { statusCode: 201, body: answer(created.consent) };
+  });
+}
+
 /**
  * What every payment-consent resource of the specification (domestic, international) has alike: the
  * consent read back by the app that made it, the customer's funds check under it, and the customer's
@@ -431,6 +446,7 @@ export function paymentReads(
   );
 }
 
+/** The Initiation in the bank's own terms, refusing what the bank cannot pay: a 400 before anything exists. */
 export function bankTerms(initiation: ObInitiation) {
   const { Amount, Currency } = initiation.InstructedAmount;
   const exponent = currencyExponent(Currency);
