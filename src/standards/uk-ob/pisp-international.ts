@@ -14,7 +14,6 @@
 // would make the debit unknown when the customer authorises is refused with a 400: an amount fixed in the
 // currency of transfer, and an Agreed rate (the bank has no FX contracts outliving a 30-second quote).
 import { isDeepStrictEqual } from 'node:util';
-import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import type { Accounts } from '../../accounts/service.ts';
 import type { Consents } from '../../consents/service.ts';
@@ -28,7 +27,7 @@ import { currencyExponent, formatAmount, type Minor, parseAmount } from '../../m
 import type { Payment, PaymentProblem, Payments } from '../../payments/service.ts';
 import { managingApp } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { type AppSigningKeys, signedMessages } from './jws.ts';
+import { type MessageSigning, signedMessages } from './jws.ts';
 import {
   bankTerms,
   CONSENT_STATUS,
@@ -117,12 +116,7 @@ export function registerUkObPispInternationalRoutes(
     payments: Payments;
     accounts: Accounts;
     fx: Fx;
-    apps: AppSigningKeys;
-    trustAnchor: string;
-    publicUrl: string;
-    /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
-    signingKey: JWK;
-  },
+  } & MessageSigning,
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, payments, accounts, fx, publicUrl } = deps;

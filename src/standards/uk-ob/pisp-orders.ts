@@ -12,7 +12,6 @@
 // first date, src/payments/schedule.ts) pays on exactly the dates the Open Banking frequency names.
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyRequest } from 'fastify';
-import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import type { Consents } from '../../consents/service.ts';
 import type { Consent } from '../../consents/store.ts';
@@ -33,7 +32,7 @@ import type { Payment, Payments } from '../../payments/service.ts';
 import { parseTimestamp, TIMESTAMP_PATTERN } from '../../time.ts';
 import { accessOf, consentMadeHere, managingApp, paymentGrantOf, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { type AppSigningKeys, signedMessages } from './jws.ts';
+import { type MessageSigning, signedMessages } from './jws.ts';
 import {
   bankTerms,
   CONSENT_STATUS,
@@ -417,14 +416,7 @@ export function registerUkObPispOrderRoutes(
     consents: Consents;
     orders: PaymentOrders;
     payments: Payments;
-    /** The apps' registered keys, which verify the third parties' request signatures. */
-    apps: AppSigningKeys;
-    /** The trust anchor (`http://openbanking.org.uk/tan`) signatures name. */
-    trustAnchor: string;
-    publicUrl: string;
-    /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
-    signingKey: JWK;
-  },
+  } & MessageSigning,
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, orders, payments, publicUrl } = deps;

@@ -13,7 +13,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyRequest } from 'fastify';
 import { isValidIBAN } from 'ibantools';
-import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import { normaliseIban } from '../../accounts/iban.ts';
 import type { Accounts } from '../../accounts/service.ts';
@@ -28,7 +27,7 @@ import type { Payment, PaymentProblem, Payments } from '../../payments/service.t
 import type { PaymentStatus } from '../../payments/store.ts';
 import { accessOf, consentMadeHere, managingApp, paymentGrantOf, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { type AppSigningKeys, signedMessages } from './jws.ts';
+import { type MessageSigning, signedMessages } from './jws.ts';
 
 export const PISP_PREFIX = '/open-banking/v4.0/pisp';
 // An unauthorised domestic payment consent lapses after a day: the customer authorises it at once or not.
@@ -146,14 +145,7 @@ export function registerUkObPispRoutes(
     consents: Consents;
     payments: Payments;
     accounts: Accounts;
-    publicUrl: string;
-    /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
-    signingKey: JWK;
-    /** The apps' registered keys, which verify the third parties' request signatures. */
-    apps: AppSigningKeys;
-    /** The trust anchor (`http://openbanking.org.uk/tan`) signatures name. */
-    trustAnchor: string;
-  },
+  } & MessageSigning,
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, payments, publicUrl } = deps;

@@ -16,7 +16,6 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyRequest } from 'fastify';
 import { isValidIBAN } from 'ibantools';
-import type { JWK } from 'jose';
 import { Type } from 'typebox';
 import { v7 as uuidv7 } from 'uuid';
 import { normaliseIban } from '../../accounts/iban.ts';
@@ -33,7 +32,7 @@ import type { Payment, Payments } from '../../payments/service.ts';
 import { parseTimestamp } from '../../time.ts';
 import { accessOf, consentMadeHere, managingApp, UUID } from './access.ts';
 import { OB_ERROR_CODES, ObError, useObConventions } from './errors.ts';
-import { type AppSigningKeys, signedMessages } from './jws.ts';
+import { type MessageSigning, signedMessages } from './jws.ts';
 import { idempotencyKeyOf, PISP_PREFIX, paymentStatus } from './pisp.ts';
 
 export const VRP_PREFIX = PISP_PREFIX;
@@ -194,14 +193,7 @@ export function registerUkObVrpRoutes(
     mandates: Mandates;
     payments: Payments;
     accounts: Accounts;
-    publicUrl: string;
-    /** A private signing JWK of the bank (published at its JWKS): signs every response body. */
-    signingKey: JWK;
-    /** The apps' registered keys, which verify the third parties' request signatures. */
-    apps: AppSigningKeys;
-    /** The trust anchor (`http://openbanking.org.uk/tan`) signatures name. */
-    trustAnchor: string;
-  },
+  } & MessageSigning,
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, mandates, payments, accounts, publicUrl } = deps;
