@@ -10,7 +10,15 @@ import { PAGE_HEADERS } from '../customer-auth/routes.ts';
 import type { CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import {
+  CURSOR_POSITION,
+  decodeCursor,
+  encodeCursor,
+  PageCursor,
+  PageLimit,
+  PageQuery,
+  pageLimit,
+} from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   Binary,
@@ -92,7 +100,7 @@ const TransactionsQuery = Type.Object(
     minAmount: Type.Optional(Type.String({ pattern: AMOUNT_PATTERN })),
     maxAmount: Type.Optional(Type.String({ pattern: AMOUNT_PATTERN })),
     direction: Type.Optional(Type.Union([Type.Literal('credit'), Type.Literal('debit')])),
-    cursor: Type.Optional(Type.String({ maxLength: 128 })),
+    cursor: Type.Optional(PageCursor),
     limit: Type.Optional(PageLimit),
   },
   { additionalProperties: false },
@@ -290,13 +298,7 @@ export function registerAccountRoutes(
     {
       onRequest,
       schema: {
-        querystring: Type.Object(
-          {
-            cursor: Type.Optional(Type.String({ maxLength: 128 })),
-            limit: Type.Optional(PageLimit),
-          },
-          { additionalProperties: false },
-        ),
+        querystring: PageQuery,
         response: { 200: AccountPage },
       },
     },
@@ -350,13 +352,7 @@ export function registerAccountRoutes(
       onRequest,
       schema: {
         params: Type.Object({ id: Id }),
-        querystring: Type.Object(
-          {
-            cursor: Type.Optional(Type.String({ maxLength: 128 })),
-            limit: Type.Optional(PageLimit),
-          },
-          { additionalProperties: false },
-        ),
+        querystring: PageQuery,
         response: { 200: BeneficiaryPage },
       },
     },

@@ -3,7 +3,15 @@
 import { Type } from 'typebox';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import {
+  CURSOR_POSITION,
+  decodeCursor,
+  encodeCursor,
+  PageCursor,
+  PageLimit,
+  PageQuery,
+  pageLimit,
+} from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   CurrencyCode,
@@ -176,7 +184,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
           querystring: Type.Object(
             {
               status: Type.Optional(literals(CASE_STATUSES)),
-              cursor: Type.Optional(Type.String({ maxLength: 128 })),
+              cursor: Type.Optional(PageCursor),
               limit: Type.Optional(PageLimit),
             },
             { additionalProperties: false },
@@ -287,10 +295,7 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
       '/v1/admin/fraud/blocklist',
       {
         schema: {
-          querystring: Type.Object(
-            { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
-            { additionalProperties: false },
-          ),
+          querystring: PageQuery,
           response: {
             200: Type.Object(
               { entries: Type.Array(BlocklistEntryView), nextCursor: NextCursor },

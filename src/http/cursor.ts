@@ -6,6 +6,13 @@ import { Problem } from './problems.ts';
 // Query strings are text and the app never coerces types (src/http/app.ts), so a page size is digits,
 // held to the list's maximum by `pageLimit`.
 export const PageLimit = Type.String({ pattern: '^[1-9][0-9]{0,3}$', description: 'Page size' });
+/** Where a page starts: the previous page's `nextCursor`. */
+export const PageCursor = Type.String({ maxLength: 128 });
+/** A list's query when it has no filters: the cursor and the page size, nothing else. */
+export const PageQuery = Type.Object(
+  { cursor: Type.Optional(PageCursor), limit: Type.Optional(PageLimit) },
+  { additionalProperties: false },
+);
 
 export function pageLimit(text: string | undefined, fallback: number, max: number): number {
   const limit = text === undefined ? fallback : Number(text);

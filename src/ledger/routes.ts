@@ -1,6 +1,13 @@
 import { type Static, Type } from 'typebox';
 import type { App } from '../http/app.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import {
+  CURSOR_POSITION,
+  decodeCursor,
+  encodeCursor,
+  PageCursor,
+  PageLimit,
+  pageLimit,
+} from '../http/cursor.ts';
 import { type FieldError, Problem, type ProblemCode } from '../http/problems.ts';
 import { DateTime, Decimal, NextCursor, Nullable, OpenObject, StringEnum, Uuid } from '../http/schemas.ts';
 import { readIdempotencyKey } from '../idempotency.ts';
@@ -73,7 +80,7 @@ const AccountsQuery = Type.Object(
   {
     code: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     limit: Type.Optional(PageLimit),
-    cursor: Type.Optional(Type.String({ maxLength: 128 })),
+    cursor: Type.Optional(PageCursor),
   },
   { additionalProperties: false },
 );

@@ -8,7 +8,7 @@ import type { AccountScope } from '../accounts/routes.ts';
 import type { Accounts } from '../accounts/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   CurrencyCode,
@@ -146,10 +146,7 @@ export function registerPointsRoutes(
       onRequest: options.onRequest,
       schema: {
         params: Type.Object({ id: Id }),
-        querystring: Type.Object(
-          { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
-          { additionalProperties: false },
-        ),
+        querystring: PageQuery,
         response: { 200: PointsView },
       },
     },
@@ -256,10 +253,7 @@ export function registerLoyaltyOperatorRoutes(app: App, loyalty: Loyalty, adminT
       '/v1/admin/loyalty/earn-rules',
       {
         schema: {
-          querystring: Type.Object(
-            { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
-            { additionalProperties: false },
-          ),
+          querystring: PageQuery,
           response: { 200: Type.Object({ rules: Type.Array(EarnRuleView), nextCursor: NextCursor }) },
         },
       },

@@ -11,7 +11,7 @@ import type { PersonalData } from '../customers/service.ts';
 import type { createGateway } from '../gateway/gateway.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
 import { type FieldError, Problem } from '../http/problems.ts';
 import {
   Binary,
@@ -381,10 +381,7 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
       '/v1/admin/kyc/reviews',
       {
         schema: {
-          querystring: Type.Object({
-            cursor: Type.Optional(Type.String({ maxLength: 128 })),
-            limit: Type.Optional(PageLimit),
-          }),
+          querystring: PageQuery,
           response: { 200: ReviewPage },
         },
       },

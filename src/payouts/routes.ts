@@ -6,7 +6,7 @@ import { Type } from 'typebox';
 import { customerSession } from '../consents/customer-routes.ts';
 import type { CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageLimit, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   CurrencyCode,
@@ -250,10 +250,7 @@ export function registerPayoutRoutes(app: App, services: { payouts: Payouts; aut
       '/v1/me/payout-batches',
       {
         schema: {
-          querystring: Type.Object(
-            { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
-            { additionalProperties: false },
-          ),
+          querystring: PageQuery,
           response: { 200: BatchList },
         },
       },
@@ -284,10 +281,7 @@ export function registerPayoutRoutes(app: App, services: { payouts: Payouts; aut
       {
         schema: {
           params: Type.Object({ id: Id }),
-          querystring: Type.Object(
-            { cursor: Type.Optional(Type.String({ maxLength: 128 })), limit: Type.Optional(PageLimit) },
-            { additionalProperties: false },
-          ),
+          querystring: PageQuery,
           response: { 200: ItemList },
         },
       },
