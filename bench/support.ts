@@ -263,7 +263,23 @@ export function spawnCli(
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   return { child, lines: collectLines(child) };
+}
+
+// A bench stopped midway (a kill, Ctrl-C) stops what it started: a server left running keeps its database
+// connections and background work, and skews every later run on this machine.
+const children = new Set<ChildProcess>();
+const stopChildren = () => {
+  for (const child of children) child.kill('SIGKILL');
+};
+process.once('exit', stopChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    stopChildren();
+    process.kill(process.pid, signal); // the handler is gone: the signal now ends the bench as it would have
+  });
 }
 
 /** The child's output, kept for the report: at LOG_LEVEL=warn every line is worth a look. */
