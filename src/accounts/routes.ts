@@ -13,11 +13,11 @@ import { requireBearerToken } from '../http/auth.ts';
 import {
   CURSOR_POSITION,
   decodeCursor,
-  encodeCursor,
   PageCursor,
   PageLimit,
   PageQuery,
   pageLimit,
+  pageOf,
 } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
@@ -312,10 +312,10 @@ export function registerAccountRoutes(
         after || undefined,
         limit + 1,
       );
-      const last = page.length > limit ? page[limit - 1] : undefined;
+      const { rows, nextCursor } = pageOf(page, limit, 'acc', (last) => last.id);
       return {
-        accounts: page.slice(0, limit).map((account) => accountJson(account, scope)),
-        nextCursor: last ? encodeCursor('acc', last.id) : null,
+        accounts: rows.map((account) => accountJson(account, scope)),
+        nextCursor,
       };
     },
   );
@@ -366,10 +366,10 @@ export function registerAccountRoutes(
         after ? { accountId: account.id, iban: after } : undefined,
         limit + 1,
       );
-      const last = page.length > limit ? page[limit - 1] : undefined;
+      const { rows, nextCursor } = pageOf(page, limit, 'payee', (last) => last.creditor.iban);
       return {
-        beneficiaries: page.slice(0, limit).map(beneficiaryJson),
-        nextCursor: last ? encodeCursor('payee', last.creditor.iban) : null,
+        beneficiaries: rows.map(beneficiaryJson),
+        nextCursor,
       };
     },
   );
@@ -402,10 +402,10 @@ export function registerAccountRoutes(
         before || undefined,
         limit + 1,
       );
-      const last = page.length > limit ? page[limit - 1] : undefined;
+      const { rows, nextCursor } = pageOf(page, limit, 'tx', (last) => last.seq.toString());
       return {
-        transactions: page.slice(0, limit).map((transaction) => transactionJson(transaction, exponent)),
-        nextCursor: last ? encodeCursor('tx', last.seq.toString()) : null,
+        transactions: rows.map((transaction) => transactionJson(transaction, exponent)),
+        nextCursor,
       };
     },
   );

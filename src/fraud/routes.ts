@@ -6,11 +6,11 @@ import { requireBearerToken } from '../http/auth.ts';
 import {
   CURSOR_POSITION,
   decodeCursor,
-  encodeCursor,
   PageCursor,
   PageLimit,
   PageQuery,
   pageLimit,
+  pageOf,
 } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
@@ -198,10 +198,10 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
         const kind = `fc-${request.query.status ?? 'all'}`;
         const after = request.query.cursor && decodeCursor(request.query.cursor, kind, CURSOR_POSITION.uuid);
         const page = await fraud.listCases(request.query.status, after || undefined, limit + 1);
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(page, limit, kind, (last) => last.id);
         return {
-          cases: page.slice(0, limit).map(caseJson),
-          nextCursor: last ? encodeCursor(kind, last.id) : null,
+          cases: rows.map(caseJson),
+          nextCursor,
         };
       },
     );
@@ -308,10 +308,10 @@ export function registerFraudRoutes(app: App, fraud: FraudScreening, adminToken:
         const limit = pageLimit(request.query.limit, 100, BLOCKLIST_PAGE_MAX);
         const after = request.query.cursor && decodeCursor(request.query.cursor, 'fb', IBAN_CURSOR);
         const page = await fraud.listBlocklist(after || undefined, limit + 1);
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(page, limit, 'fb', (last) => last.iban);
         return {
-          entries: page.slice(0, limit).map(blocklistJson),
-          nextCursor: last ? encodeCursor('fb', last.iban) : null,
+          entries: rows.map(blocklistJson),
+          nextCursor,
         };
       },
     );

@@ -37,6 +37,23 @@ export function encodeCursor(kind: string, position: string): string {
   return Buffer.from(`${kind}:${position}`).toString('base64url');
 }
 
+/**
+ * One page of a list read with `limit + 1` rows: the first `limit`, and the cursor after the last of them
+ * when the extra row shows there is more.
+ */
+export function pageOf<Row>(
+  rows: readonly Row[],
+  limit: number,
+  kind: string,
+  positionOf: (last: Row) => string,
+): { rows: Row[]; nextCursor: string | null } {
+  const last = rows.length > limit ? rows[limit - 1] : undefined;
+  return {
+    rows: rows.slice(0, limit),
+    nextCursor: last === undefined ? null : encodeCursor(kind, positionOf(last)),
+  };
+}
+
 export function decodeCursor(cursor: string, kind: string, position: RegExp): string {
   const text = Buffer.from(cursor, 'base64url').toString();
   const value = text.slice(kind.length + 1);

@@ -8,7 +8,7 @@ import type { AccountScope } from '../accounts/routes.ts';
 import type { Accounts } from '../accounts/service.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, PageQuery, pageLimit, pageOf } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   CurrencyCode,
@@ -166,7 +166,7 @@ export function registerPointsRoutes(
       const balance = await loyalty.balance(account.id);
       const worth = await loyalty.worth(account.currency, balance);
       const page = await loyalty.history(account.id, before || undefined, limit + 1);
-      const last = page.length > limit ? page[limit - 1] : undefined;
+      const { rows, nextCursor } = pageOf(page, limit, 'pts', (last) => last.seq.toString());
       return {
         accountId: account.id,
         currency: POINTS_CURRENCY as typeof POINTS_CURRENCY,
@@ -178,8 +178,8 @@ export function registerPointsRoutes(
                 amount: formatAmount(worth, currencyExponent(account.currency) ?? 2),
                 currency: account.currency,
               },
-        history: page.slice(0, limit).map(movementJson),
-        nextCursor: last ? encodeCursor('pts', last.seq.toString()) : null,
+        history: rows.map(movementJson),
+        nextCursor,
       };
     },
   );
@@ -265,10 +265,15 @@ export function registerLoyaltyOperatorRoutes(app: App, loyalty: Loyalty, adminT
           position ? { currency, merchantCategory } : undefined,
           limit + 1,
         );
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(
+          page,
+          limit,
+          'ler',
+          (last) => `${last.currency}:${last.merchantCategory}`,
+        );
         return {
-          rules: page.slice(0, limit).map(earnRuleJson),
-          nextCursor: last ? encodeCursor('ler', `${last.currency}:${last.merchantCategory}`) : null,
+          rules: rows.map(earnRuleJson),
+          nextCursor,
         };
       },
     );

@@ -11,7 +11,7 @@ import type { PersonalData } from '../customers/service.ts';
 import type { createGateway } from '../gateway/gateway.ts';
 import { type App, scoped } from '../http/app.ts';
 import { requireBearerToken } from '../http/auth.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, PageQuery, pageLimit, pageOf } from '../http/cursor.ts';
 import { type FieldError, Problem } from '../http/problems.ts';
 import {
   Binary,
@@ -389,10 +389,10 @@ export function registerKycReviewRoutes(app: App, onboarding: Onboarding, adminT
         const limit = pageLimit(request.query.limit, 50, REVIEWS_PAGE_MAX);
         const after = request.query.cursor && decodeCursor(request.query.cursor, 'r', CURSOR_POSITION.uuid);
         const page = await onboarding.listReviews(after || undefined, limit + 1);
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(page, limit, 'r', (last) => last.id);
         return {
-          reviews: page.slice(0, limit).map(operatorJson),
-          nextCursor: last ? encodeCursor('r', last.id) : null,
+          reviews: rows.map(operatorJson),
+          nextCursor,
         };
       },
     );

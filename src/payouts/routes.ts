@@ -6,7 +6,7 @@ import { Type } from 'typebox';
 import { customerSession } from '../consents/customer-routes.ts';
 import type { CustomerAuth } from '../customer-auth/service.ts';
 import { type App, scoped } from '../http/app.ts';
-import { CURSOR_POSITION, decodeCursor, encodeCursor, PageQuery, pageLimit } from '../http/cursor.ts';
+import { CURSOR_POSITION, decodeCursor, PageQuery, pageLimit, pageOf } from '../http/cursor.ts';
 import { Problem } from '../http/problems.ts';
 import {
   CurrencyCode,
@@ -259,10 +259,10 @@ export function registerPayoutRoutes(app: App, services: { payouts: Payouts; aut
         const before =
           request.query.cursor && decodeCursor(request.query.cursor, 'payouts', CURSOR_POSITION.uuid);
         const page = await payouts.list(user(request).customerId, before || undefined, limit + 1);
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(page, limit, 'payouts', (last) => last.id);
         return {
-          batches: page.slice(0, limit).map(batchJson),
-          nextCursor: last ? encodeCursor('payouts', last.id) : null,
+          batches: rows.map(batchJson),
+          nextCursor,
         };
       },
     );
@@ -293,10 +293,10 @@ export function registerPayoutRoutes(app: App, services: { payouts: Payouts; aut
         const page = answer(
           (await payouts.items(user(request).customerId, request.params.id, after, limit + 1)) ?? 'not_found',
         );
-        const last = page.length > limit ? page[limit - 1] : undefined;
+        const { rows, nextCursor } = pageOf(page, limit, 'payout-items', (last) => String(last.line));
         return {
-          items: page.slice(0, limit).map(itemJson),
-          nextCursor: last ? encodeCursor('payout-items', String(last.line)) : null,
+          items: rows.map(itemJson),
+          nextCursor,
         };
       },
     );
