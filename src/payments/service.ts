@@ -376,7 +376,10 @@ export class Payments {
           : await this.#execute(recorded, debtor, creditor, points.debit ?? null);
     return {
       ok: true,
-      payment: await this.#view(done, points.debit === undefined),
+      payment: await this.#view(done, {
+        creditorName: instruction.creditor.name,
+        withoutPoints: points.debit === undefined,
+      }),
       replayed: false,
     };
   }
@@ -666,8 +669,14 @@ export class Payments {
     };
   }
 
-  /** `withoutPoints`: the caller knows it spent and earned no points (no read needed). */
-  async #view(payment: StoredPayment, withoutPoints = false): Promise<Payment> {
+  /**
+   * What the caller already knows needs no read: `creditorName`, the name it just sealed; `withoutPoints`, that
+   * the payment spent and earned no points.
+   */
+  async #view(
+    payment: StoredPayment,
+    known: { creditorName?: string; withoutPoints?: boolean } = {},
+  ): Promise<Payment> {
     return {
       id: payment.id,
       clientId: payment.clientId,
@@ -676,10 +685,12 @@ export class Payments {
       debtorAccountId: payment.debtorAccountId,
       type: payment.type,
       creditor: {
-        name: await this.#pii.decrypt(
-          payment.creditorNameEnc,
-          fieldContext('payments', 'creditor_name_enc', payment.id),
-        ),
+        name:
+          known.creditorName ??
+          (await this.#pii.decrypt(
+            payment.creditorNameEnc,
+            fieldContext('payments', 'creditor_name_enc', payment.id),
+          )),
         iban: payment.creditorIban,
       },
       currency: payment.currency,
@@ -690,7 +701,7 @@ export class Payments {
       statusHistory: payment.statusHistory,
       createdAt: payment.createdAt,
       quote: (await this.#quoteOf(payment)) ?? null,
-      points: withoutPoints ? undefined : await this.#loyalty?.findDebit(payment.id),
+      points: known.withoutPoints ? undefined : await this.#loyalty?.findDebit(payment.id),
     };
   }
 
@@ -744,12 +755,9 @@ export class Payments {
   /**
    * One settlement cycle with the scheme: accepted outbound payments are claimed (`settling`, one statement,
    * SKIP LOCKED) so no return or other cycle can touch them, their money leaves clearing for settlement in
-   * one ledger batch under per-payment keys, and each becomes `settled`. A payment the ledger refuses (the
-   * bank short of settlement money) goes back to `accepted` for the next cycle.
-   */
-  /**
-   * Sends a batch of accepted outbound payments to the scheme. One the ledger refuses now (a nostro short of
-   * funds) goes back to `accepted` for the next cycle; `deferredFor` counts them by the ledger's reason.
+   * one ledger batch under per-payment keys, and each becomes `settled`. A payment the ledger refuses now (the
+   * bank's nostro short of funds) goes back to `accepted` for the next cycle; `deferredFor` counts them by the
+   * ledger's reason.
    */
   async settleCycle(): Promise<{ settled: number; deferred: number; deferredFor: Record<string, number> }> {
     const now = this.#now();
