@@ -258,7 +258,11 @@ export function spawnCli(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
 ): { child: ChildProcess; lines: string[] } {
-  const child = spawn(process.execPath, ['src/cli.ts', ...args], {
+  // BENCH_CPU_PROF_DIR=dir: each server and CLI child writes a V8 CPU profile there when it exits (Node refuses
+  // --cpu-prof in NODE_OPTIONS). Open one in Chrome DevTools' Performance panel.
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const child = spawn(process.execPath, [...profile, 'src/cli.ts', ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
