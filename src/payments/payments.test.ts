@@ -4,14 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse as InjectResponse } from 'fastify';
-import { eventsAbout } from '../events/outbox.ts';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { inProcess, json, problem } from '../testing/calls.ts';
 import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { transitionPayments } from './store.ts';
 
 const TOKEN = 'payments-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -945,47 +943,6 @@ for (const database of testDatabases()) {
         assert.ok((await built.ledger.verify()).ok);
       } finally {
         await fraud.updateRule('velocity_10m', { enabled: false, changedBy: 'payments-test' });
-      }
-    });
-
-    it("records each of many concurrent payments' outcomes once, with its event", async () => {
-      // Concurrent outcomes are one statement (src/payments/store.ts, transitionPayments).
-      const payments = await Promise.all(
-        Array.from({ length: 8 }, async (_, i) =>
-          json<PaymentJson>(
-            await payAtBank(i % 2 ? 'alice' : 'bob', {
-              instructedAmount: { amount: '0.01', currency: 'EUR' },
-              creditor: { name: 'Outcome Payee', iban: EXTERNAL_IBAN },
-              debtorAccountId: i % 2 ? aliceCurrent : bobCurrent,
-            }),
-            201,
-          ),
-        ),
-      );
-      const eventsOf = async (id: string) => (await eventsAbout(db, id)).map((event) => event.type);
-      for (const payment of payments) {
-        assert.equal(payment.status, 'accepted');
-        assert.deepEqual(
-          payment.statusHistory.map((change) => change.status),
-          ['received', 'accepted'],
-        );
-        assert.deepEqual(await eventsOf(payment.id), ['payment.received', 'payment.accepted']);
-      }
-      // Each move holds to its own `from`: none of these is still received, so none moves, and no event is told.
-      const moved = await transitionPayments(
-        db,
-        payments.map((payment) => ({
-          id: payment.id,
-          from: ['received'],
-          to: 'rejected',
-          code: 'test',
-          at: new Date(),
-          event: { type: 'payment.rejected', payload: { paymentId: payment.id } },
-        })),
-      );
-      assert.equal(moved.size, 0);
-      for (const payment of payments) {
-        assert.deepEqual(await eventsOf(payment.id), ['payment.received', 'payment.accepted']);
       }
     });
 

@@ -15,7 +15,6 @@ import type { Accounts } from '../accounts/service.ts';
 import type { BankAccount } from '../accounts/store.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
-import { Batcher } from '../db/batcher.ts';
 import type { Db, Sql } from '../db/db.ts';
 import { GroupCommit, GroupRead } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
@@ -46,9 +45,7 @@ import {
   type PaymentType,
   type StatusChange,
   type StoredPayment,
-  type Transition,
   transitionPayment,
-  transitionPayments,
 } from './store.ts';
 
 export const SETTLEMENT_BATCH_MAX = 1000;
@@ -202,23 +199,6 @@ function quoteOwnerOf(initiator: Initiator): QuoteOwner | undefined {
 /** Thrown inside a recording transaction to roll it back when the consent was revoked meanwhile. */
 export class ConsentNoLongerActive extends Error {}
 
-/**
- * `items` in rounds in which no two share a key, each item in the first round free of its key, keeping their
- * positions in `items`.
- */
-function roundsOfDistinct<T>(items: readonly T[], keyOf: (item: T) => string): { item: T; at: number }[][] {
-  const rounds: { item: T; at: number }[][] = [];
-  const roundsOfKey = new Map<string, number>();
-  for (const [at, item] of items.entries()) {
-    const key = keyOf(item);
-    const round = roundsOfKey.get(key) ?? 0;
-    roundsOfKey.set(key, round + 1);
-    if (round === rounds.length) rounds.push([]);
-    rounds[round]?.push({ item, at });
-  }
-  return rounds;
-}
-
 /** Another request under the same idempotency key recorded its payment first. */
 class TwinRequest extends Error {}
 
@@ -226,7 +206,6 @@ export class Payments {
   readonly #db: Db;
   readonly #group: GroupCommit;
   readonly #reads: GroupRead;
-  readonly #outcomes: Batcher<Transition, StoredPayment | undefined>;
   readonly #ledger: Ledger;
   readonly #bankAccounts: BankLedgerAccounts;
   readonly #accounts: Accounts;
@@ -263,24 +242,6 @@ export class Payments {
     this.#db = options.db;
     this.#group = new GroupCommit(options.db);
     this.#reads = new GroupRead(options.db);
-    // Concurrent payments' outcomes are one statement (src/payments/store.ts), as the ledger's transfers are.
-    this.#outcomes = new Batcher({
-      run: async (transitions) => {
-        // A statement moves a payment once: a second move of one payment (its twin request's) waits for the first.
-        const outcomes: (StoredPayment | undefined)[] = [];
-        for (const round of roundsOfDistinct(transitions, ({ id }) => id)) {
-          const moved = await transitionPayments(
-            options.db,
-            round.map(({ item }) => item),
-          );
-          for (const { item, at } of round) outcomes[at] = moved.get(item.id);
-        }
-        return outcomes;
-      },
-      itemsPerCallMax: SETTLEMENT_BATCH_MAX,
-      callsInFlightMax: options.db.kind === 'pglite' ? 1 : 2,
-      queuedMax: SETTLEMENT_BATCH_MAX * 8,
-    });
     this.#ledger = options.ledger;
     this.#bankAccounts = options.bankAccounts;
     this.#accounts = options.accounts;
@@ -687,20 +648,8 @@ export class Payments {
       if (changed) await withIt?.(tx);
       return changed;
     };
-    // In the caller's transaction; or alone, in one statement with concurrent payments' outcomes; or with what
-    // moves with it, sharing a transaction with concurrent payments (src/db/group-commit.ts).
-    const moved = await (sql
-      ? moveWithIt(sql)
-      : withIt
-        ? this.#group.run(payment.customerId, moveWithIt)
-        : this.#outcomes.submit({
-            id: payment.id,
-            from,
-            to,
-            code,
-            at: now,
-            event: this.#event(payment, to, code),
-          }));
+    // In the caller's transaction, or sharing one with concurrent payments (src/db/group-commit.ts).
+    const moved = await (sql ? moveWithIt(sql) : this.#group.run(payment.customerId, moveWithIt));
     // Another worker moved it first: report where it is now.
     return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }

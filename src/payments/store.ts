@@ -202,64 +202,28 @@ export async function transitionPayment(
   at: Date,
   event: PaymentEvent,
 ): Promise<StoredPayment | undefined> {
-  return (await transitionPayments(sql, [{ id, from, to, code, at, event }])).get(id);
-}
-
-/** A payment's move to `to`, made only if it is in one of the `from` statuses. */
-export interface Transition {
-  readonly id: string;
-  readonly from: readonly PaymentStatus[];
-  readonly to: PaymentStatus;
-  readonly code: string | null;
-  readonly at: Date;
-  readonly event: PaymentEvent;
-}
-
-/**
- * Many payments' moves (distinct payments) in one statement, each with its event: one round trip and, outside
- * a transaction, one commit. Each moves on its own terms; the answer holds those that moved, by id.
- */
-export async function transitionPayments(
-  sql: Sql,
-  transitions: readonly Transition[],
-): Promise<Map<string, StoredPayment>> {
-  const rows = await sql.query<Row>(
-    `with change as (
-       select * from jsonb_to_recordset($1::text::jsonb) as c(id uuid, from_statuses text[], status text, code text,
-         at timestamptz, history jsonb, event_type text, event_payload jsonb)),
-     moved as (
-       update payments p set status = c.status, rejection_code = coalesce(c.code, p.rejection_code), updated_at = c.at,
-              status_history = p.status_history || c.history
-         from change c
-        where p.id = c.id and p.status = any(c.from_statuses)
-        returning p.*, c.event_type, c.event_payload),
+  const change: StatusChange = { status: to, at: at.toISOString(), ...(code === null ? {} : { code }) };
+  const [row] = await sql.query<Row>(
+    `with moved as (
+       update payments set status = $3, rejection_code = coalesce($4, rejection_code), updated_at = $5,
+              status_history = status_history || $6::text::jsonb
+        where id = $1 and status = any($2::text::text[]) returning *),
      event as (
        insert into outbox_events (type, subject_id, payload, created_at)
-       select event_type, id::text, event_payload, updated_at from moved)
+       select $7, id::text, $8::text::jsonb, $5 from moved)
      select * from moved`,
     [
-      JSON.stringify(
-        transitions.map(({ id, from, to, code, at, event }) => {
-          const change: StatusChange = {
-            status: to,
-            at: at.toISOString(),
-            ...(code === null ? {} : { code }),
-          };
-          return {
-            id,
-            from_statuses: from,
-            status: to,
-            code,
-            at: change.at,
-            history: [change],
-            event_type: event.type,
-            event_payload: event.payload,
-          };
-        }),
-      ),
+      id,
+      `{${from.join(',')}}`,
+      to,
+      code,
+      at,
+      JSON.stringify([change]),
+      event.type,
+      JSON.stringify(event.payload),
     ],
   );
-  return new Map(rows.map((row) => [row.id, fromRow(row)]));
+  return row && fromRow(row);
 }
 
 /** The statuses a payment only passes through; the recovery sweep finishes those that stay too long. */
