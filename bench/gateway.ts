@@ -7,6 +7,12 @@
 // full app without the gateway (the hooks every route pays: request id, metrics, audit), and the gateway
 // with a DPoP-bound token (a proof to verify on every call).
 //
+// The machine's speed drifts by more than the pipeline costs, minute to minute (bench/support.ts, `machine()`),
+// so the bare route, the full pipeline and the hooks-only row are measured in turns: each warms up, then
+// ROUNDS rounds give each SECONDS / ROUNDS seconds, in a rotating order, and each row pools its rounds. A
+// drift then slows every row alike instead of whichever ran during it; the report shows each round's ratio
+// too, so the spread is in view.
+//
 // The load generator and both servers run in this one process, as bench/oauth.ts's latency part does,
 // so the client's CPU, the same for every row, dilutes the difference: the ratio shown is kinder than the
 // server-side ratio would be on its own. The full app writes its audit records and usage tallies to local
@@ -24,7 +30,6 @@ import {
   dpopBound,
   format,
   inProcessApp,
-  type LoadResult,
   listen,
   type Measured,
   machine,
@@ -35,6 +40,7 @@ import {
   runLoad,
   SECONDS,
   signUpDeveloper,
+  summarize,
   truncate,
   WARMUP_SECONDS,
 } from './support.ts';
@@ -42,6 +48,8 @@ import {
 /** Concurrent clients, each with its own connection and one request in flight. */
 const CONNECTIONS = 32;
 const RATIO_TARGET = 0.7;
+/** Turns each of the bare, Bearer and hooks-only rows takes in the measured SECONDS. */
+const ROUNDS = 5;
 // As `serve()` does (src/main.ts): the audit buffer is written every 200 ms, the usage tallies every 10 s.
 const AUDIT_FLUSH_INTERVAL_MS = 200;
 const METER_FLUSH_INTERVAL_MS = 10_000;
@@ -99,17 +107,18 @@ async function main(databaseUrl: string | undefined): Promise<void> {
   ];
   const scenarios: Scenario[] = [];
   // Records written while the full app was under load, to set against the calls it answered. Counted
-  // around each run only, since setup and token requests are audited too.
+  // around the runs only, since setup and token requests are audited too.
   let audited = 0;
-  const withAudit = async (scenario: () => Promise<Scenario>) => {
+  const withAudit = async <T>(runs: () => Promise<T>) => {
     await audit.flush();
     const before = audit.length;
     // A run ends when every answer has arrived, and a call is recorded (onResponse) as its answer leaves.
-    const result = await scenario();
+    const result = await runs();
     await audit.flush();
     audited += audit.length - before;
     return result;
   };
+  let roundRatios: number[] = [];
   try {
     const app = await setUpApp(built);
 
@@ -117,15 +126,23 @@ async function main(databaseUrl: string | undefined): Promise<void> {
     // each and the difference is the server's: a bare server ignores the header, the gateway checks it.
     const bearer = await tokenFor(issuer, app);
     const sameRequest = () => ({ authorization: `Bearer ${bearer}` });
-    scenarios.push(
-      await run('bare', 'bare Fastify', `http://127.0.0.1:${barePort}`, '/bench/bare', sameRequest),
+    const inTurns = await withAudit(() =>
+      runInTurns(
+        [
+          {
+            name: 'bare',
+            label: 'bare Fastify',
+            origin: `http://127.0.0.1:${barePort}`,
+            path: '/bench/bare',
+          },
+          { name: 'bearer', label: 'full pipeline, Bearer', origin: issuer, path: '/bench/gateway' },
+          { name: 'hooks', label: 'app hooks only (info)', origin: issuer, path: '/bench/hooks' },
+        ],
+        sameRequest,
+      ),
     );
-    scenarios.push(
-      await withAudit(() => run('bearer', 'full pipeline, Bearer', issuer, '/bench/gateway', sameRequest)),
-    );
-    scenarios.push(
-      await withAudit(() => run('hooks', 'app hooks only (info)', issuer, '/bench/hooks', sameRequest)),
-    );
+    scenarios.push(...inTurns.scenarios);
+    roundRatios = inTurns.roundRatios;
 
     if (WARMUP_SECONDS + SECONDS <= DPOP_MAX_RUN_SECONDS) {
       // Enough proofs for the Bearer rate over the whole run and a margin: DPoP is never faster.
@@ -133,10 +150,10 @@ async function main(databaseUrl: string | undefined): Promise<void> {
       const dpop = await dpopCredentials(issuer, app, `${issuer}/bench/gateway`, wanted + CONNECTIONS);
       scenarios.push(
         await withAudit(() =>
-          run('dpop', 'full pipeline, DPoP (info)', issuer, '/bench/gateway', async () => ({
-            authorization: `DPoP ${dpop.token}`,
-            dpop: await dpop.nextProof(),
-          })),
+          run(
+            { name: 'dpop', label: 'full pipeline, DPoP (info)', origin: issuer, path: '/bench/gateway' },
+            async () => ({ authorization: `DPoP ${dpop.token}`, dpop: await dpop.nextProof() }),
+          ),
         ),
       );
     } else {
@@ -150,7 +167,7 @@ async function main(databaseUrl: string | undefined): Promise<void> {
     const usage = await meter.usage(app.clientId, new Date(0), new Date(Date.now() + 3_600_000));
     const answered = (names: readonly ScenarioName[]) =>
       scenarios.filter((s) => names.includes(s.name)).reduce((sum, s) => sum + s.answered, 0);
-    printReport(scenarios, {
+    printReport(scenarios, roundRatios, {
       audited,
       served: answered(['bearer', 'hooks', 'dpop']),
       dropped: audit.dropped,
@@ -267,56 +284,128 @@ class Periodic {
 
 // ---------------------------------------------------------------------------------------------- load
 
-/**
- * `CONNECTIONS` loops of GET `path` through `runLoad`: throughput and latency count the 200s with the
- * expected body that complete inside the window; `answered` counts every answer, warm-up included.
- */
-async function run(
-  name: ScenarioName,
-  label: string,
-  origin: string,
-  path: string,
-  headers: () => Record<string, string> | Promise<Record<string, string>>,
-): Promise<Scenario> {
-  process.stdout.write(`${label}… `);
+interface Route {
+  readonly name: ScenarioName;
+  readonly label: string;
+  readonly origin: string;
+  readonly path: string;
+}
+type Headers = () => Record<string, string> | Promise<Record<string, string>>;
+
+/** What a row gathered so far: its rounds add up. */
+class Tally {
+  readonly latencies: number[] = [];
+  ok = 0;
+  answered = 0;
+  errors = 0;
+  cpuUs = 0;
+  readonly errorSamples = new Set<string>();
   // No pipelining: each client waits for its answer, as a real caller would.
-  const pool = new Pool(origin, { connections: CONNECTIONS, pipelining: 1 });
-  let answered = 0;
-  let load: LoadResult;
-  const cpuBefore = process.cpuUsage();
-  try {
-    load = await runLoad({
+  readonly pool: Pool;
+
+  readonly route: Route;
+  readonly headers: Headers;
+
+  constructor(route: Route, headers: Headers) {
+    this.route = route;
+    this.headers = headers;
+    this.pool = new Pool(route.origin, { connections: CONNECTIONS, pipelining: 1 });
+  }
+
+  /**
+   * `CONNECTIONS` loops of GET through `runLoad`: throughput and latency count the 200s with the expected
+   * body that complete inside the window; `answered` counts every answer, warm-up included. Returns the
+   * window's successes a second.
+   */
+  async load(warmupSeconds: number, seconds: number): Promise<number> {
+    const { path } = this.route;
+    const cpuBefore = process.cpuUsage();
+    const load = await runLoad({
       clients: CONNECTIONS,
       timed: 'successes',
-      async send() {
-        const response = await pool.request({ path, method: 'GET', headers: await headers() });
+      warmupSeconds,
+      seconds,
+      latencies: this.latencies,
+      send: async () => {
+        const response = await this.pool.request({ path, method: 'GET', headers: await this.headers() });
         const text = await response.body.text();
-        answered++;
+        this.answered++;
         return response.statusCode === 200 && text === EXPECTED_BODY
           ? { ok: 1, failed: 0 }
           : { ok: 0, failed: 1, error: `${response.statusCode} ${truncate(text)}` };
       },
     });
-  } finally {
-    await pool.close();
+    const cpu = process.cpuUsage(cpuBefore);
+    this.cpuUs += cpu.user + cpu.system;
+    this.ok += load.ok;
+    this.errors += load.errors;
+    for (const sample of load.errorSamples) this.errorSamples.add(sample);
+    return load.ok / seconds;
   }
-  const cpu = process.cpuUsage(cpuBefore);
 
-  const { ok, ...measured } = load;
-  const result: Scenario = {
-    name,
-    label,
-    route: `GET ${path}`,
-    requestsPerSecond: ok / SECONDS,
-    answered,
-    cpuUsPerCall: (cpu.user + cpu.system) / answered,
-    ...measured,
-  };
-  console.log(
-    `${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms, ` +
-      `${Math.round(result.cpuUsPerCall)} µs CPU a call, ${result.errors} errors`,
-  );
-  return result;
+  scenario(seconds: number): Scenario {
+    const stats = summarize(this.latencies);
+    const { name, label, path } = this.route;
+    const result: Scenario = {
+      name,
+      label,
+      route: `GET ${path}`,
+      requestsPerSecond: this.ok / seconds,
+      answered: this.answered,
+      cpuUsPerCall: this.cpuUs / this.answered,
+      p50Ms: stats.p50Ms,
+      p99Ms: stats.p99Ms,
+      requests: stats.count,
+      errors: this.errors,
+      errorSamples: [...this.errorSamples],
+    };
+    console.log(
+      `${label}: ${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, ` +
+        `p99 ${ms(result.p99Ms)} ms, ${Math.round(result.cpuUsPerCall)} µs CPU a call, ${result.errors} errors`,
+    );
+    return result;
+  }
+}
+
+/** One row on its own: the warm-up, then SECONDS. */
+async function run(route: Route, headers: Headers): Promise<Scenario> {
+  const tally = new Tally(route, headers);
+  try {
+    await tally.load(WARMUP_SECONDS, SECONDS);
+  } finally {
+    await tally.pool.close();
+  }
+  return tally.scenario(SECONDS);
+}
+
+/**
+ * The rows in turns: each warms up, then ROUNDS rounds give each SECONDS / ROUNDS seconds, the order rotated
+ * each round. `roundRatios`: in each round, the second row's rate over the first's.
+ */
+async function runInTurns(
+  routes: readonly Route[],
+  headers: Headers,
+): Promise<{ scenarios: Scenario[]; roundRatios: number[] }> {
+  const tallies = routes.map((route) => new Tally(route, headers));
+  const roundRatios: number[] = [];
+  try {
+    for (const tally of tallies) await tally.load(WARMUP_SECONDS, 0);
+    for (let round = 0; round < ROUNDS; round++) {
+      const rates = new Map<Tally, number>();
+      for (let turn = 0; turn < tallies.length; turn++) {
+        const tally = tallies[(round + turn) % tallies.length] as Tally;
+        rates.set(tally, await tally.load(0, SECONDS / ROUNDS));
+      }
+      const [first, second] = tallies.map((tally) => rates.get(tally) ?? Number.NaN);
+      roundRatios.push((second ?? Number.NaN) / (first ?? Number.NaN));
+      process.stdout.write(
+        `round ${round + 1} of ${ROUNDS}: full ÷ bare ${roundRatios.at(-1)?.toFixed(2)}\n`,
+      );
+    }
+  } finally {
+    for (const tally of tallies) await tally.pool.close();
+  }
+  return { scenarios: tallies.map((tally) => tally.scenario(SECONDS)), roundRatios };
 }
 
 // ---------------------------------------------------------------------------------------------- report
@@ -332,7 +421,11 @@ interface PipelineCounts {
   readonly flushErrors: number;
 }
 
-function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): void {
+function printReport(
+  scenarios: readonly Scenario[],
+  roundRatios: readonly number[],
+  counts: PipelineCounts,
+): void {
   const bare = scenarios.find((s) => s.name === 'bare');
   const header = [
     'scenario',
@@ -371,10 +464,15 @@ function printReport(scenarios: readonly Scenario[], counts: PipelineCounts): vo
   });
 
   console.log(
-    `\n== Results (${SECONDS} s per route, ${CONNECTIONS} connections; in process: client CPU competes ` +
-      'with the servers, which flatters the ratio)',
+    `\n== Results (${SECONDS} s per route in ${ROUNDS} turns, ${CONNECTIONS} connections; in process: client ` +
+      'CPU competes with the servers, which flatters the ratio)',
   );
   printTable(header, rows);
+  const sorted = [...roundRatios].sort((a, b) => a - b);
+  console.log(
+    `full ÷ bare in each round: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(', ')} ` +
+      `(median ${sorted[Math.floor(sorted.length / 2)]?.toFixed(2)})`,
+  );
 
   const allAudited = counts.audited === counts.served && counts.dropped === 0;
   const allMetered = counts.metered === counts.gatewayCalls;

@@ -456,6 +456,11 @@ export interface Load {
    * (those with nothing failed), where a fast refusal would otherwise flatter the figure.
    */
   readonly timed: 'all' | 'successes';
+  /** The warm-up and the measured window; WARMUP_SECONDS and SECONDS unless given. */
+  readonly warmupSeconds?: number;
+  readonly seconds?: number;
+  /** Where the timed latencies are also added: one distribution over several runs. */
+  readonly latencies?: number[];
 }
 
 /** The figures of one load run, as every bench reports them. */
@@ -482,8 +487,8 @@ export interface LoadResult extends Measured {
  */
 export async function runLoad(load: Load): Promise<LoadResult> {
   const unitsPerRequest = load.unitsPerRequest ?? 1;
-  const windowStart = performance.now() + WARMUP_SECONDS * 1000;
-  const windowEnd = windowStart + SECONDS * 1000;
+  const windowStart = performance.now() + (load.warmupSeconds ?? WARMUP_SECONDS) * 1000;
+  const windowEnd = windowStart + (load.seconds ?? SECONDS) * 1000;
   const latencies: number[] = [];
   let ok = 0;
   let errors = 0;
@@ -509,6 +514,7 @@ export async function runLoad(load: Load): Promise<LoadResult> {
     }
   };
   await Promise.all(Array.from({ length: load.clients }, (_, client) => loop(client)));
+  if (load.latencies) for (const latency of latencies) load.latencies.push(latency);
 
   const stats = summarize(latencies);
   return {
