@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { PGlite, types } from '@electric-sql/pglite';
 import postgres from 'postgres';
 
@@ -120,8 +119,6 @@ async function openPostgres(url: string, options: DbOptions): Promise<Db> {
       ...(options.schema ? { search_path: options.schema } : {}),
     },
     onnotice: () => {},
-    // A documented option (the README's "Custom socket") that the package's types leave out.
-    ...({ socket: corkingConnector() } as object),
   });
   if (options.schema) await client.unsafe(`create schema if not exists ${quoteIdent(options.schema)}`);
   const track = activityCounter();
@@ -179,33 +176,6 @@ async function openPostgres(url: string, options: DbOptions): Promise<Db> {
       }),
     poolStats: () => track.stats(max),
     close: () => client.end({ timeout: 5 }),
-  };
-}
-
-/**
- * Connects postgres.js to the server over sockets that send everything written in one turn of the event loop
- * in one write. postgres.js writes a statement at once whenever more than 1 KiB is buffered, so a group of
- * payments (src/db/group-commit.ts), whose inserts carry sealed personal data and event payloads, left as
- * one write per statement: each a system call that wakes the server process, which on a busy machine takes
- * the core from this one. Corked until the next turn, they leave together, as the small statements already
- * did. Hosts are tried in turn, as postgres.js does on its own; TLS, if asked for, runs over this socket.
- */
-export function corkingConnector() {
-  let next = 0;
-  return (options: { host: string[]; port: number[]; path?: string }): Socket => {
-    const at = next++ % options.host.length;
-    const host = options.host[at] as string;
-    const socket = options.path ? connect(options.path) : connect(options.port[at] as number, host);
-    Object.assign(socket, { host }); // postgres.js names the TLS server by it
-    const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-    socket.write = ((...args: unknown[]) => {
-      if (socket.writableCorked === 0) {
-        socket.cork();
-        setImmediate(() => socket.uncork());
-      }
-      return write(...args);
-    }) as Socket['write'];
-    return socket;
   };
 }
 
