@@ -30,6 +30,7 @@ import {
   dpopBound,
   format,
   inProcessApp,
+  inTurns,
   listen,
   type Measured,
   machine,
@@ -37,6 +38,7 @@ import {
   onPostgres,
   printTable,
   registerApp,
+  roundsReport,
   runLoad,
   SECONDS,
   signUpDeveloper,
@@ -378,34 +380,20 @@ async function run(route: Route, headers: Headers): Promise<Scenario> {
   return tally.scenario(SECONDS);
 }
 
-/**
- * The rows in turns: each warms up, then ROUNDS rounds give each SECONDS / ROUNDS seconds, the order rotated
- * each round. `roundRatios`: in each round, the second row's rate over the first's.
- */
+/** The rows in turns (`inTurns`), each pooling its rounds. `roundRatios`: the second row's over the first's. */
 async function runInTurns(
   routes: readonly Route[],
   headers: Headers,
 ): Promise<{ scenarios: Scenario[]; roundRatios: number[] }> {
   const tallies = routes.map((route) => new Tally(route, headers));
-  const roundRatios: number[] = [];
   try {
-    for (const tally of tallies) await tally.load(WARMUP_SECONDS, 0);
-    for (let round = 0; round < ROUNDS; round++) {
-      const rates = new Map<Tally, number>();
-      for (let turn = 0; turn < tallies.length; turn++) {
-        const tally = tallies[(round + turn) % tallies.length] as Tally;
-        rates.set(tally, await tally.load(0, SECONDS / ROUNDS));
-      }
-      const [first, second] = tallies.map((tally) => rates.get(tally) ?? Number.NaN);
-      roundRatios.push((second ?? Number.NaN) / (first ?? Number.NaN));
-      process.stdout.write(
-        `round ${round + 1} of ${ROUNDS}: full ÷ bare ${roundRatios.at(-1)?.toFixed(2)}\n`,
-      );
-    }
+    const roundRatios = await inTurns(tallies, ROUNDS, (tally, warmupSeconds, seconds) =>
+      tally.load(warmupSeconds, seconds),
+    );
+    return { scenarios: tallies.map((tally) => tally.scenario(SECONDS)), roundRatios };
   } finally {
     for (const tally of tallies) await tally.pool.close();
   }
-  return { scenarios: tallies.map((tally) => tally.scenario(SECONDS)), roundRatios };
 }
 
 // ---------------------------------------------------------------------------------------------- report
@@ -468,11 +456,7 @@ function printReport(
       'CPU competes with the servers, which flatters the ratio)',
   );
   printTable(header, rows);
-  const sorted = [...roundRatios].sort((a, b) => a - b);
-  console.log(
-    `full ÷ bare in each round: ${roundRatios.map((ratio) => ratio.toFixed(2)).join(', ')} ` +
-      `(median ${sorted[Math.floor(sorted.length / 2)]?.toFixed(2)})`,
-  );
+  console.log(`full ÷ bare in each round: ${roundsReport(roundRatios)}`);
 
   const allAudited = counts.audited === counts.served && counts.dropped === 0;
   const allMetered = counts.metered === counts.gatewayCalls;

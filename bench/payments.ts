@@ -15,7 +15,7 @@
 // authorization server issues them (RFC 9068, the consent in `authorization_details`). The server checks
 // them as it checks any token.
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { decodeJwt, decodeProtectedHeader, importJWK, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import type postgres from 'postgres';
@@ -26,6 +26,7 @@ import {
   type Database,
   discover,
   format,
+  inTurns,
   machine,
   ms,
   onPglite,
@@ -33,11 +34,13 @@ import {
   printServerLog,
   printTable,
   registerApp,
+  roundsReport,
   runLoad,
   SECONDS,
   signUpDeveloper,
   spawnCli,
   startServer,
+  summarize,
   truncate,
   WARMUP_SECONDS,
 } from './support.ts';
@@ -56,6 +59,12 @@ const APP_PAYERS = 1000;
 // The signed-in customers: the sandbox's own (s1-customer0001 … 0020), who share one published password.
 const PAYERS = Array.from({ length: 20 }, (_, i) => `s1-customer${String(i + 1).padStart(4, '0')}`);
 const CREDITOR = { name: 'Other Bank Customer', iban: 'DE89370400440532013000' };
+// BENCH_COMPARE=<another checkout, its dependencies installed>: the app's payments are also paid to a
+// server run from there, on the same database, in COMPARE_ROUNDS turns with this checkout's (`inTurns`).
+// Two runs of one code, one after the other, differ by up to a quarter on a busy machine; in turns, the
+// same code against itself gave 0.95 and 1.08 (rounds 0.84 to 1.28): it shows a change of 15% or more.
+const COMPARE = process.env.BENCH_COMPARE ? resolve(process.env.BENCH_COMPARE) : undefined;
+const COMPARE_ROUNDS = 5;
 
 interface Payer {
   readonly cookie: string;
@@ -116,21 +125,36 @@ interface Paid {
   readonly errors: number;
 }
 
-/** `CLIENTS` loops of one payment each; a payment counts when it is answered 201 and accepted. */
-async function pay(
-  origin: string,
-  label: string,
-  request: (client: number) => { path: string; headers: Record<string, string>; body: string } | undefined,
-): Promise<Paid> {
-  const pool = new Pool(origin, { connections: CLIENTS });
-  try {
+type PaymentRequest = (
+  client: number,
+) => { path: string; headers: Record<string, string>; body: string } | undefined;
+
+/** A server the app pays through, and what its turns gathered. */
+class ServerUnderLoad {
+  readonly label: string;
+  readonly pool: Pool;
+  readonly latencies: number[] = [];
+  readonly errorSamples = new Set<string>();
+  ok = 0;
+  errors = 0;
+
+  constructor(label: string, origin: string) {
+    this.label = label;
+    this.pool = new Pool(origin, { connections: CLIENTS });
+  }
+
+  /** `CLIENTS` loops of one payment each; a payment counts when it is answered 201 and accepted. */
+  async pay(request: PaymentRequest, warmupSeconds: number, seconds: number): Promise<number> {
     const run = await runLoad({
       clients: CLIENTS,
       timed: 'successes',
-      async send(client) {
+      warmupSeconds,
+      seconds,
+      latencies: this.latencies,
+      send: async (client) => {
         const next = request(client);
         if (!next) return { ok: 0, failed: 1, error: 'out of consents: the server is faster than planned' };
-        const response = await pool.request({
+        const response = await this.pool.request({
           method: 'POST',
           path: next.path,
           headers: { 'content-type': 'application/json', 'idempotency-key': randomUUID(), ...next.headers },
@@ -143,15 +167,44 @@ async function pay(
           : { ok: 0, failed: 1, error: `${response.statusCode} ${truncate(text)}` };
       },
     });
-    const paid = { ...run, perSecond: run.ok / SECONDS };
+    this.ok += run.ok;
+    this.errors += run.errors;
+    for (const sample of run.errorSamples) this.errorSamples.add(sample);
+    return run.ok / seconds;
+  }
+
+  paid(): Paid {
+    const stats = summarize(this.latencies);
+    const paid = { ...stats, requests: stats.count, errors: this.errors, perSecond: this.ok / SECONDS };
     console.log(
-      `${label}… ${format(paid.perSecond)}/s, p50 ${ms(run.p50Ms)} ms, p99 ${ms(run.p99Ms)} ms, ${run.errors} errors${
-        run.errorSamples.length ? `: ${run.errorSamples.join(' | ')}` : ''
+      `${this.label}… ${format(paid.perSecond)}/s, p50 ${ms(paid.p50Ms)} ms, p99 ${ms(paid.p99Ms)} ms, ${paid.errors} errors${
+        this.errorSamples.size ? `: ${[...this.errorSamples].join(' | ')}` : ''
       }`,
     );
     return paid;
+  }
+}
+
+/** One server: the warm-up, then SECONDS. */
+async function pay(origin: string, label: string, request: PaymentRequest): Promise<Paid> {
+  return (await payInTurns([{ label, origin }], request, 1))[0] as Paid;
+}
+
+/** Several servers on one database, in turns (`inTurns`). */
+async function payInTurns(
+  servers: readonly { label: string; origin: string }[],
+  request: PaymentRequest,
+  rounds: number,
+): Promise<Paid[]> {
+  const loaded = servers.map(({ label, origin }) => new ServerUnderLoad(label, origin));
+  try {
+    const ratios = await inTurns(loaded, rounds, (server, warmupSeconds, seconds) =>
+      server.pay(request, warmupSeconds, seconds),
+    );
+    if (rounds > 1) console.log(`second ÷ first in each round: ${roundsReport(ratios)}`);
+    return loaded.map((server) => server.paid());
   } finally {
-    await pool.close();
+    for (const server of loaded) await server.pool.close();
   }
 }
 
@@ -326,7 +379,7 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
         await appPayers(database, admin.sql, admin.schema),
       );
       let next = 0;
-      const paid = await pay(server.origin, 'app under consents', () => {
+      const request: PaymentRequest = () => {
         const consent = consents[next++];
         return (
           consent && {
@@ -335,8 +388,35 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
             body: JSON.stringify(paymentOf(consent.payer)),
           }
         );
-      });
-      row('app, POST /v1/payments', paid, true);
+      };
+      if (COMPARE === undefined) {
+        row('app, POST /v1/payments', await pay(server.origin, 'app under consents', request), true);
+      } else {
+        // The other checkout's server on the same database, keys and consents (each consent is paid once,
+        // by whichever server takes it), and under the same public URL, as two servers behind one address
+        // are: the tokens name it.
+        const other = await startServer(
+          database,
+          ADMIN_TOKEN,
+          { APIBANK_PUBLIC_URL: server.origin },
+          COMPARE,
+        );
+        try {
+          const [here, there] = await payInTurns(
+            [
+              { label: 'app under consents, this checkout', origin: server.origin },
+              { label: `app under consents, ${COMPARE}`, origin: other.origin },
+            ],
+            request,
+            COMPARE_ROUNDS,
+          );
+          row('app, POST /v1/payments', here as Paid, true);
+          row(`app, POST /v1/payments, ${COMPARE}`, there as Paid, false);
+        } finally {
+          await other.stop();
+          printServerLog(`${database.name}, ${COMPARE}`, other.log);
+        }
+      }
     }
 
     const paid = await pay(server.origin, 'signed-in customers', (client) => {

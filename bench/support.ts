@@ -182,12 +182,14 @@ export interface RunningServer {
 
 /**
  * `apibank serve` as a child process in sandbox mode on `database`, on a free port, once it answers
- * /health/ready and `database.check` has passed. `env` adds to or clears the server's settings.
+ * /health/ready and `database.check` has passed. `env` adds to or clears the server's settings; `root` is the
+ * checkout it runs from (another commit's, to compare).
  */
 export async function startServer(
   database: Database,
   adminToken: string,
   env: NodeJS.ProcessEnv = {},
+  root = ROOT,
 ): Promise<RunningServer> {
   const port = await freePort();
   const serverEnv: NodeJS.ProcessEnv = {
@@ -204,7 +206,7 @@ export async function startServer(
     ...database.env,
   };
   const origin = `http://127.0.0.1:${port}`;
-  const { child, lines: log } = spawnCli(['serve'], serverEnv);
+  const { child, lines: log } = spawnCli(['serve'], serverEnv, root);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   let exitCode: number | null | undefined;
   void exited.then((code) => {
@@ -257,13 +259,14 @@ export async function startServer(
 export function spawnCli(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
+  root = ROOT,
 ): { child: ChildProcess; lines: string[] } {
   // BENCH_CPU_PROF_DIR=dir: each server and CLI child writes a V8 CPU profile there when it exits (Node refuses
   // --cpu-prof in NODE_OPTIONS). Open one in Chrome DevTools' Performance panel.
   const profileDir = process.env.BENCH_CPU_PROF_DIR;
   const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const child = spawn(process.execPath, [...profile, 'src/cli.ts', ...args], {
-    cwd: ROOT,
+    cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -525,6 +528,40 @@ export async function runLoad(load: Load): Promise<LoadResult> {
     errors,
     errorSamples: [...samples],
   };
+}
+
+/**
+ * Several servers measured in turns, so that a drift of the machine slows them alike instead of whichever ran
+ * during it: each warms up, then `rounds` rounds give each SECONDS / rounds seconds, in an order rotated
+ * each round. `measure` runs one turn and returns its rate. With one round, each simply warms up and runs
+ * SECONDS. Returns each round's rate of the second participant over the first.
+ */
+export async function inTurns<T>(
+  participants: readonly T[],
+  rounds: number,
+  measure: (participant: T, warmupSeconds: number, seconds: number) => Promise<number>,
+): Promise<number[]> {
+  for (const participant of participants) {
+    await measure(participant, WARMUP_SECONDS, rounds === 1 ? SECONDS : 0);
+  }
+  const ratios: number[] = [];
+  for (let round = 0; rounds > 1 && round < rounds; round++) {
+    const rates = new Map<T, number>();
+    for (let turn = 0; turn < participants.length; turn++) {
+      const participant = participants[(round + turn) % participants.length] as T;
+      rates.set(participant, await measure(participant, 0, SECONDS / rounds));
+    }
+    const [first, second] = participants.map((participant) => rates.get(participant) ?? Number.NaN);
+    ratios.push((second ?? Number.NaN) / (first ?? Number.NaN));
+  }
+  return ratios;
+}
+
+/** "0.61, 0.58, … (median 0.60)": the rounds' ratios as `inTurns` gave them. */
+export function roundsReport(ratios: readonly number[]): string {
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  return `${ratios.map((ratio) => ratio.toFixed(2)).join(', ')} (median ${median?.toFixed(2)})`;
 }
 
 export interface Stats {
