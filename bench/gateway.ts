@@ -39,10 +39,9 @@ import {
   printTable,
   registerApp,
   roundsReport,
-  runLoad,
   SECONDS,
   signUpDeveloper,
-  summarize,
+  TurnTally,
   truncate,
   WARMUP_SECONDS,
 } from './support.ts';
@@ -141,6 +140,7 @@ async function main(databaseUrl: string | undefined): Promise<void> {
           { name: 'hooks', label: 'app hooks only (info)', origin: issuer, path: '/bench/hooks' },
         ],
         sameRequest,
+        ROUNDS,
       ),
     );
     scenarios.push(...inTurns.scenarios);
@@ -296,17 +296,13 @@ type Headers = () => Record<string, string> | Promise<Record<string, string>>;
 
 /** What a row gathered so far: its rounds add up. */
 class Tally {
-  readonly latencies: number[] = [];
-  ok = 0;
-  answered = 0;
-  errors = 0;
-  cpuUs = 0;
-  readonly errorSamples = new Set<string>();
-  // No pipelining: each client waits for its answer, as a real caller would.
-  readonly pool: Pool;
-
   readonly route: Route;
   readonly headers: Headers;
+  readonly turns = new TurnTally();
+  answered = 0;
+  cpuUs = 0;
+  // No pipelining: each client waits for its answer, as a real caller would.
+  readonly pool: Pool;
 
   constructor(route: Route, headers: Headers) {
     this.route = route;
@@ -315,19 +311,18 @@ class Tally {
   }
 
   /**
-   * `CONNECTIONS` loops of GET through `runLoad`: throughput and latency count the 200s with the expected
-   * body that complete inside the window; `answered` counts every answer, warm-up included. Returns the
-   * window's successes a second.
+   * `CONNECTIONS` loops of GET: throughput and latency count the 200s with the expected body that complete
+   * inside the window; `answered` counts every answer, warm-up included. Returns the window's successes a
+   * second.
    */
   async load(warmupSeconds: number, seconds: number): Promise<number> {
     const { path } = this.route;
     const cpuBefore = process.cpuUsage();
-    const load = await runLoad({
+    const rate = await this.turns.run({
       clients: CONNECTIONS,
       timed: 'successes',
       warmupSeconds,
       seconds,
-      latencies: this.latencies,
       send: async () => {
         const response = await this.pool.request({ path, method: 'GET', headers: await this.headers() });
         const text = await response.body.text();
@@ -339,27 +334,20 @@ class Tally {
     });
     const cpu = process.cpuUsage(cpuBefore);
     this.cpuUs += cpu.user + cpu.system;
-    this.ok += load.ok;
-    this.errors += load.errors;
-    for (const sample of load.errorSamples) this.errorSamples.add(sample);
-    return load.ok / seconds;
+    return rate;
   }
 
   scenario(seconds: number): Scenario {
-    const stats = summarize(this.latencies);
+    const { perSecond, ...measured } = this.turns.measured(seconds);
     const { name, label, path } = this.route;
     const result: Scenario = {
       name,
       label,
       route: `GET ${path}`,
-      requestsPerSecond: this.ok / seconds,
+      requestsPerSecond: perSecond,
       answered: this.answered,
       cpuUsPerCall: this.cpuUs / this.answered,
-      p50Ms: stats.p50Ms,
-      p99Ms: stats.p99Ms,
-      requests: stats.count,
-      errors: this.errors,
-      errorSamples: [...this.errorSamples],
+      ...measured,
     };
     console.log(
       `${label}: ${format(result.requestsPerSecond)} requests/s, p50 ${ms(result.p50Ms)} ms, ` +
@@ -371,23 +359,19 @@ class Tally {
 
 /** One row on its own: the warm-up, then SECONDS. */
 async function run(route: Route, headers: Headers): Promise<Scenario> {
-  const tally = new Tally(route, headers);
-  try {
-    await tally.load(WARMUP_SECONDS, SECONDS);
-  } finally {
-    await tally.pool.close();
-  }
-  return tally.scenario(SECONDS);
+  const [scenario] = (await runInTurns([route], headers, 1)).scenarios;
+  return scenario as Scenario;
 }
 
 /** The rows in turns (`inTurns`), each pooling its rounds. `roundRatios`: the second row's over the first's. */
 async function runInTurns(
   routes: readonly Route[],
   headers: Headers,
+  rounds: number,
 ): Promise<{ scenarios: Scenario[]; roundRatios: number[] }> {
   const tallies = routes.map((route) => new Tally(route, headers));
   try {
-    const roundRatios = await inTurns(tallies, ROUNDS, (tally, warmupSeconds, seconds) =>
+    const roundRatios = await inTurns(tallies, rounds, (tally, warmupSeconds, seconds) =>
       tally.load(warmupSeconds, seconds),
     );
     return { scenarios: tallies.map((tally) => tally.scenario(SECONDS)), roundRatios };

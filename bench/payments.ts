@@ -35,12 +35,11 @@ import {
   printTable,
   registerApp,
   roundsReport,
-  runLoad,
   SECONDS,
   signUpDeveloper,
   spawnCli,
   startServer,
-  summarize,
+  TurnTally,
   truncate,
   WARMUP_SECONDS,
 } from './support.ts';
@@ -133,10 +132,7 @@ type PaymentRequest = (
 class ServerUnderLoad {
   readonly label: string;
   readonly pool: Pool;
-  readonly latencies: number[] = [];
-  readonly errorSamples = new Set<string>();
-  ok = 0;
-  errors = 0;
+  readonly turns = new TurnTally();
 
   constructor(label: string, origin: string) {
     this.label = label;
@@ -144,13 +140,12 @@ class ServerUnderLoad {
   }
 
   /** `CLIENTS` loops of one payment each; a payment counts when it is answered 201 and accepted. */
-  async pay(request: PaymentRequest, warmupSeconds: number, seconds: number): Promise<number> {
-    const run = await runLoad({
+  pay(request: PaymentRequest, warmupSeconds: number, seconds: number): Promise<number> {
+    return this.turns.run({
       clients: CLIENTS,
       timed: 'successes',
       warmupSeconds,
       seconds,
-      latencies: this.latencies,
       send: async (client) => {
         const next = request(client);
         if (!next) return { ok: 0, failed: 1, error: 'out of consents: the server is faster than planned' };
@@ -167,18 +162,13 @@ class ServerUnderLoad {
           : { ok: 0, failed: 1, error: `${response.statusCode} ${truncate(text)}` };
       },
     });
-    this.ok += run.ok;
-    this.errors += run.errors;
-    for (const sample of run.errorSamples) this.errorSamples.add(sample);
-    return run.ok / seconds;
   }
 
   paid(): Paid {
-    const stats = summarize(this.latencies);
-    const paid = { ...stats, requests: stats.count, errors: this.errors, perSecond: this.ok / SECONDS };
+    const paid = this.turns.measured(SECONDS);
     console.log(
       `${this.label}… ${format(paid.perSecond)}/s, p50 ${ms(paid.p50Ms)} ms, p99 ${ms(paid.p99Ms)} ms, ${paid.errors} errors${
-        this.errorSamples.size ? `: ${[...this.errorSamples].join(' | ')}` : ''
+        paid.errorSamples.length ? `: ${paid.errorSamples.join(' | ')}` : ''
       }`,
     );
     return paid;

@@ -557,6 +557,37 @@ export async function inTurns<T>(
   return ratios;
 }
 
+/** What one participant's turns (`inTurns`) gathered: successes, errors, and one latency distribution. */
+export class TurnTally {
+  readonly #latencies: number[] = [];
+  readonly #errorSamples = new Set<string>();
+  #ok = 0;
+  #errors = 0;
+
+  /** One turn through `runLoad`; returns its window's successes a second (0 for a warm-up alone). */
+  async run(load: Omit<Load, 'latencies'>): Promise<number> {
+    const result = await runLoad({ ...load, latencies: this.#latencies });
+    this.#ok += result.ok;
+    this.#errors += result.errors;
+    for (const sample of result.errorSamples) this.#errorSamples.add(sample);
+    const seconds = load.seconds ?? SECONDS;
+    return seconds > 0 ? result.ok / seconds : 0;
+  }
+
+  /** Every turn so far, as one run whose windows add up to `seconds`. */
+  measured(seconds: number): Measured & { readonly perSecond: number } {
+    const stats = summarize(this.#latencies);
+    return {
+      p50Ms: stats.p50Ms,
+      p99Ms: stats.p99Ms,
+      requests: stats.count,
+      errors: this.#errors,
+      errorSamples: [...this.#errorSamples],
+      perSecond: this.#ok / seconds,
+    };
+  }
+}
+
 /** "0.61, 0.58, … (median 0.60)": the rounds' ratios as `inTurns` gave them. */
 export function roundsReport(ratios: readonly number[]): string {
   const sorted = [...ratios].sort((a, b) => a - b);
