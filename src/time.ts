@@ -3,6 +3,18 @@
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-](\d{2}):(\d{2}))$/;
 export const TIMESTAMP_PATTERN = RFC3339.source;
 
+// The instants a timestamp may name: RFC 3339 years 0001 to 9999 once the offset is applied. PostgreSQL
+// reads neither year 0000 nor a five-digit year in the ISO text these are stored as.
+const EARLIEST_MS = Date.parse('0001-01-01T00:00:00Z');
+const LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** Days in a month (1-12) of any year: `Date.UTC` would read years 0 to 99 as 1900 to 1999. */
+export function daysInMonth(year: number, month: number): number {
+  const date = new Date(0);
+  date.setUTCFullYear(year, month, 0);
+  return date.getUTCDate();
+}
+
 export function parseTimestamp(text: string): Date | undefined {
   const m = RFC3339.exec(text);
   if (!m) return undefined;
@@ -14,13 +26,12 @@ export function parseTimestamp(text: string): Date | undefined {
     number,
     number,
   ];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
   const offsetOk = m[8] === 'Z' || (Number(m[9]) <= 23 && Number(m[10]) <= 59);
   if (
     month < 1 ||
     month > 12 ||
     day < 1 ||
-    day > daysInMonth ||
+    day > daysInMonth(year, month) ||
     hour > 23 ||
     minute > 59 ||
     second > 59 ||
@@ -29,5 +40,6 @@ export function parseTimestamp(text: string): Date | undefined {
     return undefined;
   }
   const date = new Date(text);
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  const ms = date.getTime();
+  return ms >= EARLIEST_MS && ms <= LATEST_MS ? date : undefined;
 }

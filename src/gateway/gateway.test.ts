@@ -249,6 +249,19 @@ for (const database of testDatabases()) {
         headers: developer,
       });
       assert.equal(badRange.statusCode, 400);
+      // Instants PostgreSQL cannot store: year 0000, and a year past 9999 once the offset is applied.
+      const unstorable: [string, string][] = [
+        ['0000-01-01T00:00:00Z', '0000-01-02T00:00:00Z'],
+        ['9999-12-31T23:00:00-23:59', '9999-12-31T23:30:00-23:59'],
+      ];
+      for (const [start, end] of unstorable) {
+        const outOfRange = await built.app.inject({
+          url: `/v1/apps/${app.id}/usage?from=${encodeURIComponent(start)}&to=${encodeURIComponent(end)}`,
+          headers: developer,
+        });
+        assert.equal(outOfRange.statusCode, 400, `${start}: ${outOfRange.body}`);
+        assert.match(String(outOfRange.headers['content-type']), /^application\/problem\+json/);
+      }
     });
 
     it("keeps developers to their own apps' subscriptions", async () => {

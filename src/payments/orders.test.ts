@@ -8,7 +8,7 @@ import { createCustomer, startBank } from '../testing/bank.ts';
 import { POSTGRES_URL, postgresDatabase, type TestDb, testDatabases } from '../testing/databases.ts';
 import { testPii } from '../testing/pii.ts';
 import { PaymentOrders } from './orders.ts';
-import { nthRun, occurrence } from './schedule.ts';
+import { formatDate, nthRun, occurrence, parseDate } from './schedule.ts';
 
 describe('standing order dates', () => {
   it('keeps the day of the month, falling on the last day of shorter months', () => {
@@ -30,6 +30,18 @@ describe('standing order dates', () => {
     assert.equal(occurrence('2027-12-30', 'daily', 3), '2028-01-02');
     assert.equal(occurrence('2028-02-25', 'weekly', 1), '2028-03-03');
     assert.equal(occurrence('2027-02-25', 'weekly', 1), '2027-03-04');
+  });
+
+  it('reads every date of years 0001 to 9999 as written, and no other', () => {
+    // Date.UTC reads years 0 to 99 as 1900 to 1999: 0004 is a leap year, 1904 too, but 0100 is not.
+    assert.equal(formatDate(parseDate('0001-01-01') as Date), '0001-01-01');
+    assert.equal(formatDate(parseDate('0004-02-29') as Date), '0004-02-29');
+    assert.equal(formatDate(parseDate('0099-12-31') as Date), '0099-12-31');
+    assert.equal(formatDate(parseDate('9999-12-31') as Date), '9999-12-31');
+    for (const text of ['0000-01-01', '0100-02-29', '2027-02-29', '2027-13-01', '2027-1-01']) {
+      assert.equal(parseDate(text), undefined, text);
+    }
+    assert.equal(occurrence('0031-01-31', 'monthly', 1), '0031-02-28');
   });
 
   it('ends at the count or the last date, and a scheduled payment happens once', () => {

@@ -1,19 +1,25 @@
 // When standing orders fall due: pure date arithmetic on calendar dates ('YYYY-MM-DD', no time zone).
 // A monthly or yearly order keeps the day of its first date, and where a month is shorter it falls on the
 // month's last day: an order from 31 January is paid on 28 (or 29) February, 31 March, 30 April.
+import { daysInMonth } from '../time.ts';
+
 export type Frequency = 'daily' | 'weekly' | 'monthly' | 'yearly';
 
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
-const daysInMonth = (year: number, monthIndex: number) =>
-  new Date(Date.UTC(year, monthIndex + 1, 0)).getUTCDate();
+/** Midnight UTC of a day of any year (`Date.UTC` would read years 0 to 99 as 1900 to 1999). */
+function utcDay(year: number, monthIndex: number, day: number): Date {
+  const date = new Date(0);
+  date.setUTCFullYear(year, monthIndex, day);
+  return date;
+}
 
-/** A real calendar date in 'YYYY-MM-DD', or undefined. */
+/** A real calendar date in 'YYYY-MM-DD', years 0001 to 9999, or undefined. */
 export function parseDate(text: string): Date | undefined {
   const match = DATE.exec(text);
-  if (!match) return undefined;
-  const date = new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3])));
-  return date.toISOString().slice(0, 10) === text ? date : undefined;
+  if (!match || match[1] === '0000') return undefined;
+  const date = utcDay(Number(match[1]), Number(match[2]) - 1, Number(match[3]));
+  return formatDate(date) === text ? date : undefined;
 }
 
 export const formatDate = (date: Date) => date.toISOString().slice(0, 10);
@@ -32,12 +38,12 @@ export function occurrence(first: string, frequency: Frequency, n: number): stri
       const months = start.getUTCMonth() + n;
       const year = start.getUTCFullYear() + Math.floor(months / 12);
       const month = months % 12;
-      return formatDate(new Date(Date.UTC(year, month, Math.min(day, daysInMonth(year, month)))));
+      return formatDate(utcDay(year, month, Math.min(day, daysInMonth(year, month + 1))));
     }
     case 'yearly': {
       const year = start.getUTCFullYear() + n;
       const month = start.getUTCMonth();
-      return formatDate(new Date(Date.UTC(year, month, Math.min(day, daysInMonth(year, month)))));
+      return formatDate(utcDay(year, month, Math.min(day, daysInMonth(year, month + 1))));
     }
   }
 }
