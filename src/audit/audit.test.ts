@@ -75,6 +75,47 @@ for (const database of testDatabases()) {
       assert.deepEqual(await verify(), { ok: true, records: 3, checkpoints: 0 });
     });
 
+    it('records a call whose body nests too deep, and the call changes nothing', async () => {
+      const developer = await signUpDeveloper(built.app, 'deep-body@example.com', 'deep body password');
+      const app = await registerApp(built.app, developer, {
+        name: 'Deep',
+        redirectUris: ['http://localhost/cb'],
+        scopes: ['accounts'],
+        tokenEndpointAuthMethod: 'client_secret_basic',
+      });
+      const secretOf = async (id: string) =>
+        (
+          await db.query<{ secret: unknown }>('select client_secret_enc as secret from apps where id = $1', [
+            id,
+          ])
+        )[0]?.secret;
+      const secret = await secretOf(app.id);
+      assert.ok(secret, 'a sandbox app keeps its secret, sealed');
+      await audit.flush();
+      const before = audit.length;
+      // Rotating a secret takes no body, so no schema looks at one: only the parser stands in the way. A
+      // body this deep once overflowed the stack while fingerprinting it, after the secret had rotated,
+      // and the call went unrecorded.
+      const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+      for (const idempotencyKey of [undefined, 'deep-body-1']) {
+        const rotate = await built.app.inject({
+          method: 'POST',
+          url: `/v1/apps/${app.id}/secret`,
+          headers: {
+            ...developer,
+            'content-type': 'application/json',
+            ...(idempotencyKey && { 'idempotency-key': idempotencyKey }),
+          },
+          payload: deep,
+        });
+        assert.equal(rotate.statusCode, 400, rotate.body);
+        assert.equal(rotate.json().code, 'malformed_json');
+      }
+      await audit.flush();
+      assert.equal(audit.length, before + 2, 'both refused calls are recorded');
+      assert.deepEqual(await secretOf(app.id), secret, 'nothing rotated');
+    });
+
     it('finds an edited record, a deleted record, and a chain rebuilt without the signing key', async () => {
       for (let i = 0; i < 5; i++) await built.app.inject({ url: '/v1/ledger/accounts', headers: admin });
       await audit.flush();

@@ -86,8 +86,22 @@ export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body:
       route,
       status: reply.statusCode,
       requestId: String(request.id),
-      bodyHash: request.body === undefined || request.body === null ? null : fingerprint(request.body),
+      bodyHash: bodyHashOf(request, fingerprint),
     });
     done();
   });
+}
+
+/**
+ * The body's fingerprint; null without a body. A body the fingerprint cannot take costs the record its
+ * hash, never the record: the call is recorded whatever its body was.
+ */
+function bodyHashOf(request: FastifyRequest, fingerprint: (body: unknown) => string): string | null {
+  if (request.body === undefined || request.body === null) return null;
+  try {
+    return fingerprint(request.body);
+  } catch (error) {
+    request.log.error({ err: error }, 'audit: the request body could not be fingerprinted');
+    return null;
+  }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { type AddressInfo, connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -8,7 +9,7 @@ import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { testPii } from '../testing/pii.ts';
-import type { App } from './app.ts';
+import { type App, JSON_DEPTH_MAX, nestsDeeperThan } from './app.ts';
 import { PROBLEMS } from './problems.ts';
 
 const TOKEN = 'app-test-operator-token-0123456789abcdef';
@@ -162,6 +163,101 @@ for (const database of testDatabases()) {
       );
       assert.equal(literal.statusCode, 201, literal.body);
       assert.equal(literal.json().metadata.note, '\\u0000');
+    });
+
+    it('refuses JSON nested deeper than the limit before anything walks it, and stores nothing', async () => {
+      const nested = (levels: number): unknown => (levels === 0 ? 'x' : { a: nested(levels - 1) });
+      const create = (metadataLevels: number) =>
+        app.inject({
+          method: 'POST',
+          url: '/v1/ledger/accounts',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          payload: JSON.stringify({
+            currency: 'EUR',
+            normalBalance: 'credit',
+            metadata: nested(metadataLevels),
+          }),
+        });
+      const before = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      // The body's object is one level, the metadata's objects the rest.
+      const deepest = await create(JSON_DEPTH_MAX);
+      assert.equal(deepest.statusCode, 400, deepest.body);
+      assert.equal(deepest.json().code, 'malformed_json');
+      assert.match(deepest.json().detail, /at most 32 levels/);
+      for (const payload of ['['.repeat(20_000), `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`]) {
+        const response = await app.inject({
+          method: 'POST',
+          url: '/v1/ledger/accounts',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+          payload,
+        });
+        assert.equal(response.statusCode, 400);
+        assert.equal(response.json().code, 'malformed_json');
+      }
+      const after = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      assert.deepEqual(after, before);
+      // Exactly at the limit it is the route's own rules that answer.
+      assert.notEqual((await create(JSON_DEPTH_MAX - 1)).json().code, 'malformed_json');
+    });
+
+    it('counts nesting outside strings only', () => {
+      assert.equal(nestsDeeperThan('[[[]]]', 3), false);
+      assert.equal(nestsDeeperThan('[[[[]]]]', 3), true);
+      assert.equal(nestsDeeperThan(`{"a":"${'['.repeat(50)}"}`, 3), false);
+      assert.equal(
+        nestsDeeperThan(`{"a":"\\"${'['.repeat(50)}"}`, 3),
+        false,
+        'an escaped quote ends no string',
+      );
+      assert.equal(nestsDeeperThan(`{"a":"\\\\",${'['.repeat(5)}1${']'.repeat(5)}}`, 3), true);
+      assert.equal(nestsDeeperThan('[1],[2],[3],[4],[5],[6],[7],[8]', 1), false, 'depth, not count');
+    });
+
+    it('answers requests refused before routing with a problem too', async () => {
+      const badEncoding = await app.inject('/v1/ledger/accounts/%E0%A4%A');
+      assert.equal(badEncoding.statusCode, 400);
+      assert.match(String(badEncoding.headers['content-type']), /^application\/problem\+json/);
+      assert.equal(badEncoding.json().code, 'malformed_request');
+      assert.ok(badEncoding.headers['x-request-id']);
+      const longSegment = await app.inject({
+        url: `/v1/ledger/accounts/${'a'.repeat(120)}`,
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      assert.equal(longSegment.statusCode, 414);
+      assert.equal(longSegment.json().code, 'uri_too_long');
+      assert.match(String(longSegment.headers['content-type']), /^application\/problem\+json/);
+    });
+
+    it("answers a request Node's HTTP parser refuses with a problem, and closes the connection", async () => {
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = app.server.address() as AddressInfo;
+      const exchange = (request: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => socket.end(request));
+          let answer = '';
+          socket.on('data', (chunk) => {
+            answer += String(chunk);
+          });
+          socket.on('error', reject);
+          socket.on('close', () => resolve(answer));
+        });
+      const controlByte = await exchange(
+        'GET /health/live HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x7fb\r\n\r\n',
+      );
+      assert.match(controlByte, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.match(controlByte, /\r\nContent-Type: application\/problem\+json\r\n/);
+      assert.equal(
+        JSON.parse(controlByte.slice(controlByte.indexOf('\r\n\r\n') + 4)).code,
+        'malformed_request',
+      );
+      const hugeHeaders = await exchange(
+        `GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
+      );
+      assert.match(hugeHeaders, /^HTTP\/1\.1 431 /);
+      assert.equal(
+        JSON.parse(hugeHeaders.slice(hugeHeaders.indexOf('\r\n\r\n') + 4)).code,
+        'headers_too_large',
+      );
     });
 
     it('refuses a body too large for the route', async () => {

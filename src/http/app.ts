@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   type FastifyBaseLogger,
@@ -10,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { QueueFullError } from '../db/batcher.ts';
-import { type FieldError, Problem, type ProblemCode } from './problems.ts';
+import { type FieldError, PROBLEMS, Problem, type ProblemCode, problemBody } from './problems.ts';
 
 export type App = FastifyInstance<
   import('node:http').Server,
@@ -43,6 +45,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The matched route's template ('unmatched' for none) and config, read once per call (see below). */
     route: { readonly url: string; readonly config: FastifyContextConfig | undefined } | null;
+    /** The JSON body's exact text, in a scope that keeps it to verify a signature over it. */
+    jsonText?: string;
   }
 }
 
@@ -50,10 +54,43 @@ declare module 'fastify' {
 export const routeOf = (request: FastifyRequest): string =>
   request.route?.url ?? request.routeOptions.url ?? 'unmatched';
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * What a log line says of a request. Paths and queries can carry personal data (an IBAN on the block list,
+ * a name in a search), so the URL logged is the route's template, with the values of its parameters only
+ * where they are ids (UUIDs); the query is never logged, nor the path of a request no route matched.
+ */
+function loggedRequest(request: FastifyRequest) {
+  return {
+    method: request.method,
+    url: loggedPath(request),
+    host: request.host,
+    remoteAddress: request.ip,
+    remotePort: request.socket?.remotePort,
+  };
+}
+
+function loggedPath(request: FastifyRequest): string {
+  const template = request.routeOptions?.url;
+  if (template === undefined) return '(no route)';
+  const params = (request.params ?? {}) as Record<string, unknown>;
+  // The wildcard routes are the authorization server's (/oauth/*, /.well-known/*): its paths are its
+  // endpoints and interaction ids, which say which step of a sign-in failed.
+  return template
+    .replace(/:(\w+)/g, (placeholder, name: string) => {
+      const value = params[name];
+      return typeof value === 'string' && UUID.test(value) ? value : placeholder;
+    })
+    .replace(/\*$/, () => String(params['*'] ?? '*'));
+}
+
 /** The Fastify instance with the cross-cutting behaviour every route shares: ids, problems, limits. */
 export function createHttpServer(options: HttpOptions = {}): App {
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...(options.logger
+      ? { loggerInstance: options.logger.child({}, { serializers: { req: loggedRequest } }) }
+      : { logger: false }),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
     // Every log line of a request carries the caller's W3C trace (traceparent), so one trace can be
@@ -66,6 +103,12 @@ export function createHttpServer(options: HttpOptions = {}): App {
       const given = request.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_SHAPE.test(given) ? given : randomUUID();
     },
+    // Requests refused before routing answer in the API's problem format too, not Fastify's or Node's own.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      sendProblem(reply, request, frameworkProblem(error));
+    },
+    clientErrorHandler: answerClientError,
     ajv: {
       customOptions: {
         // Report every offending field at once; reject, never silently drop, unknown fields; never turn a
@@ -87,11 +130,35 @@ export function createHttpServer(options: HttpOptions = {}): App {
     reply.header('x-request-id', request.id);
     done();
   });
-  // Fastify's own JSON parser (prototype poisoning refused), and one rule more: PostgreSQL text cannot hold
-  // the NUL character, so a body carrying one anywhere is refused here, before any handler stores it.
-  const parseJson = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  registerJsonParser(app);
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new Problem('route_not_found')));
+  app.setErrorHandler((error: FastifyError, request, reply) =>
+    sendProblem(reply, request, toProblem(error, request)),
+  );
+  return app;
+}
+
+/**
+ * How deep a JSON body may nest. Every body the API takes is a few levels deep; what walks a body (schema
+ * validation, the idempotency and audit fingerprints) recurses, and a body nested thousands deep would
+ * overflow the stack there, after the handler ran, and lose the call's audit record.
+ */
+export const JSON_DEPTH_MAX = 32;
+
+/**
+ * Fastify's own JSON parser (prototype poisoning refused) with two rules more, for `scope` and its children:
+ * a body nested deeper than JSON_DEPTH_MAX is refused, and so is one holding the NUL character anywhere,
+ * which PostgreSQL text cannot store. `keepText` also keeps the body's text, for a signature over it.
+ */
+export function registerJsonParser(scope: App, options: { keepText?: boolean } = {}): void {
+  const parseJson = scope.getDefaultJsonParser('error', 'error');
+  if (scope.hasContentTypeParser('application/json')) scope.removeContentTypeParser('application/json');
+  scope.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = String(body);
+    if (options.keepText) request.jsonText = text;
+    if (nestsDeeperThan(text, JSON_DEPTH_MAX)) {
+      return done(new Problem('malformed_json', `JSON may nest at most ${JSON_DEPTH_MAX} levels`), undefined);
+    }
     parseJson(request, text, (error: Error | null, value?: unknown) => {
       if (error) return done(error, undefined);
       // JSON text carries a NUL only escaped: the cheap search spares every other body the walk.
@@ -99,11 +166,29 @@ export function createHttpServer(options: HttpOptions = {}): App {
       done(null, value);
     });
   });
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new Problem('route_not_found')));
-  app.setErrorHandler((error: FastifyError, request, reply) =>
-    sendProblem(reply, request, toProblem(error, request)),
-  );
-  return app;
+}
+
+/** Whether JSON text opens more than `max` arrays and objects inside one another (strings skipped). */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  // Each level takes a character to open it and one to close it.
+  if (text.length <= 2 * max) return false;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: skip to its closing quote, over escaped characters.
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /** Whether a parsed JSON value or form holds the NUL character in any string, key or value. */
@@ -126,6 +211,37 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, proble
     .code(problem.status)
     .type('application/problem+json')
     .send(JSON.stringify(problem.toJSON(request.url.split('?')[0])));
+}
+
+/** A request Fastify could not route: a path that is not percent-encoding, or a segment past 100 characters. */
+function frameworkProblem(error: FastifyError): Problem {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH')
+    return new Problem('uri_too_long', 'a path segment is longer than 100 characters');
+  return new Problem('malformed_request', 'the path is not valid percent-encoding');
+}
+
+/**
+ * A request Node's HTTP parser refused (a control character in a header, headers too large) or that did not
+ * arrive in time: there is no request to answer through Fastify, so the problem is written to the socket,
+ * which then closes, as Node and Fastify do.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const code: ProblemCode =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request_timeout'
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers_too_large'
+        : 'malformed_request';
+  const { status } = PROBLEMS[code];
+  const body = JSON.stringify(problemBody(code));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/problem+json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 // Fastify's own request errors (lib/errors.js) by code, as our catalogue's problems.

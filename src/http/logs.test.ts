@@ -110,8 +110,21 @@ describe('logs', () => {
     }
     assert.deepEqual(statuses, [201, 422], 'one application taken, one refused');
 
+    // Paths and queries carry personal data too: a payee's IBAN on the block list, a name in a query.
+    const blockedIban = 'GB82WEST12345698765432';
+    const unblock = await fetch(
+      `${issuer}/v1/admin/fraud/blocklist/${blockedIban}?note=Frank%20Privatename`,
+      {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      },
+    );
+    assert.equal(unblock.status, 404, 'the IBAN was never blocked');
+    await fetch(`${issuer}/v1/no-such-route/${blockedIban}`);
+
     assert.ok(lines.length > 10, 'the calls were logged');
     const text = lines.join('');
+    assert.ok(text.includes('"url":"/v1/admin/fraud/blocklist/:iban"'), 'the route is logged, not its IBAN');
     for (const secret of [
       DEVELOPER_PASSWORD,
       CUSTOMER_PASSWORD,
@@ -129,6 +142,7 @@ describe('logs', () => {
       'QQ987654C',
       '7911123456',
       '1 Secret Road',
+      blockedIban,
     ]) {
       assert.ok(!text.includes(secret), `the log contains ${secret.slice(0, 12)}…`);
     }

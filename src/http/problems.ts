@@ -5,6 +5,10 @@ export const PROBLEMS = {
   // Request shape (RFC 9110 §15.5)
   validation_failed: { status: 400, title: 'The request does not match its schema' },
   malformed_json: { status: 400, title: 'The request body is not valid JSON' },
+  malformed_request: { status: 400, title: 'The request is not well-formed HTTP' },
+  request_timeout: { status: 408, title: 'The request did not arrive in time' },
+  uri_too_long: { status: 414, title: 'A path segment of the request is too long' },
+  headers_too_large: { status: 431, title: 'The request headers are too large' },
   invalid_cursor: { status: 400, title: 'The pagination cursor is not valid' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   payload_too_large: { status: 413, title: 'The request body is too large' },

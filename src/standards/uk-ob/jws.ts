@@ -17,7 +17,7 @@ import {
   type JWK,
   type JWSHeaderParameters,
 } from 'jose';
-import { type App, containsNul, nulRefused } from '../../http/app.ts';
+import { type App, registerJsonParser } from '../../http/app.ts';
 import { accessOf } from './access.ts';
 import { OB_ERROR_CODES, ObError, type ObErrorCode } from './errors.ts';
 
@@ -130,13 +130,6 @@ export interface AppSigningKeys {
   >;
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The JSON body's exact text, in a scope that verifies request signatures over it. */
-    jsonText?: string;
-  }
-}
-
 type KeySet = FlattenedVerifyGetKey;
 
 /**
@@ -155,7 +148,7 @@ export function requestSignatureCheck(
   scope: App,
   options: { apps: AppSigningKeys; trustAnchor: string; now?: () => Date },
 ): (request: FastifyRequest) => Promise<void> {
-  keepJsonText(scope);
+  registerJsonParser(scope, { keepText: true });
   const now = options.now ?? (() => new Date());
   const remote = new Map<string, KeySet>();
   const keysOf = async (clientId: string): Promise<KeySet | undefined> => {
@@ -202,21 +195,6 @@ export function requestSignatureCheck(
       throw verificationError(error, header.kid as string);
     }
   };
-}
-
-/** The body's text beside its parsed value, with the app-wide parser's rules (src/http/app.ts). */
-function keepJsonText(scope: App): void {
-  const parseJson = scope.getDefaultJsonParser('error', 'error');
-  scope.removeContentTypeParser('application/json');
-  scope.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = String(body);
-    request.jsonText = text;
-    parseJson(request, text, (error: Error | null, value?: unknown) => {
-      if (error) return done(error, undefined);
-      if (text.includes('\\u0000') && containsNul(value)) return done(nulRefused(), undefined);
-      done(null, value);
-    });
-  });
 }
 
 const signatureError = (code: ObErrorCode, message: string, path?: string) =>
