@@ -822,6 +822,7 @@ for (const database of testDatabases()) {
         ['GET', '/v1/admin/fraud/cases?limit=0', undefined, 400],
         ['POST', `/v1/admin/fraud/cases/${randomUUID()}/claim`, { reviewer: 'anna' }, 404],
         ['POST', `/v1/admin/fraud/cases/${id}/claim`, {}, 400],
+        ['POST', `/v1/admin/fraud/cases/${id}/claim`, { reviewer: ' \t ' }, 400],
         ['POST', `/v1/admin/fraud/cases/${id}/claim`, { reviewer: 'anna' }, 409],
         [
           'POST',

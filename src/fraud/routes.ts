@@ -47,7 +47,8 @@ const RuleId = Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$' });
 // Spaces allowed, as people write them; the service normalises and checks the check digits.
 const Iban = Type.String({ minLength: 15, maxLength: 42, pattern: '^[A-Za-z]{2}[0-9]{2}[A-Za-z0-9 ]+$' });
 const IBAN_CURSOR = /^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$/;
-const Operator = Type.String({ minLength: 1, maxLength: 80 });
+// Who claims or resolves a case: a name, so not blank (a blank claim would lock the case to nobody).
+const Operator = Type.String({ minLength: 1, maxLength: 80, pattern: '\\S' });
 const literals = <T extends string>(values: readonly T[]) =>
   Type.Union(values.map((value) => Type.Literal(value)));
 
