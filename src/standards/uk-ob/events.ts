@@ -289,27 +289,31 @@ function eventIdOf(jti: string, path: string): string {
   return id;
 }
 
-/** Records the app's answers; ids of events that are not the app's are ignored, never recorded. */
+/**
+ * Records the app's answers, all in one statement (a poll may carry a few thousand), the first answer to
+ * an event the one kept; ids of events that are not the app's are ignored, never recorded.
+ */
 async function answer(
   tx: Sql,
   clientId: string,
   acked: readonly string[],
   errors: readonly { eventId: string; err: string; description: string }[],
 ): Promise<void> {
-  const now = new Date();
   const rows = [
     ...acked.map((eventId) => ({ eventId, err: null, description: null })),
     ...errors.map(({ eventId, err, description }) => ({ eventId, err, description })),
   ];
-  for (const row of rows) {
-    await tx.query(
-      `insert into ob_event_answers (app_id, event_id, err, description, answered_at)
-       select $1::uuid, id, $3, $4, $5 from outbox_events
-        where id = $2::bigint and payload ->> 'clientId' = $6
-       on conflict (app_id, event_id) do nothing`,
-      [clientId, row.eventId, row.err, row.description, now, clientId],
-    );
-  }
+  if (rows.length === 0) return;
+  await tx.query(
+    `insert into ob_event_answers (app_id, event_id, err, description, answered_at)
+     select $1::uuid, e.id, a.err, a.description, $3
+       from rows from (jsonb_to_recordset($2::text::jsonb) as ("eventId" bigint, err text, description text))
+            with ordinality as a("eventId", err, description, n)
+       join outbox_events e on e.id = a."eventId" and e.payload ->> 'clientId' = $4
+      order by a.n
+     on conflict (app_id, event_id) do nothing`,
+    [clientId, JSON.stringify(rows), new Date(), clientId],
+  );
 }
 
 /** The app's payment events since it subscribed that it has not answered, oldest first. */
