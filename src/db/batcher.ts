@@ -1,6 +1,14 @@
 /** Thrown when the queue is full: the caller should shed load (503) rather than queue without bound. */
+/** Work refused because too much waits already: a 503, so the caller retries later. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
+  /** What the caller is told is busy. */
+  readonly busy: string;
+
+  constructor(message: string, busy = 'the ledger is at capacity') {
+    super(message);
+    this.busy = busy;
+  }
 }
 
 export interface BatcherOptions<Item, Result> {

@@ -273,7 +273,7 @@ function toProblem(error: FastifyError, request: FastifyRequest): Problem {
   if (error instanceof SyntaxError && error.statusCode === 400)
     return new Problem('malformed_json', error.message);
   if (error instanceof QueueFullError)
-    return new Problem('service_unavailable', 'the ledger is at capacity; retry shortly');
+    return new Problem('service_unavailable', `${error.busy}; retry shortly`);
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
     return new Problem('validation_failed', error.message);
   }

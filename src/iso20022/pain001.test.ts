@@ -3,7 +3,7 @@
 // with reasons.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decimalScaled, readPain001, writePain001 } from './pain001.ts';
+import { crowdedElementLine, decimalScaled, readPain001, writePain001 } from './pain001.ts';
 import { validateMessage } from './schema.ts';
 
 const initiation = {
@@ -190,6 +190,54 @@ describe('pain.001.001.09', () => {
     const reading = await readPain001(bomb);
     assert.ok(!reading.ok);
     assert.match(reading.errors[0]?.message ?? '', /document type declaration/);
+  });
+
+  it('refuses an element with more attributes than pain.001 has, before the validator lists each', async () => {
+    const crowded = writePain001(initiation).replace(
+      '<InstdAmt Ccy="EUR">',
+      `<InstdAmt Ccy="EUR" ${Array.from({ length: 100_000 }, (_, i) => `a${i}="1"`).join(' ')}>`,
+    );
+    const reading = await readPain001(crowded);
+    assert.ok(!reading.ok);
+    assert.deepEqual(reading.errors, [
+      {
+        line: crowded.split('\n').findIndex((l) => l.includes('a99999')) + 1,
+        message: 'an element has more than 16 attributes',
+      },
+    ]);
+  });
+
+  it('counts attributes in tags only, by their = outside quoted values', () => {
+    assert.equal(crowdedElementLine('<a x="1" y=\'2\'><b z="=>="/></a>', 2), undefined);
+    assert.equal(crowdedElementLine('<a x="1" y="2" z="3"/>', 2), 1);
+    assert.equal(crowdedElementLine('<a>x=1 y=2 z=3</a>', 2), undefined, 'text is not markup');
+    assert.equal(
+      crowdedElementLine('<a><!-- <b x=1 y=2 z=3> --><![CDATA[<c x=1 y=2 z=3>]]></a>', 2),
+      undefined,
+    );
+    assert.equal(
+      crowdedElementLine('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<a/>', 2),
+      undefined,
+    );
+    assert.equal(
+      crowdedElementLine('<a>\n<!--\n-->\n<b\nx="1"\ny="2"\nz="3"/></a>', 2),
+      4,
+      'the line the tag opens on',
+    );
+  });
+
+  it('gives up a document that takes too long to read, and refuses more than a few waiting', async () => {
+    const xml = writePain001(initiation);
+    const late = await readPain001(xml, { timeoutMs: 1 });
+    assert.deepEqual(late, {
+      ok: false,
+      errors: [{ line: null, message: 'the document took longer than 0.001 s to read' }],
+    });
+    const readings = await Promise.allSettled(Array.from({ length: 6 }, () => readPain001(xml)));
+    assert.deepEqual(
+      readings.map((r) => (r.status === 'fulfilled' ? r.value.ok : (r.reason as Error).name)),
+      [true, true, true, true, 'QueueFullError', 'QueueFullError'],
+    );
   });
 
   it('compares decimals exactly', () => {

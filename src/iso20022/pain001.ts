@@ -3,7 +3,9 @@
 // value, then checks what a schema cannot (the header's NbOfTxs and CtrlSum against the transactions), and
 // keeps every value as text: amounts are xs:decimal and stay exact. The writer produces documents that pass
 // the same schema (examples, tests, and a payroll system's side of a round trip).
+import { Worker } from 'node:worker_threads';
 import { XMLParser } from 'fast-xml-parser';
+import { QueueFullError } from '../db/batcher.ts';
 import { type SchemaError, validateMessage } from './schema.ts';
 
 export const PAIN_001 = 'pain.001.001.09';
@@ -76,14 +78,89 @@ const list = (node: unknown, name: string): Node[] => {
 const path = (node: unknown, ...names: string[]): Node | undefined =>
   names.reduce<Node | undefined>((at, name) => child(at, name), node as Node);
 
+/** Most attributes one element may carry: pain.001's elements carry one (Ccy), the root a few xmlns. */
+export const ATTRIBUTES_PER_ELEMENT_MAX = 16;
+/** How long reading one document may take, validation included, before it is given up. */
+export const READ_TIMEOUT_MS = 60_000;
+// Documents are read one at a time per process, each in a worker thread of its own; a few more may wait,
+// and past those an upload is refused (503) rather than queued without end.
+const READS_PENDING_MAX = 4;
+// Heap for a reading worker: a 10,000-transfer document takes about a tenth of it.
+const READER_HEAP_MB = 512;
+const READER = new URL('./pain001-reader.ts', import.meta.url);
+
+const refused = (message: string): Pain001Reading => ({ ok: false, errors: [{ line: null, message }] });
+
+let reading: Promise<unknown> = Promise.resolve();
+let pending = 0;
+
 /**
- * Reads a pain.001.001.09 document. Refused, with the reasons: a document type declaration (no ISO 20022
- * message has one, and refusing it rules out entity expansion attacks before any parser runs), anything
- * the schema refuses, and a header whose NbOfTxs or CtrlSum disagrees with the transactions.
+ * Reads a pain.001.001.09 document (parsePain001) in a worker thread: a document can be schema-valid yet
+ * take seconds to parse (unbounded repetitions, free content in SplmtryData), and the thread that answers
+ * every other request must not wait for it. One document at a time; one past its time or its memory is
+ * stopped and refused. Throws QueueFullError when too many documents wait.
  */
-export async function readPain001(xml: string): Promise<Pain001Reading> {
-  if (/<!DOCTYPE/i.test(xml)) {
-    return { ok: false, errors: [{ line: null, message: 'a document type declaration is not allowed' }] };
+export function readPain001(xml: string, options: { timeoutMs?: number } = {}): Promise<Pain001Reading> {
+  if (pending >= READS_PENDING_MAX) {
+    return Promise.reject(new QueueFullError('pain.001 readers are busy', 'the bank is reading other files'));
+  }
+  pending++;
+  const turn = reading.then(() => inWorker(xml, options.timeoutMs ?? READ_TIMEOUT_MS));
+  reading = turn.catch(() => {});
+  return turn.finally(() => {
+    pending--;
+  });
+}
+
+function inWorker(xml: string, timeoutMs: number): Promise<Pain001Reading> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(READER, {
+      workerData: xml,
+      resourceLimits: { maxOldGenerationSizeMb: READER_HEAP_MB },
+    });
+    let settled = false;
+    const settle = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      void worker.terminate();
+      outcome();
+    };
+    const timer = setTimeout(
+      () => settle(() => resolve(refused(`the document took longer than ${timeoutMs / 1000} s to read`))),
+      timeoutMs,
+    );
+    worker.once('message', (answer: Pain001Reading) => settle(() => resolve(answer)));
+    worker.once('error', (error: Error & { code?: string }) =>
+      settle(() =>
+        error.code === 'ERR_WORKER_OUT_OF_MEMORY'
+          ? resolve(refused('the document needs more memory to read than the bank gives one file'))
+          : reject(error),
+      ),
+    );
+    worker.once('exit', (code) =>
+      settle(() => reject(new Error(`the pain.001 reader stopped (exit code ${code}) without an answer`))),
+    );
+  });
+}
+
+/**
+ * Reads a pain.001.001.09 document, on this thread. Refused, with the reasons: a document type
+ * declaration (no ISO 20022 message has one, and refusing it rules out entity expansion attacks before any
+ * parser runs), an element with more attributes than any pain.001 element has (each wrong attribute would
+ * be one more schema error to hold), anything the schema refuses, and a header whose NbOfTxs or CtrlSum
+ * disagrees with the transactions.
+ */
+export async function parsePain001(xml: string): Promise<Pain001Reading> {
+  if (/<!DOCTYPE/i.test(xml)) return refused('a document type declaration is not allowed');
+  const crowded = crowdedElementLine(xml, ATTRIBUTES_PER_ELEMENT_MAX);
+  if (crowded !== undefined) {
+    return {
+      ok: false,
+      errors: [
+        { line: crowded, message: `an element has more than ${ATTRIBUTES_PER_ELEMENT_MAX} attributes` },
+      ],
+    };
   }
   const report = await validateMessage(PAIN_001, xml);
   if (!report.valid) return { ok: false, errors: report.errors.slice(0, ERRORS_REPORTED_MAX) };
@@ -99,6 +176,44 @@ export async function readPain001(xml: string): Promise<Pain001Reading> {
   };
   const errors = headerMismatches(initiation, message);
   return errors.length > 0 ? { ok: false, errors } : { ok: true, message };
+}
+
+/**
+ * The line of the first element with more than `max` attributes, or undefined. A scan of the markup, not a
+ * parse: comments, CDATA sections and processing instructions are skipped, and an attribute is counted by
+ * its `=` outside quoted values. Malformed markup is left to the schema validator to name.
+ */
+export function crowdedElementLine(xml: string, max: number): number | undefined {
+  let line = 1;
+  const skipTo = (from: number, end: string) => {
+    const at = xml.indexOf(end, from);
+    const stop = at < 0 ? xml.length : at + end.length;
+    for (let i = from; i < stop; i++) if (xml.charCodeAt(i) === 0x0a) line++;
+    return stop;
+  };
+  for (let i = 0; i < xml.length; i++) {
+    const c = xml.charCodeAt(i);
+    if (c === 0x0a) line++;
+    if (c !== 0x3c) continue; // '<'
+    if (xml.startsWith('<!--', i)) i = skipTo(i, '-->') - 1;
+    else if (xml.startsWith('<![CDATA[', i)) i = skipTo(i, ']]>') - 1;
+    else if (xml.startsWith('<?', i)) i = skipTo(i, '?>') - 1;
+    else {
+      const startLine = line;
+      let attributes = 0;
+      let quote = 0;
+      for (i++; i < xml.length; i++) {
+        const d = xml.charCodeAt(i);
+        if (d === 0x0a) line++;
+        if (quote !== 0) {
+          if (d === quote) quote = 0;
+        } else if (d === 0x22 || d === 0x27) quote = d;
+        else if (d === 0x3d && ++attributes > max) return startLine;
+        else if (d === 0x3e) break; // '>'
+      }
+    }
+  }
+  return undefined;
 }
 
 function paymentInformation(node: Node): PaymentInformation {
