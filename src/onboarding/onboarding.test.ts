@@ -421,6 +421,26 @@ for (const database of testDatabases()) {
       assert.doesNotMatch(wrongPage, /short/, 'the password is never sent back');
       assert.equal(await count('onboarding_applications'), before, 'nothing stored');
 
+      // A body that is not the multipart form it says: cut short, without a boundary, not matching it.
+      const boundary = 'XyZbOuNdArY';
+      for (const [contentType, body] of [
+        [
+          `multipart/form-data; boundary=${boundary}`,
+          `--${boundary}\r\nContent-Disposition: form-data; name="legalName"\r\n\r\nHarriet\r\n--${boundary}\r\nContent-Disposition: form-data; name="identityDocument"; filename="p.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG`,
+        ],
+        ['multipart/form-data', 'x'],
+        [`multipart/form-data; boundary=${boundary}`, 'xxxxxxxxxx'],
+      ]) {
+        const malformed = await fetch(`${issuer}/open-account`, {
+          method: 'POST',
+          headers: { 'content-type': contentType as string },
+          body,
+        });
+        assert.equal(malformed.status, 422, `${contentType}: ${malformed.status}`);
+        assert.match(await malformed.text(), /could not be read: the form arrived incomplete or malformed/);
+      }
+      assert.equal(await count('onboarding_applications'), before, 'nothing stored');
+
       const opened = await form(fields, { identityDocument: PDF });
       assert.equal(opened.status, 201);
       const [, customerNumber] = /customer number is <strong>(\d+)<\/strong>/.exec(await opened.text()) ?? [];

@@ -529,11 +529,15 @@ export function registerOnboardingPages(
           }
         }
       } catch (error) {
-        // Too large a file, too many parts: answered as a form error, never a 5xx.
-        if (!(error instanceof Error) || !('statusCode' in error)) throw error;
+        // Too large a file or too many parts (413s of @fastify/multipart), or a body that is not the
+        // multipart form it says (busboy: it ends early, no boundary): answered as a form error, never a
+        // 5xx. Reading the request body is all the loop does, so any failure of it is the request's.
+        const tooLarge = error instanceof Error && 'statusCode' in error && error.statusCode === 413;
         errors.push({
           field: 'identityDocument',
-          message: 'is larger than 4 MB, or the form has too many parts',
+          message: tooLarge
+            ? 'is larger than 4 MB, or the form has too many parts'
+            : 'could not be read: the form arrived incomplete or malformed; send it again',
         });
       }
       const { password = '', ...shown } = form;
