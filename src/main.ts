@@ -39,7 +39,7 @@ import { Meter } from './gateway/metering.ts';
 import { Plans } from './gateway/plans.ts';
 import { MemoryRateLimiter, type RateLimiter, RedisRateLimiter } from './gateway/rate-limit.ts';
 import { registerPlanRoutes } from './gateway/routes.ts';
-import { type App, createHttpServer, scoped } from './http/app.ts';
+import { type App, createHttpServer, logSerializers, scoped } from './http/app.ts';
 import { requireBearerToken } from './http/auth.ts';
 import { registerConventions } from './http/conventions.ts';
 import { registerHealth } from './http/health.ts';
@@ -396,6 +396,7 @@ export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
       paths: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.token', '*.secret'],
       censor: '[redacted]',
     },
+    serializers: logSerializers,
   });
 }
 

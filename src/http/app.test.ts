@@ -69,6 +69,11 @@ for (const database of testDatabases()) {
       app.get('/test/boom', async () => {
         throw new Error('secret internal detail');
       });
+      // A unique violation nothing expected: PostgreSQL's detail quotes the value.
+      await db.query('create table if not exists log_test_emails (email text unique)');
+      app.get('/test/duplicate', async () => {
+        await db.query('insert into log_test_emails values ($1), ($1)', ['pat.private@example.com']);
+      });
       await app.ready();
     });
     after(async () => {
@@ -135,6 +140,14 @@ for (const database of testDatabases()) {
         logLines.some((line) => line.includes('secret internal detail')),
         'the log keeps the detail',
       );
+    });
+
+    it("logs a database error without the values PostgreSQL's detail quotes", async () => {
+      const response = await app.inject('/test/duplicate');
+      assert.equal(response.statusCode, 500);
+      const logged = logLines.filter((line) => line.includes('log_test_emails_email_key'));
+      assert.ok(logged.length > 0, 'the error is logged');
+      for (const line of logged) assert.ok(!line.includes('pat.private'), line);
     });
 
     it('refuses the NUL character anywhere in a JSON body, and stores nothing', async () => {

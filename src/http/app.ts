@@ -10,7 +10,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import { QueueFullError } from '../db/batcher.ts';
 import { type FieldError, PROBLEMS, Problem, type ProblemCode, problemBody } from './problems.ts';
 
@@ -71,6 +71,25 @@ function loggedRequest(request: FastifyRequest) {
   };
 }
 
+/**
+ * An error as logged: pino's standard form without the values a database error carries: PostgreSQL's
+ * `detail` quotes a row's values (`Key (email)=(…) already exists`), and PGlite's and postgres.js's errors
+ * carry the statement's parameters. The statement's text stays: it names no one.
+ */
+function loggedError(error: Error): Record<string, unknown> {
+  const {
+    detail: _detail,
+    params: _params,
+    parameters: _parameters,
+    args: _args,
+    ...logged
+  } = pino.stdSerializers.err(error) as Record<string, unknown>;
+  return logged;
+}
+
+/** How requests and errors appear in every log line: the server's logger and each request's. */
+export const logSerializers = { req: loggedRequest, err: loggedError };
+
 function loggedPath(request: FastifyRequest): string {
   const template = request.routeOptions?.url;
   if (template === undefined) return '(no route)';
@@ -89,7 +108,7 @@ function loggedPath(request: FastifyRequest): string {
 export function createHttpServer(options: HttpOptions = {}): App {
   const app = Fastify({
     ...(options.logger
-      ? { loggerInstance: options.logger.child({}, { serializers: { req: loggedRequest } }) }
+      ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) }
       : { logger: false }),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
