@@ -118,6 +118,19 @@ for (const database of testDatabases()) {
       });
     });
 
+    it('answers a method a path does not take with 405 and the methods it does', async () => {
+      const response = await app.inject({
+        method: 'DELETE',
+        url: '/health/live?x=1',
+      });
+      assert.equal(response.statusCode, 405);
+      assert.equal(response.headers.allow, 'GET, HEAD');
+      assert.equal(response.json().code, 'method_not_allowed');
+      const transfers = await app.inject({ method: 'PUT', url: '/v1/ledger/transfers' });
+      assert.equal(transfers.statusCode, 405);
+      assert.equal(transfers.headers.allow, 'POST');
+    });
+
     it('keeps a plain X-Request-Id and replaces anything else', async () => {
       assert.equal(
         (await app.inject({ url: '/health/live', headers: { 'x-request-id': 'abc-123' } })).headers[

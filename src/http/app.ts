@@ -54,6 +54,7 @@ declare module 'fastify' {
 export const routeOf = (request: FastifyRequest): string =>
   request.route?.url ?? request.routeOptions.url ?? 'unmatched';
 
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -150,7 +151,18 @@ export function createHttpServer(options: HttpOptions = {}): App {
     done();
   });
   registerJsonParser(app);
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, request, new Problem('route_not_found')));
+  // A path the API has, asked with a method it does not take: 405 with the methods it does (RFC 9110 §15.5.6).
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length === 0) return sendProblem(reply, request, new Problem('route_not_found'));
+    reply.header('allow', allowed.join(', '));
+    return sendProblem(
+      reply,
+      request,
+      new Problem('method_not_allowed', `${request.method} is not taken here; ${allowed.join(', ')} are`),
+    );
+  });
   app.setErrorHandler((error: FastifyError, request, reply) =>
     sendProblem(reply, request, toProblem(error, request)),
   );

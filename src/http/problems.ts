@@ -13,6 +13,7 @@ export const PROBLEMS = {
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'The route does not take this method' },
   unauthorized: { status: 401, title: 'A valid bearer token is required' },
   internal_error: { status: 500, title: 'Internal error' },
   service_unavailable: { status: 503, title: 'The service is not ready' },
