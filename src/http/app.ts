@@ -148,6 +148,8 @@ export function createHttpServer(options: HttpOptions = {}): App {
     const { url, config } = request.routeOptions;
     request.route = { url: url ?? 'unmatched', config };
     reply.header('x-request-id', request.id);
+    // PostgreSQL text cannot hold the NUL character: refused in a path or query as it is in a body.
+    if (request.url.includes('%00')) return done(nulRefused());
     done();
   });
   registerJsonParser(app);
