@@ -6,6 +6,7 @@ import type { Db, Sql } from '../db/db.ts';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from '../passwords.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
+  claimAttempt,
   deleteCustomerSession,
   findCustomerSession,
   findLogin,
@@ -13,7 +14,6 @@ import {
   insertAttempt,
   insertCustomerSession,
   insertLogin,
-  recordFailure,
   recordSuccess,
   type StoredLogin,
 } from './store.ts';
@@ -73,6 +73,10 @@ export class CustomerAuth {
   async signIn(request: SignInRequest): Promise<SignInOutcome> {
     const now = this.#now();
     const login = await findLoginByUsername(this.#db, request.username);
+    // Counted before it is checked (claimAttempt): concurrent attempts cannot all pass one lock check.
+    const admitted = login
+      ? await claimAttempt(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now)
+      : false;
     // Always spend the hashing time, so an unknown username answers as slowly as a wrong password.
     const passwordOk = await verifyPassword(request.password, login?.passwordHash ?? DECOY_PASSWORD_HASH);
     const audit = (outcome: string) =>
@@ -84,22 +88,19 @@ export class CustomerAuth {
         remoteAddress: request.remoteAddress,
         at: now,
       });
-    if (login?.lockedUntil && login.lockedUntil > now) {
+    if (login && !admitted) {
       await audit('locked');
       return { ok: false, code: 'locked' };
     }
     if (!login || !passwordOk) {
-      if (login) await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
       await audit('wrong_credentials');
       return { ok: false, code: 'invalid_credentials' };
     }
     const step = this.#secondFactorStep(login, request.oneTimeCode, now);
-    if (step === undefined) {
-      await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
+    if (step === undefined || !(await recordSuccess(this.#db, login.id, step))) {
       await audit('wrong_second_factor');
       return { ok: false, code: 'invalid_credentials' };
     }
-    await recordSuccess(this.#db, login.id, step);
     await audit('success');
     return { ok: true, customerId: login.customerId ?? login.id, loginId: login.id, amr: ['pwd', 'otp'] };
   }
@@ -152,17 +153,15 @@ export class CustomerAuth {
         remoteAddress: null,
         at: now,
       });
-    if (login.lockedUntil && login.lockedUntil > now) {
+    if (!(await claimAttempt(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now))) {
       await audit('locked');
       return 'locked';
     }
     const step = this.#secondFactorStep(login, code, now);
-    if (step === undefined) {
-      await recordFailure(this.#db, login.id, FAILED_ATTEMPTS_LIMIT, LOCK_MS, now);
+    if (step === undefined || !(await recordSuccess(this.#db, login.id, step))) {
       await audit('wrong_second_factor');
       return 'wrong_code';
     }
-    await recordSuccess(this.#db, login.id, step);
     await audit('success');
     return 'confirmed';
   }

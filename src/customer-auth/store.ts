@@ -77,27 +77,42 @@ export async function findLogin(sql: Sql, id: string): Promise<StoredLogin | und
 }
 
 /** Counts a failure in one statement (no lost update between two parallel guesses) and locks at the limit. */
-export async function recordFailure(
+/**
+ * Counts an attempt against the login before it is checked, in one statement, and says whether it may be
+ * checked at all: false while the login is locked. Counting first is what holds the limit under concurrent
+ * attempts: each takes its turn at the row, and past `limit` the rest find it locked. A right answer undoes
+ * the count (`recordSuccess`).
+ */
+export async function claimAttempt(
   sql: Sql,
   id: string,
   limit: number,
   lockMs: number,
   now: Date,
-): Promise<void> {
-  await sql.query(
+): Promise<boolean> {
+  const rows = await sql.query(
     `update customer_logins set failed_attempts = failed_attempts + 1,
        locked_until = case when failed_attempts + 1 >= $2 then $4::timestamptz + make_interval(secs => $3::double precision / 1000)
                            else locked_until end
-     where id = $1`,
+     where id = $1 and (locked_until is null or locked_until <= $4)
+     returning 1`,
     [id, limit, lockMs, now],
   );
+  return rows.length === 1;
 }
 
-export async function recordSuccess(sql: Sql, id: string, totpStep: number | null): Promise<void> {
-  await sql.query(
-    'update customer_logins set failed_attempts = 0, locked_until = null, totp_last_step = coalesce($2, totp_last_step) where id = $1',
+/**
+ * A right answer: the count and any lock are cleared and the one-time code's time step is spent. False when
+ * another attempt spent that step first (RFC 6238 §5.2: a code is accepted once), which is then a failure.
+ */
+export async function recordSuccess(sql: Sql, id: string, totpStep: number | null): Promise<boolean> {
+  const rows = await sql.query(
+    `update customer_logins set failed_attempts = 0, locked_until = null, totp_last_step = coalesce($2, totp_last_step)
+     where id = $1 and ($2::bigint is null or totp_last_step is null or totp_last_step < $2)
+     returning 1`,
     [id, totpStep],
   );
+  return rows.length === 1;
 }
 
 export async function insertAttempt(
