@@ -5,6 +5,7 @@ import type { Mode } from '../config.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import { type App, containsNul, nulRefused, scoped } from '../http/app.ts';
+import { asIssuerRequest } from '../oauth/provider.ts';
 import { consentPage, errorPage, loginPage } from './pages.ts';
 import { type CustomerAuth, SANDBOX_ONE_TIME_CODE } from './service.ts';
 
@@ -72,6 +73,11 @@ export function registerInteractionRoutes(
         done(null, form);
       },
     );
+    // The interaction pages hand their requests to the provider too: as requests to the issuer.
+    pages.addHook('onRequest', (request, _reply, done) => {
+      asIssuerRequest(request.raw, provider.issuer);
+      done();
+    });
     const html = (reply: FastifyReply, status: number, body: string) =>
       reply.code(status).headers(PAGE_HEADERS).send(body);
     const details = async (request: FastifyRequest, reply: FastifyReply) => {

@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from 'jose';
 import * as client from 'openid-client';
-import type { BuiltApp } from '../main.ts';
+import { openDb } from '../db/db.ts';
+import { migrate } from '../db/migrate.ts';
+import { type BuiltApp, buildApp } from '../main.ts';
 import { insecure, oauthError, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import type { OAuthKeys } from './keys.ts';
+import { testPii } from '../testing/pii.ts';
+import { generateOAuthKeys, type OAuthKeys } from './keys.ts';
 
 const TOKEN = 'oauth-test-operator-token-0123456789abcdef';
 
@@ -293,3 +296,37 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+describe('the authorization server behind a proxy that ends TLS', () => {
+  it('names its endpoints by the public URL, whatever protocol and Host a request arrives with, and answers with the security headers', async () => {
+    const db = await openDb({});
+    await migrate(db);
+    const built = buildApp({
+      db,
+      adminToken: TOKEN,
+      oauth: { issuer: 'https://bank.example', keys: await generateOAuthKeys() },
+      pii: await testPii(db),
+    });
+    try {
+      for (const headers of [
+        { host: 'bank.example' },
+        { host: 'evil.example' },
+        { host: 'evil.example', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.example' },
+      ]) {
+        const response = await built.app.inject({ url: '/.well-known/openid-configuration', headers });
+        // The provider answers on the raw response; the headers every answer carries are there too.
+        assert.equal(response.headers['x-frame-options'], 'DENY');
+        assert.equal(response.headers['x-content-type-options'], 'nosniff');
+        assert.ok(response.headers['x-request-id']);
+        const metadata = response.json() as Record<string, unknown>;
+        assert.equal(metadata.issuer, 'https://bank.example');
+        assert.equal(metadata.token_endpoint, 'https://bank.example/oauth/token', JSON.stringify(headers));
+        assert.equal(metadata.pushed_authorization_request_endpoint, 'https://bank.example/oauth/par');
+        assert.equal(metadata.jwks_uri, 'https://bank.example/oauth/jwks');
+      }
+    } finally {
+      await built.app.close();
+      await db.close();
+    }
+  });
+});

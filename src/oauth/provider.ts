@@ -178,5 +178,21 @@ export function createProvider(options: ProviderOptions): Provider {
       ...(production ? { fapi: { enabled: true, profile: '2.0' } } : {}),
     },
   };
-  return new Provider(issuer, configuration);
+  const provider = new Provider(issuer, configuration);
+  // The provider builds its endpoints' URLs, its cookies' Secure flag and the htu it expects in DPoP proofs
+  // from the request it is given (Koa's protocol and host). Behind a proxy that ends TLS, that request says
+  // http, and its Host is whatever the caller sent. So every request reaches it as one to the issuer
+  // (asIssuerRequest), and it reads protocol and host from the forwarded headers set there.
+  provider.proxy = true;
+  return provider;
+}
+
+/**
+ * Makes `raw` a request to `issuer` in the provider's eyes, whatever protocol and Host it arrived with:
+ * endpoint URLs follow the configured public URL, never a Host header a caller chose.
+ */
+export function asIssuerRequest(raw: import('node:http').IncomingMessage, issuer: string): void {
+  const url = new URL(issuer);
+  raw.headers['x-forwarded-proto'] = url.protocol.slice(0, -1);
+  raw.headers['x-forwarded-host'] = url.host;
 }
