@@ -1,5 +1,6 @@
 // The authorization and resource servers against a real OAuth client library (openid-client), over HTTP.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from 'jose';
 import * as client from 'openid-client';
@@ -231,6 +232,30 @@ for (const database of testDatabases()) {
         headers: { authorization: `DPoP ${tokens.access_token}`, dpop: captured },
       });
       assert.equal(otherUrl.status, 401);
+    });
+
+    it('refuses a proof that carries the private key, even signed by the bound key', async () => {
+      const { config } = await secretClient();
+      const keys = await generateKeyPair('ES256', { extractable: true });
+      const DPoP = client.getDPoPHandle(config, keys);
+      const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' }, { DPoP });
+      const privateJwk = await exportJWK(keys.privateKey);
+      const ath = createHash('sha256').update(tokens.access_token).digest('base64url');
+      const proof = (jwk: JWK) =>
+        new SignJWT({
+          jti: crypto.randomUUID(),
+          iat: Math.floor(Date.now() / 1000),
+          htm: 'GET',
+          htu: `${issuer}/v1/test/whoami`,
+          ath,
+        })
+          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
+          .sign(keys.privateKey);
+      const { d: _d, ...publicJwk } = privateJwk;
+      const call = async (jwk: JWK) =>
+        (await whoami(tokens.access_token, 'DPoP', { dpop: await proof(jwk) })).status;
+      assert.equal(await call(publicJwk), 200, 'the same proof with the public key passes');
+      assert.equal(await call(privateJwk), 401);
     });
 
     it('refuses forged, expired and misdirected tokens', async () => {

@@ -187,6 +187,8 @@ export function createResourceServer(options: ResourceServerOptions) {
       // embedded key's thumbprint first, then verify with that key, imported once per bound key.
       const header = decodeProtectedHeader(proof);
       if (!header.jwk) throw invalidProof('the proof carries no public key');
+      // RFC 9449 §4.3 step 7: the key in the header must be a public key.
+      if ('d' in header.jwk) throw invalidProof('the proof carries a private key');
       // Keyed by the embedded JWK's text: a client's proofs repeat it, so the thumbprint and the imported
       // key are computed once per key, not once per call.
       const jwkText = JSON.stringify(header.jwk);
