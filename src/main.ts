@@ -296,6 +296,7 @@ export function buildApp(parts: AppParts): BuiltApp {
     publicUrl: parts.oauth.issuer,
     apps,
     trustAnchor: parts.obTrustAnchor ?? DEFAULT_TRUST_ANCHOR,
+    mode: parts.mode ?? 'sandbox',
   };
   registerUkObPispRoutes(app, { db: parts.db, consents, payments, accounts, ...obSigning }, gateway);
   registerUkObPispInternationalRoutes(

@@ -284,6 +284,24 @@ for (const database of testDatabases()) {
       });
       assert.equal(ok.statusCode, 201, ok.body);
       assert.equal(ok.json().clientSecret, undefined);
+      // The bank fetches a JWKS URI: never one on its own network.
+      for (const jwksUri of [
+        'https://127.0.0.1/jwks',
+        'https://[::ffff:169.254.169.254]/jwks',
+        'https://10.0.0.8/',
+      ]) {
+        const internal = await production.inject({
+          method: 'POST',
+          url: '/v1/apps',
+          headers,
+          payload: newApp({
+            redirectUris: ['https://a.example/cb'],
+            tokenEndpointAuthMethod: 'private_key_jwt',
+            jwksUri,
+          }),
+        });
+        assert.equal(internal.json().code, 'invalid_client_keys', jwksUri);
+      }
     });
 
     it('lets operators list, suspend and reinstate apps', async () => {

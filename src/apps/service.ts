@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { v7 as uuidv7 } from 'uuid';
 import { TtlCache } from '../cache.ts';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
+import { addressProblem } from '../outbound.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
   type AppRecord,
@@ -227,6 +229,10 @@ export class Apps {
     if (settings.jwksUri) {
       const problem = redirectUriProblem(settings.jwksUri, this.#mode);
       if (problem) return { code: 'invalid_client_keys', detail: `jwksUri: ${problem}` };
+      // The bank fetches it: an address it never reaches is refused now (a host name, when fetched).
+      const host = new URL(settings.jwksUri).hostname.replace(/^\[(.*)\]$/, '$1');
+      const refused = isIP(host) ? addressProblem(host, this.#mode) : undefined;
+      if (refused) return { code: 'invalid_client_keys', detail: `jwksUri: ${host} is ${refused}` };
     }
     return undefined;
   }

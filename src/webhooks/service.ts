@@ -4,12 +4,13 @@
 import { lookup } from 'node:dns/promises';
 import http from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
+import { addressProblem } from '../outbound.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import { newSecret, webhookHeaders } from './signing.ts';
 import {
@@ -83,51 +84,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export type Resolve = (hostname: string) => Promise<readonly { address: string; family: number }[]>;
 
 const systemResolve: Resolve = (hostname) => lookup(hostname, { all: true, verbatim: true });
-
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-
-// Never a webhook target, whatever the mode: an attacker's URL must not reach the bank's own network (SSRF,
-// Standard Webhooks "Server side request forgery"). IPv4-mapped IPv6 addresses are checked as IPv4.
-const INTERNAL = new BlockList();
-for (const [network, prefix] of [
-  ['0.0.0.0', 8], // "this network", including the unspecified address (RFC 791)
-  ['10.0.0.0', 8], // private (RFC 1918)
-  ['100.64.0.0', 10], // carrier-grade NAT (RFC 6598)
-  ['169.254.0.0', 16], // link-local, where cloud metadata services live (RFC 3927)
-  ['172.16.0.0', 12], // private
-  ['192.0.0.0', 24], // IETF protocol assignments (RFC 6890)
-  ['192.168.0.0', 16], // private
-  ['198.18.0.0', 15], // benchmarking (RFC 2544)
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, and the broadcast address
-] as const) {
-  INTERNAL.addSubnet(network, prefix, 'ipv4');
-}
-for (const [network, prefix] of [
-  ['::', 128], // unspecified
-  ['::', 96], // IPv4-compatible (deprecated; would reach an IPv4 address unchecked)
-  ['64:ff9b::', 96], // NAT64 (RFC 6052): translated to an arbitrary IPv4 address
-  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215)
-  ['100::', 64], // discard-only (RFC 6666)
-  ['2001::', 32], // Teredo: embeds an IPv4 address
-  ['2002::', 16], // 6to4: embeds an IPv4 address
-  ['fc00::', 7], // unique local (RFC 4193)
-  ['fe80::', 10], // link-local
-  ['fec0::', 10], // site-local (deprecated)
-  ['ff00::', 8], // multicast
-] as const) {
-  INTERNAL.addSubnet(network, prefix, 'ipv6');
-}
-
-/** The kind of address this is when the bank will not send to it in this mode; undefined when it will. */
-export function addressProblem(address: string, mode: Mode): string | undefined {
-  const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-  if (LOOPBACK.check(address, family)) return mode === 'sandbox' ? undefined : 'a loopback address';
-  if (INTERNAL.check(address, family)) return 'a private or reserved address';
-  return undefined;
-}
 
 /** What can be told from the URL alone: absolute http(s), no credentials, no fragment; https in production. */
 export function urlProblem(text: string, mode: Mode): string | undefined {

@@ -9,12 +9,12 @@ import { registerDeveloperRoutes } from '../developers/routes.ts';
 import { Developers } from '../developers/service.ts';
 import { emit, eventsAbout } from '../events/outbox.ts';
 import { type App, createHttpServer, scoped } from '../http/app.ts';
+import { addressProblem } from '../outbound.ts';
 import type { Pii } from '../pii/pii.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { testPii } from '../testing/pii.ts';
 import { registerWebhookRoutes } from './routes.ts';
 import {
-  addressProblem,
   eventTypeMatches,
   RETRY_CEILINGS_MS,
   type Resolve,

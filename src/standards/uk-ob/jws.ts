@@ -8,6 +8,7 @@ import {
   CompactSign,
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   errors,
   type FlattenedVerifyGetKey,
@@ -17,7 +18,9 @@ import {
   type JWK,
   type JWSHeaderParameters,
 } from 'jose';
+import type { Mode } from '../../config.ts';
 import { type App, registerJsonParser } from '../../http/app.ts';
+import { outboundFetch } from '../../outbound.ts';
 import { accessOf } from './access.ts';
 import { OB_ERROR_CODES, ObError, type ObErrorCode } from './errors.ts';
 
@@ -74,6 +77,8 @@ export interface MessageSigning {
   readonly apps: AppSigningKeys;
   /** The trust anchor (`http://openbanking.org.uk/tan`) signatures name. */
   readonly trustAnchor: string;
+  /** Which addresses an app's JWKS URI may lead to (outbound.ts): loopback in the sandbox only. */
+  readonly mode: Mode;
 }
 
 /**
@@ -92,7 +97,11 @@ export function signedMessages(
     }
     return payload;
   });
-  return requestSignatureCheck(scope, { apps: signing.apps, trustAnchor: signing.trustAnchor });
+  return requestSignatureCheck(scope, {
+    apps: signing.apps,
+    trustAnchor: signing.trustAnchor,
+    mode: signing.mode,
+  });
 }
 
 /**
@@ -146,11 +155,12 @@ type KeySet = FlattenedVerifyGetKey;
  */
 export function requestSignatureCheck(
   scope: App,
-  options: { apps: AppSigningKeys; trustAnchor: string; now?: () => Date },
+  options: { apps: AppSigningKeys; trustAnchor: string; mode: Mode; now?: () => Date },
 ): (request: FastifyRequest) => Promise<void> {
   registerJsonParser(scope, { keepText: true });
   const now = options.now ?? (() => new Date());
   const remote = new Map<string, KeySet>();
+  const fetchOutbound = outboundFetch(options.mode);
   const keysOf = async (clientId: string): Promise<KeySet | undefined> => {
     const app = await options.apps.find(clientId);
     if (app?.jwks && app.jwks.keys.length > 0) return createLocalJWKSet(app.jwks as JSONWebKeySet);
@@ -158,7 +168,10 @@ export function requestSignatureCheck(
     let keys = remote.get(app.jwksUri);
     if (!keys) {
       if (remote.size >= REMOTE_JWKS_CACHED_MAX) remote.clear();
-      keys = createRemoteJWKSet(new URL(app.jwksUri), { timeoutDuration: JWKS_FETCH_TIMEOUT_MS });
+      keys = createRemoteJWKSet(new URL(app.jwksUri), {
+        timeoutDuration: JWKS_FETCH_TIMEOUT_MS,
+        [customFetch]: fetchOutbound,
+      });
       remote.set(app.jwksUri, keys);
     }
     return keys;
