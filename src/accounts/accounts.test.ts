@@ -318,6 +318,28 @@ for (const database of testDatabases()) {
       return finish(await confirm([]));
     };
 
+    it('records the plain accounts scope as a consent of its own, which the customer sees and revokes', async () => {
+      const browser = await signIn('alice');
+      type Listed = { consents: { id: string; type: string; status: string }[] };
+      const before = (await json<Listed>(await browser.get('/v1/me/consents'))).consents.map((c) => c.id);
+      const api = bearer(await plainAccessToken());
+      assert.equal((await api('/v1/accounts')).status, 200);
+      const [added, ...more] = (await json<Listed>(await browser.get('/v1/me/consents'))).consents.filter(
+        (consent) => !before.includes(consent.id),
+      );
+      assert.equal(more.length, 0);
+      assert.equal(added?.type, 'account_information');
+      assert.equal(added?.status, 'authorised');
+      const stored = await built.consents?.find(added?.id ?? '');
+      assert.deepEqual(
+        stored?.accountIds?.toSorted(),
+        [aliceCurrent, aliceSavings].toSorted(),
+        'all of hers',
+      );
+      assert.equal((await browser.delete(`/v1/me/consents/${added?.id}`)).status, 204);
+      assert.equal((await api('/v1/accounts')).status, 401, 'revoked: the token reads nothing more');
+    });
+
     const expectedAliceTransactions = () =>
       aliceHistory.map(([transferId, shown]) => ({ transferId, ...shown })).reverse();
     const aliceTransactions = async (browser: TestBrowser) =>

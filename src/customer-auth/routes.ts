@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
 import { ACCOUNTS_PAGE_MAX, type Accounts } from '../accounts/service.ts';
 import type { Mode } from '../config.ts';
-import type { Consents } from '../consents/service.ts';
+import { CONSENT_VALIDITY_MAX_MS, type Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import { type App, containsNul, nulRefused, scoped } from '../http/app.ts';
 import { asIssuerRequest } from '../oauth/provider.ts';
@@ -219,11 +219,32 @@ export function registerInteractionRoutes(
       for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
         grant.addResourceScope(resource, scopes.join(' '));
       }
-      for (const consent of requested) grant.addRar({ type: consent.type, consentId: consent.id });
+      // The plain `accounts` scope, with no account-information consent beside it, reads every account the
+      // customer has: it becomes a consent of its own, over those accounts, so the customer finds it among
+      // their consents and can revoke it like any other, and every call checks it.
+      const readsAll =
+        String(params.scope ?? '')
+          .split(' ')
+          .includes('accounts') && !requested.some((consent) => consent.type === 'account_information');
+      const implicit = readsAll
+        ? await consents.create(String(params.client_id), {
+            type: 'account_information',
+            details: { permissions: ['details', 'balances', 'transactions'] },
+            expiresAt: new Date(Date.now() + CONSENT_VALIDITY_MAX_MS - 60_000),
+          })
+        : undefined;
+      if (implicit && !implicit.ok) return expired(reply);
+      const granted = implicit?.ok ? [...requested, implicit.consent] : requested;
+      for (const consent of granted) grant.addRar({ type: consent.type, consentId: consent.id });
       const grantId = await grant.save();
       for (const consent of requested) {
         // Lost a race with expiry or revocation: nothing is granted.
         if (!(await consents.authorise(consent.id, customerId, grantId, chosen))) return expired(reply);
+      }
+      if (implicit?.ok) {
+        const every = (await choosable(customerId, [])).map((account) => account.id);
+        if (!(await consents.authorise(implicit.consent.id, customerId, grantId, every)))
+          return expired(reply);
       }
       reply.hijack();
       await provider.interactionFinished(
