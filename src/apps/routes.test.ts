@@ -247,7 +247,7 @@ for (const database of testDatabases()) {
       );
     });
 
-    it('allows only private_key_jwt or mTLS client authentication and https redirects in production', async () => {
+    it('allows only private_key_jwt client authentication and https redirects in production', async () => {
       const { headers } = await signUpAndLogIn(production);
       const secret = await production.inject({
         method: 'POST',
@@ -263,6 +263,16 @@ for (const database of testDatabases()) {
         payload: newApp({ tokenEndpointAuthMethod: 'tls_client_auth' }),
       });
       assert.equal(local.json().code, 'invalid_redirect_uri');
+      const mtls = await production.inject({
+        method: 'POST',
+        url: '/v1/apps',
+        headers,
+        payload: newApp({
+          redirectUris: ['https://a.example/cb'],
+          tokenEndpointAuthMethod: 'tls_client_auth',
+        }),
+      });
+      assert.equal(mtls.json().code, 'auth_method_not_allowed', 'mutual TLS is not offered yet');
       const ok = await production.inject({
         method: 'POST',
         url: '/v1/apps',

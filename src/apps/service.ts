@@ -214,7 +214,14 @@ export class Apps {
     if (this.#mode === 'production' && SECRET_AUTH_METHODS.includes(settings.tokenEndpointAuthMethod)) {
       return {
         code: 'auth_method_not_allowed',
-        detail: 'FAPI 2.0 allows private_key_jwt and tls_client_auth only',
+        detail: 'FAPI 2.0 allows private_key_jwt or mutual TLS; this bank offers private_key_jwt',
+      };
+    }
+    // The authorization server does not take mutual TLS yet: an app registered for it could never authenticate.
+    if (settings.tokenEndpointAuthMethod === 'tls_client_auth') {
+      return {
+        code: 'auth_method_not_allowed',
+        detail: 'mutual TLS client authentication (tls_client_auth) is not offered yet: use private_key_jwt',
       };
     }
     if (settings.tokenEndpointAuthMethod === 'private_key_jwt') {
