@@ -254,6 +254,7 @@ export function buildApp(parts: AppParts): BuiltApp {
       kycVerified: async (id) => (await customers.find(id))?.status === 'active',
     },
     consents,
+    onError: (error, doing) => parts.logger?.error({ err: error }, `authorization server: ${doing} failed`),
   });
   const audit = new AuditLog({ db: parts.db, signingKey: parts.oauth.keys.auditSigningKey });
   const fingerprint = bodyFingerprint(String(parts.oauth.keys.auditSigningKey.d));

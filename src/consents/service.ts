@@ -149,6 +149,17 @@ export class Consents {
     return revoked;
   }
 
+  /** The authorization server revoked `grantId`: the consents it carried that are still live end too. */
+  async endGrant(grantId: string): Promise<void> {
+    const live = await this.#db.query<{ id: string }>(
+      `select id from consents where grant_id = $1 and status in ('awaiting_authorisation', 'authorised')`,
+      [grantId],
+    );
+    for (const { id } of live) {
+      await this.#move(undefined, id, ['awaiting_authorisation', 'authorised'], 'revoked', {});
+    }
+  }
+
   /** A status change and its event, in the caller's transaction or one of its own. */
   async #move(
     sql: Sql | undefined,

@@ -219,13 +219,39 @@ for (const database of testDatabases()) {
       const second = await start();
       const secondCallback = await signInAndApprove(second);
       const checks = { pkceCodeVerifier: second.verifier, expectedState: second.state };
-      await client.authorizationCodeGrant(config, secondCallback, checks, undefined, { DPoP: second.DPoP });
+      const first = await client.authorizationCodeGrant(config, secondCallback, checks, undefined, {
+        DPoP: second.DPoP,
+      });
+      const whoami = () =>
+        client
+          .fetchProtectedResource(
+            config,
+            first.access_token,
+            new URL(`${issuer}/v1/test/whoami`),
+            'GET',
+            undefined,
+            undefined,
+            { DPoP: second.DPoP },
+          )
+          .then(
+            (response) => response.status,
+            (error: { status?: number }) => error.status ?? 0,
+          );
+      assert.equal(await whoami(), 200);
       assert.equal(
         await oauthError(
           client.authorizationCodeGrant(config, secondCallback, checks, undefined, { DPoP: second.DPoP }),
         ),
         'invalid_grant',
       );
+      // RFC 6749 §4.1.2: a code used twice revokes what it gave, the access token already issued too.
+      // (The revocation follows the provider's event: waited for, not raced.)
+      let after = await whoami();
+      for (let tries = 0; tries < 50 && after === 200; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        after = await whoami();
+      }
+      assert.equal(after, 401);
     });
 
     it('refuses a redirect URI the app did not register', async () => {

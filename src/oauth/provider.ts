@@ -28,6 +28,8 @@ export interface ProviderOptions {
     kycVerified(id: string): Promise<boolean>;
   };
   readonly consents: Consents;
+  /** Told of a failure in work the provider's events start, which no request answers for. */
+  readonly onError?: (error: unknown, doing: string) => void;
 }
 
 /** The RAR types (RFC 9396) the bank accepts; each names a consent the app created beforehand. */
@@ -184,6 +186,14 @@ export function createProvider(options: ProviderOptions): Provider {
   // http, and its Host is whatever the caller sent. So every request reaches it as one to the issuer
   // (asIssuerRequest), and it reads protocol and host from the forwarded headers set there.
   provider.proxy = true;
+  // The provider revokes a grant, and every token it issued, when its authorization code is used twice
+  // (RFC 6749 §4.1.2) or its refresh token is revoked. Access tokens are JWTs the API checks against their
+  // consents, not the grant: so the grant's consents end with it, and its access tokens stop at once.
+  provider.on('grant.revoked', (_ctx: unknown, grantId: string) => {
+    options.consents
+      .endGrant(grantId)
+      .catch((error: unknown) => options.onError?.(error, 'ending a revoked grant'));
+  });
   return provider;
 }
 
