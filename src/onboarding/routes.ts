@@ -260,17 +260,28 @@ const ReviewView = Type.Object(
   { description: 'The application with the applicant, every check and the documents' },
 );
 
-/** What the submitting app learns. Screening reasons are withheld: telling the applicant would tip them off. */
+const SCREENING_REASONS = new Set([
+  'sanctions_match',
+  'possible_sanctions_match',
+  'politically_exposed_person',
+]);
+
+/**
+ * What the submitting app learns. Screening reasons are withheld: telling the applicant would tip them off.
+ * A refusal for one says `not_eligible`; an application under review or approved says nothing of them, since
+ * `not_eligible` there could only mean a list matched.
+ */
 function partnerJson(application: Application) {
-  const screening = new Set(['sanctions_match', 'possible_sanctions_match', 'politically_exposed_person']);
+  const shown =
+    application.status === 'rejected'
+      ? application.reasons.map((reason) => (SCREENING_REASONS.has(reason) ? 'not_eligible' : reason))
+      : application.reasons.filter((reason) => !SCREENING_REASONS.has(reason));
   return {
     id: application.id,
     status: application.status,
     product: application.product,
     currency: application.currency,
-    reasons: [
-      ...new Set(application.reasons.map((reason) => (screening.has(reason) ? 'not_eligible' : reason))),
-    ],
+    reasons: [...new Set(shown)],
     customerId: application.customerId,
     accountId: application.accountId,
     createdAt: application.createdAt.toISOString(),
