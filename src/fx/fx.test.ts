@@ -556,6 +556,48 @@ for (const database of testDatabases()) {
       await ledgerBalances();
     });
 
+    it('refuses a held payment confirmed after its quote ended: the rate was locked for 30 s, not for the hold', async () => {
+      const fraud = built.fraud;
+      assert.ok(fraud);
+      // A payment of 1.00 or more to a new payee waits for the customer's one-time code.
+      await fraud.updateRule('new_payee', {
+        enabled: true,
+        parameters: { ignoreBelow: { EUR: '1.00' } },
+        changedBy: 'fx-test',
+      });
+      try {
+        const quote = await newQuote({ sellCurrency: 'EUR', buyCurrency: 'USD', buyAmount: '30.00' });
+        const before = await snapshot();
+        const held = json<PaymentJson>(
+          await payAtBank({
+            instructedAmount: { amount: '30.00', currency: 'USD' },
+            creditor: { name: 'Held Abroad Ltd', iban: SWISS_IBAN },
+            debtorAccountId: alice.eur,
+            quoteId: quote.id,
+          }),
+          201,
+        );
+        assert.equal(held.status, 'awaiting_sca');
+        clockAheadMs += 30_001;
+        try {
+          const cookie = await signIn('alice');
+          const confirmed = json<PaymentJson>(
+            await call('POST', `/v1/me/payments/${held.id}/confirm`, { cookie, body: { code: '123456' } }),
+          );
+          assert.deepEqual([confirmed.status, confirmed.rejectionCode], ['rejected', 'quote_expired']);
+        } finally {
+          clockAheadMs -= 30_001;
+        }
+        assert.deepEqual(
+          await snapshot(),
+          { ...before, payments: (before.payments ?? 0n) + 1n },
+          'nothing moved',
+        );
+      } finally {
+        await fraud.updateRule('new_payee', { enabled: false, changedBy: 'fx-test' });
+      }
+    });
+
     it('lets one of two conversions racing for one quote through', async () => {
       const quote = await newQuote({ sellCurrency: 'EUR', buyCurrency: 'JPY', sellAmount: '1.00' });
       const start = await snapshot();

@@ -907,6 +907,12 @@ export class Payments {
     if (payment.status !== 'awaiting_sca' || this.#scaExpired(payment)) return 'not_awaiting_sca';
     const answer = await this.#secondFactor.confirmWithSecondFactor(customerId, code);
     if (answer !== 'confirmed') return answer;
+    // A rate is locked for the quote's 30 seconds, not for the hold: confirmed later, the customer would
+    // hold a free option on the rate. The payment is refused instead; nothing has moved.
+    const quote = await this.#quoteOf(payment);
+    if (quote && quote.expiresAt <= this.#now()) {
+      return this.#view(await this.#transition(payment, ['awaiting_sca'], 'rejected', 'quote_expired'));
+    }
     const released = await transitionPayment(this.#db, id, ['awaiting_sca'], 'received', null, this.#now(), {
       type: 'payment.confirmed',
       payload: { paymentId: id, status: 'received', customerId },
