@@ -980,6 +980,7 @@ for (const database of testDatabases()) {
           [confirmed.status, confirmed.statusHistory.map((change) => change.status)],
           ['accepted', ['received', 'awaiting_sca', 'received', 'accepted']],
         );
+        assert.equal(confirmed.rejectionCode, null, 'confirmed, it is no longer held for sca_required');
         assert.equal(await posted(aliceCurrent), (before.accounts[0]?.[1] as bigint) - 200n);
         assert.deepEqual(problem(await confirm(atBank.id, '123456')), [409, 'payment_not_awaiting_sca']);
         // Declined instead: nothing moves. Another customer cannot touch it.

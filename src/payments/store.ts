@@ -205,7 +205,11 @@ export async function transitionPayment(
   const change: StatusChange = { status: to, at: at.toISOString(), ...(code === null ? {} : { code }) };
   const [row] = await sql.query<Row>(
     `with moved as (
-       update payments set status = $3, rejection_code = coalesce($4, rejection_code), updated_at = $5,
+       update payments set status = $3, updated_at = $5,
+              -- A reason stays while the payment is refused or going back; a payment that goes on (a held
+              -- one confirmed, a return that failed) sheds the reason it was held or returned for.
+              rejection_code = case when $4::text is not null then $4
+                                    when $3 in ('rejected', 'returning', 'returned') then rejection_code end,
               status_history = status_history || $6::text::jsonb
         where id = $1 and status = any($2::text::text[]) returning *),
      event as (
