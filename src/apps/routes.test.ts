@@ -249,48 +249,28 @@ for (const database of testDatabases()) {
 
     it('allows only private_key_jwt client authentication and https redirects in production', async () => {
       const { headers } = await signUpAndLogIn(production);
-      const secret = await production.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers,
-        payload: newApp({ redirectUris: ['https://a.example/cb'] }),
-      });
+      const register = (settings: Record<string, unknown>) =>
+        production.inject({ method: 'POST', url: '/v1/apps', headers, payload: newApp(settings) });
+      const https = { redirectUris: ['https://a.example/cb'] };
+      const secret = await register(https);
       assert.equal(secret.json().code, 'auth_method_not_allowed');
-      const local = await production.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers,
-        payload: newApp({ tokenEndpointAuthMethod: 'tls_client_auth' }),
-      });
+      const local = await register({ tokenEndpointAuthMethod: 'tls_client_auth' });
       assert.equal(local.json().code, 'invalid_redirect_uri');
-      const mtls = await production.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers,
-        payload: newApp({
-          redirectUris: ['https://a.example/cb'],
-          tokenEndpointAuthMethod: 'tls_client_auth',
-        }),
-      });
+      const mtls = await register({ ...https, tokenEndpointAuthMethod: 'tls_client_auth' });
       assert.equal(mtls.json().code, 'auth_method_not_allowed', 'mutual TLS is not offered yet');
-      const ok = await production.inject({
-        method: 'POST',
-        url: '/v1/apps',
-        headers,
-        payload: newApp({
-          redirectUris: ['https://a.example/cb'],
-          tokenEndpointAuthMethod: 'private_key_jwt',
-          jwks: {
-            keys: [
-              {
-                kty: 'EC',
-                crv: 'P-256',
-                x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU',
-                y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0',
-              },
-            ],
-          },
-        }),
+      const keyJwt = { ...https, tokenEndpointAuthMethod: 'private_key_jwt' };
+      const ok = await register({
+        ...keyJwt,
+        jwks: {
+          keys: [
+            {
+              kty: 'EC',
+              crv: 'P-256',
+              x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU',
+              y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0',
+            },
+          ],
+        },
       });
       assert.equal(ok.statusCode, 201, ok.body);
       assert.equal(ok.json().clientSecret, undefined);
@@ -300,17 +280,7 @@ for (const database of testDatabases()) {
         'https://[::ffff:169.254.169.254]/jwks',
         'https://10.0.0.8/',
       ]) {
-        const internal = await production.inject({
-          method: 'POST',
-          url: '/v1/apps',
-          headers,
-          payload: newApp({
-            redirectUris: ['https://a.example/cb'],
-            tokenEndpointAuthMethod: 'private_key_jwt',
-            jwksUri,
-          }),
-        });
-        assert.equal(internal.json().code, 'invalid_client_keys', jwksUri);
+        assert.equal((await register({ ...keyJwt, jwksUri })).json().code, 'invalid_client_keys', jwksUri);
       }
     });
 
