@@ -435,8 +435,11 @@ export async function claimDueDeliveries(
     previous_secret_expires_at: Date | null;
   }>(
     `with due as (
+       -- Enabled endpoints only, before the slots are counted: what a disabled endpoint still holds must
+       -- never take the slots of the endpoints that are due.
        select d.endpoint_id, min(d.next_attempt_at) as first_due
        from webhook_deliveries d
+       join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
        where d.status in ('pending', 'sending') and d.next_attempt_at <= $1
          and d.endpoint_id <> all($3::uuid[])
        group by d.endpoint_id
@@ -497,11 +500,18 @@ export async function recordAttempt(
   },
 ): Promise<boolean> {
   const rows = await tx.query(
-    `update webhook_deliveries
-     set status = $3, next_attempt_at = $4, response_status = $5, error = $6, duration_ms = $7,
-       delivered_at = case when $3 = 'delivered' then $8::timestamptz else delivered_at end
-     where id = $1 and attempts = $2 and status = 'sending'
-     returning id`,
+    // An attempt that was in flight when its endpoint was disabled is not retried: it fails, as the
+    // endpoint's waiting deliveries did when it was disabled (disableEndpoint).
+    `update webhook_deliveries d
+     set status = case when $3::text = 'pending' and not e.enabled then 'failed' else $3::text end,
+       next_attempt_at = case when $3::text = 'pending' and not e.enabled then null else $4::timestamptz end,
+       response_status = $5,
+       error = case when $3::text = 'pending' and not e.enabled then 'endpoint_disabled' else $6::text end,
+       duration_ms = $7,
+       delivered_at = case when $3 = 'delivered' then $8::timestamptz else d.delivered_at end
+     from webhook_endpoints e
+     where d.id = $1 and d.attempts = $2 and d.status = 'sending' and e.id = d.endpoint_id
+     returning d.id`,
     [
       claimed.id,
       claimed.attempt,

@@ -23,6 +23,7 @@ import {
   Webhooks,
 } from './service.ts';
 import { sign } from './signing.ts';
+import { claimDueDeliveries } from './store.ts';
 
 const HOUR_MS = 60 * 60 * 1000;
 
@@ -394,6 +395,54 @@ for (const database of testDatabases()) {
       assert.deepEqual(
         after.map((d) => d.status),
         ['delivered', 'delivered'],
+      );
+    });
+
+    it("fails an attempt in flight when its endpoint is disabled, and a disabled endpoint's deliveries take no one's slot", async () => {
+      const dev = await developer();
+      const appId = await newApp(dev);
+      const stuck = await listen(() => 'hang');
+      const stuckEndpoint = await endpoint(dev, appId, { url: stuck.url, eventTypes: ['*'] });
+      await event('payment.settled', appId);
+      assert.equal(await dispatcher.dispatchOnce(), 1);
+      const disabled = await app.inject({
+        method: 'PATCH',
+        url: `/v1/apps/${appId}/webhooks/${stuckEndpoint.id}`,
+        headers: dev,
+        payload: { enabled: false },
+      });
+      assert.equal(disabled.statusCode, 200, disabled.body);
+      await dispatcher.idle();
+      const [given] = (await deliveriesOf(dev, appId, stuckEndpoint.id)).deliveries;
+      assert.deepEqual([given?.status, given?.error], ['failed', 'endpoint_disabled'], 'not retried');
+
+      // Should a disabled endpoint still hold a due delivery, the endpoint that is enabled gets the one slot.
+      await db.query(
+        `update webhook_deliveries set status = 'pending', next_attempt_at = $2 where endpoint_id = $1`,
+        [stuckEndpoint.id, new Date(clockMs - HOUR_MS)],
+      );
+      const healthy = await listen();
+      const healthyEndpoint = await endpoint(dev, appId, {
+        url: healthy.url,
+        eventTypes: ['payment.returned'],
+      });
+      await event('payment.returned', appId);
+      await dispatcher.dispatchOnce();
+      await dispatcher.idle();
+      await db.query(
+        `update webhook_deliveries set status = 'pending', next_attempt_at = $2 where endpoint_id = $1`,
+        [healthyEndpoint.id, now()],
+      );
+      const claimed = await claimDueDeliveries(db, {
+        now: now(),
+        leaseUntil: new Date(clockMs + 60_000),
+        slots: 1,
+        perEndpoint: 4,
+        busy: [],
+      });
+      assert.deepEqual(
+        claimed.map((delivery) => delivery.endpointId),
+        [healthyEndpoint.id],
       );
     });
 
