@@ -105,6 +105,19 @@ describe('apibank command', () => {
       'k1',
     );
 
+    // A second server on the port the first holds: it cannot listen, says why, and exits rather than stay
+    // alive serving nothing.
+    const second = apibank(['serve'], {
+      APIBANK_DATA_DIR: mkdtempSync(join(tmpdir(), 'apibank-cli-')),
+      PORT: String(port),
+    });
+    // (Should it stay alive, it is killed after two minutes: the test fails rather than hangs.)
+    const stillRunning = setTimeout(() => second.child.kill('SIGKILL'), 120_000);
+    const secondCode = await second.exited;
+    clearTimeout(stillRunning);
+    assert.equal(secondCode, 1, second.output());
+    assert.match(second.output(), /EADDRINUSE/);
+
     server.child.kill('SIGTERM');
     assert.equal(await server.exited, 0);
     assert.match(server.output(), /stopped/);

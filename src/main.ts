@@ -536,7 +536,27 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     ),
   ];
 
-  await app.listen({ port: config.port, host: config.host });
+  // Everything that keeps the process alive, stopped in order: on a signal, or when nothing could listen.
+  const release = async () => {
+    for (const timer of timers) clearInterval(timer);
+    // Attempts in flight are abandoned to their leases: another process (or this one, restarted) resends them.
+    await webhookDispatcher.close();
+    await app.close();
+    // The calls just finished are audited before the database closes.
+    await audit?.flush();
+    await meter.flush();
+    await limiter.close();
+    await replay.close();
+    await db.close();
+  };
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    // The port is taken or the address is not this machine's: a process that serves nothing must not stay
+    // alive looking healthy. The caller reports the error and exits.
+    await release();
+    throw error;
+  }
   const where = config.databaseUrl ? 'PostgreSQL' : `embedded PGlite in ${join(config.dataDir, 'pglite')}`;
   logger.info(`apibank ${config.mode} listening on http://${config.host}:${config.port} (${where})`);
   if (admin.file) logger.info(`operator token: ${admin.file} (send it as Authorization: Bearer <token>)`);
@@ -551,16 +571,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     force.unref();
-    for (const timer of timers) clearInterval(timer);
-    // Attempts in flight are abandoned to their leases: another process (or this one, restarted) resends them.
-    await webhookDispatcher.close();
-    await app.close();
-    // The calls just finished are audited before the database closes.
-    await audit?.flush();
-    await meter.flush();
-    await limiter.close();
-    await replay.close();
-    await db.close();
+    await release();
     logger.info('stopped');
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
