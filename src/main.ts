@@ -187,7 +187,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   if (!parts.oauth) return { app, ledger, apps, plans, meter, webhooks };
   const mode = parts.mode ?? 'sandbox';
   const customerAuth = new CustomerAuth({ db: parts.db, mode, pii, ...clock });
-  const consents = new Consents({ db: parts.db, ...clock });
+  const consents = new Consents({ db: parts.db, pii, ...clock });
   const customers = new Customers({ db: parts.db, pii, ...clock });
   const accounts = new Accounts({
     db: parts.db,

@@ -114,6 +114,12 @@ for (const database of testDatabases()) {
       assert.equal(created.status, 201);
       const consent = (await created.json()) as { id: string; status: string };
       assert.equal(consent.status, 'awaiting_authorisation');
+      // The terms name the payee: sealed at rest, shown to whoever may see the consent.
+      const [stored] = await db.query<{ details: string }>(
+        'select details::text as details from consents where id = $1',
+        [consent.id],
+      );
+      assert.ok(stored && !stored.details.includes('Corner Shop') && !stored.details.includes('Invoice 42'));
 
       const { page, callback, verifier } = await authorize(app, consent.id);
       assert.match(

@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/db.ts';
 import { GroupRead } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
+import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
   type Consent,
   type ConsentStatus,
@@ -31,13 +32,29 @@ export type ConsentProblem = 'invalid_expiry' | 'not_found' | 'consent_not_activ
 /** Consents and their lifecycle: awaiting authorisation → authorised → consumed | revoked | expired, or rejected. */
 export class Consents {
   readonly #db: Db;
+  readonly #pii: Pii;
   readonly #reads: GroupRead;
   readonly #now: () => Date;
 
-  constructor(options: { db: Db; now?: () => Date }) {
+  constructor(options: { db: Db; pii: Pii; now?: () => Date }) {
     this.#db = options.db;
+    this.#pii = options.pii;
     this.#reads = new GroupRead(options.db);
     this.#now = options.now ?? (() => new Date());
+  }
+
+  // A consent's terms name people (a payee, a creditor account's holder): they are sealed at rest as one
+  // value (details_enc), bound to the consent, and opened on every read. Nothing queries inside them.
+  #seal(consent: Consent): Consent {
+    const detailsEnc = this.#pii.encrypt(JSON.stringify(consent.details), detailsContext(consent.id));
+    return { ...consent, details: {}, detailsEnc };
+  }
+
+  async #open(consent: Consent | undefined): Promise<Consent | undefined> {
+    // Consents written before terms were sealed keep them in `details`.
+    if (!consent?.detailsEnc) return consent;
+    const { detailsEnc, ...rest } = consent;
+    return { ...rest, details: JSON.parse(await this.#pii.decrypt(detailsEnc, detailsContext(consent.id))) };
   }
 
   /** In the caller's transaction when `sql` is given (a mandate's terms and its consent commit together). */
@@ -63,7 +80,7 @@ export class Consents {
       statusUpdatedAt: now,
     };
     const record = async (tx: Sql) => {
-      await insertConsent(tx, consent);
+      await insertConsent(tx, this.#seal(consent));
       await emit(tx, now, consentEvent(consent, 'created'));
     };
     await (sql ? record(sql) : this.#db.transaction(record));
@@ -73,40 +90,41 @@ export class Consents {
   /** The consent as `clientId` may see it: another app's consent does not exist for it. */
   async getForClient(clientId: string, id: string): Promise<Consent | undefined> {
     const consent = await findConsent(this.#db, id, this.#now());
-    return consent?.clientId === clientId ? consent : undefined;
+    return consent?.clientId === clientId ? this.#open(consent) : undefined;
   }
 
   async getForCustomer(customerId: string, id: string): Promise<Consent | undefined> {
     const consent = await findConsent(this.#db, id, this.#now());
-    return consent?.customerId === customerId ? consent : undefined;
+    return consent?.customerId === customerId ? this.#open(consent) : undefined;
   }
 
   /** Read on every call made under a consent: concurrent calls' reads share a connection's round trip. */
-  find(id: string): Promise<Consent | undefined> {
-    return this.#reads.run((sql) => findConsent(sql, id, this.#now()));
+  async find(id: string): Promise<Consent | undefined> {
+    return this.#open(await this.#reads.run((sql) => findConsent(sql, id, this.#now())));
   }
 
-  listForCustomer(
+  async listForCustomer(
     customerId: string,
     afterId: string | undefined,
     limit: number,
     type?: ConsentType,
   ): Promise<Consent[]> {
-    return listConsents(
+    const listed = await listConsents(
       this.#db,
       { customerId, ...(type && { type }) },
       afterId,
       Math.min(limit, CONSENTS_PAGE_MAX),
       this.#now(),
     );
+    return (await Promise.all(listed.map((consent) => this.#open(consent)))) as Consent[];
   }
 
   /**
    * The consent, if still authorised, inside the caller's transaction and share-locked until it commits: a
    * mandate's charge and a revocation of its consent happen one after the other, never interleaved.
    */
-  lockAuthorised(id: string, sql: Sql): Promise<Consent | undefined> {
-    return lockAuthorisedConsent(sql, id, this.#now());
+  async lockAuthorised(id: string, sql: Sql): Promise<Consent | undefined> {
+    return this.#open(await lockAuthorisedConsent(sql, id, this.#now()));
   }
 
   /** The customer approved it at the consent page, choosing the accounts it covers. */
@@ -174,9 +192,11 @@ export class Consents {
       if (moved) await emit(tx, now, consentEvent(moved, to));
       return moved;
     };
-    return sql ? move(sql) : this.#db.transaction(move);
+    return this.#open(await (sql ? move(sql) : this.#db.transaction(move)));
   }
 }
+
+const detailsContext = (id: string) => fieldContext('consents', 'details_enc', id);
 
 /** Ids and the new status only: the consent's terms (a payee's name) stay out of events and webhooks. */
 function consentEvent(consent: Consent, what: string) {

@@ -16,6 +16,8 @@ export interface Consent {
   readonly type: ConsentType;
   readonly status: ConsentStatus;
   readonly details: Record<string, unknown>;
+  /** The terms as stored: sealed (consents/service.ts opens them into `details`), or null for older rows. */
+  readonly detailsEnc?: string | null;
   readonly grantId: string | null;
   /** The accounts the customer chose on the consent page (null until authorised, and for plain scopes). */
   readonly accountIds: readonly string[] | null;
@@ -31,6 +33,7 @@ interface Row {
   type: ConsentType;
   status: ConsentStatus;
   details: Record<string, unknown>;
+  details_enc: string | null;
   grant_id: string | null;
   account_ids: string[] | null;
   expires_at: Date;
@@ -45,6 +48,7 @@ const fromRow = (row: Row): Consent => ({
   type: row.type,
   status: row.status,
   details: row.details,
+  detailsEnc: row.details_enc,
   grantId: row.grant_id,
   accountIds: row.account_ids,
   expiresAt: row.expires_at,
@@ -54,8 +58,9 @@ const fromRow = (row: Row): Consent => ({
 
 export async function insertConsent(sql: Sql, consent: Consent): Promise<void> {
   await sql.query(
-    `insert into consents (id, client_id, customer_id, type, status, details, grant_id, expires_at, created_at, status_updated_at)
-     values ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10)`,
+    `insert into consents (id, client_id, customer_id, type, status, details, details_enc, grant_id, expires_at,
+                           created_at, status_updated_at)
+     values ($1, $2, $3, $4, $5, $6::text::jsonb, $11, $7, $8, $9, $10)`,
     [
       consent.id,
       consent.clientId,
@@ -67,6 +72,7 @@ export async function insertConsent(sql: Sql, consent: Consent): Promise<void> {
       consent.expiresAt,
       consent.createdAt,
       consent.statusUpdatedAt,
+      consent.detailsEnc ?? null,
     ],
   );
 }
@@ -76,7 +82,7 @@ export async function findConsent(sql: Sql, id: string, now: Date): Promise<Cons
   const [row] = await sql.query<Row>(
     `select id, client_id, customer_id, type,
             case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $2 then 'expired' else status end as status,
-            details, grant_id, account_ids, expires_at, created_at, status_updated_at
+            details, details_enc, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents where id = $1`,
     [id, now],
   );
@@ -124,7 +130,7 @@ export async function listConsents(
   const rows = await sql.query<Row>(
     `select id, client_id, customer_id, type,
             case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $5 then 'expired' else status end as status,
-            details, grant_id, account_ids, expires_at, created_at, status_updated_at
+            details, details_enc, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents
       where ($1::uuid is null or client_id = $1) and ($2::uuid is null or customer_id = $2) and ($3::uuid is null or id > $3)
         and ($6::text is null or type = $6)

@@ -51,6 +51,7 @@ export const ENCRYPTED_COLUMNS: readonly { table: string; columns: readonly stri
   { table: 'fx_payment_messages', columns: ['xml_enc'] },
   { table: 'idempotency_keys', columns: ['response_enc'] },
   { table: 'payout_items', columns: ['creditor_name_enc'] },
+  { table: 'consents', columns: ['details_enc'] },
 ];
 
 export const fieldContext = (table: string, column: string, id: string) => `${table}.${column}:${id}`;
