@@ -1,7 +1,7 @@
 // The `apibank` command as an operator runs it: a real process on the embedded database.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,13 @@ describe('apibank command', () => {
     const auditVerify = apibank(['audit', 'verify'], { APIBANK_DATA_DIR: dataDir });
     assert.equal(await auditVerify.exited, 0, auditVerify.output());
     assert.match(auditVerify.output(), /audit chain verified: [1-9]\d* records/);
+    // The server signed its head as it stopped, and logged the checkpoint: checked from the log too.
+    assert.match(server.output(), /"auditCheckpoint":\{"seq":\d+/);
+    const logFile = join(dataDir, 'server.log');
+    writeFileSync(logFile, server.output());
+    const againstLog = apibank(['audit', 'verify', logFile], { APIBANK_DATA_DIR: dataDir });
+    assert.equal(await againstLog.exited, 0, againstLog.output());
+    assert.match(againstLog.output(), /audit chain verified: [1-9]\d* records, [2-9]\d* signed checkpoints/);
 
     const verify = apibank(['ledger', 'verify'], { APIBANK_DATA_DIR: dataDir });
     assert.equal(await verify.exited, 0, verify.output());

@@ -1,5 +1,5 @@
 // `apibank <command>`: the one entry point for operators. bin/apibank.js starts this on Node 24.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { AuditLog } from './audit/service.ts';
 import { type Config, ConfigError, loadConfig, resolveAdminToken } from './config.ts';
 import type { Db } from './db/db.ts';
@@ -20,8 +20,10 @@ commands:
   migrate         apply pending database migrations and exit
   ledger verify   recompute every balance from the entries and every currency's totals;
                   exits 1 on any difference
-  audit verify    recompute the audit hash chain and check its signed checkpoints;
-                  exits 1 naming the first broken record
+  audit verify [FILE]
+                  recompute the audit hash chain and check its signed checkpoints, and those in
+                  FILE (the server's log, or any text holding them); exits 1 naming the first
+                  broken record
   oauth generate-keys FILE
                   write new authorization-server signing and cookie keys to FILE (mode 0600),
                   for APIBANK_OAUTH_KEYS_FILE
@@ -37,6 +39,9 @@ commands:
                   sign in with password sandbox-password
 
 configuration comes from the environment; see README.md.`;
+
+// A compact JWS whose protected header is a JSON object (base64url of '{"'): an audit checkpoint in a log.
+const COMPACT_JWS = /eyJ[\w-]*\.[\w-]+\.[\w-]+/g;
 
 async function main(args: readonly string[]): Promise<number> {
   const command = args.join(' ');
@@ -102,7 +107,9 @@ async function main(args: readonly string[]): Promise<number> {
       return 0;
     });
   }
-  switch (command) {
+  // `audit verify FILE`: checkpoints kept outside the database, found anywhere in FILE's text.
+  const keptFile = args[0] === 'audit' && args[1] === 'verify' && args.length === 3 ? args[2] : undefined;
+  switch (keptFile === undefined ? command : 'audit verify') {
     case 'serve':
       await serve(config, logger);
       return -1; // keep running until a signal
@@ -130,7 +137,8 @@ async function main(args: readonly string[]): Promise<number> {
       try {
         await migrate(db);
         const keys = await loadOAuthKeys(config.oauthKeysFile, config.mode);
-        const report = await new AuditLog({ db, signingKey: keys.auditSigningKey }).verify();
+        const kept = keptFile === undefined ? [] : (readFileSync(keptFile, 'utf8').match(COMPACT_JWS) ?? []);
+        const report = await new AuditLog({ db, signingKey: keys.auditSigningKey }).verify(kept);
         console.log(
           report.ok
             ? `audit chain verified: ${report.records} records, ${report.checkpoints} signed checkpoints`

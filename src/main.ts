@@ -504,6 +504,11 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     timer.unref();
     return timer;
   };
+  // Each signed checkpoint also goes to the log, outside the database: `apibank audit verify LOGFILE` checks
+  // the chain against them, which a rebuilt or shortened chain cannot match.
+  const logCheckpoint = (signed: { seq: number; hash: string; jws: string } | undefined) => {
+    if (signed) logger.info({ auditCheckpoint: signed }, 'audit checkpoint signed');
+  };
   const timers = [
     every(SWEEP_INTERVAL_MS, 'expiring pending transfers', () => ledger.expireDue()),
     every(PRUNE_INTERVAL_MS, 'pruning idempotency keys', () => pruneIdempotencyKeys(db, new Date())),
@@ -532,7 +537,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
       orders?.runDue(),
     ),
     every(AUDIT_CHECKPOINT_INTERVAL_MS, 'signing an audit checkpoint', async () =>
-      audit?.checkpoint(new Date()),
+      logCheckpoint(await audit?.checkpoint(new Date())),
     ),
   ];
 
@@ -542,8 +547,9 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     // Attempts in flight are abandoned to their leases: another process (or this one, restarted) resends them.
     await webhookDispatcher.close();
     await app.close();
-    // The calls just finished are audited before the database closes.
+    // The calls just finished are audited, and the head signed, before the database closes.
     await audit?.flush();
+    logCheckpoint(await audit?.checkpoint(new Date()));
     await meter.flush();
     await limiter.close();
     await replay.close();

@@ -119,7 +119,8 @@ for (const database of testDatabases()) {
     it('finds an edited record, a deleted record, and a chain rebuilt without the signing key', async () => {
       for (let i = 0; i < 5; i++) await built.app.inject({ url: '/v1/ledger/accounts', headers: admin });
       await audit.flush();
-      await audit.checkpoint(new Date());
+      const kept = await audit.checkpoint(new Date());
+      assert.ok(kept, 'a checkpoint is returned, for the server to log');
       const before = await verify();
       assert.equal(before.ok, true);
       assert.equal(before.checkpoints, 1);
@@ -162,6 +163,29 @@ for (const database of testDatabases()) {
       const rebuilt = await verify();
       assert.equal(rebuilt.ok, false);
       assert.match(rebuilt.firstBroken.reason, /signed checkpoint/);
+
+      // Who can write the database can also delete the checkpoints stored with the chain: then only a
+      // checkpoint kept outside it (the server logs each one) shows the rebuild.
+      await db.query('delete from audit_checkpoints');
+      assert.equal((await audit.verify()).ok, true, 'the database alone no longer tells');
+      assert.deepEqual((await audit.verify([kept.jws])).firstBroken, {
+        seq: kept.seq,
+        reason: 'the chain differs from a checkpoint kept outside the database',
+      });
+      // Nor can the chain be cut short below a kept checkpoint, head and all.
+      const [cut] = await db.query<{ hash: string }>('select hash from audit_records where seq = $1', [
+        kept.seq - 1,
+      ]);
+      assert.ok(cut);
+      await db.query('delete from audit_records where seq >= $1', [kept.seq]);
+      await db.query('update audit_head set seq = $1, hash = $2', [kept.seq - 1, cut.hash]);
+      assert.equal((await audit.verify()).ok, true, 'the database alone no longer tells');
+      assert.deepEqual((await audit.verify([kept.jws])).firstBroken, {
+        seq: kept.seq,
+        reason: `the chain ends at record ${kept.seq - 1}, before a checkpoint kept outside it (record ${kept.seq})`,
+      });
+      const forged = `${kept.jws.slice(0, -4)}AAAA`;
+      assert.match(String((await audit.verify([forged])).firstBroken?.reason), /does not verify/);
     });
 
     it("audits the authorization server's own calls, with the client it authenticated", async () => {

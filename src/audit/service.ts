@@ -155,10 +155,14 @@ export class AuditLog {
     });
   }
 
-  /** Signs the current head (Ed25519 JWS), so a rebuilt chain would not match a published checkpoint. */
-  async checkpoint(now: Date): Promise<void> {
+  /**
+   * Signs the current head (Ed25519 JWS), so a rebuilt chain would not match a published checkpoint. Returns
+   * what it signed, for the caller to keep outside the database too (the server logs it): a checkpoint only
+   * in the database goes with the database.
+   */
+  async checkpoint(now: Date): Promise<{ seq: number; hash: string; jws: string } | undefined> {
     const [head] = await this.#db.query<{ seq: bigint; hash: string }>('select seq, hash from audit_head');
-    if (!head || Number(head.seq) === 0) return;
+    if (!head || Number(head.seq) === 0) return undefined;
     const payload = new TextEncoder().encode(
       JSON.stringify({ seq: Number(head.seq), hash: head.hash, at: now.toISOString() }),
     );
@@ -169,18 +173,41 @@ export class AuditLog {
       'insert into audit_checkpoints (seq, hash, jws, at) values ($1, $2, $3, $4) on conflict (seq) do nothing',
       [Number(head.seq), head.hash, jws, now],
     );
+    return { seq: Number(head.seq), hash: head.hash, jws };
   }
 
-  /** Recomputes the whole chain and checks every checkpoint; names the first record that does not fit. */
-  async verify(): Promise<AuditVerification> {
+  /**
+   * Recomputes the whole chain and checks every checkpoint; names the first record that does not fit.
+   * `kept` are checkpoints (JWS) kept outside the database, such as the server logs them: someone able to
+   * write the database can rebuild the chain's hashes and delete the checkpoints stored with it, or cut off
+   * its last records, but cannot make a chain match a checkpoint signed before.
+   */
+  async verify(kept: readonly string[] = []): Promise<AuditVerification> {
     let expectedSeq = 1;
     let prevHash = GENESIS_HASH;
+    const { d: _private, ...publicJwk } = this.#signingKey;
+    const publicKey = await importJWK(publicJwk, 'EdDSA');
+    const outside: { seq: number; hash: string }[] = [];
+    for (const jws of kept) {
+      try {
+        const signed = JSON.parse(new TextDecoder().decode((await compactVerify(jws, publicKey)).payload));
+        outside.push({ seq: Number(signed.seq), hash: String(signed.hash) });
+      } catch {
+        return {
+          ok: false,
+          records: 0,
+          checkpoints: 0,
+          firstBroken: { seq: 0, reason: 'a checkpoint kept outside the database does not verify' },
+        };
+      }
+    }
     // Only the hashes checkpoints name are kept, so verifying a long chain needs little memory.
-    const checkpointed = new Set(
-      (await this.#db.query<{ seq: bigint }>('select seq from audit_checkpoints')).map((row) =>
+    const checkpointed = new Set([
+      ...(await this.#db.query<{ seq: bigint }>('select seq from audit_checkpoints')).map((row) =>
         Number(row.seq),
       ),
-    );
+      ...outside.map((checkpoint) => checkpoint.seq),
+    ]);
     const hashes = new Map<number, string>();
     for (;;) {
       const rows = await this.#db.query<Record<string, unknown>>(
@@ -230,8 +257,22 @@ export class AuditLog {
         firstBroken: { seq: records + 1, reason: 'the head does not match the last record' },
       };
     }
-    const { d: _private, ...publicJwk } = this.#signingKey;
-    const publicKey = await importJWK(publicJwk, 'EdDSA');
+    for (const checkpoint of outside) {
+      if (hashes.get(checkpoint.seq) !== checkpoint.hash) {
+        return {
+          ok: false,
+          records,
+          checkpoints: 0,
+          firstBroken: {
+            seq: Math.min(checkpoint.seq, records + 1),
+            reason:
+              checkpoint.seq > records
+                ? `the chain ends at record ${records}, before a checkpoint kept outside it (record ${checkpoint.seq})`
+                : 'the chain differs from a checkpoint kept outside the database',
+          },
+        };
+      }
+    }
     const checkpoints = await this.#db.query<{ seq: bigint; hash: string; jws: string }>(
       'select seq, hash, jws from audit_checkpoints order by seq',
     );
@@ -259,6 +300,6 @@ export class AuditLog {
         };
       }
     }
-    return { ok: true, records, checkpoints: checkpoints.length };
+    return { ok: true, records, checkpoints: checkpoints.length + outside.length };
   }
 }
