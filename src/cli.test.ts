@@ -38,6 +38,17 @@ describe('apibank command', () => {
     assert.equal(await run.exited, 2);
     assert.match(run.output(), /PORT must be an integer/);
     assert.match(run.output(), /APIBANK_MODE must be "sandbox" or "production"/);
+    // A file the settings name that is not what it should be is a configuration error too, not a crash.
+    const dir = mkdtempSync(join(tmpdir(), 'apibank-cli-'));
+    writeFileSync(join(dir, 'keys.json'), 'not json');
+    const badKeys = apibank(['serve'], {
+      APIBANK_DATA_DIR: join(dir, 'data'),
+      APIBANK_OAUTH_KEYS_FILE: join(dir, 'keys.json'),
+      APIBANK_SCREENING_LISTS: `sanctions:${join(dir, 'missing.csv')}`,
+    });
+    assert.equal(await badKeys.exited, 2, badKeys.output());
+    assert.match(badKeys.output(), /invalid configuration:\n {2}- /);
+    assert.doesNotMatch(badKeys.output(), /\n {4}at /, 'no stack trace');
   });
 
   it('serves, moves money, shuts down on SIGTERM, and verifies the ledger it left', async () => {

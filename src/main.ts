@@ -17,7 +17,14 @@ import { Apps } from './apps/service.ts';
 import { auditProviderCalls, bodyFingerprint, registerAuditHook } from './audit/hooks.ts';
 import { registerAuditRoutes } from './audit/routes.ts';
 import { AuditLog } from './audit/service.ts';
-import { type Config, DEFAULT_BANK, DEFAULT_CURRENCIES, type Mode, resolveAdminToken } from './config.ts';
+import {
+  type Config,
+  ConfigError,
+  DEFAULT_BANK,
+  DEFAULT_CURRENCIES,
+  type Mode,
+  resolveAdminToken,
+} from './config.ts';
 import { customerSession, registerCustomerConsentRoutes } from './consents/customer-routes.ts';
 import { registerConsentRoutes } from './consents/routes.ts';
 import { Consents } from './consents/service.ts';
@@ -46,7 +53,7 @@ import { registerHealth } from './http/health.ts';
 import { auditGauges, registerMetrics } from './http/metrics.ts';
 import { registerOpenApi } from './http/openapi.ts';
 import { pruneIdempotencyKeys } from './idempotency.ts';
-import { loadScreeningLists, Screener } from './kyc/screening.ts';
+import { loadScreeningLists, Screener, ScreeningListError } from './kyc/screening.ts';
 import { BankLedgerAccounts } from './ledger/bank-accounts.ts';
 import { registerLedgerRoutes } from './ledger/routes.ts';
 import { Ledger } from './ledger/service.ts';
@@ -426,6 +433,17 @@ const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
 // Webhooks leave within about a second of their event's commit.
 const WEBHOOK_DISPATCH_INTERVAL_MS = 1000;
 
+/** The sanctions and PEP lists the settings name; one that cannot be read or parsed is a configuration error. */
+async function screeningListsOf(config: Config) {
+  try {
+    return await loadScreeningLists(config.screeningLists);
+  } catch (error) {
+    if (error instanceof ScreeningListError)
+      throw new ConfigError([`APIBANK_SCREENING_LISTS: ${error.message}`]);
+    throw error;
+  }
+}
+
 /** `apibank serve`: migrate, listen, run background work, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Config, logger: Logger): Promise<void> {
   const admin = resolveAdminToken(config);
@@ -467,7 +485,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     mode: config.mode,
     oauth,
     pii,
-    screener: new Screener(await loadScreeningLists(config.screeningLists)),
+    screener: new Screener(await screeningListsOf(config)),
     bank: config.bank,
     currencies: config.currencies,
     rates,

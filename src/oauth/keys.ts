@@ -57,7 +57,12 @@ export async function loadOAuthKeys(file: string, mode: Mode): Promise<OAuthKeys
     writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
     return keys;
   }
-  let keys = JSON.parse(text) as OAuthKeys;
+  let keys: OAuthKeys;
+  try {
+    keys = JSON.parse(text) as OAuthKeys;
+  } catch (error) {
+    throw new ConfigError([`the OAuth keys file ${file} is not JSON: ${(error as Error).message}`]);
+  }
   if (!keys.auditSigningKey && mode === 'sandbox') {
     // A sandbox keys file from before audit checkpoints were signed: add the key, keep the rest.
     keys = { ...keys, auditSigningKey: (await generateOAuthKeys()).auditSigningKey };
