@@ -48,6 +48,19 @@ describe('configuration', () => {
     );
   });
 
+  it('takes trusted proxies as addresses or CIDR ranges, and names any other entry', () => {
+    assert.deepEqual(
+      loadConfig({ APIBANK_TRUSTED_PROXIES: ' 10.0.0.0/8, ::1,192.168.1.7/32' }).trustedProxies,
+      ['10.0.0.0/8', '::1', '192.168.1.7/32'],
+    );
+    assert.deepEqual(loadConfig({}).trustedProxies, []);
+    assert.throws(
+      () => loadConfig({ APIBANK_TRUSTED_PROXIES: '10.0.0.0/33,lb.internal,fe80::/129,1.2.3.4/8/1' }),
+      (error: ConfigError) =>
+        error.problems.length === 4 && error.problems.every((p) => p.startsWith('APIBANK_TRUSTED_PROXIES')),
+    );
+  });
+
   it('generates the operator token once, readable by its owner only', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'apibank-config-'));
     const config = loadConfig({ APIBANK_DATA_DIR: dataDir });

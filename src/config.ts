@@ -46,6 +46,8 @@ export interface Config {
   readonly rateLimitOnRedisFailure: 'open' | 'closed';
   /** Browser origins allowed to call the API (CORS); empty: none. */
   readonly corsOrigins: readonly string[];
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the caller; none by default. */
+  readonly trustedProxies: readonly string[];
   /** FX mid rates (APIBANK_FX_RATES): `sandbox` (the shipped, invented rates) or a rates file's path. */
   readonly fxRates: string;
   /** UK Open Banking trust anchor (APIBANK_OB_TRUST_ANCHOR): the `tan` of request and response signatures. */
@@ -172,6 +174,23 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       problems.push(`APIBANK_CORS_ORIGINS: "${origin}" is not an origin such as https://app.example`);
   }
 
+  const trustedProxies = (env.APIBANK_TRUSTED_PROXIES ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  for (const entry of trustedProxies) {
+    const [address = '', prefix, extra] = entry.split('/');
+    const family = isIP(address);
+    const bits = family === 6 ? 128 : 32;
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (prefix !== undefined && !(/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits))
+    ) {
+      problems.push(`APIBANK_TRUSTED_PROXIES: "${entry}" is not an address or CIDR range such as 10.0.0.0/8`);
+    }
+  }
+
   const config: Config = {
     mode,
     port,
@@ -191,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     redisUrl,
     rateLimitOnRedisFailure: onRedisFailure === 'closed' ? 'closed' : 'open',
     corsOrigins,
+    trustedProxies,
     // Read and checked at start (fx/rate-source.ts loadRateSource), which refuses the sandbox's in production.
     fxRates:
       !env.APIBANK_FX_RATES || env.APIBANK_FX_RATES === 'sandbox' ? 'sandbox' : resolve(env.APIBANK_FX_RATES),

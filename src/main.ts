@@ -101,6 +101,7 @@ export interface AppParts {
   readonly mode?: Mode;
   /** Browser origins allowed by CORS; default: none. */
   readonly corsOrigins?: readonly string[];
+  readonly trustedProxies?: readonly string[];
   /** Rate-limit counters; default: in memory. */
   readonly limiter?: RateLimiter;
   /** Where DPoP proof ids are remembered; default: in memory. */
@@ -164,7 +165,10 @@ export function buildApp(parts: AppParts): BuiltApp {
     ...clock,
     onCreate: (created) => plans.subscribeToDefault(created.id),
   });
-  const app = createHttpServer(parts.logger ? { logger: parts.logger } : {});
+  const app = createHttpServer({
+    ...(parts.logger && { logger: parts.logger }),
+    ...(parts.trustedProxies && { trustedProxies: parts.trustedProxies }),
+  });
   registerOpenApi(app, parts.oauth ? { publicUrl: parts.oauth.issuer } : {});
   registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
   const metrics = registerMetrics(app, parts.db);
@@ -479,6 +483,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     limiter,
     replay,
     corsOrigins: config.corsOrigins,
+    trustedProxies: config.trustedProxies,
     db,
     adminToken: admin.token,
     logger,

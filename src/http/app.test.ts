@@ -9,7 +9,7 @@ import { migrate } from '../db/migrate.ts';
 import { buildApp } from '../main.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { testPii } from '../testing/pii.ts';
-import { type App, JSON_DEPTH_MAX, nestsDeeperThan } from './app.ts';
+import { type App, createHttpServer, JSON_DEPTH_MAX, nestsDeeperThan } from './app.ts';
 import { PROBLEMS } from './problems.ts';
 
 const TOKEN = 'app-test-operator-token-0123456789abcdef';
@@ -27,6 +27,29 @@ describe('error catalogue', () => {
         .map(([code, p]) => `${code} ${p.status}`)
         .sort(),
     );
+  });
+});
+
+describe("the caller's address", () => {
+  it('comes from X-Forwarded-For only when the connection is from a trusted proxy', async () => {
+    const ipOf = async (trustedProxies: readonly string[], remoteAddress: string) => {
+      const server = createHttpServer({ trustedProxies });
+      server.get('/ip', async (request) => ({ ip: request.ip }));
+      const response = await server.inject({
+        url: '/ip',
+        remoteAddress,
+        headers: { 'x-forwarded-for': '203.0.113.9' },
+      });
+      await server.close();
+      return (response.json() as { ip: string }).ip;
+    };
+    assert.equal(await ipOf(['10.0.0.0/8'], '10.1.2.3'), '203.0.113.9');
+    assert.equal(
+      await ipOf(['10.0.0.0/8'], '198.51.100.4'),
+      '198.51.100.4',
+      'a stranger cannot claim an address',
+    );
+    assert.equal(await ipOf([], '10.1.2.3'), '10.1.2.3', 'no proxy is trusted by default');
   });
 });
 

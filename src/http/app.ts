@@ -30,6 +30,8 @@ export interface HttpOptions {
   readonly logger?: Logger;
   /** Per-request timeout for reading the request (Node's `requestTimeout`). */
   readonly requestTimeoutMs?: number;
+  /** Proxies whose X-Forwarded-For names the caller (`request.ip`): addresses or CIDR ranges. */
+  readonly trustedProxies?: readonly string[];
 }
 
 // W3C Trace Context §3.2: version-traceid-parentid-flags in lower-case hex; all-zero ids are invalid.
@@ -113,6 +115,9 @@ export function createHttpServer(options: HttpOptions = {}): App {
       : { logger: false }),
     bodyLimit: JSON_BODY_LIMIT_BYTES,
     requestTimeout: options.requestTimeoutMs ?? 30_000,
+    // Behind a load balancer every connection comes from it: the caller's address (sign-in attempts, logs)
+    // is in X-Forwarded-For, believed only from the proxies configured, never from anyone else.
+    trustProxy: options.trustedProxies?.length ? [...options.trustedProxies] : false,
     // Every log line of a request carries the caller's W3C trace (traceparent), so one trace can be
     // followed across systems.
     childLoggerFactory: (logger, bindings, options, rawRequest) => {
