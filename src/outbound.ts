@@ -75,6 +75,19 @@ export function refusingLookup(mode: Mode): LookupFunction {
   };
 }
 
+/** A URL's host without the brackets an IPv6 address wears in it. */
+export const bareHost = (url: URL) => url.hostname.replace(/^\[(.*)\]$/, '$1');
+
+/**
+ * What is wrong with a URL whose host is an address the bank will not reach in `mode` (`10.0.0.8 is a
+ * private or reserved address`); undefined for a host name, which is checked when it is resolved.
+ */
+export function literalAddressProblem(url: URL, mode: Mode): string | undefined {
+  const host = bareHost(url);
+  const refused = isIP(host) ? addressProblem(host, mode) : undefined;
+  return refused && `${host} is ${refused}`;
+}
+
 /**
  * `fetch` for a URL a third party gave: refused when its host is, or resolves to, an address the bank will
  * not reach in `mode`.
@@ -84,9 +97,8 @@ export function outboundFetch(mode: Mode): typeof fetch {
   return ((input: string | URL | Request, init?: RequestInit) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     // An address in the URL is connected to without a lookup: checked here.
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const refused = isIP(host) ? addressProblem(host, mode) : undefined;
-    if (refused) return Promise.reject(new TypeError(`${host} is ${refused}, which the bank does not reach`));
+    const refused = literalAddressProblem(url, mode);
+    if (refused) return Promise.reject(new TypeError(`${refused}, which the bank does not reach`));
     return undiciFetch(url, { ...(init as object), dispatcher });
   }) as typeof fetch;
 }

@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { isIP } from 'node:net';
 import { v7 as uuidv7 } from 'uuid';
 import { TtlCache } from '../cache.ts';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
-import { addressProblem } from '../outbound.ts';
+import { literalAddressProblem } from '../outbound.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
   type AppRecord,
@@ -237,9 +236,8 @@ export class Apps {
       const problem = redirectUriProblem(settings.jwksUri, this.#mode);
       if (problem) return { code: 'invalid_client_keys', detail: `jwksUri: ${problem}` };
       // The bank fetches it: an address it never reaches is refused now (a host name, when fetched).
-      const host = new URL(settings.jwksUri).hostname.replace(/^\[(.*)\]$/, '$1');
-      const refused = isIP(host) ? addressProblem(host, this.#mode) : undefined;
-      if (refused) return { code: 'invalid_client_keys', detail: `jwksUri: ${host} is ${refused}` };
+      const refused = literalAddressProblem(new URL(settings.jwksUri), this.#mode);
+      if (refused) return { code: 'invalid_client_keys', detail: `jwksUri: ${refused}` };
     }
     return undefined;
   }

@@ -10,7 +10,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Mode } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import { emit } from '../events/outbox.ts';
-import { addressProblem } from '../outbound.ts';
+import { addressProblem, bareHost } from '../outbound.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import { newSecret, webhookHeaders } from './signing.ts';
 import {
@@ -101,8 +101,6 @@ export function urlProblem(text: string, mode: Mode): string | undefined {
   if (url.hash !== '' || text.includes('#')) return 'must not have a fragment';
   return undefined;
 }
-
-const bareHost = (url: URL) => url.hostname.replace(/^\[(.*)\]$/, '$1');
 
 type Target =
   | { ok: true; url: URL; addresses: { address: string; family: number }[] }
