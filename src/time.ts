@@ -8,12 +8,15 @@ export const TIMESTAMP_PATTERN = RFC3339.source;
 const EARLIEST_MS = Date.parse('0001-01-01T00:00:00Z');
 const LATEST_MS = Date.parse('9999-12-31T23:59:59.999Z');
 
-/** Days in a month (1-12) of any year: `Date.UTC` would read years 0 to 99 as 1900 to 1999. */
-export function daysInMonth(year: number, month: number): number {
+/** Midnight UTC of a day of any year (`Date.UTC` would read years 0 to 99 as 1900 to 1999). */
+export function utcDay(year: number, monthIndex: number, day: number): Date {
   const date = new Date(0);
-  date.setUTCFullYear(year, month, 0);
-  return date.getUTCDate();
+  date.setUTCFullYear(year, monthIndex, day);
+  return date;
 }
+
+/** Days in a month (1-12) of any year. */
+export const daysInMonth = (year: number, month: number): number => utcDay(year, month, 0).getUTCDate();
 
 export function parseTimestamp(text: string): Date | undefined {
   const m = RFC3339.exec(text);

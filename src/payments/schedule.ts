@@ -1,18 +1,11 @@
 // When standing orders fall due: pure date arithmetic on calendar dates ('YYYY-MM-DD', no time zone).
 // A monthly or yearly order keeps the day of its first date, and where a month is shorter it falls on the
 // month's last day: an order from 31 January is paid on 28 (or 29) February, 31 March, 30 April.
-import { daysInMonth } from '../time.ts';
+import { daysInMonth, utcDay } from '../time.ts';
 
 export type Frequency = 'daily' | 'weekly' | 'monthly' | 'yearly';
 
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
-
-/** Midnight UTC of a day of any year (`Date.UTC` would read years 0 to 99 as 1900 to 1999). */
-function utcDay(year: number, monthIndex: number, day: number): Date {
-  const date = new Date(0);
-  date.setUTCFullYear(year, monthIndex, day);
-  return date;
-}
 
 /** A real calendar date in 'YYYY-MM-DD', years 0001 to 9999, or undefined. */
 export function parseDate(text: string): Date | undefined {
