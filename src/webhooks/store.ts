@@ -503,13 +503,13 @@ export async function recordAttempt(
     // An attempt that was in flight when its endpoint was disabled is not retried: it fails, as the
     // endpoint's waiting deliveries did when it was disabled (disableEndpoint).
     `update webhook_deliveries d
-     set status = case when $3::text = 'pending' and not e.enabled then 'failed' else $3::text end,
-       next_attempt_at = case when $3::text = 'pending' and not e.enabled then null else $4::timestamptz end,
+     set status = case when given.abandoned then 'failed' else $3::text end,
+       next_attempt_at = case when given.abandoned then null else $4::timestamptz end,
        response_status = $5,
-       error = case when $3::text = 'pending' and not e.enabled then 'endpoint_disabled' else $6::text end,
+       error = case when given.abandoned then 'endpoint_disabled' else $6::text end,
        duration_ms = $7,
        delivered_at = case when $3 = 'delivered' then $8::timestamptz else d.delivered_at end
-     from webhook_endpoints e
+     from webhook_endpoints e, lateral (select $3::text = 'pending' and not e.enabled as abandoned) given
      where d.id = $1 and d.attempts = $2 and d.status = 'sending' and e.id = d.endpoint_id
      returning d.id`,
     [
