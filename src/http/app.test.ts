@@ -186,28 +186,32 @@ for (const database of testDatabases()) {
       for (const line of logged) assert.ok(!line.includes('pat.private'), line);
     });
 
+    /** A ledger account opened with `payload` as the JSON body's text, as the operator. */
+    const openAccount = (payload: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/ledger/accounts',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        payload,
+      });
+    const withMetadata = (metadata: unknown) =>
+      openAccount(JSON.stringify({ currency: 'EUR', normalBalance: 'credit', metadata }));
+    const accountCount = () => db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+
     it('refuses the NUL character anywhere in a JSON body, and stores nothing', async () => {
-      const create = (payload: string) =>
-        app.inject({
-          method: 'POST',
-          url: '/v1/ledger/accounts',
-          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          payload,
-        });
-      const before = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      const before = await accountCount();
       for (const payload of [
         '{"currency":"EUR","normalBalance":"credit","metadata":{"note":"a\\u0000b"}}',
         '{"currency":"EUR","normalBalance":"credit","metadata":{"a\\u0000":"b"}}',
         '{"currency":"EUR","normalBalance":"credit","metadata":{"list":["x","\\u0000"]}}',
       ]) {
-        const response = await create(payload);
+        const response = await openAccount(payload);
         assert.equal(response.statusCode, 400, payload);
         assert.equal(response.json().code, 'validation_failed');
       }
-      const after = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
-      assert.deepEqual(after, before);
+      assert.deepEqual(await accountCount(), before);
       // A backslash before "u0000" is plain text, not a NUL.
-      const literal = await create(
+      const literal = await openAccount(
         '{"currency":"EUR","normalBalance":"credit","metadata":{"note":"\\\\u0000"}}',
       );
       assert.equal(literal.statusCode, 201, literal.body);
@@ -216,35 +220,19 @@ for (const database of testDatabases()) {
 
     it('refuses JSON nested deeper than the limit before anything walks it, and stores nothing', async () => {
       const nested = (levels: number): unknown => (levels === 0 ? 'x' : { a: nested(levels - 1) });
-      const create = (metadataLevels: number) =>
-        app.inject({
-          method: 'POST',
-          url: '/v1/ledger/accounts',
-          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          payload: JSON.stringify({
-            currency: 'EUR',
-            normalBalance: 'credit',
-            metadata: nested(metadataLevels),
-          }),
-        });
-      const before = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
+      const create = (metadataLevels: number) => withMetadata(nested(metadataLevels));
+      const before = await accountCount();
       // The body's object is one level, the metadata's objects the rest.
       const deepest = await create(JSON_DEPTH_MAX);
       assert.equal(deepest.statusCode, 400, deepest.body);
       assert.equal(deepest.json().code, 'malformed_json');
       assert.match(deepest.json().detail, /at most 32 levels/);
       for (const payload of ['['.repeat(20_000), `${'{"a":'.repeat(5_000)}1${'}'.repeat(5_000)}`]) {
-        const response = await app.inject({
-          method: 'POST',
-          url: '/v1/ledger/accounts',
-          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-          payload,
-        });
+        const response = await openAccount(payload);
         assert.equal(response.statusCode, 400);
         assert.equal(response.json().code, 'malformed_json');
       }
-      const after = await db.query<{ n: number }>('select count(*)::int as n from ledger_accounts');
-      assert.deepEqual(after, before);
+      assert.deepEqual(await accountCount(), before);
       // Exactly at the limit it is the route's own rules that answer.
       assert.notEqual((await create(JSON_DEPTH_MAX - 1)).json().code, 'malformed_json');
     });
@@ -310,16 +298,7 @@ for (const database of testDatabases()) {
     });
 
     it('refuses a body too large for the route', async () => {
-      const response = await app.inject({
-        method: 'POST',
-        url: '/v1/ledger/accounts',
-        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-        payload: JSON.stringify({
-          currency: 'EUR',
-          normalBalance: 'credit',
-          metadata: { x: 'y'.repeat(300_000) },
-        }),
-      });
+      const response = await withMetadata({ x: 'y'.repeat(300_000) });
       assert.equal(response.statusCode, 413);
       assert.equal(response.json().code, 'payload_too_large');
     });
