@@ -64,6 +64,14 @@ export function recordHash(record: Omit<AuditRecord, 'hash'>): string {
   return sha256(canonicalForm(record, record.seq, record.prevHash));
 }
 
+/** A failed verification: how far the chain held, and the first record that does not fit and why. */
+const broken = (records: number, checkpoints: number, seq: number, reason: string): AuditVerification => ({
+  ok: false,
+  records,
+  checkpoints,
+  firstBroken: { seq, reason },
+});
+
 export class AuditLog {
   readonly #db: Db;
   readonly #signingKey: JWK;
@@ -187,18 +195,17 @@ export class AuditLog {
     let prevHash = GENESIS_HASH;
     const { d: _private, ...publicJwk } = this.#signingKey;
     const publicKey = await importJWK(publicJwk, 'EdDSA');
+    /** The head a checkpoint signed; throws when its signature does not verify. */
+    const signedHead = async (jws: string): Promise<{ seq: number; hash: string }> => {
+      const signed = JSON.parse(new TextDecoder().decode((await compactVerify(jws, publicKey)).payload));
+      return { seq: Number(signed.seq), hash: String(signed.hash) };
+    };
     const outside: { seq: number; hash: string }[] = [];
     for (const jws of kept) {
       try {
-        const signed = JSON.parse(new TextDecoder().decode((await compactVerify(jws, publicKey)).payload));
-        outside.push({ seq: Number(signed.seq), hash: String(signed.hash) });
+        outside.push(await signedHead(jws));
       } catch {
-        return {
-          ok: false,
-          records: 0,
-          checkpoints: 0,
-          firstBroken: { seq: 0, reason: 'a checkpoint kept outside the database does not verify' },
-        };
+        return broken(0, 0, 0, 'a checkpoint kept outside the database does not verify');
       }
     }
     // Only the hashes checkpoints name are kept, so verifying a long chain needs little memory.
@@ -230,17 +237,12 @@ export class AuditLog {
           bodyHash: row.body_hash as string | null,
           prevHash: row.prev_hash as string,
         };
-        const broken = (reason: string) => ({
-          ok: false,
-          records: expectedSeq - 1,
-          checkpoints: 0,
-          firstBroken: { seq: expectedSeq, reason },
-        });
-        if (record.seq !== expectedSeq) return broken(`record ${expectedSeq} is missing`);
+        const brokenHere = (reason: string) => broken(expectedSeq - 1, 0, expectedSeq, reason);
+        if (record.seq !== expectedSeq) return brokenHere(`record ${expectedSeq} is missing`);
         if (record.prevHash !== prevHash)
-          return broken('its previous hash does not match the record before it');
+          return brokenHere('its previous hash does not match the record before it');
         const hash = recordHash(record);
-        if (hash !== row.hash) return broken('its content does not match its hash');
+        if (hash !== row.hash) return brokenHere('its content does not match its hash');
         if (checkpointed.has(record.seq)) hashes.set(record.seq, hash);
         prevHash = hash;
         expectedSeq++;
@@ -250,27 +252,18 @@ export class AuditLog {
     const records = expectedSeq - 1;
     const [head] = await this.#db.query<{ seq: bigint; hash: string }>('select seq, hash from audit_head');
     if (!head || Number(head.seq) !== records || head.hash !== prevHash) {
-      return {
-        ok: false,
-        records,
-        checkpoints: 0,
-        firstBroken: { seq: records + 1, reason: 'the head does not match the last record' },
-      };
+      return broken(records, 0, records + 1, 'the head does not match the last record');
     }
     for (const checkpoint of outside) {
       if (hashes.get(checkpoint.seq) !== checkpoint.hash) {
-        return {
-          ok: false,
+        return broken(
           records,
-          checkpoints: 0,
-          firstBroken: {
-            seq: Math.min(checkpoint.seq, records + 1),
-            reason:
-              checkpoint.seq > records
-                ? `the chain ends at record ${records}, before a checkpoint kept outside it (record ${checkpoint.seq})`
-                : 'the chain differs from a checkpoint kept outside the database',
-          },
-        };
+          0,
+          Math.min(checkpoint.seq, records + 1),
+          checkpoint.seq > records
+            ? `the chain ends at record ${records}, before a checkpoint kept outside it (record ${checkpoint.seq})`
+            : 'the chain differs from a checkpoint kept outside the database',
+        );
       }
     }
     const checkpoints = await this.#db.query<{ seq: bigint; hash: string; jws: string }>(
@@ -280,24 +273,12 @@ export class AuditLog {
       const seq = Number(checkpoint.seq);
       let signed: { seq: number; hash: string };
       try {
-        signed = JSON.parse(
-          new TextDecoder().decode((await compactVerify(checkpoint.jws, publicKey)).payload),
-        );
+        signed = await signedHead(checkpoint.jws);
       } catch {
-        return {
-          ok: false,
-          records,
-          checkpoints: checkpoints.length,
-          firstBroken: { seq, reason: 'a checkpoint signature does not verify' },
-        };
+        return broken(records, checkpoints.length, seq, 'a checkpoint signature does not verify');
       }
       if (signed.seq !== seq || signed.hash !== checkpoint.hash || hashes.get(seq) !== signed.hash) {
-        return {
-          ok: false,
-          records,
-          checkpoints: checkpoints.length,
-          firstBroken: { seq, reason: 'the chain differs from a signed checkpoint' },
-        };
+        return broken(records, checkpoints.length, seq, 'the chain differs from a signed checkpoint');
       }
     }
     return { ok: true, records, checkpoints: checkpoints.length + outside.length };
