@@ -286,6 +286,17 @@ for (const database of testDatabases()) {
           await signAccessToken({ ...base, iss: 'https://evil.example', iat: nowS, exp: nowS + 60 }),
         ],
         ['garbage', 'not-a-jwt'],
+        // The genuine token's signature, verified and remembered above, under a payload it did not sign.
+        [
+          'another payload under a known signature',
+          [
+            genuine.split('.')[0],
+            Buffer.from(
+              JSON.stringify({ ...base, scope: 'accounts payments', iat: nowS, exp: nowS + 60 }),
+            ).toString('base64url'),
+            genuine.split('.')[2],
+          ].join('.'),
+        ],
       ];
       for (const [name, token] of cases) {
         const response = await whoami(token);

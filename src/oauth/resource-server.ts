@@ -79,7 +79,7 @@ export function createResourceServer(options: ResourceServerOptions) {
   };
 
   // A token is immutable: once its signature checked out, later calls with it only re-check its expiry.
-  const verified = new BoundedCache<VerifiedToken>(VERIFIED_TOKENS_MAX);
+  const verified = new VerifiedTokens(VERIFIED_TOKENS_MAX);
   async function verifiedToken(token: string, scheme: string): Promise<VerifiedToken> {
     const known = verified.get(token);
     if (known) {
@@ -320,3 +320,24 @@ class BoundedCache<Value> {
     this.#entries.set(key, value);
   }
 }
+
+/**
+ * Verified tokens by their signature: a map keyed by the whole token would hash its ~800 characters on every
+ * call, the signature's 86 (ES256) are enough to find it. The whole token must still match: the signature
+ * alone does not say what it signed.
+ */
+class VerifiedTokens {
+  readonly #entries: BoundedCache<{ readonly token: string; readonly verified: VerifiedToken }>;
+  constructor(max: number) {
+    this.#entries = new BoundedCache(max);
+  }
+  get(token: string): VerifiedToken | undefined {
+    const entry = this.#entries.get(signatureOf(token));
+    return entry?.token === token ? entry.verified : undefined;
+  }
+  remember(token: string, verified: VerifiedToken): void {
+    this.#entries.remember(signatureOf(token), { token, verified });
+  }
+}
+
+const signatureOf = (token: string) => token.slice(token.lastIndexOf('.') + 1);
