@@ -7,17 +7,15 @@ import type { ActorType, AuditLog } from './service.ts';
 // Probes are not API calls; auditing them would bury the calls that matter.
 const UNAUDITED = new Set(['/health/live', '/health/ready', '/metrics']);
 
-function actorOf(request: FastifyRequest): { actorType: ActorType; actorId: string | null } {
-  if (request.access) {
-    const forCustomer = request.access.subject !== request.access.clientId;
-    return forCustomer
-      ? { actorType: 'customer', actorId: request.access.subject }
-      : { actorType: 'app', actorId: request.access.clientId };
-  }
-  if (request.developer) return { actorType: 'developer', actorId: request.developer.id };
-  if (request.customerId) return { actorType: 'customer', actorId: request.customerId };
-  if (request.operator) return { actorType: 'operator', actorId: null };
-  return { actorType: 'anonymous', actorId: null };
+/** Who made a call: the token's customer or app, else a signed-in developer or customer, else the operator. */
+function actorOf(request: FastifyRequest): [ActorType, string | null] {
+  const access = request.access;
+  if (access)
+    return access.subject !== access.clientId ? ['customer', access.subject] : ['app', access.clientId];
+  if (request.developer) return ['developer', request.developer.id];
+  if (request.customerId) return ['customer', request.customerId];
+  if (request.operator) return ['operator', null];
+  return ['anonymous', null];
 }
 
 /** A keyed fingerprint of a request body, derived from `secret`: comparable between records, not reversible. */
@@ -72,16 +70,15 @@ export function registerAuditHook(app: App, audit: AuditLog, fingerprint: (body:
   app.addHook('onResponse', (request, reply, done) => {
     const route = routeOf(request);
     if (UNAUDITED.has(route)) return done();
-    const consents = request.access?.consents.map((consent) => consent.id) ?? [];
+    const access = request.access;
+    const [actorType, actorId] = actorOf(request);
     audit.record({
       at: new Date(),
-      ...actorOf(request),
-      appId: request.access?.clientId ?? null,
-      customerId:
-        request.access && request.access.subject !== request.access.clientId
-          ? request.access.subject
-          : (request.customerId ?? null),
-      consentIds: consents.length > 0 ? consents.join(',') : null,
+      actorType,
+      actorId,
+      appId: access?.clientId ?? null,
+      customerId: actorType === 'customer' ? actorId : (request.customerId ?? null),
+      consentIds: access?.consents.length ? access.consents.map((consent) => consent.id).join(',') : null,
       method: request.method,
       route,
       status: reply.statusCode,
