@@ -68,6 +68,8 @@ const ATTEMPTS_MAX = 30;
 const ATTEMPT_TIMEOUT_MS = 10_000;
 const CONCURRENCY = 16;
 const PER_ENDPOINT_CONCURRENCY = 4;
+// One app's receivers, hung or slow, may hold a quarter of the slots, never the others' share.
+const PER_APP_CONCURRENCY = 4;
 // The claim outlives the attempt's timeout by this much before another dispatcher may take the delivery.
 const LEASE_MARGIN_MS = 30_000;
 const FANOUT_BATCH_EVENTS = 200;
@@ -438,6 +440,8 @@ export interface DispatcherOptions {
   readonly concurrency?: number;
   /** Attempts in flight to one endpoint in this process; default 4. */
   readonly perEndpointConcurrency?: number;
+  /** Attempts in flight to all of one app's endpoints in this process; default 4. */
+  readonly perAppConcurrency?: number;
   /** In [0, 1): the jitter's draw; default Math.random. */
   readonly random?: () => number;
   readonly resolve?: Resolve;
@@ -481,11 +485,12 @@ export class WebhookDispatcher {
   readonly #timeoutMs: number;
   readonly #concurrency: number;
   readonly #perEndpoint: number;
+  readonly #perApp: number;
   readonly #random: () => number;
   readonly #resolve: Resolve;
   readonly #onError: (error: unknown) => void;
-  /** Attempt in flight -> its endpoint. */
-  readonly #inFlight = new Map<Promise<void>, string>();
+  /** Attempt in flight -> its endpoint and app. */
+  readonly #inFlight = new Map<Promise<void>, { readonly endpointId: string; readonly appId: string }>();
   #pumping: Promise<number> | undefined;
   #pumpRequested = false;
   #closing = false;
@@ -500,6 +505,7 @@ export class WebhookDispatcher {
     this.#timeoutMs = options.timeoutMs ?? ATTEMPT_TIMEOUT_MS;
     this.#concurrency = options.concurrency ?? CONCURRENCY;
     this.#perEndpoint = options.perEndpointConcurrency ?? PER_ENDPOINT_CONCURRENCY;
+    this.#perApp = options.perAppConcurrency ?? PER_APP_CONCURRENCY;
     this.#random = options.random ?? Math.random;
     this.#resolve = options.resolve ?? systemResolve;
     this.#onError = options.onError ?? (() => {});
@@ -617,13 +623,20 @@ export class WebhookDispatcher {
       if (slots <= 0 || this.#closing) return started;
       const now = this.#now();
       // An endpoint with attempts in flight here waits for them: at most perEndpoint at a time each.
-      const busy = [...new Set(this.#inFlight.values())];
+      const busy = new Set<string>();
+      const inFlight = new Map<string, number>();
+      for (const { endpointId, appId } of this.#inFlight.values()) {
+        busy.add(endpointId);
+        inFlight.set(appId, (inFlight.get(appId) ?? 0) + 1);
+      }
       const claimed = await claimDueDeliveries(this.#db, {
         now,
         leaseUntil: new Date(now.getTime() + this.#timeoutMs + LEASE_MARGIN_MS),
         slots,
         perEndpoint: this.#perEndpoint,
-        busy,
+        perApp: this.#perApp,
+        busy: [...busy],
+        inFlight,
       });
       for (const delivery of claimed) {
         const attempt: Promise<void> = this.#attempt(delivery)
@@ -633,7 +646,7 @@ export class WebhookDispatcher {
             // A freed slot takes the next due delivery at once rather than at the next round.
             if (!this.#closing) this.#pump().catch(this.#onError);
           });
-        this.#inFlight.set(attempt, delivery.endpointId);
+        this.#inFlight.set(attempt, { endpointId: delivery.endpointId, appId: delivery.appId });
       }
       started += claimed.length;
       if (claimed.length < slots) return started;

@@ -414,12 +414,22 @@ export interface ClaimedDelivery {
 
 /**
  * Claims due deliveries in one statement: the endpoints due longest first, at most `perEndpoint` deliveries
- * each and `slots` in all, skipping rows another dispatcher holds and endpoints in `busy`. A claimed
- * delivery is `sending` until `leaseUntil`: if this process dies mid-attempt, another takes it after that.
+ * each, `perApp` for all of an app's endpoints (less what `inFlight` says it has in flight already) and
+ * `slots` in all, skipping rows another dispatcher holds and the endpoints in `busy`. A claimed delivery is
+ * `sending` until `leaseUntil`: if this process dies mid-attempt, another takes it after that.
  */
 export async function claimDueDeliveries(
   sql: Sql,
-  options: { now: Date; leaseUntil: Date; slots: number; perEndpoint: number; busy: readonly string[] },
+  options: {
+    now: Date;
+    leaseUntil: Date;
+    slots: number;
+    perEndpoint: number;
+    perApp: number;
+    busy: readonly string[];
+    /** Attempts in flight in this process, by app. */
+    inFlight: ReadonlyMap<string, number>;
+  },
 ): Promise<ClaimedDelivery[]> {
   const rows = await sql.query<{
     id: string;
@@ -434,36 +444,60 @@ export async function claimDueDeliveries(
     previous_secret_enc: string | null;
     previous_secret_expires_at: Date | null;
   }>(
-    `with due as (
+    `with in_flight as (
+       select * from unnest($6::uuid[], $7::int[]) as f(app_id, attempts)
+     ), due as (
        -- Enabled endpoints only, before the slots are counted: what a disabled endpoint still holds must
-       -- never take the slots of the endpoints that are due.
-       select d.endpoint_id, min(d.next_attempt_at) as first_due
-       from webhook_deliveries d
-       join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
-       where d.status in ('pending', 'sending') and d.next_attempt_at <= $1
-         and d.endpoint_id <> all($3::uuid[])
-       group by d.endpoint_id
+       -- never take the slots of the endpoints that are due. No more of an app's endpoints than it may
+       -- still start attempts, so one app's backlog cannot fill the claim and leave the others out.
+       select endpoint_id, app_id, first_due from (
+         select d.endpoint_id, e.app_id, min(d.next_attempt_at) as first_due,
+                row_number() over (partition by e.app_id order by min(d.next_attempt_at), d.endpoint_id) as in_app
+         from webhook_deliveries d
+         join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
+         where d.status in ('pending', 'sending') and d.next_attempt_at <= $1
+           and d.endpoint_id <> all($3::uuid[])
+         group by d.endpoint_id, e.app_id
+       ) ranked
+       where in_app <= $8 - coalesce((select attempts from in_flight f where f.app_id = ranked.app_id), 0)
        order by first_due
        limit $4
      ), picked as (
-       select p.id from due
+       select p.id, due.app_id, due.first_due, p.next_attempt_at from due
        join webhook_endpoints e on e.id = due.endpoint_id and e.enabled
        cross join lateral (
-         select d.id from webhook_deliveries d
+         select d.id, d.next_attempt_at from webhook_deliveries d
          where d.endpoint_id = due.endpoint_id and d.status in ('pending', 'sending') and d.next_attempt_at <= $1
          order by d.next_attempt_at, d.id
          limit $5
          for update of d skip locked
        ) p
+     ), capped as (
+       -- At most what each app may still start, then at most the slots.
+       select id from (
+         select picked.*, row_number() over (partition by app_id order by first_due, next_attempt_at, id) as in_app
+         from picked
+       ) ranked
+       where in_app <= $8 - coalesce((select attempts from in_flight f where f.app_id = ranked.app_id), 0)
+       order by first_due, next_attempt_at, id
        limit $4
      )
      update webhook_deliveries d
      set status = 'sending', attempts = d.attempts + 1, last_attempt_at = $1, next_attempt_at = $2
-     from picked, webhook_endpoints e
-     where d.id = picked.id and e.id = d.endpoint_id
+     from capped, webhook_endpoints e
+     where d.id = capped.id and e.id = d.endpoint_id
      returning d.id, d.endpoint_id, d.app_id, d.message_id, d.body, d.attempts, d.created_at,
        e.url, e.secret_enc, e.previous_secret_enc, e.previous_secret_expires_at`,
-    [options.now, options.leaseUntil, arrayLiteral(options.busy), options.slots, options.perEndpoint],
+    [
+      options.now,
+      options.leaseUntil,
+      arrayLiteral(options.busy),
+      options.slots,
+      options.perEndpoint,
+      arrayLiteral([...options.inFlight.keys()]),
+      arrayLiteral([...options.inFlight.values()]),
+      options.perApp,
+    ],
   );
   return rows.map((row) => ({
     id: row.id,

@@ -438,12 +438,50 @@ for (const database of testDatabases()) {
         leaseUntil: new Date(clockMs + 60_000),
         slots: 1,
         perEndpoint: 4,
+        perApp: 4,
         busy: [],
+        inFlight: new Map(),
       });
       assert.deepEqual(
         claimed.map((delivery) => delivery.endpointId),
         [healthyEndpoint.id],
       );
+    });
+
+    it("holds at most an app's share of the slots on its receivers that never answer; the other apps' are delivered", async () => {
+      const busyDev = await developer();
+      const busyApp = await newApp(busyDev);
+      const stuck = await listen(() => 'hang');
+      for (let i = 0; i < 6; i++) await endpoint(busyDev, busyApp, { url: stuck.url, eventTypes: ['*'] });
+      for (let i = 0; i < 4; i++) await event('payment.settled', busyApp);
+      advance(1000);
+      const otherDev = await developer();
+      const otherApp = await newApp(otherDev);
+      const healthy = await listen();
+      await endpoint(otherDev, otherApp, { url: healthy.url, eventTypes: ['*'] });
+      await event('payment.settled', otherApp);
+
+      // 24 deliveries of the busy app are due first: without a share per app they would take all 16 slots.
+      assert.equal(await dispatcher.dispatchOnce(), 5);
+      await until(() => healthy.received.length === 1);
+      await until(() => stuck.received.length === 4);
+      assert.equal(await dispatcher.dispatchOnce(), 0, 'the busy app has its share in flight');
+
+      // A claim gives an app what it may still start, whatever else is due.
+      const claimed = await claimDueDeliveries(db, {
+        now: now(),
+        leaseUntil: new Date(clockMs + 60_000),
+        slots: 16,
+        perEndpoint: 4,
+        perApp: 6,
+        busy: [],
+        inFlight: new Map([[busyApp, 4]]),
+      });
+      assert.equal(claimed.length, 2);
+      await db.query(`update webhook_deliveries set status = 'pending' where id = any($1::uuid[])`, [
+        claimed.map((delivery) => delivery.id),
+      ]);
+      await stuck.close(); // the rest of its deliveries fail at once instead of hanging in turn
     });
 
     it('fails a delivery after 24 hours of retries and disables an endpoint failing that long, with an event', async () => {
