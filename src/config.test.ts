@@ -23,28 +23,30 @@ describe('configuration', () => {
         HOST: 'my host',
         DATABASE_URL: 'mysql://user:hunter2@x/db',
         APIBANK_ADMIN_TOKEN: 'short',
+        APIBANK_METRICS_TOKEN: 'short',
       });
       assert.fail('expected a ConfigError');
     } catch (error) {
       assert.ok(error instanceof ConfigError);
-      assert.equal(error.problems.length, 4);
+      assert.equal(error.problems.length, 5);
       assert.doesNotMatch(error.message, /hunter2/);
     }
   });
 
-  it('refuses production without an operator token, a database server, TLS, OAuth keys, personal-data keys and real screening lists', () => {
+  it('refuses production without an operator token, a metrics token, a database server, TLS, OAuth keys, personal-data keys and real screening lists', () => {
     assert.throws(
       () => loadConfig({ APIBANK_MODE: 'production' }),
       (error: ConfigError) =>
         [
           'APIBANK_ADMIN_TOKEN',
+          'APIBANK_METRICS_TOKEN',
           'DATABASE_URL',
           'APIBANK_PUBLIC_URL',
           'APIBANK_OAUTH_KEYS_FILE',
           'APIBANK_PII_KEYS_FILE',
           'APIBANK_SCREENING_LISTS',
         ].every((name) => error.problems.some((problem) => problem.startsWith(name))) &&
-        error.problems.length === 6,
+        error.problems.length === 7,
     );
   });
 

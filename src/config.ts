@@ -26,6 +26,8 @@ export interface Config {
   readonly databasePoolMax: number;
   /** Unset outside production: generated into `dataDir` by `resolveAdminToken`. */
   readonly adminToken: string | undefined;
+  /** The bearer token Prometheus sends to `/metrics`; required in production, unset: `/metrics` is open. */
+  readonly metricsToken: string | undefined;
   readonly logLevel: string;
   readonly shutdownTimeoutMs: number;
   /** The origin clients reach the bank at; the OAuth issuer. Default: http://HOST:PORT. */
@@ -103,6 +105,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   }
   if (mode === 'production' && adminToken === undefined) {
     problems.push('APIBANK_ADMIN_TOKEN is required when APIBANK_MODE=production');
+  }
+  const metricsToken = env.APIBANK_METRICS_TOKEN || undefined;
+  if (metricsToken !== undefined && metricsToken.length < ADMIN_TOKEN_MIN_LENGTH) {
+    problems.push(`APIBANK_METRICS_TOKEN must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters`);
+  }
+  if (mode === 'production' && metricsToken === undefined) {
+    problems.push(
+      'APIBANK_METRICS_TOKEN is required when APIBANK_MODE=production (metrics name every app and its traffic)',
+    );
   }
   if (mode === 'production' && databaseUrl === undefined) {
     problems.push(
@@ -199,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     databaseUrl,
     databasePoolMax: integer('DATABASE_POOL_MAX', 10, 1, 200),
     adminToken,
+    metricsToken,
     logLevel,
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     publicUrl,

@@ -97,6 +97,8 @@ import { WebhookDispatcher, Webhooks } from './webhooks/service.ts';
 export interface AppParts {
   readonly db: Db;
   readonly adminToken: string;
+  /** The bearer token `/metrics` asks of scrapers (APIBANK_METRICS_TOKEN); unset: open. */
+  readonly metricsToken?: string;
   /** Default: sandbox. */
   readonly mode?: Mode;
   /** Browser origins allowed by CORS; default: none. */
@@ -171,7 +173,7 @@ export function buildApp(parts: AppParts): BuiltApp {
   });
   registerOpenApi(app, parts.oauth ? { publicUrl: parts.oauth.issuer } : {});
   registerConventions(app, { production: parts.mode === 'production', corsOrigins: parts.corsOrigins ?? [] });
-  const metrics = registerMetrics(app, parts.db);
+  const metrics = registerMetrics(app, parts.db, parts.metricsToken ? { token: parts.metricsToken } : {});
   registerIdempotency(app, parts.db, pii);
   // Routes are registered inside child contexts, which load after the OpenAPI plugin, so it sees them all.
   scoped(app, (scope) => registerHealth(scope, parts.db));
@@ -486,6 +488,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     trustedProxies: config.trustedProxies,
     db,
     adminToken: admin.token,
+    ...(config.metricsToken && { metricsToken: config.metricsToken }),
     logger,
     mode: config.mode,
     oauth,

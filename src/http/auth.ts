@@ -13,14 +13,22 @@ declare module 'fastify' {
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
 /**
- * An onRequest hook admitting only `Authorization: Bearer <token>` (RFC 6750 §2.1). Both sides are hashed
- * first so the comparison takes the same time whatever the length or content of the guess.
+ * Whether a request sends `Authorization: Bearer <token>` (RFC 6750 §2.1). Both sides are hashed first so the
+ * comparison takes the same time whatever the length or content of the guess.
  */
-export function requireBearerToken(token: string) {
+export function bearerTokenCheck(token: string): (request: FastifyRequest) => boolean {
   const expected = digest(token);
-  return checks('operatorToken', async (request: FastifyRequest): Promise<void> => {
+  return (request) => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(request.headers.authorization ?? '');
-    if (!match?.[1] || !timingSafeEqual(digest(match[1]), expected)) {
+    return match?.[1] !== undefined && timingSafeEqual(digest(match[1]), expected);
+  };
+}
+
+/** An onRequest hook admitting only the operator's bearer token. */
+export function requireBearerToken(token: string) {
+  const sends = bearerTokenCheck(token);
+  return checks('operatorToken', async (request: FastifyRequest): Promise<void> => {
+    if (!sends(request)) {
       throw new Problem('unauthorized', 'send the operator token as Authorization: Bearer <token>');
     }
     request.operator = true;

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import client from 'prom-client';
-import { CallTallies, SEPARATOR } from './metrics.ts';
+import { openDb } from '../db/db.ts';
+import { createHttpServer } from './app.ts';
+import { CallTallies, registerMetrics, SEPARATOR } from './metrics.ts';
 
 const key = (...values: string[]) => values.join(SEPARATOR);
 
@@ -47,5 +49,35 @@ describe('call tallies', () => {
       3,
       'one histogram per app and product',
     );
+  });
+});
+
+describe('/metrics', () => {
+  it('asks a scraper for the metrics token when one is set, and answers anyone otherwise', async () => {
+    const db = await openDb({});
+    const token = 'metrics-token-0123456789abcdef0123456789';
+    const guarded = createHttpServer();
+    registerMetrics(guarded, db, { token });
+    const open = createHttpServer();
+    registerMetrics(open, db);
+    try {
+      const scrape = (app: typeof open, authorization?: string) =>
+        app.inject({ url: '/metrics', headers: authorization ? { authorization } : {} });
+      for (const authorization of [undefined, `Bearer ${token}x`, `Basic ${token}`, token]) {
+        const refused = await scrape(guarded, authorization);
+        assert.equal(refused.statusCode, 401, String(authorization));
+        assert.equal(refused.json().code, 'unauthorized');
+        assert.doesNotMatch(refused.body, /http_requests_total/);
+      }
+      const scraped = await scrape(guarded, `Bearer ${token}`);
+      assert.equal(scraped.statusCode, 200);
+      assert.match(scraped.body, /# TYPE http_requests_total counter/);
+      assert.match(scraped.body, /http_requests_total\{method="GET",route="\/metrics",status="401"\} 4/);
+      assert.equal((await scrape(open)).statusCode, 200);
+    } finally {
+      await guarded.close();
+      await open.close();
+      await db.close();
+    }
   });
 });

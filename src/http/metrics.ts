@@ -1,6 +1,8 @@
 import client from 'prom-client';
 import type { Db } from '../db/db.ts';
 import { type App, routeOf } from './app.ts';
+import { bearerTokenCheck } from './auth.ts';
+import { Problem } from './problems.ts';
 
 /**
  * Prometheus metrics at `/metrics`: requests by route and status, their latency, and the database pool.
@@ -124,7 +126,12 @@ function register(
   } as unknown as client.Metric);
 }
 
-export function registerMetrics(app: App, db: Db): Metrics {
+/**
+ * `token`: the bearer token a scraper must send. The per-app series name the bank's partners and their
+ * traffic, so production requires one (APIBANK_METRICS_TOKEN); without it anyone who reaches the server
+ * reads them.
+ */
+export function registerMetrics(app: App, db: Db, options: { token?: string } = {}): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const requests = new CallTallies(
@@ -159,9 +166,13 @@ export function registerMetrics(app: App, db: Db): Metrics {
     );
     done();
   });
-  app.get('/metrics', { logLevel: 'warn' }, async (_request, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
-  );
+  const sendsToken = options.token === undefined ? undefined : bearerTokenCheck(options.token);
+  app.get('/metrics', { logLevel: 'warn' }, async (request, reply) => {
+    if (sendsToken && !sendsToken(request)) {
+      throw new Problem('unauthorized', 'send the metrics token as Authorization: Bearer <token>');
+    }
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
   const rejections = new client.Counter({
     name: 'gateway_rejections_total',
     help: 'Calls refused by rate limits or quotas',
