@@ -420,6 +420,9 @@ for (const database of testDatabases()) {
         // Requests the spec itself forbids, sent past Prism's request check to reach the bank.
         [{ access: { accounts: [] } }, 'FORMAT_ERROR', lax],
         [consentBody({ accounts: [] }, { frequencyPerDay: 0 }), 'FORMAT_ERROR', lax],
+        // More than 4 a day needs a bilateral agreement (Implementation Guidelines); the schema sets no maximum.
+        [consentBody({ accounts: [] }, { frequencyPerDay: 5 }), 'FORMAT_ERROR'],
+        [consentBody({ accounts: [] }, { frequencyPerDay: 1e308 }), 'FORMAT_ERROR'],
       ];
       const consentCount = async () =>
         Number((await db.query<{ n: number }>('select count(*)::int as n from consents'))[0]?.n);
@@ -437,6 +440,10 @@ for (const database of testDatabases()) {
       // X-Request-ID is required and must be a UUID; a fresh one comes back.
       const badId = await post(consentBody({ accounts: [] }), lax, { 'x-request-id': 'not a uuid' });
       assert.deepEqual(await codes(badId, 400), ['FORMAT_ERROR']);
+      for (const address of ['not an address', '192.0.2.300', '']) {
+        const badAddress = await post(consentBody({ accounts: [] }), lax, { 'psu-ip-address': address });
+        assert.deepEqual(await codes(badAddress, 400), ['FORMAT_ERROR'], address);
+      }
       assert.equal(await consentCount(), before);
     });
   });

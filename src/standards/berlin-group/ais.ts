@@ -46,7 +46,8 @@ const NewConsent = Type.Object({
   ),
   recurringIndicator: Type.Boolean(),
   validUntil: Type.String({ format: 'date' }),
-  frequencyPerDay: Type.Integer({ minimum: 1 }),
+  // At most 4 unless agreed otherwise between TPP and ASPSP (Implementation Guidelines; PSD2 RTS Art. 36).
+  frequencyPerDay: Type.Integer({ minimum: 1, maximum: 4 }),
   combinedServiceIndicator: Type.Boolean(),
 });
 const Hidden = { hide: true } as const;

@@ -2,6 +2,7 @@
 // `Error4xx_NG_AIS` form (`tppMessages` of category, code, text; not problem+json), the statuses the AIS
 // operations declare, and `X-Request-ID` on every response: the caller's echoed, or a new one when it sent
 // none or one that is not a UUID (the spec marks the response header required, even on errors).
+import { isIP } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { v4 as uuidv4 } from 'uuid';
 import type { App } from '../../http/app.ts';
@@ -100,6 +101,10 @@ export function useBgConventions(scope: App): void {
         'X-Request-ID is required and must be a UUID',
         'X-Request-ID',
       );
+    }
+    const psuIp = request.headers['psu-ip-address'];
+    if (psuIp !== undefined && (typeof psuIp !== 'string' || isIP(psuIp) === 0)) {
+      throw BgError.of(400, BG_CODES.formatError, 'PSU-IP-Address must be an IP address', 'PSU-IP-Address');
     }
   });
   scope.addHook('onSend', async (request, reply, payload) => {

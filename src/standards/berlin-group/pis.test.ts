@@ -14,6 +14,7 @@ import {
   bankBehindPrism,
   berlinGroupAnswer,
   berlinGroupCall,
+  callAsThirdParty,
   type Exchange,
   type PrismProxy,
   type ThirdPartyCall,
@@ -312,6 +313,20 @@ for (const database of testDatabases()) {
         headers: { 'x-request-id': 'not a uuid' },
       });
       assert.deepEqual(await codes(badId, 400), ['FORMAT_ERROR']);
+      // The PSU's IP address is mandatory on initiation, and an IP address.
+      const noAddress = await callAsThirdParty(lax, app.appToken, SCT, {
+        method: 'POST',
+        body: payment(ELSEWHERE, '1.00'),
+        headers: { 'x-request-id': randomUUID() },
+      });
+      assert.deepEqual(await codes(noAddress, 400), ['FORMAT_ERROR']);
+      const badAddress = await call(app.appToken, SCT, {
+        method: 'POST',
+        body: payment(ELSEWHERE, '1.00'),
+        proxy: lax,
+        headers: { 'psu-ip-address': 'localhost' },
+      });
+      assert.deepEqual(await codes(badAddress, 400), ['FORMAT_ERROR']);
       assert.equal(await consentCount(), before);
       assert.deepEqual(await codes(await call(app.appToken, `${SCT}/${randomUUID()}/status`), 404), [
         'RESOURCE_UNKNOWN',

@@ -63,6 +63,8 @@ interface BgPaymentTerms {
   reference?: string;
   bgProduct: Product;
   bgDebtorIban: string;
+  /** Where the PSU was when the TPP initiated the payment: the fraud screening's context at execution. */
+  bgPsuIpAddress?: string;
 }
 
 /** ISO 20022 status of an executed payment, by the bank's payment status. */
@@ -135,6 +137,7 @@ export function registerBerlinGroupPisRoutes(
           // The account named at initiation; the customer's pick at the bank must be the same one.
           debtorAccountId: debtor?.customerId === consent.customerId ? debtor.id : UNKNOWN_ACCOUNT,
         },
+        terms.bgPsuIpAddress === undefined ? {} : { ip: terms.bgPsuIpAddress },
       );
       return outcome.ok ? outcome.payment : undefined;
     };
@@ -173,7 +176,17 @@ export function registerBerlinGroupPisRoutes(
           );
         }
         const product = productOf(request.params.product);
-        const terms = await termsOf(request.body, product, accounts);
+        // Mandatory on initiation (its form is checked for every request of the facade).
+        const psuIp = request.headers['psu-ip-address'];
+        if (typeof psuIp !== 'string') {
+          throw BgError.of(
+            400,
+            BG_CODES.formatError,
+            'PSU-IP-Address is required to initiate a payment',
+            'PSU-IP-Address',
+          );
+        }
+        const terms = { ...(await termsOf(request.body, product, accounts)), bgPsuIpAddress: psuIp };
         const explicit = explicitStartPreferred(request);
         // The payment's consent and its implicitly started authorisation commit together.
         const { id, authorisationId } = await db.transaction(async (tx) => {
