@@ -224,6 +224,34 @@ for (const database of testDatabases()) {
       assert.ok(!dump.includes(String(app.clientSecret)));
     });
 
+    it('stores each record at its own time, to the millisecond', async () => {
+      const times = [0, 0, 1, 1000, 0].map((offset) => new Date(Date.UTC(2026, 10, 27, 12) + offset));
+      for (const [i, at] of times.entries()) {
+        audit.record({
+          at,
+          actorType: 'anonymous',
+          actorId: null,
+          appId: null,
+          customerId: null,
+          consentIds: null,
+          method: 'GET',
+          route: '/times',
+          status: 200,
+          requestId: `times-${i}`,
+          bodyHash: null,
+        });
+      }
+      await audit.flush();
+      const stored = await db.query<{ at: Date }>(
+        `select at from audit_records where route = '/times' order by seq`,
+      );
+      assert.deepEqual(
+        stored.map((row) => row.at.toISOString()),
+        times.map((at) => at.toISOString()),
+      );
+      assert.equal((await verify()).ok, true);
+    });
+
     it('keeps one chain when two processes append at once', async () => {
       const fresh = await database.open();
       try {

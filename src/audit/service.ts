@@ -39,11 +39,23 @@ const BATCH_MAX = 1000;
 const BUFFERED_MAX = 100_000;
 const VERIFY_PAGE = 5000;
 
+// The last time written and its ISO form: the records of one batch share their milliseconds by the dozen.
+let lastAtMs = Number.NaN;
+let lastAtIso = '';
+const isoOf = (at: Date): string => {
+  const ms = at.getTime();
+  if (ms !== lastAtMs) {
+    lastAtIso = at.toISOString();
+    lastAtMs = ms;
+  }
+  return lastAtIso;
+};
+
 /** The canonical form a record's hash covers: fixed field order, times in ISO 8601 UTC. */
 function canonicalForm(entry: AuditEntry, seq: number, prevHash: string): string {
   return JSON.stringify([
     seq,
-    entry.at.toISOString(),
+    isoOf(entry.at),
     entry.actorType,
     entry.actorId,
     entry.appId,
