@@ -43,6 +43,18 @@ function limitsOf(plan: Plan): { windows: Window[]; policyHeader: string } {
   return limits;
 }
 
+// The limiter's keys of a calling context, built once per context: a token's context is kept between calls.
+const limitKeys = new WeakMap<NonNullable<FastifyRequest['access']>, readonly string[]>();
+function limitKeysOf(access: NonNullable<FastifyRequest['access']>): readonly string[] {
+  let keys = limitKeys.get(access);
+  if (!keys) {
+    const app = `app:${access.clientId}`;
+    keys = access.subject === access.clientId ? [app] : [app, `${app}:customer:${access.subject}`];
+    limitKeys.set(access, keys);
+  }
+  return keys;
+}
+
 export function createGateway(options: GatewayOptions) {
   const now = options.now ?? (() => new Date());
 
@@ -73,8 +85,7 @@ export function createGateway(options: GatewayOptions) {
     }
     request.product = product;
     const limits = limitsOf(subscription.plan);
-    const keys = [`app:${access.clientId}`];
-    if (access.subject !== access.clientId) keys.push(`app:${access.clientId}:customer:${access.subject}`);
+    const keys = limitKeysOf(access);
     let states: WindowState[] | Promise<WindowState[]>;
     try {
       states = options.limiter.hit(keys, limits.windows, now());

@@ -44,8 +44,9 @@ export class Meter {
     }
     tally.calls += 1;
     if (status >= 400) tally.errors += 1;
-    const bucket = LATENCY_BOUNDS_MS.findIndex((bound) => latencyMs <= bound);
-    (tally.buckets[bucket === -1 ? BUCKETS - 1 : bucket] as number) += 1;
+    let bucket = 0;
+    while (bucket < LATENCY_BOUNDS_MS.length && latencyMs > (LATENCY_BOUNDS_MS[bucket] as number)) bucket++;
+    (tally.buckets[bucket] as number) += 1;
   }
 
   /** Adds what gathered since the last flush to the stored minutes. */
