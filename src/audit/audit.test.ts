@@ -5,10 +5,25 @@ import { generateOAuthKeys, type OAuthKeys } from '../oauth/keys.ts';
 import { registerApp, signUpDeveloper } from '../testing/bank.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { testPii } from '../testing/pii.ts';
-import { AuditLog, recordHash } from './service.ts';
+import { type AuditEntry, AuditLog, recordHash } from './service.ts';
 
 const TOKEN = 'audit-test-operator-token-0123456789abcdef';
 const admin = { authorization: `Bearer ${TOKEN}` };
+
+/** An anonymous GET of `route`, as the hook records one. */
+const anonymousCall = (route: string, requestId: string, at = new Date()): AuditEntry => ({
+  at,
+  actorType: 'anonymous',
+  actorId: null,
+  appId: null,
+  customerId: null,
+  consentIds: null,
+  method: 'GET',
+  route,
+  status: 200,
+  requestId,
+  bodyHash: null,
+});
 
 for (const database of testDatabases()) {
   describe(`audit chain on ${database.name}`, () => {
@@ -226,21 +241,7 @@ for (const database of testDatabases()) {
 
     it('stores each record at its own time, to the millisecond', async () => {
       const times = [0, 0, 1, 1000, 0].map((offset) => new Date(Date.UTC(2026, 10, 27, 12) + offset));
-      for (const [i, at] of times.entries()) {
-        audit.record({
-          at,
-          actorType: 'anonymous',
-          actorId: null,
-          appId: null,
-          customerId: null,
-          consentIds: null,
-          method: 'GET',
-          route: '/times',
-          status: 200,
-          requestId: `times-${i}`,
-          bodyHash: null,
-        });
-      }
+      for (const [i, at] of times.entries()) audit.record(anonymousCall('/times', `times-${i}`, at));
       await audit.flush();
       const stored = await db.query<{ at: Date }>(
         `select at from audit_records where route = '/times' order by seq`,
@@ -260,21 +261,7 @@ for (const database of testDatabases()) {
           new AuditLog({ db: fresh, signingKey: keys.auditSigningKey }),
         ];
         for (const [n, log] of logs.entries()) {
-          for (let i = 0; i < 1500; i++) {
-            log.record({
-              at: new Date(),
-              actorType: 'anonymous',
-              actorId: null,
-              appId: null,
-              customerId: null,
-              consentIds: null,
-              method: 'GET',
-              route: `/p${n}`,
-              status: 200,
-              requestId: `${n}-${i}`,
-              bodyHash: null,
-            });
-          }
+          for (let i = 0; i < 1500; i++) log.record(anonymousCall(`/p${n}`, `${n}-${i}`));
         }
         await Promise.all(logs.map((log) => log.flush()));
         assert.deepEqual(await logs[0]?.verify(), { ok: true, records: 3000, checkpoints: 0 });
