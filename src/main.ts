@@ -81,10 +81,12 @@ import { Payouts } from './payouts/service.ts';
 import { loadMasterKeys } from './pii/master-keys.ts';
 import { Pii } from './pii/pii.ts';
 import { seedSandbox } from './sandbox/seed.ts';
-import { registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
+import { BG_PREFIX, registerBerlinGroupAisRoutes } from './standards/berlin-group/ais.ts';
+import { bgNotFound } from './standards/berlin-group/errors.ts';
 import { registerBerlinGroupPisRoutes } from './standards/berlin-group/pis.ts';
 import { registerUkObAispRoutes } from './standards/uk-ob/aisp.ts';
 import { registerUkObCbpiiRoutes } from './standards/uk-ob/cbpii.ts';
+import { OB_PREFIX, obNotFound } from './standards/uk-ob/errors.ts';
 import { registerUkObEventsRoutes } from './standards/uk-ob/events.ts';
 import { DEFAULT_TRUST_ANCHOR } from './standards/uk-ob/jws.ts';
 import { registerUkObPispRoutes } from './standards/uk-ob/pisp.ts';
@@ -334,6 +336,9 @@ export function buildApp(parts: AppParts): BuiltApp {
     { db: parts.db, consents, payments, accounts, publicUrl: parts.oauth.issuer },
     gateway,
   );
+  // A path or method the facades do not have is answered in their own forms too, not as a problem.
+  bgNotFound(app, BG_PREFIX);
+  obNotFound(app, OB_PREFIX);
   registerPayoutRoutes(app, { payouts, auth: customerAuth });
   scoped(app, (scope) => {
     registerOnboardingRoutes(scope, { onboarding, accounts }, gateway);

@@ -160,8 +160,7 @@ export function createHttpServer(options: HttpOptions = {}): App {
   registerJsonParser(app);
   // A path the API has, asked with a method it does not take: 405 with the methods it does (RFC 9110 §15.5.6).
   app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0] ?? '/';
-    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    const allowed = methodsAt(app, request.url);
     if (allowed.length === 0) return sendProblem(reply, request, new Problem('route_not_found'));
     reply.header('allow', allowed.join(', '));
     return sendProblem(
@@ -174,6 +173,34 @@ export function createHttpServer(options: HttpOptions = {}): App {
     sendProblem(reply, request, toProblem(error, request)),
   );
   return app;
+}
+
+/** The methods the API takes at the path of `url` (its query aside); none when it has no such path. */
+export function methodsAt(app: App, url: string): string[] {
+  const path = url.split('?')[0] ?? '/';
+  return METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+}
+
+/**
+ * Answers the paths under `prefix` that no route takes, and the methods its paths do not take, with
+ * `answer` (a standard's own error form) instead of the API's problems. `allowed` is empty for a path
+ * the API does not have.
+ */
+export function notFoundUnder(
+  app: App,
+  prefix: string,
+  answer: (request: FastifyRequest, reply: FastifyReply, allowed: readonly string[]) => FastifyReply,
+): void {
+  app.register(
+    async (child) => {
+      child.setNotFoundHandler((request, reply) => {
+        const allowed = methodsAt(app, request.url);
+        if (allowed.length > 0) reply.header('allow', allowed.join(', '));
+        return answer(request, reply, allowed);
+      });
+    },
+    { prefix },
+  );
 }
 
 /**

@@ -132,6 +132,28 @@ for (const database of testDatabases()) {
     const read = (token: string, consentId: string, path: string, proxy = prism) =>
       call(proxy, token, path, { headers: { 'consent-id': consentId } });
 
+    it('answers a path or method the facade does not have in tppMessages form, echoing X-Request-ID', async () => {
+      const requestId = randomUUID();
+      const unknown = await built.app.inject({
+        url: `${BG_PREFIX}/v1/nothing-here`,
+        headers: { 'x-request-id': requestId },
+      });
+      assert.equal(unknown.statusCode, 404);
+      assert.equal(unknown.headers['x-request-id'], requestId);
+      assert.deepEqual(
+        unknown.json().tppMessages.map((message: { code: string }) => message.code),
+        ['RESOURCE_UNKNOWN'],
+      );
+      const wrongMethod = await built.app.inject({ method: 'PUT', url: `${BG_PREFIX}/v1/consents` });
+      assert.equal(wrongMethod.statusCode, 405);
+      assert.equal(wrongMethod.headers.allow, 'POST');
+      assert.match(String(wrongMethod.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+      assert.deepEqual(
+        wrongMethod.json().tppMessages.map((message: { code: string }) => message.code),
+        ['SERVICE_INVALID'],
+      );
+    });
+
     it('creates a consent with a redirect link, reads it and its status, echoing X-Request-ID, and deletes it', async () => {
       const app = await newApp();
       const requestId = randomUUID();

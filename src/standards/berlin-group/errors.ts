@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { v4 as uuidv4 } from 'uuid';
-import type { App } from '../../http/app.ts';
+import { type App, notFoundUnder } from '../../http/app.ts';
 import { Problem } from '../../http/problems.ts';
 
 /**
@@ -114,6 +114,28 @@ export function useBgConventions(scope: App): void {
   scope.setErrorHandler((error: FastifyError, request, reply) =>
     sendBgError(reply, toBgError(error, request)),
   );
+}
+
+/**
+ * Paths under `prefix` that the facade does not have (404 RESOURCE_UNKNOWN), and methods its paths do not
+ * take (405 SERVICE_INVALID, with Allow), answered in tppMessages form with the X-Request-ID, as its routes
+ * answer.
+ */
+export function bgNotFound(app: App, prefix: string): void {
+  notFoundUnder(app, prefix, (request, reply, allowed) => {
+    const given = request.headers['x-request-id'];
+    reply.header('x-request-id', typeof given === 'string' && REQUEST_ID.test(given) ? given : uuidv4());
+    return sendBgError(
+      reply,
+      allowed.length > 0
+        ? BgError.of(
+            405,
+            BG_CODES.serviceInvalid,
+            `${request.method} is not taken here; it takes ${allowed.join(', ')}`,
+          )
+        : BgError.of(404, BG_CODES.resourceUnknown, 'no such resource'),
+    );
+  });
 }
 
 function sendBgError(reply: FastifyReply, error: BgError): FastifyReply {

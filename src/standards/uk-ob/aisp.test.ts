@@ -3,6 +3,7 @@
 // response that does not conform fails the test. Also keeps
 // its record in the conformance table (docs/conformance.md).
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ledger } from '../../ledger/service.ts';
@@ -135,6 +136,23 @@ for (const database of testDatabases()) {
     };
     const errorCodes = async (response: Response, status: number) =>
       (await json<ObErrors>(response, status)).Errors.map((error) => error.ErrorCode);
+
+    it('answers a path or method the facade does not have with no body, echoing the interaction id', async () => {
+      const interactionId = randomUUID();
+      const unknown = await built.app.inject({
+        url: '/open-banking/v4.0/aisp/nothing-here',
+        headers: { 'x-fapi-interaction-id': interactionId },
+      });
+      assert.deepEqual([unknown.statusCode, unknown.body], [404, '']);
+      assert.equal(unknown.headers['x-fapi-interaction-id'], interactionId);
+      const wrongMethod = await built.app.inject({
+        method: 'PUT',
+        url: '/open-banking/v4.0/aisp/account-access-consents',
+      });
+      assert.deepEqual([wrongMethod.statusCode, wrongMethod.body], [405, '']);
+      assert.equal(wrongMethod.headers.allow, 'POST');
+      assert.match(String(wrongMethod.headers['x-fapi-interaction-id']), /^[0-9a-f-]{36}$/);
+    });
 
     it('creates, reads and deletes an account-access consent, echoing the interaction id', async () => {
       const app = await newApp();

@@ -4,7 +4,7 @@
 // "Response Headers").
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { v4 as uuidv4 } from 'uuid';
-import type { App } from '../../http/app.ts';
+import { type App, notFoundUnder } from '../../http/app.ts';
 import { Problem } from '../../http/problems.ts';
 
 /**
@@ -59,6 +59,8 @@ export class ObError extends Error {
   }
 }
 
+/** Where every UK Open Banking API of the bank lives. */
+export const OB_PREFIX = '/open-banking';
 const MESSAGE_MAX = 500;
 const INTERACTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -86,6 +88,21 @@ export function useObConventions(scope: App): void {
   scope.setErrorHandler((error: FastifyError, request, reply) =>
     sendObError(reply, toObError(error, request)),
   );
+}
+
+/**
+ * Paths under `prefix` that the facade does not have (404), and methods its paths do not take (405, with
+ * Allow): the specification gives both no body, only the x-fapi-interaction-id its routes echo.
+ */
+export function obNotFound(app: App, prefix: string): void {
+  notFoundUnder(app, prefix, (request, reply, allowed) => {
+    const given = request.headers['x-fapi-interaction-id'];
+    reply.header(
+      'x-fapi-interaction-id',
+      typeof given === 'string' && INTERACTION_ID.test(given) ? given : uuidv4(),
+    );
+    return reply.code(allowed.length > 0 ? 405 : 404).send();
+  });
 }
 
 function sendObError(reply: FastifyReply, error: ObError): FastifyReply {
