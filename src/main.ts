@@ -328,12 +328,12 @@ export function buildApp(parts: AppParts): BuiltApp {
   // Berlin Group NextGenPSD2 1.3.9 likewise (src/standards/berlin-group/).
   registerBerlinGroupAisRoutes(
     app,
-    { db: parts.db, consents, accounts, publicUrl: parts.oauth.issuer },
+    { db: parts.db, consents, accounts, apps, publicUrl: parts.oauth.issuer },
     gateway,
   );
   registerBerlinGroupPisRoutes(
     app,
-    { db: parts.db, consents, payments, accounts, publicUrl: parts.oauth.issuer },
+    { db: parts.db, consents, payments, accounts, apps, publicUrl: parts.oauth.issuer },
     gateway,
   );
   // A path or method the facades do not have is answered in their own forms too, not as a problem.

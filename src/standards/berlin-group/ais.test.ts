@@ -462,6 +462,10 @@ for (const database of testDatabases()) {
       // X-Request-ID is required and must be a UUID; a fresh one comes back.
       const badId = await post(consentBody({ accounts: [] }), lax, { 'x-request-id': 'not a uuid' });
       assert.deepEqual(await codes(badId, 400), ['FORMAT_ERROR']);
+      const strangeRedirect = await post(consentBody({ accounts: [] }), prism, {
+        'tpp-redirect-uri': 'https://elsewhere.example/callback',
+      });
+      assert.deepEqual(await codes(strangeRedirect, 400), ['FORMAT_ERROR']);
       for (const address of ['not an address', '192.0.2.300', '']) {
         const badAddress = await post(consentBody({ accounts: [] }), lax, { 'psu-ip-address': address });
         assert.deepEqual(await codes(badAddress, 400), ['FORMAT_ERROR'], address);

@@ -19,7 +19,7 @@ import type { createGateway } from '../../gateway/gateway.ts';
 import { type App, scoped } from '../../http/app.ts';
 import { currencyExponent, formatAmount } from '../../money.ts';
 import { explicitStartPreferred, registerAuthorisationRoutes, startAuthorisation } from './authorisations.ts';
-import { BG_CODES, BgError, useBgConventions } from './errors.ts';
+import { BG_CODES, BgError, type RegisteredApps, useBgConventions } from './errors.ts';
 
 export const BG_PREFIX = '/berlin-group';
 const V1 = `${BG_PREFIX}/v1`;
@@ -73,14 +73,14 @@ const BG_STATUS: Readonly<Record<Consent['status'], string>> = {
 
 export function registerBerlinGroupAisRoutes(
   app: App,
-  deps: { db: Db; consents: Consents; accounts: Accounts; publicUrl: string },
+  deps: { db: Db; consents: Consents; accounts: Accounts; apps: RegisteredApps; publicUrl: string },
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, accounts, publicUrl } = deps;
   const href = (path: string) => ({ href: `${publicUrl}${V1}${path}` });
 
   scoped(app, (scope) => {
-    useBgConventions(scope);
+    useBgConventions(scope, deps.apps);
 
     /** The app's own token (client credentials) with the `accounts` scope manages consents. */
     const appOf = (request: FastifyRequest) => {

@@ -87,8 +87,13 @@ declare module 'fastify' {
   }
 }
 
+/** The app registry, as the facade needs it: an app's registered redirect URIs. */
+export interface RegisteredApps {
+  find(id: string): Promise<{ readonly redirectUris: readonly string[] } | undefined>;
+}
+
 /** Installs the request id, the tppMessages error handler and the 404 of the facade's scope. */
-export function useBgConventions(scope: App): void {
+export function useBgConventions(scope: App, apps: RegisteredApps): void {
   scope.addHook('onRequest', async (request) => {
     const given = request.headers['x-request-id'];
     const valid = typeof given === 'string' && REQUEST_ID.test(given);
@@ -105,6 +110,21 @@ export function useBgConventions(scope: App): void {
     const psuIp = request.headers['psu-ip-address'];
     if (psuIp !== undefined && (typeof psuIp !== 'string' || isIP(psuIp) === 0)) {
       throw BgError.of(400, BG_CODES.formatError, 'PSU-IP-Address must be an IP address', 'PSU-IP-Address');
+    }
+  });
+  // A redirect the app did not register would fail only at the bank, in front of the PSU: refused here, once
+  // the token says whose app it is.
+  scope.addHook('preHandler', async (request) => {
+    const redirect = request.headers['tpp-redirect-uri'];
+    if (redirect === undefined || !request.access) return;
+    const app = await apps.find(request.access.clientId);
+    if (typeof redirect !== 'string' || !app?.redirectUris.includes(redirect)) {
+      throw BgError.of(
+        400,
+        BG_CODES.formatError,
+        'TPP-Redirect-URI must be one of the redirect URIs registered for this app',
+        'TPP-Redirect-URI',
+      );
     }
   });
   scope.addHook('onSend', async (request, reply, payload) => {

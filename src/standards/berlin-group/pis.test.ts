@@ -327,6 +327,13 @@ for (const database of testDatabases()) {
         headers: { 'psu-ip-address': 'localhost' },
       });
       assert.deepEqual(await codes(badAddress, 400), ['FORMAT_ERROR']);
+      // A redirect the app did not register would fail only at the bank, in front of the customer.
+      const strangeRedirect = await call(app.appToken, SCT, {
+        method: 'POST',
+        body: payment(ELSEWHERE, '1.00'),
+        headers: { 'tpp-redirect-uri': 'https://elsewhere.example/callback' },
+      });
+      assert.deepEqual(await codes(strangeRedirect, 400), ['FORMAT_ERROR']);
       assert.equal(await consentCount(), before);
       assert.deepEqual(await codes(await call(app.appToken, `${SCT}/${randomUUID()}/status`), 404), [
         'RESOURCE_UNKNOWN',

@@ -26,7 +26,7 @@ import { currencyExponent, parseAmount } from '../../money.ts';
 import type { Payment, Payments } from '../../payments/service.ts';
 import { BG_PREFIX } from './ais.ts';
 import { explicitStartPreferred, registerAuthorisationRoutes, startAuthorisation } from './authorisations.ts';
-import { BG_CODES, BgError, useBgConventions } from './errors.ts';
+import { BG_CODES, BgError, type RegisteredApps, useBgConventions } from './errors.ts';
 
 const V1 = `${BG_PREFIX}/v1`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -82,14 +82,21 @@ const EXECUTED_STATUS: Readonly<Record<Payment['status'], string>> = {
 
 export function registerBerlinGroupPisRoutes(
   app: App,
-  deps: { db: Db; consents: Consents; payments: Payments; accounts: Accounts; publicUrl: string },
+  deps: {
+    db: Db;
+    consents: Consents;
+    payments: Payments;
+    accounts: Accounts;
+    apps: RegisteredApps;
+    publicUrl: string;
+  },
   gateway: ReturnType<typeof createGateway>,
 ): void {
   const { db, consents, payments, accounts, publicUrl } = deps;
   const href = (path: string) => ({ href: `${publicUrl}${V1}${path}` });
 
   scoped(app, (scope) => {
-    useBgConventions(scope);
+    useBgConventions(scope, deps.apps);
 
     const clientOf = (request: FastifyRequest) => {
       if (!request.access) throw new Error('route registered without requireAccess');
