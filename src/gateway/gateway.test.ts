@@ -192,6 +192,33 @@ for (const database of testDatabases()) {
       assert.match(response.headers.get('ratelimit') ?? '', /^"second";r=49;t=1$/);
     });
 
+    it('keeps the default plan the default when an operator changes it without saying, and unsets it only when told', async () => {
+      const listed = await built.app.inject({ url: '/v1/admin/plans', headers: admin });
+      const { id, isDefault, ...standard } = listed
+        .json()
+        .plans.find((p: { id: string }) => p.id === 'standard');
+      assert.equal(isDefault, true);
+      const put = (body: object) =>
+        built.app.inject({ method: 'PUT', url: `/v1/admin/plans/${id}`, headers: admin, payload: body });
+      const changed = await put({ ...standard, ratePerSecond: 60 });
+      assert.equal(changed.statusCode, 200, changed.body);
+      assert.equal(changed.json().isDefault, true, 'still the default');
+      const subscription = async () => {
+        const app = await appOn();
+        return (
+          await built.app.inject({ url: `/v1/apps/${app.id}/subscription`, headers: developer })
+        ).json();
+      };
+      assert.equal((await subscription()).planId, 'standard');
+      assert.equal((await put({ ...standard, isDefault: false })).json().isDefault, false);
+      assert.equal(
+        (await subscription()).code,
+        'not_found',
+        'told to, there is no default plan: no subscription',
+      );
+      assert.equal((await put({ ...standard, isDefault: true })).json().isDefault, true);
+    });
+
     it('limits each app on its own', async () => {
       const limited = await appOn('tiny');
       const other = await appOn('tiny');

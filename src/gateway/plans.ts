@@ -74,22 +74,30 @@ export class Plans {
     );
   }
 
-  /** Creates or replaces a plan; false when it names a product that does not exist. */
-  async upsertPlan(plan: Plan): Promise<boolean> {
+  /**
+   * Creates or replaces a plan; undefined when it names a product that does not exist. Without `isDefault`,
+   * a plan keeps whether it is the default (a new one is not): changing the default plan's limits must not
+   * leave new apps with no plan.
+   */
+  async upsertPlan(
+    plan: Omit<Plan, 'isDefault'> & { readonly isDefault?: boolean },
+  ): Promise<Plan | undefined> {
     const known = await this.#db.query<{ id: string }>(
       'select id from api_products where id = any($1::text::text[])',
       [arrayLiteral(plan.productIds)],
     );
-    if (known.length !== new Set(plan.productIds).size) return false;
-    await this.#db.transaction(async (tx) => {
+    if (known.length !== new Set(plan.productIds).size) return undefined;
+    const [stored] = await this.#db.transaction(async (tx) => {
       if (plan.isDefault)
         await tx.query('update plans set is_default = false where is_default and id <> $1', [plan.id]);
-      await tx.query(
-        `insert into plans (id, name, product_ids, rate_per_second, rate_per_minute, daily_quota, requires_approval, is_default)
-         values ($1, $2, $3::text::text[], $4, $5, $6, $7, $8)
+      return tx.query<PlanRow>(
+        `insert into plans as p (id, name, product_ids, rate_per_second, rate_per_minute, daily_quota, requires_approval, is_default)
+         values ($1, $2, $3::text::text[], $4, $5, $6, $7, coalesce($8::boolean, false))
          on conflict (id) do update set name = excluded.name, product_ids = excluded.product_ids,
            rate_per_second = excluded.rate_per_second, rate_per_minute = excluded.rate_per_minute,
-           daily_quota = excluded.daily_quota, requires_approval = excluded.requires_approval, is_default = excluded.is_default`,
+           daily_quota = excluded.daily_quota, requires_approval = excluded.requires_approval,
+           is_default = coalesce($8::boolean, p.is_default)
+         returning ${PLAN_COLUMNS}`,
         [
           plan.id,
           plan.name,
@@ -98,12 +106,12 @@ export class Plans {
           plan.ratePerMinute,
           plan.dailyQuota,
           plan.requiresApproval,
-          plan.isDefault,
+          plan.isDefault ?? null,
         ],
       );
     });
     this.#cache.clear();
-    return true;
+    return stored && planFromRow(stored);
   }
 
   /** Subscribes an app; pending when the plan needs an operator's approval. Undefined: no such plan. */

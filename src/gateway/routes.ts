@@ -127,12 +127,8 @@ export function registerPlanRoutes(
       '/v1/admin/plans/:id',
       { schema: { params: Type.Object({ id: Slug }), body: PlanBody, response: { 200: PlanView } } },
       async (request) => {
-        const plan: Plan = {
-          id: request.params.id,
-          ...request.body,
-          isDefault: request.body.isDefault ?? false,
-        };
-        if (!(await plans.upsertPlan(plan))) throw new Problem('unknown_product');
+        const plan = await plans.upsertPlan({ id: request.params.id, ...request.body });
+        if (!plan) throw new Problem('unknown_product');
         return planJson(plan);
       },
     );
