@@ -92,7 +92,10 @@ export interface RegisteredApps {
   find(id: string): Promise<{ readonly redirectUris: readonly string[] } | undefined>;
 }
 
-/** Installs the request id, the tppMessages error handler and the 404 of the facade's scope. */
+/**
+ * Installs on the facade's scope the request id, the checks of the PSU-IP-Address and TPP-Redirect-URI
+ * headers, and the tppMessages error handler.
+ */
 export function useBgConventions(scope: App, apps: RegisteredApps): void {
   scope.addHook('onRequest', async (request) => {
     const given = request.headers['x-request-id'];
