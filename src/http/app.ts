@@ -159,45 +159,51 @@ export function createHttpServer(options: HttpOptions = {}): App {
   });
   registerJsonParser(app);
   // A path the API has, asked with a method it does not take: 405 with the methods it does (RFC 9110 §15.5.6).
-  app.setNotFoundHandler((request, reply) => {
-    const allowed = methodsAt(app, request.url);
-    if (allowed.length === 0) return sendProblem(reply, request, new Problem('route_not_found'));
-    reply.header('allow', allowed.join(', '));
-    return sendProblem(
-      reply,
-      request,
-      new Problem('method_not_allowed', `${request.method} is not taken here; ${allowed.join(', ')} are`),
-    );
-  });
+  app.setNotFoundHandler(
+    unrouted(app, (request, reply, allowed) =>
+      sendProblem(
+        reply,
+        request,
+        allowed.length === 0
+          ? new Problem('route_not_found')
+          : new Problem(
+              'method_not_allowed',
+              `${request.method} is not taken here; ${allowed.join(', ')} are`,
+            ),
+      ),
+    ),
+  );
   app.setErrorHandler((error: FastifyError, request, reply) =>
     sendProblem(reply, request, toProblem(error, request)),
   );
   return app;
 }
 
-/** The methods the API takes at the path of `url` (its query aside); none when it has no such path. */
-export function methodsAt(app: App, url: string): string[] {
-  const path = url.split('?')[0] ?? '/';
-  return METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+/** How a request no route takes is answered, given the methods its path takes (none: no such path). */
+type UnroutedAnswer = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  allowed: readonly string[],
+) => FastifyReply;
+
+/** A not-found handler: the methods the API takes at the request's path, in `Allow` when there are some. */
+function unrouted(app: App, answer: UnroutedAnswer) {
+  return (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length > 0) reply.header('allow', allowed.join(', '));
+    return answer(request, reply, allowed);
+  };
 }
 
 /**
  * Answers the paths under `prefix` that no route takes, and the methods its paths do not take, with
- * `answer` (a standard's own error form) instead of the API's problems. `allowed` is empty for a path
- * the API does not have.
+ * `answer` (a standard's own error form) instead of the API's problems.
  */
-export function notFoundUnder(
-  app: App,
-  prefix: string,
-  answer: (request: FastifyRequest, reply: FastifyReply, allowed: readonly string[]) => FastifyReply,
-): void {
+export function notFoundUnder(app: App, prefix: string, answer: UnroutedAnswer): void {
   app.register(
     async (child) => {
-      child.setNotFoundHandler((request, reply) => {
-        const allowed = methodsAt(app, request.url);
-        if (allowed.length > 0) reply.header('allow', allowed.join(', '));
-        return answer(request, reply, allowed);
-      });
+      child.setNotFoundHandler(unrouted(app, answer));
     },
     { prefix },
   );
