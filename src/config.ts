@@ -66,7 +66,7 @@ export class ConfigError extends Error {
   }
 }
 
-const ADMIN_TOKEN_MIN_LENGTH = 32;
+const BEARER_TOKEN_MIN_LENGTH = 32;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
@@ -99,22 +99,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL');
   }
 
-  const adminToken = env.APIBANK_ADMIN_TOKEN || undefined;
-  if (adminToken !== undefined && adminToken.length < ADMIN_TOKEN_MIN_LENGTH) {
-    problems.push(`APIBANK_ADMIN_TOKEN must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters`);
-  }
-  if (mode === 'production' && adminToken === undefined) {
-    problems.push('APIBANK_ADMIN_TOKEN is required when APIBANK_MODE=production');
-  }
-  const metricsToken = env.APIBANK_METRICS_TOKEN || undefined;
-  if (metricsToken !== undefined && metricsToken.length < ADMIN_TOKEN_MIN_LENGTH) {
-    problems.push(`APIBANK_METRICS_TOKEN must be at least ${ADMIN_TOKEN_MIN_LENGTH} characters`);
-  }
-  if (mode === 'production' && metricsToken === undefined) {
-    problems.push(
-      'APIBANK_METRICS_TOKEN is required when APIBANK_MODE=production (metrics name every app and its traffic)',
-    );
-  }
+  /** A bearer token setting: at least BEARER_TOKEN_MIN_LENGTH characters, and required in production. */
+  const bearerToken = (name: string, whyRequired = '') => {
+    const token = env[name] || undefined;
+    if (token !== undefined && token.length < BEARER_TOKEN_MIN_LENGTH) {
+      problems.push(`${name} must be at least ${BEARER_TOKEN_MIN_LENGTH} characters`);
+    }
+    if (mode === 'production' && token === undefined) {
+      problems.push(`${name} is required when APIBANK_MODE=production${whyRequired}`);
+    }
+    return token;
+  };
+  const adminToken = bearerToken('APIBANK_ADMIN_TOKEN');
+  const metricsToken = bearerToken('APIBANK_METRICS_TOKEN', ' (metrics name every app and its traffic)');
   if (mode === 'production' && databaseUrl === undefined) {
     problems.push(
       'DATABASE_URL is required when APIBANK_MODE=production (the embedded database is for sandboxes)',
@@ -247,7 +244,7 @@ export function resolveAdminToken(config: Config): { token: string; file?: strin
     if ((statSync(file).mode & 0o077) !== 0) {
       throw new ConfigError([`${file} must be readable by its owner only (chmod 600)`]);
     }
-    if (token.length >= ADMIN_TOKEN_MIN_LENGTH) return { token, file };
+    if (token.length >= BEARER_TOKEN_MIN_LENGTH) return { token, file };
   } catch (error) {
     if (error instanceof ConfigError) throw error;
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
