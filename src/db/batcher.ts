@@ -1,4 +1,3 @@
-/** Thrown when the queue is full: the caller should shed load (503) rather than queue without bound. */
 /** Work refused because too much waits already: a 503, so the caller retries later. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
