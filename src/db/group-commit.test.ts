@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { QueueFullError } from './batcher.ts';
 import type { Sql } from './db.ts';
-import { GroupCommit, GroupRead } from './group-commit.ts';
+import { GroupCommit, GroupRead, type Jointly } from './group-commit.ts';
 
 const txid = async (tx: Sql) =>
   String((await tx.query<{ id: string }>('select txid_current()::text as id'))[0]?.id);
@@ -104,6 +104,99 @@ for (const database of testDatabases()) {
       );
       assert.equal(attempts, 2, 'run once each: a commit that failed unseen might have gone through');
       assert.deepEqual(await names('d'), []);
+    });
+
+    describe('joint calls', () => {
+      // A call that answers each item with its tenfold, in the transaction it is given, and records what it got.
+      const recording = () => {
+        const calls: { items: number[]; txid: string }[] = [];
+        const call = async (tx: Sql, items: number[]) => {
+          calls.push({ items: [...items], txid: await txid(tx) });
+          return items.map((item) => item * 10);
+        };
+        return { calls, call };
+      };
+
+      it("go as one call once every running work waits on one, or has ended; each gets its item's result", async () => {
+        const group = new GroupCommit(db);
+        const { calls, call } = recording();
+        const later = new Promise((done) => setTimeout(done, 30));
+        const results = await Promise.all([
+          group.run('f1', (_tx, jointly) => jointly(call, 1)),
+          group.run('f2', async (tx, jointly) => {
+            await insert('f2')(tx);
+            return jointly(call, 2);
+          }),
+          group.run('f3', insert('f3')), // asks nothing: the call does not wait for it
+          group.run('f4', async (_tx, jointly) => {
+            await later; // still running when the others ask: the call waits for it
+            return jointly(call, 4);
+          }),
+        ]);
+        assert.deepEqual(
+          calls.map((c) => c.items),
+          [[1, 2, 4]],
+        );
+        const f3txid = results[2];
+        assert.equal(calls[0]?.txid, f3txid, "in the group's transaction");
+        assert.deepEqual([results[0], results[1], results[3]], [10, 20, 40]);
+      });
+
+      it('each call takes its own items', async () => {
+        const group = new GroupCommit(db);
+        const tens = recording();
+        const others = recording();
+        const results = await Promise.all([
+          group.run('g1', (_tx, jointly) => jointly(tens.call, 1)),
+          group.run('g2', (_tx, jointly) => jointly(others.call, 2)),
+          group.run('g3', (_tx, jointly) => jointly(tens.call, 3)),
+        ]);
+        assert.deepEqual(results, [10, 20, 30]);
+        assert.deepEqual(
+          tens.calls.map((c) => c.items),
+          [[1, 3]],
+        );
+        assert.deepEqual(
+          others.calls.map((c) => c.items),
+          [[2]],
+        );
+      });
+
+      it('a lone work calls with its one item', async () => {
+        const group = new GroupCommit(db);
+        const { calls, call } = recording();
+        assert.equal(await group.run('h1', (_tx, jointly) => jointly(call, 7)), 70);
+        assert.deepEqual(
+          calls.map((c) => c.items),
+          [[7]],
+        );
+      });
+
+      it('a failed call fails the works that asked; they run again alone, and the group commits nothing', async () => {
+        const group = new GroupCommit(db);
+        const items: number[][] = [];
+        const call = async (_tx: Sql, asked: number[]) => {
+          items.push([...asked]);
+          if (asked.length > 1) throw new Error('refused together');
+          return asked.map((item) => item * 10);
+        };
+        const work = (name: string, item: number) => async (tx: Sql, jointly: Jointly) => {
+          await insert(name)(tx);
+          return jointly(call, item);
+        };
+        const results = await Promise.all([group.run('i1', work('i1', 1)), group.run('i2', work('i2', 2))]);
+        assert.deepEqual(results, [10, 20]);
+        assert.deepEqual(items[0], [1, 2], 'together first');
+        assert.deepEqual(
+          items
+            .slice(1)
+            .map(([item]) => item)
+            .sort(),
+          [1, 2],
+          'then each alone',
+        );
+        assert.deepEqual(await names('i'), ['i1', 'i2'], 'each once, from its own transaction');
+      });
     });
 
     it('runs concurrent reads on one connection, outside a transaction, each failing alone', async () => {

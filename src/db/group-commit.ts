@@ -6,6 +6,9 @@
 //   GroupCommit.run(key, work)  ─ queued ─▶  group: works with distinct keys no other group holds
 //                                             begin; every work concurrently on one connection; commit
 //                                             a work failed: rollback; each work again in a transaction alone
+//     work(tx, jointly)                       jointly(call, item): the items the group's works ask of one
+//                                             `call` meanwhile go as one call, once every work still running
+//                                             waits on one (a ledger transfer each: one ledger call a group)
 //   GroupRead.run(work)         ─ queued ─▶  group: every work concurrently on one connection, no transaction
 import { QueueFullError } from './batcher.ts';
 import type { Db, Sql } from './db.ts';
@@ -19,12 +22,91 @@ export interface GroupCommitOptions {
   readonly queuedMax?: number;
 }
 
+/** One call for the items of many works: one result per item, in order. */
+export type JointCall<Item, Result> = (tx: Sql, items: Item[]) => Promise<Result[]>;
+
+/**
+ * What a work asks of `call`, in one call with what the other works of its group ask of it. The call
+ * must be one function value for all of them (a method bound once, not a closure per work).
+ */
+export type Jointly = <Item, Result>(call: JointCall<Item, Result>, item: Item) => Promise<Result>;
+
+/** A work of a group: SQL on `tx`, and calls it shares with the group's other works through `jointly`. */
+export type GroupWork<T> = (tx: Sql, jointly: Jointly) => Promise<T>;
+
 interface Waiting {
   readonly key: string | undefined;
-  readonly work: (tx: Sql) => Promise<unknown>;
+  readonly work: GroupWork<unknown>;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
+
+interface Asked {
+  readonly item: unknown;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Where a group's works meet for their joint calls. Each call runs when no running work is left that could
+ * still add to it: every one is waiting on a joint call, or has ended. A work never waits on another (the
+ * group's rule), so each is bound to get there.
+ */
+class Rendezvous {
+  readonly #tx: Sql;
+  #running: number;
+  #asked = new Map<JointCall<unknown, unknown>, Asked[]>();
+  #askedCount = 0;
+
+  constructor(tx: Sql, works: number) {
+    this.#tx = tx;
+    this.#running = works;
+  }
+
+  readonly jointly: Jointly = <Item, Result>(call: JointCall<Item, Result>, item: Item) =>
+    new Promise<Result>((resolve, reject) => {
+      const key = call as JointCall<unknown, unknown>;
+      const asked = this.#asked.get(key) ?? [];
+      if (asked.length === 0) this.#asked.set(key, asked);
+      asked.push({ item, resolve: resolve as (result: unknown) => void, reject });
+      this.#askedCount++;
+      this.#release();
+    });
+
+  /** A work ended. */
+  ended(): void {
+    this.#running--;
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#askedCount === 0 || this.#askedCount < this.#running) return;
+    const calls = this.#asked;
+    this.#asked = new Map();
+    this.#askedCount = 0;
+    for (const [call, asked] of calls) void callWith(this.#tx, call, asked);
+  }
+}
+
+async function callWith(tx: Sql, call: JointCall<unknown, unknown>, asked: readonly Asked[]): Promise<void> {
+  try {
+    const results = await call(
+      tx,
+      asked.map(({ item }) => item),
+    );
+    if (results.length !== asked.length)
+      throw new Error(`a joint call answered ${results.length} results for ${asked.length} items`);
+    for (const [i, { resolve }] of asked.entries()) resolve(results[i]);
+  } catch (error) {
+    for (const { reject } of asked) reject(error);
+  }
+}
+
+/** A work alone in its transaction: its joint calls carry its one item. */
+const alone =
+  (tx: Sql): Jointly =>
+  async <Item, Result>(call: JointCall<Item, Result>, item: Item) =>
+    (await call(tx, [item]))[0] as Result;
 
 /** Thrown inside a group's transaction to roll it back when one of its works failed. */
 class WorkFailed extends Error {}
@@ -51,7 +133,7 @@ class GroupQueue {
     if (this.#groupMax < 1 || this.#groupsInFlightMax < 1) throw new RangeError('group limits must be >= 1');
   }
 
-  submit<T>(key: string | undefined, work: (sql: Sql) => Promise<T>): Promise<T> {
+  submit<T>(key: string | undefined, work: GroupWork<T>): Promise<T> {
     if (this.#queue.length >= this.#queuedMax) return Promise.reject(new QueueFullError('queue is full'));
     const done = new Promise<T>((resolve, reject) =>
       this.#queue.push({ key, work, resolve: resolve as (value: unknown) => void, reject }),
@@ -119,21 +201,28 @@ export class GroupCommit {
     this.#queue = new GroupQueue((group) => this.#commit(group), options);
   }
 
-  run<T>(key: string, work: (tx: Sql) => Promise<T>): Promise<T> {
+  run<T>(key: string, work: GroupWork<T>): Promise<T> {
     return this.#queue.submit(key, work);
+  }
+
+  /** A work in a transaction of its own. */
+  #alone(waiting: Waiting): Promise<void> {
+    return this.#db.transaction((tx) => waiting.work(tx, alone(tx))).then(waiting.resolve, waiting.reject);
   }
 
   async #commit(group: readonly Waiting[]): Promise<void> {
     if (group.length === 1) {
-      const [only] = group as [Waiting];
-      return this.#db.transaction(only.work).then(only.resolve, only.reject);
+      return this.#alone(group[0] as Waiting);
     }
     let values: unknown[];
     try {
       values = await this.#db.transaction(async (tx) => {
         // Every work settles before the transaction ends: one still running would send its statements
         // after the rollback, outside any transaction.
-        const settled = await Promise.allSettled(group.map((waiting) => waiting.work(tx)));
+        const rendezvous = new Rendezvous(tx, group.length);
+        const settled = await Promise.allSettled(
+          group.map((waiting) => waiting.work(tx, rendezvous.jointly).finally(() => rendezvous.ended())),
+        );
         if (settled.some((outcome) => outcome.status === 'rejected')) throw new WorkFailed();
         return settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value);
       });
@@ -145,9 +234,7 @@ export class GroupCommit {
         for (const waiting of group) waiting.reject(error);
         return;
       }
-      await Promise.all(
-        group.map((waiting) => this.#db.transaction(waiting.work).then(waiting.resolve, waiting.reject)),
-      );
+      await Promise.all(group.map((waiting) => this.#alone(waiting)));
       return;
     }
     for (const [i, waiting] of group.entries()) waiting.resolve(values[i]);
@@ -175,7 +262,9 @@ export class GroupRead {
   async #read(group: readonly Waiting[]): Promise<void> {
     await this.#db
       .session((session) =>
-        Promise.all(group.map((waiting) => waiting.work(session).then(waiting.resolve, waiting.reject))),
+        Promise.all(
+          group.map((waiting) => waiting.work(session, alone(session)).then(waiting.resolve, waiting.reject)),
+        ),
       )
       .catch((error: unknown) => {
         for (const waiting of group) waiting.reject(error); // no connection: settles those still waiting

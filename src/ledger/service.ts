@@ -1,6 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { Batcher } from '../db/batcher.ts';
 import type { Db, Sql } from '../db/db.ts';
+import type { JointCall, Jointly } from '../db/group-commit.ts';
 import { Problem } from '../http/problems.ts';
 import { requestHash, runIdempotent } from '../idempotency.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
@@ -158,6 +159,27 @@ export class Ledger {
     if (problem) return Promise.resolve({ ok: false, code: problem });
     return this.#submit({ op: 'transfer', key, hash: transferHash(request), id: uuidv7(), request });
   }
+
+  /**
+   * A transfer in the caller's transaction, committed or undone with the rest of it. In a group's
+   * transaction (src/db/group-commit.ts) the transfers its works make meanwhile go as one call of the ledger
+   * function, which locks each account once and all of them in one order: two groups never deadlock on
+   * them. The key is the caller's own to keep unique (no twin in flight is answered for it).
+   */
+  transferIn(jointly: Jointly, key: string, request: TransferRequest): Promise<TransferOutcome> {
+    const problem = this.checkTransfer(request);
+    if (problem) return Promise.resolve({ ok: false, code: problem });
+    return jointly(this.#executeJointly, {
+      op: 'transfer',
+      key,
+      hash: transferHash(request),
+      id: uuidv7(),
+      request,
+    });
+  }
+
+  readonly #executeJointly: JointCall<LedgerItem, LedgerResult> = (sql, items) =>
+    executeItems(sql, items, false, this.#now());
 
   /** Posts a pending transfer, in full or (one posting only) for a smaller amount; the rest is released. */
   post(id: string, amount: ParsedAmount | undefined, key?: string): Promise<TransferOutcome> {

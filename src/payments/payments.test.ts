@@ -546,6 +546,51 @@ for (const database of testDatabases()) {
       assert.equal(await consentStatus(app, consentId), 'consumed');
     });
 
+    it('moves the money of concurrent payments each to its own outcome, and leaves none recorded but unmoved', async () => {
+      // Concurrent payments share a transaction and one ledger call (src/db/group-commit.ts): each keeps its
+      // own result, and a refusal is only its own.
+      const cookies = await Promise.all(['alice', 'bob', 'carol'].map((username) => signIn(username)));
+      const before = await snapshot();
+      const pay = (cookie: string, debtorAccountId: string, amount: string) =>
+        call('POST', '/v1/me/payments', {
+          cookie,
+          key: nextKey(),
+          body: {
+            instructedAmount: { amount, currency: 'EUR' },
+            creditor: { name: 'Corner Shop', iban: EXTERNAL_IBAN },
+            debtorAccountId,
+          },
+        }).then((response) => json<PaymentJson>(response, 201));
+      const [fromAlice, fromBob, fromCarol] = await Promise.all([
+        pay(cookies[0] as string, aliceCurrent, '1.00'),
+        pay(cookies[1] as string, bobCurrent, '2.00'),
+        pay(cookies[2] as string, carolCurrent, '900000.00'),
+      ]);
+      assert.deepEqual(
+        [fromAlice, fromBob, fromCarol].map((payment) => [payment.status, payment.rejectionCode]),
+        [
+          ['accepted', null],
+          ['accepted', null],
+          ['rejected', 'insufficient_funds'],
+        ],
+      );
+      const after = await snapshot();
+      const moved = new Map(
+        after.accounts.map(([id, amount], i) => [
+          id,
+          (amount as bigint) - (before.accounts[i]?.[1] as bigint),
+        ]),
+      );
+      assert.equal(moved.get(aliceCurrent), -100n);
+      assert.equal(moved.get(bobCurrent), -200n);
+      assert.equal(moved.get(carolCurrent), 0n);
+      assert.equal(after.clearing - before.clearing, 300n);
+      assert.equal(after.payments, before.payments + 3);
+      const unmoved = await db.query("select id from payments where status = 'received'");
+      assert.equal(unmoved.length, 0);
+      assert.ok((await built.ledger.verify()).ok);
+    });
+
     it("lets the customer pay at the bank's pages, from their own account only", async () => {
       const start = await snapshot();
       const response = await payAtBank('alice', { ...toBob('4.00', 'Books'), debtorAccountId: aliceSavings });

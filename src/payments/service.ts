@@ -16,7 +16,7 @@ import type { BankAccount } from '../accounts/store.ts';
 import type { Consents } from '../consents/service.ts';
 import type { Consent } from '../consents/store.ts';
 import type { Db, Sql } from '../db/db.ts';
-import { GroupCommit, GroupRead } from '../db/group-commit.ts';
+import { GroupCommit, GroupRead, type Jointly } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
 import type { ScreeningInput } from '../fraud/rules.ts';
 import type { FraudScreening } from '../fraud/service.ts';
@@ -24,11 +24,13 @@ import { type Fx, QuoteNoLongerOpen, type QuoteOwner } from '../fx/service.ts';
 import type { StoredQuote } from '../fx/store.ts';
 import { requestHash } from '../idempotency.ts';
 import type { BankLedgerAccounts } from '../ledger/bank-accounts.ts';
+import type { TransferRequest } from '../ledger/model.ts';
 import type { Ledger } from '../ledger/service.ts';
 import {
   type Loyalty,
   type LoyaltyDebit,
   type LoyaltyProblem,
+  type LoyaltyTransfer,
   type Points,
   rejectionOf,
 } from '../loyalty/service.ts';
@@ -199,6 +201,14 @@ function quoteOwnerOf(initiator: Initiator): QuoteOwner | undefined {
 /** Thrown inside a recording transaction to roll it back when the consent was revoked meanwhile. */
 export class ConsentNoLongerActive extends Error {}
 
+/** How a payment's money moves (a ledger transfer, with its loyalty split), or why it cannot. */
+interface Movement {
+  readonly rejection: string | null;
+  readonly transfer?: TransferRequest;
+  readonly split?: LoyaltyTransfer | undefined;
+  readonly points: LoyaltyDebit | undefined;
+}
+
 /** Another request under the same idempotency key recorded its payment first. */
 class TwinRequest extends Error {}
 
@@ -314,15 +324,23 @@ export class Payments {
       createdAt: now,
       updatedAt: now,
     };
-    let decision: 'go' | 'block' | 'hold';
+    // How its money would move, prepared now with the reads it needs: in the transaction, it only moves.
+    // Abroad, the payment is accepted with its pacs.008, prepared once the payment is recorded (below).
+    const movement =
+      recorded.type === 'cross_border'
+        ? undefined
+        : await this.#movementOf(recorded, debtor, creditor, quote, points.debit);
+    let done: StoredPayment;
     try {
       const event = this.#event(recorded, 'received', null);
-      // One transaction records the payment, consumes an app's consent, and screens it for fraud before any
-      // money moves. The screening's reasons stay with the bank (a case for operators): the payer learns
-      // only that the payment was refused, never which rule fired.
-      // Concurrent payments share the transaction (src/db/group-commit.ts); one customer's never do, so each
-      // screening reads a history with the customer's earlier payments in it.
-      const recordedAs = await this.#group.run(initiator.customerId, async (tx) => {
+      // One transaction records the payment, consumes an app's consent, screens it for fraud before any
+      // money moves, then moves the money and records the outcome: a payment is never left recorded but not
+      // executed. The screening's reasons stay with the bank (a case for operators): the payer learns only
+      // that the payment was refused, never which rule fired.
+      // Concurrent payments share the transaction (src/db/group-commit.ts), and their ledger transfers one
+      // call; one customer's never do, so each screening reads a history with the customer's earlier
+      // payments in it.
+      done = await this.#group.run(initiator.customerId, async (tx, jointly) => {
         // The quote first, before the payment that names it (quote ids are unique among payments): of two
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
@@ -350,9 +368,15 @@ export class Payments {
         if (!consumed) throw new ConsentNoLongerActive();
         if (initiator.kind === 'mandate') await initiator.reserve(tx, id);
         if (points.debit) await this.#loyalty?.recordDebit(tx, points.debit);
-        return decisionOf(screening.verdict, initiator);
+        switch (decisionOf(screening.verdict, initiator)) {
+          case 'block':
+            return this.#transition(recorded, ['received'], 'rejected', 'payment_blocked', tx);
+          case 'hold':
+            return this.#transition(recorded, ['received'], 'awaiting_sca', 'sca_required', tx);
+          case 'go':
+            return movement ? this.#move(recorded, movement, { tx, jointly }) : recorded;
+        }
       });
-      decision = recordedAs;
     } catch (error) {
       // A twin request under the same key won the race: answer as a replay of it.
       if (error instanceof TwinRequest) {
@@ -368,12 +392,7 @@ export class Payments {
       }
       throw error;
     }
-    const done =
-      decision === 'block'
-        ? await this.#transition(recorded, ['received'], 'rejected', 'payment_blocked')
-        : decision === 'hold'
-          ? await this.#transition(recorded, ['received'], 'awaiting_sca', 'sca_required')
-          : await this.#execute(recorded, debtor, creditor, points.debit ?? null);
+    if (done.status === 'received') done = await this.#execute(done, debtor, creditor, points.debit ?? null);
     return {
       ok: true,
       payment: await this.#view(done, {
@@ -489,63 +508,95 @@ export class Payments {
     // Its loyalty split when the caller just recorded it (null: none); undefined: read it.
     recordedPoints?: LoyaltyDebit | null,
   ): Promise<StoredPayment> {
-    let rejection: string | null = null;
-    if (debtor.status !== 'active') rejection = 'debtor_account_not_active';
-    else if (creditor && creditor.status !== 'active') rejection = 'creditor_account_not_active';
     const quote = await this.#quoteOf(payment);
-    const loyalty = this.#loyalty;
     const points =
-      recordedPoints === undefined ? await loyalty?.findDebit(payment.id) : (recordedPoints ?? undefined);
-    if (rejection === null) {
-      const target = creditor
-        ? creditor.ledgerAccountId
-        : await this.#bankAccounts.id('clearing', quote?.buyCurrency ?? payment.currency);
-      // Paid partly in points, or earning them: the points move in this same transfer (src/loyalty/).
-      const split =
-        points &&
-        (await loyalty?.debitTransfer(points, {
-          debtorLedgerAccountId: debtor.ledgerAccountId,
-          creditorLedgerAccountId: target,
-        }));
-      const outcome = await this.#ledger.transfer(`payment:${payment.id}`, {
-        postings: quote
-          ? await this.#fx.conversionPostings(quote, debtor.ledgerAccountId, target)
-          : (split?.postings ?? [
-              {
-                debitAccountId: debtor.ledgerAccountId,
-                creditAccountId: target,
-                amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
-              },
-            ]),
-        pending: false,
-        expiresAt: null,
-        metadata: {
-          paymentId: payment.id,
-          reference: payment.reference,
-          category: 'transfer',
-          // Inside the bank the accounts name both sides; outside, the payee is all the statement can show.
-          ...(creditor ? {} : { counterparty: { iban: payment.creditorIban } }),
-          ...split?.metadata,
-        },
-      });
+      recordedPoints === undefined
+        ? await this.#loyalty?.findDebit(payment.id)
+        : (recordedPoints ?? undefined);
+    return this.#move(payment, await this.#movementOf(payment, debtor, creditor, quote, points));
+  }
+
+  /**
+   * The ledger transfer that moves a payment's money, or why it cannot move. Everything it reads (the bank's
+   * own ledger accounts, a loyalty wallet) is read here, outside any transaction.
+   */
+  async #movementOf(
+    payment: StoredPayment,
+    debtor: BankAccount,
+    creditor: BankAccount | undefined,
+    quote: StoredQuote | undefined,
+    points: LoyaltyDebit | undefined,
+  ): Promise<Movement> {
+    if (debtor.status !== 'active') return { rejection: 'debtor_account_not_active', points };
+    if (creditor && creditor.status !== 'active') return { rejection: 'creditor_account_not_active', points };
+    const target = creditor
+      ? creditor.ledgerAccountId
+      : await this.#bankAccounts.id('clearing', quote?.buyCurrency ?? payment.currency);
+    // Paid partly in points, or earning them: the points move in this same transfer (src/loyalty/).
+    const split =
+      points &&
+      (await this.#loyalty?.debitTransfer(points, {
+        debtorLedgerAccountId: debtor.ledgerAccountId,
+        creditorLedgerAccountId: target,
+      }));
+    const transfer: TransferRequest = {
+      postings: quote
+        ? await this.#fx.conversionPostings(quote, debtor.ledgerAccountId, target)
+        : (split?.postings ?? [
+            {
+              debitAccountId: debtor.ledgerAccountId,
+              creditAccountId: target,
+              amount: { minor: payment.amount as Minor, scale: currencyExponent(payment.currency) ?? 2 },
+            },
+          ]),
+      pending: false,
+      expiresAt: null,
+      metadata: {
+        paymentId: payment.id,
+        reference: payment.reference,
+        category: 'transfer',
+        // Inside the bank the accounts name both sides; outside, the payee is all the statement can show.
+        ...(creditor ? {} : { counterparty: { iban: payment.creditorIban } }),
+        ...split?.metadata,
+      },
+    };
+    return { rejection: null, transfer, split, points };
+  }
+
+  /**
+   * Moves the money and records the outcome: in the transaction that recorded the payment when given one
+   * (with its group's other transfers, `within`), otherwise in the ledger's own and then the payment's.
+   */
+  async #move(
+    payment: StoredPayment,
+    movement: Movement,
+    within?: { tx: Sql; jointly: Jointly },
+  ): Promise<StoredPayment> {
+    let rejection = movement.rejection;
+    if (movement.transfer) {
+      const key = `payment:${payment.id}`;
+      const outcome = await (within
+        ? this.#ledger.transferIn(within.jointly, key, movement.transfer)
+        : this.#ledger.transfer(key, movement.transfer));
       if (!outcome.ok) {
         // A twin (a replayed request, the recovery sweep) is moving this payment's money right now: recording
         // the outcome is its job. Refusing here would mark `rejected` a payment whose money moves anyway.
         if (outcome.code === 'idempotency_key_in_flight') {
           return (await findPayment(this.#db, payment.id)) ?? payment;
         }
-        rejection = rejectionOf(split, outcome);
+        rejection = rejectionOf(movement.split, outcome);
       }
     }
     const next: PaymentStatus = rejection ? 'rejected' : payment.type === 'internal' ? 'settled' : 'accepted';
     if (next === 'accepted' && payment.type === 'cross_border') return this.#acceptCrossBorder(payment);
+    const loyalty = this.#loyalty;
     return this.#transition(
       payment,
       ['received'],
       next,
       rejection,
-      undefined,
-      points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, rejection === null)),
+      within?.tx,
+      movement.points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, rejection === null)),
     );
   }
 
