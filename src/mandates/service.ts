@@ -481,7 +481,8 @@ export class Mandates {
   /**
    * Inside the payment's recording transaction: the mandate locked, its consent still authorised (share-locked
    * against a racing revocation), each period's charges plus this one within its limit, then the charge
-   * recorded. Throws ChargeRefused to roll the payment back.
+   * recorded. Throws ChargeRefused to roll the payment back; false when a twin request recorded its charge
+   * under the same key first.
    */
   async #reserve(
     tx: Sql,
@@ -496,7 +497,7 @@ export class Mandates {
       reference: string | null;
       record: ChargeCaller['record'];
     },
-  ): Promise<void> {
+  ): Promise<boolean> {
     if (!(await lockMandate(tx, mandate.id))) throw new Error(`mandate ${mandate.id} vanished`);
     const consent = await this.#consents.lockAuthorised(mandate.id, tx);
     if (!consent)
@@ -538,9 +539,10 @@ export class Mandates {
       createdAt: now,
       updatedAt: now,
     };
-    await insertCharge(tx, stored);
+    if (!(await insertCharge(tx, stored))) return false;
     await charge.record?.(tx, stored);
     await emit(tx, now, chargeEvent(stored, 'created'));
+    return true;
   }
 
   async #replayCharge(

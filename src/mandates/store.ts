@@ -180,12 +180,14 @@ const chargeFromRow = (row: ChargeRow): StoredCharge => ({
   updatedAt: row.updated_at,
 });
 
-export async function insertCharge(sql: Sql, charge: StoredCharge): Promise<void> {
-  await sql.query(
+/** False when the mandate has a charge under this idempotency key already (a twin request's). */
+export async function insertCharge(sql: Sql, charge: StoredCharge): Promise<boolean> {
+  const rows = await sql.query(
     `insert into mandate_charges (id, mandate_id, client_id, customer_id, payment_id, debtor_account_id,
                                   idempotency_key, request_hash, currency, amount, refunded, reference, status,
                                   failure_code, created_at, updated_at)
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+     on conflict (mandate_id, idempotency_key) do nothing returning 1`,
     [
       charge.id,
       charge.mandateId,
@@ -205,6 +207,7 @@ export async function insertCharge(sql: Sql, charge: StoredCharge): Promise<void
       charge.updatedAt,
     ],
   );
+  return rows.length === 1;
 }
 
 export async function findCharge(

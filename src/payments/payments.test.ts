@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse as InjectResponse } from 'fastify';
+import { eventsAbout } from '../events/outbox.ts';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
@@ -588,6 +589,14 @@ for (const database of testDatabases()) {
       assert.equal(after.payments, before.payments + 3);
       const unmoved = await db.query("select id from payments where status = 'received'");
       assert.equal(unmoved.length, 0);
+      // Each change is an event, in order, at the time the payment's history gives it.
+      for (const payment of [fromAlice, fromBob, fromCarol]) {
+        const events = await eventsAbout(db, payment.id);
+        assert.deepEqual(
+          events.map(({ type, payload, createdAt }) => [type, payload.status, createdAt.toISOString()]),
+          payment.statusHistory.map(({ status, at }) => [`payment.${status}`, status, at]),
+        );
+      }
       assert.ok((await built.ledger.verify()).ok);
     });
 

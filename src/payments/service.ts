@@ -90,13 +90,14 @@ export type Initiator =
     }
   // A charge under a mandate (src/mandates/), authorised when the customer approved the mandate. `reserve`
   // runs inside the transaction that records the payment, so the mandate's limits are checked and the charge
-  // recorded atomically with it; it throws to refuse, and then nothing is recorded.
+  // recorded atomically with it; it throws to refuse, and then nothing is recorded. It answers false when a
+  // twin request under the same key recorded its charge first: the payment answers as the twin's replay.
   | {
       readonly kind: 'mandate';
       readonly mandateId: string;
       readonly clientId: string;
       readonly customerId: string;
-      readonly reserve: (tx: Sql, paymentId: string) => Promise<void>;
+      readonly reserve: (tx: Sql, paymentId: string) => Promise<boolean>;
     };
 
 export interface Payment {
@@ -207,6 +208,12 @@ interface Movement {
   readonly transfer?: TransferRequest;
   readonly split?: LoyaltyTransfer | undefined;
   readonly points: LoyaltyDebit | undefined;
+}
+
+/** Where a payment goes from `received`, and why when it is refused or held. */
+interface Outcome {
+  readonly to: PaymentStatus;
+  readonly code: string | null;
 }
 
 /** Another request under the same idempotency key recorded its payment first. */
@@ -332,9 +339,8 @@ export class Payments {
         : await this.#movementOf(recorded, debtor, creditor, quote, points.debit);
     let done: StoredPayment;
     try {
-      const event = this.#event(recorded, 'received', null);
-      // One transaction records the payment, consumes an app's consent, screens it for fraud before any
-      // money moves, then moves the money and records the outcome: a payment is never left recorded but not
+      // One transaction consumes an app's consent, screens the payment for fraud before any money moves,
+      // moves the money and records the payment with its outcome: a payment is never left recorded but not
       // executed. The screening's reasons stay with the bank (a case for operators): the payer learns only
       // that the payment was refused, never which rule fired.
       // Concurrent payments share the transaction (src/db/group-commit.ts), and their ledger transfers one
@@ -344,10 +350,9 @@ export class Payments {
         // The quote first, before the payment that names it (quote ids are unique among payments): of two
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
-        // The record, the consent's use and the screening's reads leave in one round trip: one connection
-        // runs them in order. A twin's insert finds the key taken, and the whole transaction is undone.
-        const [inserted, consumed, screening] = await Promise.all([
-          insertPayment(tx, recorded, event),
+        // The consent's use and the screening's reads leave in one round trip: one connection runs them in
+        // order.
+        const [consumed, screening] = await Promise.all([
           initiator.kind !== 'app' || this.#consents.consume(initiator.consent.id, tx),
           this.#fraud.screen(
             {
@@ -364,18 +369,33 @@ export class Payments {
             tx,
           ),
         ]);
-        if (!inserted) throw new TwinRequest();
         if (!consumed) throw new ConsentNoLongerActive();
-        if (initiator.kind === 'mandate') await initiator.reserve(tx, id);
+        if (initiator.kind === 'mandate' && !(await initiator.reserve(tx, id))) throw new TwinRequest();
         if (points.debit) await this.#loyalty?.recordDebit(tx, points.debit);
+        let outcome: Outcome | undefined;
         switch (decisionOf(screening.verdict, initiator)) {
           case 'block':
-            return this.#transition(recorded, ['received'], 'rejected', 'payment_blocked', tx);
+            outcome = { to: 'rejected', code: 'payment_blocked' };
+            break;
           case 'hold':
-            return this.#transition(recorded, ['received'], 'awaiting_sca', 'sca_required', tx);
+            outcome = { to: 'awaiting_sca', code: 'sca_required' };
+            break;
           case 'go':
-            return movement ? this.#move(recorded, movement, { tx, jointly }) : recorded;
+            // Abroad, the payment is recorded `received` and moves once it is (below).
+            outcome = movement && (await this.#moveMoney(recorded, movement, jointly));
         }
+        const payment = outcome ? this.#advanced(recorded, outcome, this.#now()) : recorded;
+        // The record with every change so far, each with its event. A twin's insert finds the key taken, and
+        // the whole transaction is undone, its money with it.
+        const events = [
+          this.#event(recorded, 'received', null),
+          ...(outcome ? [this.#event(recorded, outcome.to, outcome.code)] : []),
+        ];
+        if (!(await insertPayment(tx, payment, events))) throw new TwinRequest();
+        // The points moved with the money, or never will (src/loyalty/); a held payment's wait for it.
+        if (points.debit && outcome && outcome.to !== 'awaiting_sca')
+          await this.#loyalty?.settleDebit(tx, id, outcome.to !== 'rejected');
+        return payment;
       });
     } catch (error) {
       // A twin request under the same key won the race: answer as a replay of it.
@@ -384,11 +404,11 @@ export class Payments {
         if (!twin) throw new Error('payment key conflict without a payment');
         return this.#replay(twin, hash);
       }
-      if (error instanceof ConsentNoLongerActive) return { ok: false, code: 'consent_not_active' };
-      if (error instanceof QuoteNoLongerOpen) {
+      if (error instanceof ConsentNoLongerActive || error instanceof QuoteNoLongerOpen) {
         // Used by a twin under the same key, which then answers; otherwise by another payment.
         const twin = await findPaymentByKey(this.#db, scope, key);
-        return twin ? this.#replay(twin, hash) : { ok: false, code: error.code };
+        if (twin) return this.#replay(twin, hash);
+        return { ok: false, code: error instanceof QuoteNoLongerOpen ? error.code : 'consent_not_active' };
       }
       throw error;
     }
@@ -563,41 +583,66 @@ export class Payments {
     return { rejection: null, transfer, split, points };
   }
 
-  /**
-   * Moves the money and records the outcome: in the transaction that recorded the payment when given one
-   * (with its group's other transfers, `within`), otherwise in the ledger's own and then the payment's.
-   */
-  async #move(
-    payment: StoredPayment,
-    movement: Movement,
-    within?: { tx: Sql; jointly: Jointly },
-  ): Promise<StoredPayment> {
-    let rejection = movement.rejection;
-    if (movement.transfer) {
-      const key = `payment:${payment.id}`;
-      const outcome = await (within
-        ? this.#ledger.transferIn(within.jointly, key, movement.transfer)
-        : this.#ledger.transfer(key, movement.transfer));
-      if (!outcome.ok) {
-        // A twin (a replayed request, the recovery sweep) is moving this payment's money right now: recording
-        // the outcome is its job. Refusing here would mark `rejected` a payment whose money moves anyway.
-        if (outcome.code === 'idempotency_key_in_flight') {
-          return (await findPayment(this.#db, payment.id)) ?? payment;
-        }
-        rejection = rejectionOf(movement.split, outcome);
-      }
-    }
-    const next: PaymentStatus = rejection ? 'rejected' : payment.type === 'internal' ? 'settled' : 'accepted';
-    if (next === 'accepted' && payment.type === 'cross_border') return this.#acceptCrossBorder(payment);
+  /** Moves the money, then records the outcome (`#execute`). */
+  async #move(payment: StoredPayment, movement: Movement): Promise<StoredPayment> {
+    const outcome = await this.#moveMoney(payment, movement);
+    // A twin (a replayed request, the recovery sweep) is moving this payment's money right now: recording
+    // the outcome is its job. Refusing here would mark `rejected` a payment whose money moves anyway.
+    if (outcome === 'in_flight') return (await findPayment(this.#db, payment.id)) ?? payment;
+    if (outcome.to === 'accepted' && payment.type === 'cross_border') return this.#acceptCrossBorder(payment);
     const loyalty = this.#loyalty;
     return this.#transition(
       payment,
       ['received'],
-      next,
-      rejection,
-      within?.tx,
-      movement.points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, rejection === null)),
+      outcome.to,
+      outcome.code,
+      movement.points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, outcome.code === null)),
     );
+  }
+
+  /**
+   * Moves a received payment's money and says where the payment goes next. With `jointly`, in the caller's
+   * transaction, with its group's other transfers (src/db/group-commit.ts); otherwise in the ledger's own,
+   * where a twin may be moving it right now (`in_flight`). No twin moves a payment still being recorded.
+   */
+  async #moveMoney(payment: StoredPayment, movement: Movement, jointly: Jointly): Promise<Outcome>;
+  async #moveMoney(payment: StoredPayment, movement: Movement): Promise<Outcome | 'in_flight'>;
+  async #moveMoney(
+    payment: StoredPayment,
+    movement: Movement,
+    jointly?: Jointly,
+  ): Promise<Outcome | 'in_flight'> {
+    let code = movement.rejection;
+    if (movement.transfer) {
+      const key = `payment:${payment.id}`;
+      const moved = await (jointly
+        ? this.#ledger.transferIn(jointly, key, movement.transfer)
+        : this.#ledger.transfer(key, movement.transfer));
+      if (!moved.ok) {
+        if (moved.code === 'idempotency_key_in_flight') return 'in_flight';
+        code = rejectionOf(movement.split, moved);
+      }
+    }
+    if (code !== null) return { to: 'rejected', code };
+    return { to: payment.type === 'internal' ? 'settled' : 'accepted', code: null };
+  }
+
+  /** The payment as `outcome` leaves it, changed at `at`. */
+  #advanced(payment: StoredPayment, outcome: Outcome, at: Date): StoredPayment {
+    return {
+      ...payment,
+      status: outcome.to,
+      rejectionCode: outcome.code,
+      statusHistory: [
+        ...payment.statusHistory,
+        {
+          status: outcome.to,
+          at: at.toISOString(),
+          ...(outcome.code === null ? {} : { code: outcome.code }),
+        },
+      ],
+      updatedAt: at,
+    };
   }
 
   /** The FX quote a payment converts at, if any. */
@@ -682,7 +727,6 @@ export class Payments {
     from: readonly PaymentStatus[],
     to: PaymentStatus,
     code: string | null,
-    sql?: Sql,
     alongside?: (tx: Sql) => Promise<void>,
   ): Promise<StoredPayment> {
     const now = this.#now();
@@ -699,8 +743,8 @@ export class Payments {
       if (changed) await withIt?.(tx);
       return changed;
     };
-    // In the caller's transaction, or sharing one with concurrent payments (src/db/group-commit.ts).
-    const moved = await (sql ? moveWithIt(sql) : this.#group.run(payment.customerId, moveWithIt));
+    // Sharing a transaction with concurrent payments (src/db/group-commit.ts).
+    const moved = await this.#group.run(payment.customerId, moveWithIt);
     // Another worker moved it first: report where it is now.
     return moved ?? ((await findPayment(this.#db, payment.id)) as StoredPayment);
   }
@@ -932,16 +976,8 @@ export class Payments {
     const settleRefund = (posted: boolean) =>
       refund && loyalty ? (tx: Sql) => loyalty.settleRefund(tx, refund, posted) : undefined;
     // The money is where it was: the payment goes back to where it was.
-    if (!outcome.ok)
-      return this.#transition(payment, ['returning'], from, null, undefined, settleRefund(false));
-    return this.#transition(
-      payment,
-      ['returning'],
-      'returned',
-      payment.rejectionCode,
-      undefined,
-      settleRefund(true),
-    );
+    if (!outcome.ok) return this.#transition(payment, ['returning'], from, null, settleRefund(false));
+    return this.#transition(payment, ['returning'], 'returned', payment.rejectionCode, settleRefund(true));
   }
 
   /**

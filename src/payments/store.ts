@@ -100,17 +100,27 @@ export interface PaymentEvent {
 // Payments write their events into the outbox in the statement that changes the payment: one round trip
 // where a transaction around two statements would take four (measured: bench/payments.ts).
 
-/** False when the caller's idempotency key is taken (by this request or another). */
-export async function insertPayment(sql: Sql, p: StoredPayment, event: PaymentEvent): Promise<boolean> {
+/**
+ * Records a payment with its events (its status changes so far, in order, each at the time its history
+ * gives). False when the caller's idempotency key is taken (by this request or another).
+ */
+export async function insertPayment(
+  sql: Sql,
+  p: StoredPayment,
+  events: readonly PaymentEvent[],
+): Promise<boolean> {
   const rows = await sql.query(
     `with inserted as (
        insert into payments (id, client_id, customer_id, consent_id, idempotency_scope, idempotency_key, request_hash,
          debtor_account_id, type, creditor_name_enc, creditor_iban, creditor_account_id, currency, amount, reference,
          status, rejection_code, status_history, created_at, updated_at, quote_id)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20, $23)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20, $22)
        on conflict (idempotency_scope, idempotency_key) do nothing returning id)
      insert into outbox_events (type, subject_id, payload, created_at)
-       select $21, id::text, $22::text::jsonb, $19 from inserted returning 1`,
+       select e.event->>'type', id::text, e.event->'payload', (e.event->>'at')::timestamptz
+         from inserted, jsonb_array_elements($21::text::jsonb) with ordinality as e(event, o)
+        order by e.o
+     returning 1`,
     [
       p.id,
       p.clientId,
@@ -132,12 +142,17 @@ export async function insertPayment(sql: Sql, p: StoredPayment, event: PaymentEv
       JSON.stringify(p.statusHistory),
       p.createdAt,
       p.updatedAt,
-      event.type,
-      JSON.stringify(event.payload),
+      JSON.stringify(
+        events.map(({ type, payload }, i) => ({
+          type,
+          payload,
+          at: p.statusHistory[i]?.at ?? p.updatedAt.toISOString(),
+        })),
+      ),
       p.quoteId,
     ],
   );
-  return rows.length === 1;
+  return rows.length > 0;
 }
 
 /** A payee the customer paid from one account: the latest payment to it, and the first one's id. */
