@@ -7,6 +7,7 @@ import {
   type Consent,
   type ConsentStatus,
   type ConsentType,
+  consumeConsent,
   destroyGrant,
   findConsent,
   insertConsent,
@@ -148,10 +149,11 @@ export class Consents {
   /**
    * A single-use consent (a payment) used up, inside the caller's transaction: the payment and the consent's
    * end commit together, so a revocation racing the payment either comes first (no payment) or finds it
-   * consumed. Undefined when it was no longer authorised.
+   * consumed. False when it was no longer authorised. One statement, its event with it.
    */
-  consume(id: string, sql: Sql): Promise<Consent | undefined> {
-    return this.#move(sql, id, ['authorised'], 'consumed', {});
+  consume(consent: Consent, sql: Sql): Promise<boolean> {
+    const consumed: Consent = { ...consent, status: 'consumed' };
+    return consumeConsent(sql, consent.id, this.#now(), consentEvent(consumed, 'consumed'));
   }
 
   /** Revoked by its customer or its app: every token issued under it stops working at once. */

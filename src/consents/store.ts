@@ -1,4 +1,5 @@
 import { arrayLiteral, type Sql } from '../db/db.ts';
+import type { OutboxEvent } from '../events/outbox.ts';
 
 export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation' | 'mandate';
 export type ConsentStatus =
@@ -117,6 +118,19 @@ export async function transitionConsent(
     ],
   );
   return row && fromRow(row);
+}
+
+/** An authorised consent consumed, with its event; false when it was no longer authorised. */
+export async function consumeConsent(sql: Sql, id: string, now: Date, event: OutboxEvent): Promise<boolean> {
+  const rows = await sql.query(
+    `with consumed as (
+       update consents set status = 'consumed', status_updated_at = $2
+        where id = $1 and status = 'authorised' and expires_at > $2 returning id)
+     insert into outbox_events (type, subject_id, payload, created_at)
+       select $3, id::text, $4::text::jsonb, $2 from consumed returning 1`,
+    [id, now, event.type, JSON.stringify(event.payload)],
+  );
+  return rows.length === 1;
 }
 
 /** Consents in creation order, filtered by app or by customer, and optionally by type. */

@@ -203,7 +203,7 @@ export class PaymentOrders {
     try {
       const inserted = await this.#db.transaction(async (tx) => {
         if (!(await insertOrder(tx, order))) return false;
-        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent.id, tx))) {
+        if (initiator.kind === 'app' && !(await this.#consents.consume(initiator.consent, tx))) {
           throw new ConsentNoLongerActive();
         }
         await emit(tx, now, this.#event(order, 'created'));

@@ -545,6 +545,19 @@ for (const database of testDatabases()) {
       assert.deepEqual(await snapshot(), { ...before, payments: before.payments + 1 });
       // The consent was for this one payment, and it was made (and refused): a new attempt needs a new consent.
       assert.equal(await consentStatus(app, consentId), 'consumed');
+      const ended = (await eventsAbout(db, consentId)).filter(({ type }) => type === 'consent.consumed');
+      assert.deepEqual(
+        ended.map(({ payload }) => payload),
+        [
+          {
+            consentId,
+            clientId: app.id,
+            customerId: carol.customerId,
+            type: 'payment_initiation',
+            status: 'consumed',
+          },
+        ],
+      );
     });
 
     it('moves the money of concurrent payments each to its own outcome, and leaves none recorded but unmoved', async () => {

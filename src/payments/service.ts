@@ -353,7 +353,7 @@ export class Payments {
         // The consent's use and the screening's reads leave in one round trip: one connection runs them in
         // order.
         const [consumed, screening] = await Promise.all([
-          initiator.kind !== 'app' || this.#consents.consume(initiator.consent.id, tx),
+          initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx),
           this.#fraud.screen(
             {
               paymentId: id,
