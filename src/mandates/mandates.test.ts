@@ -565,6 +565,18 @@ for (const database of testDatabases()) {
       const twinIds = new Set(twins.map((response) => json<ChargeJson>(response, 201).id));
       assert.equal(twinIds.size, 1);
       assert.equal(await posted(aliceCurrent), paidBefore - 50n);
+
+      // Twins of a charge that takes all that is left: the later ones are answered as the first, not refused
+      // for the limit it used up.
+      const tight = await authorisedMandate(app, {
+        maxPerCharge: '10.00',
+        periodicLimits: [{ period: 'month', maxAmount: '10.00' }],
+      });
+      const lastOfMonth = await Promise.all(
+        Array.from({ length: 3 }, () => charge(app, tight, '10.00', 'last-of-the-month')),
+      );
+      assert.equal(new Set(lastOfMonth.map((response) => json<ChargeJson>(response, 201).id)).size, 1);
+      assert.equal(await posted(aliceCurrent), paidBefore - 50n - 1000n);
     });
 
     it('refuses the next charge once the customer revokes, and keeps what was charged', async () => {

@@ -480,8 +480,7 @@ export class Mandates {
 
   /**
    * Inside the payment's recording transaction: the mandate locked, its consent still authorised (share-locked
-   * against a racing revocation), each period's charges plus this one within its limit, then the charge
-   * recorded. Throws ChargeRefused to roll the payment back; false when a twin request recorded its charge
+   * against a racing revocation), the charge recorded, and each period's charges with it within its limit. Throws ChargeRefused to roll the payment back; false when a twin request recorded its charge
    * under the same key first.
    */
   async #reserve(
@@ -506,21 +505,6 @@ export class Mandates {
       throw new Error(`mandate ${mandate.id} changed its account or customer`);
     }
     const now = this.#now();
-    const exponent = currencyExponent(mandate.currency) ?? 2;
-    const windows = mandate.periodicLimits.map((limit) => ({ ...limit, ...periodOf(limit.period, now) }));
-    const charged = await chargedIn(tx, mandate.id, windows);
-    for (const window of windows) {
-      const used = charged.get(window.period) ?? 0n;
-      if (used + charge.amount > window.max) {
-        throw new ChargeRefused(
-          refuse(
-            'mandate_limit_exceeded',
-            `${formatAmount(window.max - used, exponent)} ${mandate.currency} left this ${window.period} (UTC)`,
-            { limit: window.period },
-          ),
-        );
-      }
-    }
     const stored: StoredCharge = {
       id: uuidv7(),
       mandateId: mandate.id,
@@ -539,7 +523,24 @@ export class Mandates {
       createdAt: now,
       updatedAt: now,
     };
+    // Recorded before the limits are counted: a twin that got here first is answered as itself, even when
+    // its charge took what was left.
     if (!(await insertCharge(tx, stored))) return false;
+    const exponent = currencyExponent(mandate.currency) ?? 2;
+    const windows = mandate.periodicLimits.map((limit) => ({ ...limit, ...periodOf(limit.period, now) }));
+    const charged = await chargedIn(tx, mandate.id, windows);
+    for (const window of windows) {
+      const before = (charged.get(window.period) ?? 0n) - charge.amount; // this charge is counted in
+      if (before + charge.amount > window.max) {
+        throw new ChargeRefused(
+          refuse(
+            'mandate_limit_exceeded',
+            `${formatAmount(window.max - before, exponent)} ${mandate.currency} left this ${window.period} (UTC)`,
+            { limit: window.period },
+          ),
+        );
+      }
+    }
     await charge.record?.(tx, stored);
     await emit(tx, now, chargeEvent(stored, 'created'));
     return true;
