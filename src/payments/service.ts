@@ -47,6 +47,7 @@ import {
   type PaymentType,
   type StatusChange,
   type StoredPayment,
+  statusChange,
   transitionPayment,
 } from './store.ts';
 
@@ -327,7 +328,7 @@ export class Payments {
       quoteId: quote?.id ?? null,
       status: 'received',
       rejectionCode: null,
-      statusHistory: [{ status: 'received', at: now.toISOString() }],
+      statusHistory: [statusChange('received', null, now)],
       createdAt: now,
       updatedAt: now,
     };
@@ -381,7 +382,6 @@ export class Payments {
             outcome = { to: 'awaiting_sca', code: 'sca_required' };
             break;
           case 'go':
-            // Abroad, the payment is recorded `received` and moves once it is (below).
             outcome = movement && (await this.#moveMoney(recorded, movement, jointly));
         }
         const payment = outcome ? this.#advanced(recorded, outcome, this.#now()) : recorded;
@@ -633,14 +633,7 @@ export class Payments {
       ...payment,
       status: outcome.to,
       rejectionCode: outcome.code,
-      statusHistory: [
-        ...payment.statusHistory,
-        {
-          status: outcome.to,
-          at: at.toISOString(),
-          ...(outcome.code === null ? {} : { code: outcome.code }),
-        },
-      ],
+      statusHistory: [...payment.statusHistory, statusChange(outcome.to, outcome.code, at)],
       updatedAt: at,
     };
   }

@@ -18,6 +18,13 @@ export interface StatusChange {
   readonly code?: string;
 }
 
+/** A payment's move to `status` at `at`, as its history keeps it; `code` is why, when it has one. */
+export const statusChange = (status: PaymentStatus, code: string | null, at: Date): StatusChange => ({
+  status,
+  at: at.toISOString(),
+  ...(code === null ? {} : { code }),
+});
+
 export interface StoredPayment {
   readonly id: string;
   readonly clientId: string | null;
@@ -217,7 +224,7 @@ export async function transitionPayment(
   at: Date,
   event: PaymentEvent,
 ): Promise<StoredPayment | undefined> {
-  const change: StatusChange = { status: to, at: at.toISOString(), ...(code === null ? {} : { code }) };
+  const change = statusChange(to, code, at);
   const [row] = await sql.query<Row>(
     `with moved as (
        update payments set status = $3, updated_at = $5,
