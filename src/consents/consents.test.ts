@@ -8,6 +8,7 @@ import type { BuiltApp } from '../main.ts';
 import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../testing/bank.ts';
 import { location, TestBrowser } from '../testing/browser.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { consumeConsents } from './store.ts';
 
 const TOKEN = 'consent-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -155,6 +156,50 @@ for (const database of testDatabases()) {
         ['consent.created', 'consent.authorised', 'consent.revoked'],
       );
       assert.ok(typeof events[0]?.payload.clientId === 'string');
+    });
+
+    it('consumes the authorised consents of one joint call, each once, with one event each', async () => {
+      // A group's payments consume their consents in one statement (src/db/group-commit.ts).
+      const app = await newApp();
+      const create = async () =>
+        ((await (await app.call('POST', '/v1/consents', paymentConsent)).json()) as { id: string }).id;
+      const [authorised, awaiting] = [await create(), await create()];
+      await authorize(app, authorised);
+      const at = new Date();
+      const item = (id: string) => ({
+        id,
+        event: { type: 'consent.consumed', subjectId: id, payload: { consentId: id } },
+      });
+      assert.deepEqual(await consumeConsents(db, at, [item(authorised), item(awaiting), item(authorised)]), [
+        true,
+        false,
+        false,
+      ]);
+      const statuses = await db.query<{ id: string; status: string }>(
+        'select id, status from consents where id = any($1::text::uuid[])',
+        [`{${authorised},${awaiting}}`],
+      );
+      assert.deepEqual(
+        new Map(statuses.map((row) => [row.id, row.status])),
+        new Map([
+          [authorised, 'consumed'],
+          [awaiting, 'awaiting_authorisation'],
+        ]),
+      );
+      const events = (id: string) =>
+        eventsAbout(db, id).then((all) =>
+          all.map(({ type, payload, createdAt }) => [type, payload, createdAt.getTime()]),
+        );
+      assert.deepEqual(
+        (await events(authorised)).filter(([type]) => type === 'consent.consumed'),
+        [['consent.consumed', { consentId: authorised }, at.getTime()]],
+      );
+      assert.deepEqual(
+        (await events(awaiting)).map(([type]) => type),
+        ['consent.created'],
+      );
+      // Once consumed, never again.
+      assert.deepEqual(await consumeConsents(db, new Date(), [item(authorised)]), [false]);
     });
 
     it('records a rejection, and never lets a consent be authorised twice or by another app', async () => {

@@ -1,13 +1,14 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Db, Sql } from '../db/db.ts';
-import { GroupRead } from '../db/group-commit.ts';
+import { alone, GroupRead, type Jointly } from '../db/group-commit.ts';
 import { emit } from '../events/outbox.ts';
 import { fieldContext, type Pii } from '../pii/pii.ts';
 import {
   type Consent,
   type ConsentStatus,
   type ConsentType,
-  consumeConsent,
+  type Consumption,
+  consumeConsents,
   destroyGrant,
   findConsent,
   insertConsent,
@@ -149,12 +150,16 @@ export class Consents {
   /**
    * A single-use consent (a payment) used up, inside the caller's transaction: the payment and the consent's
    * end commit together, so a revocation racing the payment either comes first (no payment) or finds it
-   * consumed. False when it was no longer authorised. One statement, its event with it.
+   * consumed. False when it was no longer authorised. One statement, its event with it; with `jointly`, one
+   * with the other consents its group consumes (src/db/group-commit.ts).
    */
-  consume(consent: Consent, sql: Sql): Promise<boolean> {
+  consume(consent: Consent, sql: Sql, jointly: Jointly = alone(sql)): Promise<boolean> {
     const consumed: Consent = { ...consent, status: 'consumed' };
-    return consumeConsent(sql, consent.id, this.#now(), consentEvent(consumed, 'consumed'));
+    return jointly(this.#consumeAll, { id: consent.id, event: consentEvent(consumed, 'consumed') });
   }
+
+  // One function value for every work of a group (a joint call's identity).
+  readonly #consumeAll = (sql: Sql, items: Consumption[]) => consumeConsents(sql, this.#now(), items);
 
   /** Revoked by its customer or its app: every token issued under it stops working at once. */
   async revoke(consent: Consent): Promise<Consent | undefined> {

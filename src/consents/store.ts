@@ -120,17 +120,40 @@ export async function transitionConsent(
   return row && fromRow(row);
 }
 
-/** An authorised consent consumed, with its event; false when it was no longer authorised. */
-export async function consumeConsent(sql: Sql, id: string, now: Date, event: OutboxEvent): Promise<boolean> {
-  const rows = await sql.query(
-    `with consumed as (
-       update consents set status = 'consumed', status_updated_at = $2
-        where id = $1 and status = 'authorised' and expires_at > $2 returning id)
-     insert into outbox_events (type, subject_id, payload, created_at)
-       select $3, id::text, $4::text::jsonb, $2 from consumed returning 1`,
-    [id, now, event.type, JSON.stringify(event.payload)],
+/** An authorised consent to consume, with the event that reports it. */
+export interface Consumption {
+  readonly id: string;
+  readonly event: OutboxEvent;
+}
+
+/**
+ * Authorised consents consumed at `now`, each with its event, in one statement: a group's payments go as
+ * one joint call (src/db/group-commit.ts). Per item, false when its consent was no longer authorised (or
+ * an earlier item of the call consumed it).
+ */
+export async function consumeConsents(
+  sql: Sql,
+  now: Date,
+  items: readonly Consumption[],
+): Promise<boolean[]> {
+  const rows = await sql.query<{ id: string }>(
+    `with r as (select * from jsonb_to_recordset($2::text::jsonb) as r(o int, id uuid, type text, payload jsonb)),
+     consumed as (
+       update consents c set status = 'consumed', status_updated_at = $1
+         from r where c.id = r.id and c.status = 'authorised' and c.expires_at > $1 returning c.id),
+     evented as (
+       insert into outbox_events (type, subject_id, payload, created_at)
+         select distinct on (r.id) r.type, r.id::text, r.payload, $1 from r join consumed using (id)
+          order by r.id, r.o)
+     select id from consumed`,
+    [
+      now,
+      JSON.stringify(items.map(({ id, event }, o) => ({ o, id, type: event.type, payload: event.payload }))),
+    ],
   );
-  return rows.length === 1;
+  const consumed = new Set(rows.map((row) => row.id));
+  // One consent, consumed once: only its first item gets it.
+  return items.map(({ id }) => consumed.delete(id));
 }
 
 /** Consents in creation order, filtered by app or by customer, and optionally by type. */

@@ -102,8 +102,8 @@ async function callWith(tx: Sql, call: JointCall<unknown, unknown>, asked: reado
   }
 }
 
-/** A work alone in its transaction: its joint calls carry its one item. */
-const alone =
+/** Joint calls of a work alone on `tx` (in its transaction, or outside any group): each carries its one item. */
+export const alone =
   (tx: Sql): Jointly =>
   async <Item, Result>(call: JointCall<Item, Result>, item: Item) =>
     (await call(tx, [item]))[0] as Result;

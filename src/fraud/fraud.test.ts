@@ -20,6 +20,7 @@ import {
   type ScreeningInput,
 } from './rules.ts';
 import { FraudScreening } from './service.ts';
+import { recordScreenings, type StoredScreening } from './store.ts';
 
 const TOKEN = 'fraud-test-operator-token-0123456789abcdef';
 const admin: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
@@ -509,6 +510,61 @@ for (const database of testDatabases()) {
       assert.equal(
         await count('fraud_cases', 'screening_id = $1 and status = $2', [result.screeningId, 'open']),
         1,
+      );
+    });
+
+    it('records the screenings of one joint call, each with its case, and a payment screened once', async () => {
+      // A group's payments record their screenings in one statement (src/db/group-commit.ts).
+      const stored = (payment: ScreeningInput, verdict: 'allow' | 'step_up' | 'block'): StoredScreening => ({
+        ...payment,
+        id: uuidv7(),
+        deviceKey: null,
+        verdict,
+        reasons: verdict === 'allow' ? [] : [{ rule: 'new_payee', detail: 'first payment to this payee' }],
+        ruleVersions: { new_payee: 1 },
+        rulesVersion: 1n,
+        latencyUs: 250,
+      });
+      const [allowed, held, blocked] = [input(randomUUID()), input(randomUUID()), input(randomUUID())];
+      const heldScreening = stored(held, 'step_up');
+      const blockedScreening = stored(blocked, 'block');
+      const opened = new Date(T0.getTime() + 1000);
+      assert.deepEqual(
+        await recordScreenings(db, [
+          { screening: stored(allowed, 'allow'), openCase: undefined },
+          { screening: heldScreening, openCase: { id: uuidv7(), at: opened } },
+          { screening: stored(allowed, 'allow'), openCase: undefined },
+          { screening: blockedScreening, openCase: { id: uuidv7(), at: opened } },
+        ]),
+        [true, true, false, true],
+      );
+      const rows = await db.query<{
+        payment_id: string;
+        verdict: string;
+        in_history: boolean;
+        amount: bigint;
+      }>(
+        'select payment_id, verdict, in_history, amount from fraud_screenings where payment_id = any($1::text::uuid[])',
+        [`{${allowed.paymentId},${held.paymentId},${blocked.paymentId}}`],
+      );
+      assert.deepEqual(
+        new Map(rows.map((row) => [row.payment_id, [row.verdict, row.in_history, BigInt(row.amount)]])),
+        new Map([
+          [allowed.paymentId, ['allow', true, 1000n]],
+          [held.paymentId, ['step_up', true, 1000n]],
+          [blocked.paymentId, ['block', false, 1000n]],
+        ]),
+      );
+      const cases = await db.query<{ screening_id: string; verdict: string; opened_at: Date }>(
+        'select screening_id, verdict, opened_at from fraud_cases where payment_id = any($1::text::uuid[]) order by verdict',
+        [`{${allowed.paymentId},${held.paymentId},${blocked.paymentId}}`],
+      );
+      assert.deepEqual(
+        cases.map((row) => [row.screening_id, row.verdict, row.opened_at.getTime()]),
+        [
+          [blockedScreening.id, 'block', opened.getTime()],
+          [heldScreening.id, 'step_up', opened.getTime()],
+        ],
       );
     });
 

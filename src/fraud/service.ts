@@ -10,6 +10,7 @@ import { isValidIBAN } from 'ibantools';
 import { v7 as uuidv7 } from 'uuid';
 import { normaliseIban } from '../accounts/iban.ts';
 import type { Db, Sql } from '../db/db.ts';
+import { alone, type Jointly } from '../db/group-commit.ts';
 import type { FieldError } from '../http/problems.ts';
 import {
   compileRule,
@@ -38,7 +39,7 @@ import {
   loadRules,
   lockCustomerHistory,
   readHistory,
-  recordScreening,
+  recordScreenings,
   removeFromBlocklist,
   resolveCase,
   type StoredCase,
@@ -134,17 +135,19 @@ export class FraudScreening {
    * Screens one outgoing payment before its money moves, records the verdict and, for block or step_up,
    * opens a case. With `sql`, everything runs in the caller's transaction (and only there: on PGlite a
    * query through the Db would wait for that transaction forever), and the customer's next screening waits
-   * for its commit; without, in a transaction of its own. Screening a payment again returns its first verdict.
+   * for its commit; without, in a transaction of its own. With `jointly` too, the record goes in one
+   * statement with the other screenings of the caller's group (src/db/group-commit.ts). Screening a payment
+   * again returns its first verdict.
    */
-  async screen(input: ScreeningInput, sql?: Sql): Promise<ScreeningResult> {
+  async screen(input: ScreeningInput, sql?: Sql, jointly?: Jointly): Promise<ScreeningResult> {
     const started = process.hrtime.bigint();
     assertInput(input);
     return sql
-      ? this.#screen(input, sql, started)
-      : this.#db.transaction((tx) => this.#screen(input, tx, started));
+      ? this.#screen(input, sql, jointly ?? alone(sql), started)
+      : this.#db.transaction((tx) => this.#screen(input, tx, alone(tx), started));
   }
 
-  async #screen(input: ScreeningInput, on: Sql, started: bigint): Promise<ScreeningResult> {
+  async #screen(input: ScreeningInput, on: Sql, jointly: Jointly, started: bigint): Promise<ScreeningResult> {
     // One customer's screenings one at a time, until the payment commits: otherwise a burst of parallel
     // payments would each read a history without the others, and slip under the velocity limits together.
     // (PGlite is one connection: its transactions already run one at a time.)
@@ -193,7 +196,7 @@ export class FraudScreening {
       latencyUs,
     };
     const openCase = verdict === 'allow' ? undefined : { id: uuidv7(), at: this.#now() };
-    if (await recordScreening(on, screening, openCase)) {
+    if (await jointly(recordScreenings, { screening, openCase })) {
       return { verdict, reasons, screeningId: screening.id };
     }
     // Screened before (a retry, or a twin call that won the race): its first verdict stands.

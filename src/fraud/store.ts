@@ -319,52 +319,62 @@ export async function findScreeningByPayment(
   return row && screeningFromRow(row);
 }
 
-const INSERT_SCREENING = `insert into fraud_screenings (id, payment_id, customer_id, debtor_account_id, amount,
-    currency, creditor_iban, device_key, at, verdict, reasons, rule_versions, rules_version, latency_us, in_history)
-  values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text, $11::text::jsonb, $12::text::jsonb, $13, $14,
-    $10::text <> 'block')
-  on conflict (payment_id) do nothing`;
+/** A screening to record and, for a verdict other than allow, the case it opens. */
+export interface ScreeningRecord {
+  readonly screening: StoredScreening;
+  readonly openCase: { readonly id: string; readonly at: Date } | undefined;
+}
 
 /**
- * Records the screening and, for a verdict other than allow, opens its case: one statement either way, so
- * the two exist together or not at all, inside the caller's transaction or on their own. Returns false when
- * the payment was already screened (a twin call won the race).
+ * Records screenings, each with the case it opens, in one statement, so a screening and its case exist
+ * together or not at all; a group's payments go as one joint call (src/db/group-commit.ts). Per item,
+ * false when its payment was already screened (a twin call won the race).
  */
-export async function recordScreening(
-  sql: Sql,
-  screening: StoredScreening,
-  openCase: { id: string; at: Date } | undefined,
-): Promise<boolean> {
-  const values = [
-    screening.id,
-    screening.paymentId,
-    screening.customerId,
-    screening.debtorAccountId,
-    screening.amountMinor,
-    screening.currency,
-    screening.creditorIban,
-    screening.deviceKey,
-    screening.at,
-    screening.verdict,
-    JSON.stringify(screening.reasons),
-    JSON.stringify(screening.ruleVersions),
-    screening.rulesVersion,
-    screening.latencyUs,
-  ];
-  // Most payments are allowed: the plain insert is their statement (cheaper to plan where nothing caches
-  // plans, as on PGlite).
-  const rows = openCase
-    ? await sql.query(
-        `with screening as (${INSERT_SCREENING} returning id, payment_id, customer_id, verdict),
-         opened as (
-           insert into fraud_cases (id, screening_id, payment_id, customer_id, verdict, status, opened_at)
-           select $15, id, payment_id, customer_id, verdict, 'open', $16 from screening
-         )
-         select id from screening`,
-        [...values, openCase.id, openCase.at],
-      )
-    : await sql.query(`${INSERT_SCREENING} returning id`, values);
-  return rows.length === 1;
+export async function recordScreenings(sql: Sql, items: readonly ScreeningRecord[]): Promise<boolean[]> {
+  const rows = await sql.query<{ id: string }>(
+    `with r as (
+       select * from jsonb_to_recordset($1::text::jsonb) as r(o int, id uuid, payment_id uuid, customer_id uuid,
+         debtor_account_id uuid, amount bigint, currency text, creditor_iban text, device_key text,
+         at timestamptz, verdict text, reasons jsonb, rule_versions jsonb, rules_version bigint, latency_us int,
+         case_id uuid, case_opened_at timestamptz)),
+     screened as (
+       insert into fraud_screenings (id, payment_id, customer_id, debtor_account_id, amount, currency, creditor_iban,
+         device_key, at, verdict, reasons, rule_versions, rules_version, latency_us, in_history)
+       select id, payment_id, customer_id, debtor_account_id, amount, currency, creditor_iban, device_key, at,
+              verdict, reasons, rule_versions, rules_version, latency_us, verdict <> 'block'
+         from r order by o
+       on conflict (payment_id) do nothing returning id),
+     opened as (
+       insert into fraud_cases (id, screening_id, payment_id, customer_id, verdict, status, opened_at)
+       select r.case_id, r.id, r.payment_id, r.customer_id, r.verdict, 'open', r.case_opened_at
+         from r join screened using (id) where r.case_id is not null)
+     select id from screened`,
+    [
+      JSON.stringify(
+        items.map(({ screening: s, openCase }, o) => ({
+          o,
+          id: s.id,
+          payment_id: s.paymentId,
+          customer_id: s.customerId,
+          debtor_account_id: s.debtorAccountId,
+          amount: s.amountMinor.toString(),
+          currency: s.currency,
+          creditor_iban: s.creditorIban,
+          device_key: s.deviceKey,
+          at: s.at,
+          verdict: s.verdict,
+          reasons: s.reasons,
+          rule_versions: s.ruleVersions,
+          rules_version: s.rulesVersion.toString(),
+          latency_us: s.latencyUs,
+          case_id: openCase?.id ?? null,
+          case_opened_at: openCase?.at ?? null,
+        })),
+      ),
+    ],
+  );
+  const recorded = new Set(rows.map((row) => row.id));
+  return items.map(({ screening }) => recorded.has(screening.id));
 }
 
 // ------------------------------------------------------------------------------------------------ cases

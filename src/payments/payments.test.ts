@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse as InjectResponse } from 'fastify';
+import { v7 as uuidv7 } from 'uuid';
 import { eventsAbout } from '../events/outbox.ts';
 import { balancesOf } from '../ledger/model.ts';
 import type { BuiltApp } from '../main.ts';
@@ -11,6 +12,7 @@ import { createCustomer, newClientApp, signUpDeveloper, startBank } from '../tes
 import { inProcess, json, problem } from '../testing/calls.ts';
 import { authoriseConsent } from '../testing/consent-flow.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { insertPayments, type StoredPayment, statusChange } from './store.ts';
 
 const TOKEN = 'payments-test-operator-token-0123456789abcdef';
 const REDIRECT = 'http://localhost:3000/callback';
@@ -611,6 +613,64 @@ for (const database of testDatabases()) {
         );
       }
       assert.ok((await built.ledger.verify()).ok);
+    });
+
+    it('records the payments of one joint call, each with its events, and one payment per key', async () => {
+      // A group's payments are inserted in one statement (src/db/group-commit.ts).
+      const at = (ms: number) => new Date(Date.UTC(2026, 10, 27, 9, 0, 0, ms));
+      const payment = (key: string, rejected: boolean): StoredPayment => ({
+        id: uuidv7(),
+        clientId: null,
+        customerId: alice.customerId,
+        consentId: null,
+        idempotencyScope: `joint-call-test:${alice.customerId}`,
+        idempotencyKey: key,
+        requestHash: 'hash',
+        debtorAccountId: aliceCurrent,
+        type: 'domestic',
+        creditorNameEnc: 'sealed',
+        creditorIban: EXTERNAL_IBAN,
+        creditorAccountId: null,
+        currency: 'EUR',
+        amount: 12_345_678_901_234_567n,
+        reference: null,
+        quoteId: null,
+        status: rejected ? 'rejected' : 'accepted',
+        rejectionCode: rejected ? 'insufficient_funds' : null,
+        statusHistory: [
+          statusChange('received', null, at(1)),
+          rejected
+            ? statusChange('rejected', 'insufficient_funds', at(2))
+            : statusChange('accepted', null, at(3)),
+        ],
+        createdAt: at(1),
+        updatedAt: rejected ? at(2) : at(3),
+      });
+      const eventsOf = (p: StoredPayment) =>
+        p.statusHistory.map(({ status }) => ({ type: `payment.${status}`, payload: { status } }));
+      const [first, twin, other] = [payment('a', false), payment('a', true), payment('b', true)];
+      assert.deepEqual(
+        await insertPayments(
+          db,
+          [first, twin, other].map((p) => ({ payment: p, events: eventsOf(p) })),
+        ),
+        [true, false, true],
+      );
+      const stored = await db.query<{ id: string; amount: bigint; status_history: unknown }>(
+        'select id, amount, status_history from payments where idempotency_scope = $1 order by idempotency_key',
+        [`joint-call-test:${alice.customerId}`],
+      );
+      assert.deepEqual(
+        stored.map((row) => [row.id, BigInt(row.amount), row.status_history]),
+        [first, other].map((p) => [p.id, p.amount, p.statusHistory]),
+      );
+      for (const p of [first, twin, other]) {
+        const events = await eventsAbout(db, p.id);
+        assert.deepEqual(
+          events.map(({ type, payload, createdAt }) => [type, payload, createdAt.toISOString()]),
+          p === twin ? [] : p.statusHistory.map(({ status, at }) => [`payment.${status}`, { status }, at]),
+        );
+      }
     });
 
     it("lets the customer pay at the bank's pages, from their own account only", async () => {

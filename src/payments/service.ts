@@ -40,7 +40,7 @@ import {
   claimForSettlement,
   findPayment,
   findPaymentByKey,
-  insertPayment,
+  insertPayments,
   listPayees,
   listPayments,
   type PaymentStatus,
@@ -354,7 +354,7 @@ export class Payments {
         // The consent's use and the screening's reads leave in one round trip: one connection runs them in
         // order.
         const [consumed, screening] = await Promise.all([
-          initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx),
+          initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx, jointly),
           this.#fraud.screen(
             {
               paymentId: id,
@@ -368,6 +368,7 @@ export class Payments {
               context: context ?? {},
             },
             tx,
+            jointly,
           ),
         ]);
         if (!consumed) throw new ConsentNoLongerActive();
@@ -391,7 +392,7 @@ export class Payments {
           this.#event(recorded, 'received', null),
           ...(outcome ? [this.#event(recorded, outcome.to, outcome.code)] : []),
         ];
-        if (!(await insertPayment(tx, payment, events))) throw new TwinRequest();
+        if (!(await jointly(insertPayments, { payment, events }))) throw new TwinRequest();
         // The points moved with the money, or never will (src/loyalty/); a held payment's wait for it.
         if (points.debit && outcome && outcome.to !== 'awaiting_sca')
           await this.#loyalty?.settleDebit(tx, id, outcome.to !== 'rejected');

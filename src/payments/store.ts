@@ -107,59 +107,76 @@ export interface PaymentEvent {
 // Payments write their events into the outbox in the statement that changes the payment: one round trip
 // where a transaction around two statements would take four (measured: bench/payments.ts).
 
+/** A payment to record, with its events: its status changes so far, in order. */
+export interface NewPayment {
+  readonly payment: StoredPayment;
+  readonly events: readonly PaymentEvent[];
+}
+
 /**
- * Records a payment with its events (its status changes so far, in order, each at the time its history
- * gives). False when the caller's idempotency key is taken (by this request or another).
+ * Records payments with their events, each event at the time its payment's history gives, in one statement:
+ * a group's payments go as one joint call (src/db/group-commit.ts). Per payment, false when its
+ * idempotency key is taken (by this request, another, or an earlier payment of the same call).
  */
-export async function insertPayment(
-  sql: Sql,
-  p: StoredPayment,
-  events: readonly PaymentEvent[],
-): Promise<boolean> {
-  const rows = await sql.query(
-    `with inserted as (
+export async function insertPayments(sql: Sql, items: readonly NewPayment[]): Promise<boolean[]> {
+  const rows = await sql.query<{ id: string }>(
+    `with r as (
+       select * from jsonb_to_recordset($1::text::jsonb) as r(o int, id uuid, client_id uuid, customer_id uuid,
+         consent_id uuid, idempotency_scope text, idempotency_key text, request_hash text, debtor_account_id uuid,
+         type text, creditor_name_enc text, creditor_iban text, creditor_account_id uuid, currency text,
+         amount bigint, reference text, status text, rejection_code text, status_history jsonb,
+         created_at timestamptz, updated_at timestamptz, quote_id uuid, events jsonb)),
+     inserted as (
        insert into payments (id, client_id, customer_id, consent_id, idempotency_scope, idempotency_key, request_hash,
          debtor_account_id, type, creditor_name_enc, creditor_iban, creditor_account_id, currency, amount, reference,
          status, rejection_code, status_history, created_at, updated_at, quote_id)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $19, $20, $22)
-       on conflict (idempotency_scope, idempotency_key) do nothing returning id)
-     insert into outbox_events (type, subject_id, payload, created_at)
-       select e.event->>'type', id::text, e.event->'payload', (e.event->>'at')::timestamptz
-         from inserted, jsonb_array_elements($21::text::jsonb) with ordinality as e(event, o)
-        order by e.o
-     returning 1`,
+       select id, client_id, customer_id, consent_id, idempotency_scope, idempotency_key, request_hash,
+              debtor_account_id, type, creditor_name_enc, creditor_iban, creditor_account_id, currency, amount,
+              reference, status, rejection_code, status_history, created_at, updated_at, quote_id
+         from r order by o
+       on conflict (idempotency_scope, idempotency_key) do nothing returning id),
+     evented as (
+       insert into outbox_events (type, subject_id, payload, created_at)
+       select e.event->>'type', r.id::text, e.event->'payload', (e.event->>'at')::timestamptz
+         from r join inserted using (id), jsonb_array_elements(r.events) with ordinality as e(event, eo)
+        order by r.o, e.eo)
+     select id from inserted`,
     [
-      p.id,
-      p.clientId,
-      p.customerId,
-      p.consentId,
-      p.idempotencyScope,
-      p.idempotencyKey,
-      p.requestHash,
-      p.debtorAccountId,
-      p.type,
-      p.creditorNameEnc,
-      p.creditorIban,
-      p.creditorAccountId,
-      p.currency,
-      p.amount,
-      p.reference,
-      p.status,
-      p.rejectionCode,
-      JSON.stringify(p.statusHistory),
-      p.createdAt,
-      p.updatedAt,
       JSON.stringify(
-        events.map(({ type, payload }, i) => ({
-          type,
-          payload,
-          at: p.statusHistory[i]?.at ?? p.updatedAt.toISOString(),
+        items.map(({ payment: p, events }, o) => ({
+          o,
+          id: p.id,
+          client_id: p.clientId,
+          customer_id: p.customerId,
+          consent_id: p.consentId,
+          idempotency_scope: p.idempotencyScope,
+          idempotency_key: p.idempotencyKey,
+          request_hash: p.requestHash,
+          debtor_account_id: p.debtorAccountId,
+          type: p.type,
+          creditor_name_enc: p.creditorNameEnc,
+          creditor_iban: p.creditorIban,
+          creditor_account_id: p.creditorAccountId,
+          currency: p.currency,
+          amount: p.amount.toString(),
+          reference: p.reference,
+          status: p.status,
+          rejection_code: p.rejectionCode,
+          status_history: p.statusHistory,
+          created_at: p.createdAt,
+          updated_at: p.updatedAt,
+          quote_id: p.quoteId,
+          events: events.map(({ type, payload }, i) => ({
+            type,
+            payload,
+            at: p.statusHistory[i]?.at ?? p.updatedAt.toISOString(),
+          })),
         })),
       ),
-      p.quoteId,
     ],
   );
-  return rows.length > 0;
+  const inserted = new Set(rows.map((row) => row.id));
+  return items.map(({ payment }) => inserted.has(payment.id));
 }
 
 /** A payee the customer paid from one account: the latest payment to it, and the first one's id. */
