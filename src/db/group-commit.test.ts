@@ -162,6 +162,58 @@ for (const database of testDatabases()) {
         );
       });
 
+      it('a work that skips a call waits for the others at the next, so each call is made once', async () => {
+        // Payments: an app's consumes its consent first, a customer's has none; both then move money in one
+        // ledger call, which must not split (two ledger calls in one transaction can deadlock another's).
+        const group = new GroupCommit(db);
+        const first = recording();
+        const second = recording();
+        const later = new Promise((done) => setTimeout(done, 30));
+        const both = (item: number) => async (jointly: Jointly) => [
+          await jointly(first.call, item),
+          await jointly(second.call, item),
+        ];
+        const results = await Promise.all([
+          group.run('j1', (_tx, jointly) => both(1)(jointly)),
+          group.run('j2', async (tx, jointly) => {
+            await insert('j2')(tx);
+            return [await jointly(second.call, 2)]; // skips the first call
+          }),
+          group.run('j3', async (_tx, jointly) => {
+            await later; // the first call waits for it; the skipping work waits at the second
+            return both(3)(jointly);
+          }),
+        ]);
+        assert.deepEqual(results, [[10, 10], [20], [30, 30]]);
+        assert.deepEqual(
+          first.calls.map((c) => c.items),
+          [[1, 3]],
+        );
+        assert.deepEqual(
+          second.calls.map((c) => c.items),
+          [[2, 1, 3]],
+        );
+      });
+
+      it('a work may wait on two calls at once', { timeout: 10_000 }, async () => {
+        // A payment consumes its consent while it screens, and records the screening: two calls at once.
+        const group = new GroupCommit(db);
+        const first = recording();
+        const second = recording();
+        const results = await Promise.all([
+          group.run('k1', (_tx, jointly) => Promise.all([jointly(first.call, 1), jointly(second.call, 1)])),
+          group.run('k2', async (tx, jointly) => {
+            await insert('k2')(tx);
+            return [await jointly(second.call, 2)];
+          }),
+        ]);
+        assert.deepEqual(results, [[10, 10], [20]]);
+        assert.deepEqual(
+          [first.calls.map((c) => c.items), second.calls.map((c) => c.items)],
+          [[[1]], [[1, 2]]],
+        );
+      });
+
       it('a lone work calls with its one item', async () => {
         const group = new GroupCommit(db);
         const { calls, call } = recording();

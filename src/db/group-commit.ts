@@ -7,8 +7,8 @@
 //                                             begin; every work concurrently on one connection; commit
 //                                             a work failed: rollback; each work again in a transaction alone
 //     work(tx, jointly)                       jointly(call, item): the items the group's works ask of one
-//                                             `call` meanwhile go as one call, once every work still running
-//                                             waits on one (a ledger transfer each: one ledger call a group)
+//                                             `call` go as one call, once every work still running waits on
+//                                             one; calls in the order first asked (one ledger call a group)
 //   GroupRead.run(work)         ─ queued ─▶  group: every work concurrently on one connection, no transaction
 import { QueueFullError } from './batcher.ts';
 import type { Db, Sql } from './db.ts';
@@ -41,37 +41,58 @@ interface Waiting {
   readonly reject: (error: unknown) => void;
 }
 
+/** What a work waits on: its joint calls not yet made. */
+interface WorkState {
+  unmade: number;
+}
+
 interface Asked {
   readonly item: unknown;
+  readonly work: WorkState;
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: unknown) => void;
 }
 
 /**
- * Where a group's works meet for their joint calls. Each call runs when no running work is left that could
- * still add to it: every one is waiting on a joint call, or has ended. A work never waits on another (the
- * group's rule), so each is bound to get there.
+ * Where a group's works meet for their joint calls. A call is made when no running work is left that could
+ * still add to it: every one is waiting on a joint call, or has ended. Then only the call first asked
+ * earliest in the group's life is made; the works waiting on later ones wait on. Works ask their calls in
+ * one order, though some skip some (an app's payment consumes its consent first, a customer's has none):
+ * so a work that skipped ahead waits for the others to catch up, and each call is made once, with every
+ * work that asks it (one ledger call a group, which locks its accounts once and in one order). A work never
+ * waits on another (the group's rule), so each is bound to get there.
  */
 class Rendezvous {
   readonly #tx: Sql;
   #running: number;
-  #asked = new Map<JointCall<unknown, unknown>, Asked[]>();
-  #askedCount = 0;
+  /** Works with an unmade call. */
+  #waiting = 0;
+  /** Every call asked so far, in the order first asked. */
+  readonly #order: JointCall<unknown, unknown>[] = [];
+  readonly #asked = new Map<JointCall<unknown, unknown>, Asked[]>();
 
   constructor(tx: Sql, works: number) {
     this.#tx = tx;
     this.#running = works;
   }
 
-  readonly jointly: Jointly = <Item, Result>(call: JointCall<Item, Result>, item: Item) =>
-    new Promise<Result>((resolve, reject) => {
-      const key = call as JointCall<unknown, unknown>;
-      const asked = this.#asked.get(key) ?? [];
-      if (asked.length === 0) this.#asked.set(key, asked);
-      asked.push({ item, resolve: resolve as (result: unknown) => void, reject });
-      this.#askedCount++;
-      this.#release();
-    });
+  /** The joint calls of one work. */
+  jointly(): Jointly {
+    const work: WorkState = { unmade: 0 };
+    return <Item, Result>(call: JointCall<Item, Result>, item: Item) =>
+      new Promise<Result>((resolve, reject) => {
+        const key = call as JointCall<unknown, unknown>;
+        let asked = this.#asked.get(key);
+        if (!asked) {
+          if (!this.#order.includes(key)) this.#order.push(key);
+          asked = [];
+          this.#asked.set(key, asked);
+        }
+        asked.push({ item, work, resolve: resolve as (result: unknown) => void, reject });
+        if (work.unmade++ === 0) this.#waiting++;
+        this.#release();
+      });
+  }
 
   /** A work ended. */
   ended(): void {
@@ -80,11 +101,15 @@ class Rendezvous {
   }
 
   #release(): void {
-    if (this.#askedCount === 0 || this.#askedCount < this.#running) return;
-    const calls = this.#asked;
-    this.#asked = new Map();
-    this.#askedCount = 0;
-    for (const [call, asked] of calls) void callWith(this.#tx, call, asked);
+    // A work may wait on two calls at once: while every running work still waits, the next call goes too.
+    while (this.#waiting > 0 && this.#waiting >= this.#running) {
+      const call = this.#order.find((asked) => this.#asked.has(asked));
+      const asked = call && this.#asked.get(call);
+      if (!call || !asked) return;
+      this.#asked.delete(call);
+      for (const { work } of asked) if (--work.unmade === 0) this.#waiting--;
+      void callWith(this.#tx, call, asked);
+    }
   }
 }
 
@@ -221,7 +246,7 @@ export class GroupCommit {
         // after the rollback, outside any transaction.
         const rendezvous = new Rendezvous(tx, group.length);
         const settled = await Promise.allSettled(
-          group.map((waiting) => waiting.work(tx, rendezvous.jointly).finally(() => rendezvous.ended())),
+          group.map((waiting) => waiting.work(tx, rendezvous.jointly()).finally(() => rendezvous.ended())),
         );
         if (settled.some((outcome) => outcome.status === 'rejected')) throw new WorkFailed();
         return settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value);

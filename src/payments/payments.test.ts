@@ -618,7 +618,7 @@ for (const database of testDatabases()) {
     it('records the payments of one joint call, each with its events, and one payment per key', async () => {
       // A group's payments are inserted in one statement (src/db/group-commit.ts).
       const at = (ms: number) => new Date(Date.UTC(2026, 10, 27, 9, 0, 0, ms));
-      const payment = (key: string, rejected: boolean): StoredPayment => ({
+      const payment = (key: string, code: string, refusedAt: Date): StoredPayment => ({
         id: uuidv7(),
         clientId: null,
         customerId: alice.customerId,
@@ -635,20 +635,20 @@ for (const database of testDatabases()) {
         amount: 12_345_678_901_234_567n,
         reference: null,
         quoteId: null,
-        status: rejected ? 'rejected' : 'accepted',
-        rejectionCode: rejected ? 'insufficient_funds' : null,
-        statusHistory: [
-          statusChange('received', null, at(1)),
-          rejected
-            ? statusChange('rejected', 'insufficient_funds', at(2))
-            : statusChange('accepted', null, at(3)),
-        ],
+        status: 'rejected',
+        rejectionCode: code,
+        statusHistory: [statusChange('received', null, at(1)), statusChange('rejected', code, refusedAt)],
         createdAt: at(1),
-        updatedAt: rejected ? at(2) : at(3),
+        updatedAt: refusedAt,
       });
       const eventsOf = (p: StoredPayment) =>
         p.statusHistory.map(({ status }) => ({ type: `payment.${status}`, payload: { status } }));
-      const [first, twin, other] = [payment('a', false), payment('a', true), payment('b', true)];
+      // Refused payments: the ledger's invariants (clearing holds what is accepted) stay as they were.
+      const [first, twin, other] = [
+        payment('a', 'payment_blocked', at(2)),
+        payment('a', 'insufficient_funds', at(3)),
+        payment('b', 'insufficient_funds', at(4)),
+      ];
       assert.deepEqual(
         await insertPayments(
           db,
