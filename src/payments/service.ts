@@ -351,8 +351,8 @@ export class Payments {
         // The quote first, before the payment that names it (quote ids are unique among payments): of two
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
-        // The consent's use and the screening's reads leave in one round trip: one connection runs them in
-        // order.
+        // The consent's use (one statement for the group's, once every payment has asked) and the
+        // screening: its reads, then its record (one statement for the group's).
         const [consumed, screening] = await Promise.all([
           initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx, jointly),
           this.#fraud.screen(
