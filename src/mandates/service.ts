@@ -480,8 +480,9 @@ export class Mandates {
 
   /**
    * Inside the payment's recording transaction: the mandate locked, its consent still authorised (share-locked
-   * against a racing revocation), the charge recorded, and each period's charges with it within its limit. Throws ChargeRefused to roll the payment back; false when a twin request recorded its charge
-   * under the same key first.
+   * against a racing revocation), the charge recorded, and each period's charges with it within its limit.
+   * Throws ChargeRefused to roll the payment back; false when a twin request recorded its charge under the
+   * same key first.
    */
   async #reserve(
     tx: Sql,
