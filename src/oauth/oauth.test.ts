@@ -2,7 +2,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT, UnsecuredJWT } from 'jose';
+import {
+  calculateJwkThumbprint,
+  decodeJwt,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type JWK,
+  SignJWT,
+  UnsecuredJWT,
+} from 'jose';
 import * as client from 'openid-client';
 import { openDb } from '../db/db.ts';
 import { migrate } from '../db/migrate.ts';
@@ -74,10 +83,14 @@ for (const database of testDatabases()) {
     };
     const whoami = (token: string, scheme = 'Bearer', extra: Record<string, string> = {}) =>
       fetch(`${issuer}/v1/test/whoami`, { headers: { authorization: `${scheme} ${token}`, ...extra } });
-    const signAccessToken = async (claims: Record<string, unknown>, key: JWK = keys.signingKeys[0] as JWK) =>
+    const signAccessToken = async (
+      claims: Record<string, unknown>,
+      key: JWK = keys.signingKeys[0] as JWK,
+      header: { typ?: string; kid?: string } = {},
+    ) =>
       new SignJWT(claims)
-        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: key.kid as string })
-        .sign(await importJWK(key, 'ES256'));
+        .setProtectedHeader({ alg: key.alg ?? 'ES256', typ: 'at+jwt', kid: key.kid as string, ...header })
+        .sign(await importJWK(key, key.alg ?? 'ES256'));
 
     it('publishes its metadata: PAR, DPoP, iss in responses, FAPI algorithms', async () => {
       const metadata = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as Record<
@@ -234,28 +247,74 @@ for (const database of testDatabases()) {
       assert.equal(otherUrl.status, 401);
     });
 
-    it('refuses a proof that carries the private key, even signed by the bound key', async () => {
+    it('checks every part of a proof signed by the bound key, and refuses one that carries the private key', async () => {
       const { config } = await secretClient();
       const keys = await generateKeyPair('ES256', { extractable: true });
       const DPoP = client.getDPoPHandle(config, keys);
       const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' }, { DPoP });
       const privateJwk = await exportJWK(keys.privateKey);
+      const { d: _d, ...publicJwk } = privateJwk;
       const ath = createHash('sha256').update(tokens.access_token).digest('base64url');
-      const proof = (jwk: JWK) =>
+      const stranger = await generateKeyPair('ES256');
+      const proof = (
+        claims: Record<string, unknown> = {},
+        header: { jwk?: JWK; typ?: string } = {},
+        signer: typeof keys.privateKey = keys.privateKey,
+      ) =>
         new SignJWT({
           jti: crypto.randomUUID(),
           iat: Math.floor(Date.now() / 1000),
           htm: 'GET',
           htu: `${issuer}/v1/test/whoami`,
           ath,
+          ...claims,
         })
-          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
-          .sign(keys.privateKey);
-      const { d: _d, ...publicJwk } = privateJwk;
-      const call = async (jwk: JWK) =>
-        (await whoami(tokens.access_token, 'DPoP', { dpop: await proof(jwk) })).status;
-      assert.equal(await call(publicJwk), 200, 'the same proof with the public key passes');
-      assert.equal(await call(privateJwk), 401);
+          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: publicJwk, ...header })
+          .sign(signer);
+      const call = async (dpop: string) => (await whoami(tokens.access_token, 'DPoP', { dpop })).status;
+      assert.equal(await call(await proof()), 200, 'a proof signed by the bound key passes');
+      const refused: [string, string][] = [
+        ['the private key in its header', await proof({}, { jwk: privateJwk })],
+        ['signed by another key under the bound key', await proof({}, {}, stranger.privateKey)],
+        ['another type of JWT', await proof({}, { typ: 'JWT' })],
+        ['issued five minutes ago', await proof({ iat: Math.floor(Date.now() / 1000) - 300 })],
+        ['its time as text', await proof({ iat: String(Math.floor(Date.now() / 1000)) })],
+        ['for another method', await proof({ htm: 'POST' })],
+        ['for another token', await proof({ ath: createHash('sha256').update('x').digest('base64url') })],
+      ];
+      for (const [name, dpop] of refused) assert.equal(await call(dpop), 401, name);
+
+      // Ed25519, the other algorithm the bank accepts for proofs (as EdDSA: openid-client names it Ed25519,
+      // RFC 9864, which the bank does not take yet), on a token bound to such a key.
+      const edClient = await secretClient();
+      const ed = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+      const edJwk = await exportJWK(ed.publicKey);
+      const nowS = Math.floor(Date.now() / 1000);
+      const edToken = await signAccessToken({
+        iss: issuer,
+        aud: `${issuer}/v1`,
+        client_id: edClient.id,
+        sub: edClient.id,
+        scope: 'accounts',
+        jti: crypto.randomUUID(),
+        iat: nowS,
+        exp: nowS + 60,
+        cnf: { jkt: await calculateJwkThumbprint(edJwk) },
+      });
+      const edProof = (signer: typeof ed.privateKey) =>
+        new SignJWT({
+          jti: crypto.randomUUID(),
+          iat: nowS,
+          htm: 'GET',
+          htu: `${issuer}/v1/test/whoami`,
+          ath: createHash('sha256').update(edToken).digest('base64url'),
+        })
+          .setProtectedHeader({ alg: 'EdDSA', typ: 'dpop+jwt', jwk: edJwk })
+          .sign(signer);
+      const edCall = async (signer: typeof ed.privateKey) =>
+        (await whoami(edToken, 'DPoP', { dpop: await edProof(signer) })).status;
+      assert.equal(await edCall(ed.privateKey), 200);
+      assert.equal(await edCall((await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey), 401);
     });
 
     it('refuses forged, expired and misdirected tokens', async () => {
@@ -273,10 +332,37 @@ for (const database of testDatabases()) {
         ...(await exportJWK(stranger.privateKey)),
         kid: (keys.signingKeys[0] as JWK).kid,
       };
+      const rsa = keys.signingKeys.find((key) => key.alg === 'PS256') as JWK;
+      assert.equal(
+        (await whoami(await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, rsa))).status,
+        200,
+        "a token signed with the bank's other key (PS256) passes too",
+      );
+      const expired = await whoami(await signAccessToken({ ...base, iat: nowS - 600, exp: nowS - 300 }));
+      assert.equal(expired.status, 401);
+      assert.match(expired.headers.get('www-authenticate') ?? '', /the access token has expired/);
+      const { client_id: _clientId, ...noClient } = base;
       const cases: [string, string][] = [
         ['alg none', new UnsecuredJWT({ ...base, iat: nowS, exp: nowS + 60 }).encode()],
         ['another key', await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, strangerJwk)],
+        [
+          'an unknown key id',
+          await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, undefined, { kid: 'unknown' }),
+        ],
+        [
+          "the RSA key's id over an ES256 signature",
+          await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, undefined, {
+            kid: rsa.kid as string,
+          }),
+        ],
         ['expired', await signAccessToken({ ...base, iat: nowS - 600, exp: nowS - 300 })],
+        ['not yet valid', await signAccessToken({ ...base, iat: nowS, nbf: nowS + 300, exp: nowS + 600 })],
+        ['no expiry', await signAccessToken({ ...base, iat: nowS })],
+        ['no client', await signAccessToken({ ...noClient, iat: nowS, exp: nowS + 60 })],
+        [
+          'another type of token (an ID token)',
+          await signAccessToken({ ...base, iat: nowS, exp: nowS + 60 }, undefined, { typ: 'JWT' }),
+        ],
         [
           'another audience',
           await signAccessToken({ ...base, aud: 'https://other.example', iat: nowS, exp: nowS + 60 }),
