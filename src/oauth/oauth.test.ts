@@ -101,7 +101,7 @@ for (const database of testDatabases()) {
       assert.equal(metadata.token_endpoint, `${issuer}/oauth/token`);
       assert.equal(metadata.pushed_authorization_request_endpoint, `${issuer}/oauth/par`);
       assert.equal(metadata.authorization_response_iss_parameter_supported, true);
-      assert.deepEqual(metadata.dpop_signing_alg_values_supported, ['ES256', 'EdDSA']);
+      assert.deepEqual(metadata.dpop_signing_alg_values_supported, ['ES256', 'EdDSA', 'Ed25519']);
       assert.deepEqual(metadata.code_challenge_methods_supported, ['S256']);
       const jwks = (await (await fetch(`${issuer}/oauth/jwks`)).json()) as { keys: JWK[] };
       assert.deepEqual(jwks.keys.map((key) => key.alg).sort(), ['ES256', 'PS256']);
@@ -284,9 +284,26 @@ for (const database of testDatabases()) {
       ];
       for (const [name, dpop] of refused) assert.equal(await call(dpop), 401, name);
 
-      // Ed25519, the other algorithm the bank accepts for proofs (as EdDSA: openid-client names it Ed25519,
-      // RFC 9864, which the bank does not take yet), on a token bound to such a key.
+      // Ed25519, the other algorithm the bank accepts for proofs: named Ed25519 (RFC 9864), as openid-client
+      // signs them, from the token endpoint to the API.
       const edClient = await secretClient();
+      const edDPoP = client.getDPoPHandle(edClient.config, await client.randomDPoPKeyPair('EdDSA'));
+      const edGrant = await client.clientCredentialsGrant(
+        edClient.config,
+        { scope: 'accounts' },
+        { DPoP: edDPoP },
+      );
+      const edResource = await client.fetchProtectedResource(
+        edClient.config,
+        edGrant.access_token,
+        new URL(`${issuer}/v1/test/whoami`),
+        'GET',
+        undefined,
+        undefined,
+        { DPoP: edDPoP },
+      );
+      assert.equal(edResource.status, 200);
+      // And named EdDSA, on a token bound to such a key.
       const ed = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
       const edJwk = await exportJWK(ed.publicKey);
       const nowS = Math.floor(Date.now() / 1000);

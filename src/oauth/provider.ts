@@ -13,8 +13,12 @@ import type { OAuthKeys } from './keys.ts';
 export const ACCESS_TOKEN_TTL_S = 300;
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'] as const;
 export const API_SCOPES = ['accounts', 'payments', 'funds_confirmation', 'onboarding'] as const;
-// FAPI 2.0 §5.4: PS256, ES256 or EdDSA only.
-const SIGNING_ALGS = ['ES256', 'PS256', 'EdDSA'];
+// FAPI 2.0 §5.4: PS256, ES256 or EdDSA with Ed25519 only. Ed25519 is taken under its RFC 9864 name too, which
+// current clients sign with (openid-client 6 names every Ed25519 signature so).
+const ED25519 = ['EdDSA', 'Ed25519'];
+const SIGNING_ALGS = ['ES256', 'PS256', ...ED25519];
+/** What DPoP proofs may be signed with: the token endpoint's list, and the API's (src/oauth/resource-server.ts). */
+export const DPOP_ALGS = ['ES256', ...ED25519];
 
 export interface ProviderOptions {
   readonly issuer: string;
@@ -84,7 +88,7 @@ export function createProvider(options: ProviderOptions): Provider {
       userinfoSigningAlgValues: ['ES256', 'PS256'] as never,
       introspectionSigningAlgValues: ['ES256', 'PS256'] as never,
       authorizationSigningAlgValues: ['ES256', 'PS256'] as never,
-      dPoPSigningAlgValues: ['ES256', 'EdDSA'] as never,
+      dPoPSigningAlgValues: DPOP_ALGS as never,
     },
     pkce: { required: () => true },
     ttl: {

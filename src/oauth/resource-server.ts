@@ -16,6 +16,7 @@ import type { Mode } from '../config.ts';
 import type { Consent } from '../consents/store.ts';
 import { checks } from '../http/openapi.ts';
 import { Problem } from '../http/problems.ts';
+import { DPOP_ALGS } from './provider.ts';
 import { MemoryReplayGuard, type ReplayGuard, ReplayGuardUnavailable } from './replay.ts';
 
 export interface AccessContext {
@@ -206,7 +207,7 @@ export function createResourceServer(options: ResourceServerOptions) {
       const key = known.key;
       ({ payload: claims } = await jwtVerify(proof, key, {
         typ: 'dpop+jwt',
-        algorithms: ['ES256', 'EdDSA'],
+        algorithms: DPOP_ALGS,
         currentDate: now(),
       }));
     } catch (error) {
