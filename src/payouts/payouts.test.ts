@@ -37,7 +37,7 @@ interface BatchJson {
   contentSha256: string;
   itemCount: number;
   totalAmount: string | null;
-  progress: Record<'pending' | 'credited' | 'accepted' | 'settled' | 'failed', number>;
+  progress: Record<'pending' | 'credited' | 'accepted' | 'settled' | 'failed' | 'cancelled', number>;
   debitedAmount: string | null;
   refundedAmount: string | null;
   failureCode: string | null;
@@ -312,7 +312,14 @@ for (const database of testDatabases()) {
       assert.equal(await built.payouts?.runDue(), 1);
       const done = await batch(accepted.id);
       assert.equal(done.status, 'completed');
-      assert.deepEqual(done.progress, { pending: 0, credited: 1, accepted: 1, settled: 0, failed: 0 });
+      assert.deepEqual(done.progress, {
+        pending: 0,
+        credited: 1,
+        accepted: 1,
+        settled: 0,
+        failed: 0,
+        cancelled: 0,
+      });
       assert.equal(await posted(acmeAccount), (before[acmeAccount] as bigint) - 11_050n);
       assert.equal(await posted(payees[0] as string), (before[payees[0] as string] as bigint) + 10_000n);
       await verifyLedger();
@@ -421,6 +428,39 @@ for (const database of testDatabases()) {
       assert.deepEqual(await balances(), before);
     });
 
+    it('ends every item of a cancelled batch with it, and runs none of them', async () => {
+      const rows = [0, 1, 2].map((i) => ['Erin Example', iban(payees[i] as string), `1.0${i}`, 'EUR']);
+      const uploaded = json<BatchJson>(await upload('acme-maker', csv(rows)), 201);
+      json(await approve(uploaded.id));
+      const before = await balances();
+      const cancelled = json<BatchJson>(
+        await call('acme-maker', 'POST', `/v1/me/payout-batches/${uploaded.id}/cancel`),
+      );
+      assert.equal(cancelled.status, 'cancelled');
+      const ended = { pending: 0, credited: 0, accepted: 0, settled: 0, failed: 0, cancelled: 3 };
+      assert.deepEqual(cancelled.progress, ended);
+      assert.deepEqual(
+        (await allItems(uploaded.id)).map((item) => [item.line, item.status]),
+        [
+          [1, 'cancelled'],
+          [2, 'cancelled'],
+          [3, 'cancelled'],
+        ],
+      );
+      const events = await db.query<{ type: string; n: number }>(
+        `select type, count(*)::int as n from outbox_events where payload->>'batchId' = $1 and type like '%.cancelled'
+          group by type order by type`,
+        [uploaded.id],
+      );
+      assert.deepEqual([...events], [
+        { type: 'payout.batch.cancelled', n: 1 },
+        { type: 'payout.item.cancelled', n: 3 },
+      ]);
+      await built.payouts?.runDue();
+      assert.deepEqual((await batch(uploaded.id)).progress, ended);
+      assert.deepEqual(await balances(), before);
+    });
+
     it('fails the whole batch, moving nothing, when the payer cannot cover the total', async () => {
       const tooMuch = csv([
         ['Erin Example', iban(payees[0] as string), '60.00', 'EUR'],
@@ -436,7 +476,14 @@ for (const database of testDatabases()) {
       assert.equal(failed.status, 'failed');
       assert.equal(failed.failureCode, 'insufficient_funds');
       assert.equal(failed.debitedAmount, null);
-      assert.deepEqual(failed.progress, { pending: 0, credited: 0, accepted: 0, settled: 0, failed: 2 });
+      assert.deepEqual(failed.progress, {
+        pending: 0,
+        credited: 0,
+        accepted: 0,
+        settled: 0,
+        failed: 2,
+        cancelled: 0,
+      });
       assert.deepEqual(await balances(), before);
       assert.equal(await posted(globexAccount), globexBefore);
       assert.equal(await bankPosted('payouts'), transit);
@@ -484,7 +531,14 @@ for (const database of testDatabases()) {
       assert.equal(done.status, 'completed');
       assert.equal(done.debitedAmount, '3750.00');
       assert.equal(done.refundedAmount, '0.00');
-      assert.deepEqual(done.progress, { pending: 0, credited: 3, accepted: 2, settled: 0, failed: 0 });
+      assert.deepEqual(done.progress, {
+        pending: 0,
+        credited: 3,
+        accepted: 2,
+        settled: 0,
+        failed: 0,
+        cancelled: 0,
+      });
       assert.equal(await payerEntries(), entries + 1, 'one debit for the whole batch');
       assert.equal(await posted(acmeAccount), (before[acmeAccount] as bigint) - 375_000n);
       for (const [payee, minor] of [
@@ -545,6 +599,7 @@ for (const database of testDatabases()) {
         accepted: 0,
         settled: 2,
         failed: 0,
+        cancelled: 0,
       });
       const itemEvents = await db.query<{ type: string; n: number }>(
         `select type, count(*)::int as n from outbox_events where payload->>'batchId' = $1 and type like 'payout.item.%'
@@ -637,6 +692,7 @@ for (const database of testDatabases()) {
               accepted: 0,
               settled: 0,
               failed: 0,
+              cancelled: 0,
             });
           }
           if (credits === 2) {
@@ -664,6 +720,7 @@ for (const database of testDatabases()) {
         accepted: 1,
         settled: 0,
         failed: 0,
+        cancelled: 0,
       });
       assert.equal(await posted(acmeAccount), (before[acmeAccount] as bigint) - 4027n);
       for (const [i, payee] of payees.entries()) {

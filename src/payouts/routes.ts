@@ -57,7 +57,7 @@ class UploadedFile {
   }
 }
 
-const ITEM_STATUSES = ['pending', 'credited', 'accepted', 'settled', 'failed'] as const;
+const ITEM_STATUSES = ['pending', 'credited', 'accepted', 'settled', 'failed', 'cancelled'] as const;
 const BatchView = Type.Object(
   {
     id: Uuid,
@@ -84,6 +84,7 @@ const BatchView = Type.Object(
         accepted: Type.Integer(),
         settled: Type.Integer(),
         failed: Type.Integer(),
+        cancelled: Type.Integer(),
       },
       { description: 'How many items are in each status, live while the batch runs' },
     ),

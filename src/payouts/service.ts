@@ -146,6 +146,7 @@ const EMPTY_PROGRESS: Record<ItemStatus, number> = {
   accepted: 0,
   settled: 0,
   failed: 0,
+  cancelled: 0,
 };
 
 export class Payouts {
@@ -457,19 +458,33 @@ export class Payouts {
     return approved ? this.#view(approved) : 'not_approvable';
   }
 
-  /** Any user of the business cancels a batch that has not started: nothing moves. */
+  /** Any user of the business cancels a batch that has not started: nothing moves, and its items end with it. */
   async cancel(user: PayoutUser, id: string): Promise<PayoutBatch | 'not_found' | 'not_cancellable'> {
     const batch = await findBatch(this.#db, id);
     if (batch?.customerId !== user.customerId) return 'not_found';
-    const cancelled = await transitionBatch(
-      this.#db,
-      id,
-      ['awaiting_approval', 'approved'],
-      'cancelled',
-      this.#now(),
-      this.#batchEvent(batch, 'cancelled', { cancelledBy: user.loginId }),
-      { cancelledBy: user.loginId },
-    );
+    const now = this.#now();
+    // Before it has started, every item is pending and none moves: the ones read now are the ones to end.
+    const pending = await this.#allItems(id, 'pending');
+    const cancelled = await this.#db.transaction(async (tx) => {
+      const moved = await transitionBatch(
+        tx,
+        id,
+        ['awaiting_approval', 'approved'],
+        'cancelled',
+        now,
+        this.#batchEvent(batch, 'cancelled', { cancelledBy: user.loginId }),
+        { cancelledBy: user.loginId },
+      );
+      if (moved) {
+        const changes = pending.map((item) => ({
+          id: item.id,
+          status: 'cancelled' as const,
+          failureCode: null,
+        }));
+        await moveItems(tx, id, 'pending', changes, now);
+      }
+      return moved;
+    });
     return cancelled ? this.#view(cancelled) : 'not_cancellable';
   }
 

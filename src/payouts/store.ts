@@ -10,7 +10,7 @@ export type BatchStatus =
   | 'completed'
   | 'failed'
   | 'cancelled';
-export type ItemStatus = 'pending' | 'credited' | 'accepted' | 'settled' | 'failed';
+export type ItemStatus = 'pending' | 'credited' | 'accepted' | 'settled' | 'failed' | 'cancelled';
 
 export interface StoredBatch {
   readonly id: string;
