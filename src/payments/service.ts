@@ -597,7 +597,7 @@ export class Payments {
       ['received'],
       outcome.to,
       outcome.code,
-      movement.points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, outcome.code === null)),
+      movement.points && loyalty && ((tx) => loyalty.settleDebit(tx, payment.id, outcome.to !== 'rejected')),
     );
   }
 
