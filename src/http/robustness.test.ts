@@ -45,9 +45,19 @@ const BAD_TEXT = [
   '0000-01-01T00:00:00Z',
   '9999-12-31T23:00:00-23:59',
   '2027-02-30',
+  // A UUID as JSON Schema's `uuid` format takes it (RFC 4122's URN form), which PostgreSQL's uuid does not.
+  'urn:uuid:0190a8f0-0000-7000-8000-000000000000',
 ];
 const BAD_VALUES: readonly unknown[] = [...BAD_TEXT, null, -1, 0, 1.5, 1e308, true, [], {}, ['a', 'b']];
-const BAD_IDS = ['x', '0', 'a'.repeat(101), '%E0%A4%A', '00000000-0000-0000-0000-000000000000', '%00'];
+const BAD_IDS = [
+  'x',
+  '0',
+  'a'.repeat(101),
+  '%E0%A4%A',
+  '00000000-0000-0000-0000-000000000000',
+  '%00',
+  'urn:uuid:0190a8f0-0000-7000-8000-000000000000',
+];
 const DEEP = `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`;
 const BAD_BODIES = ['', 'null', '[]', '"text"', '123', '{', '{}', DEEP, '{"__proto__":{"admin":true}}'];
 
