@@ -452,10 +452,13 @@ for (const database of testDatabases()) {
           group by type order by type`,
         [uploaded.id],
       );
-      assert.deepEqual([...events], [
-        { type: 'payout.batch.cancelled', n: 1 },
-        { type: 'payout.item.cancelled', n: 3 },
-      ]);
+      assert.deepEqual(
+        [...events],
+        [
+          { type: 'payout.batch.cancelled', n: 1 },
+          { type: 'payout.item.cancelled', n: 3 },
+        ],
+      );
       await built.payouts?.runDue();
       assert.deepEqual((await batch(uploaded.id)).progress, ended);
       assert.deepEqual(await balances(), before);
