@@ -23,6 +23,8 @@ import { Pool } from 'undici';
 import { loadOAuthKeys } from '../src/oauth/keys.ts';
 import {
   type Call,
+  type CpuTaken,
+  cpuTaken,
   type Database,
   discover,
   format,
@@ -33,6 +35,7 @@ import {
   onPostgres,
   printServerLog,
   printTable,
+  type RunningServer,
   registerApp,
   roundsReport,
   SECONDS,
@@ -124,6 +127,13 @@ interface Paid {
   readonly errors: number;
 }
 
+/** Where a server is and how to read the CPU it (and PostgreSQL) takes, where the machine tells. */
+interface Target {
+  readonly label: string;
+  readonly origin: string;
+  readonly cpu: () => CpuTaken | undefined;
+}
+
 type PaymentRequest = (
   client: number,
 ) => { path: string; headers: Record<string, string>; body: string } | undefined;
@@ -132,11 +142,12 @@ type PaymentRequest = (
 class ServerUnderLoad {
   readonly label: string;
   readonly pool: Pool;
-  readonly turns = new TurnTally();
+  readonly turns: TurnTally;
 
-  constructor(label: string, origin: string) {
+  constructor({ label, origin, cpu }: Target) {
     this.label = label;
     this.pool = new Pool(origin, { connections: CLIENTS });
+    this.turns = new TurnTally(cpu);
   }
 
   /** `CLIENTS` loops of one payment each; a payment counts when it is answered 201 and accepted. */
@@ -166,27 +177,28 @@ class ServerUnderLoad {
 
   paid(): Paid {
     const paid = this.turns.measured(SECONDS);
+    const cpu = paid.cpuPerUnit;
     console.log(
       `${this.label}… ${format(paid.perSecond)}/s, p50 ${ms(paid.p50Ms)} ms, p99 ${ms(paid.p99Ms)} ms, ${paid.errors} errors${
         paid.errorSamples.length ? `: ${paid.errorSamples.join(' | ')}` : ''
-      }`,
+      }${cpu ? `; CPU a payment: server ${format(cpu.serverUs)} µs${cpu.postgresUs > 0 ? `, PostgreSQL ${format(cpu.postgresUs)} µs` : ''}` : ''}`,
     );
     return paid;
   }
 }
 
 /** One server: the warm-up, then SECONDS. */
-async function pay(origin: string, label: string, request: PaymentRequest): Promise<Paid> {
-  return (await payInTurns([{ label, origin }], request, 1))[0] as Paid;
+async function pay(target: Target, request: PaymentRequest): Promise<Paid> {
+  return (await payInTurns([target], request, 1))[0] as Paid;
 }
 
 /** Several servers on one database, in turns (`inTurns`). */
 async function payInTurns(
-  servers: readonly { label: string; origin: string }[],
+  targets: readonly Target[],
   request: PaymentRequest,
   rounds: number,
 ): Promise<Paid[]> {
-  const loaded = servers.map(({ label, origin }) => new ServerUnderLoad(label, origin));
+  const loaded = targets.map((target) => new ServerUnderLoad(target));
   try {
     const ratios = await inTurns(loaded, rounds, (server, warmupSeconds, seconds) =>
       server.pay(request, warmupSeconds, seconds),
@@ -339,6 +351,18 @@ async function appPayers(database: Database, admin: postgres.Sql, schema: string
 
 async function bench(database: Database, admin?: { sql: postgres.Sql; schema: string }): Promise<string[][]> {
   const server = await startServer(database, ADMIN_TOKEN);
+  // The CPU a payment costs, from the machine's process table: the server's own, and on PostgreSQL every
+  // PostgreSQL process's (PGlite runs inside the server): where a payment's cost lies. It moves with the
+  // machine too: in turns, one code against itself took 1,074 and 1,211 µs of the server's, 976 and 1,026 µs
+  // of PostgreSQL's.
+  const target = (label: string, running: RunningServer): Target => ({
+    label,
+    origin: running.origin,
+    cpu: () => {
+      const taken = cpuTaken(running.pid);
+      return taken && (database.name === 'PostgreSQL' ? taken : { ...taken, postgresUs: 0 });
+    },
+  });
   try {
     await database.check?.();
     const payers = await Promise.all(PAYERS.map((username) => signIn(server.origin, username)));
@@ -380,7 +404,7 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
         );
       };
       if (COMPARE === undefined) {
-        row('app, POST /v1/payments', await pay(server.origin, 'app under consents', request), true);
+        row('app, POST /v1/payments', await pay(target('app under consents', server), request), true);
       } else {
         // The other checkout's server on the same database, keys and consents (each consent is paid once,
         // by whichever server takes it), and under the same public URL, as two servers behind one address
@@ -394,8 +418,8 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
         try {
           const [here, there] = await payInTurns(
             [
-              { label: 'app under consents, this checkout', origin: server.origin },
-              { label: `app under consents, ${COMPARE}`, origin: other.origin },
+              target('app under consents, this checkout', server),
+              target(`app under consents, ${COMPARE}`, other),
             ],
             request,
             COMPARE_ROUNDS,
@@ -409,7 +433,7 @@ async function bench(database: Database, admin?: { sql: postgres.Sql; schema: st
       }
     }
 
-    const paid = await pay(server.origin, 'signed-in customers', (client) => {
+    const paid = await pay(target('signed-in customers', server), (client) => {
       const payer = payers[client % payers.length] as Payer;
       return {
         path: '/v1/me/payments',

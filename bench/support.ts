@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -177,6 +178,8 @@ export interface RunningServer {
   readonly env: NodeJS.ProcessEnv;
   /** Its output; `stop` may add a line of its own. */
   readonly log: string[];
+  /** Its process id, to count the CPU it takes (`cpuTaken`). */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -234,6 +237,7 @@ export async function startServer(
     origin,
     env: serverEnv,
     log,
+    pid: child.pid,
     async stop() {
       if (exitCode !== undefined) return;
       child.kill('SIGTERM');
@@ -464,6 +468,8 @@ export interface Load {
   readonly seconds?: number;
   /** Where the timed latencies are also added: one distribution over several runs. */
   readonly latencies?: number[];
+  /** Called as the measured window opens and as it closes. */
+  readonly window?: { opened(): void; closed(): void };
 }
 
 /** The figures of one load run, as every bench reports them. */
@@ -516,7 +522,13 @@ export async function runLoad(load: Load): Promise<LoadResult> {
       }
     }
   };
+  const { window } = load;
+  const timers = window && [
+    setTimeout(() => window.opened(), windowStart - performance.now()),
+    setTimeout(() => window.closed(), windowEnd - performance.now()),
+  ];
   await Promise.all(Array.from({ length: load.clients }, (_, client) => loop(client)));
+  for (const timer of timers ?? []) clearTimeout(timer);
   if (load.latencies) for (const latency of latencies) load.latencies.push(latency);
 
   const stats = summarize(latencies);
@@ -557,16 +569,41 @@ export async function inTurns<T>(
   return ratios;
 }
 
-/** What one participant's turns (`inTurns`) gathered: successes, errors, and one latency distribution. */
+/**
+ * What one participant's turns (`inTurns`) gathered: successes, errors, one latency distribution and, given
+ * a way to read it, the CPU its processes took in the measured windows.
+ */
 export class TurnTally {
   readonly #latencies: number[] = [];
   readonly #errorSamples = new Set<string>();
+  readonly #cpu: (() => CpuTaken | undefined) | undefined;
+  #cpuTaken: CpuTaken | undefined = { serverUs: 0, postgresUs: 0 };
   #ok = 0;
   #errors = 0;
 
+  constructor(cpu?: () => CpuTaken | undefined) {
+    this.#cpu = cpu;
+  }
+
   /** One turn through `runLoad`; returns its window's successes a second (0 for a warm-up alone). */
-  async run(load: Omit<Load, 'latencies'>): Promise<number> {
-    const result = await runLoad({ ...load, latencies: this.#latencies });
+  async run(load: Omit<Load, 'latencies' | 'window'>): Promise<number> {
+    const cpu = this.#cpu;
+    let opened: CpuTaken | undefined;
+    const window = cpu && {
+      opened: () => {
+        opened = cpu();
+      },
+      closed: () => {
+        const closed = cpu();
+        this.#cpuTaken = opened &&
+          closed &&
+          this.#cpuTaken && {
+            serverUs: this.#cpuTaken.serverUs + closed.serverUs - opened.serverUs,
+            postgresUs: this.#cpuTaken.postgresUs + closed.postgresUs - opened.postgresUs,
+          };
+      },
+    };
+    const result = await runLoad({ ...load, latencies: this.#latencies, ...(window && { window }) });
     this.#ok += result.ok;
     this.#errors += result.errors;
     for (const sample of result.errorSamples) this.#errorSamples.add(sample);
@@ -575,8 +612,9 @@ export class TurnTally {
   }
 
   /** Every turn so far, as one run whose windows add up to `seconds`. */
-  measured(seconds: number): Measured & { readonly perSecond: number } {
+  measured(seconds: number): Measured & { readonly perSecond: number; readonly cpuPerUnit?: CpuTaken } {
     const stats = summarize(this.#latencies);
+    const taken = this.#cpu && this.#ok > 0 ? this.#cpuTaken : undefined;
     return {
       p50Ms: stats.p50Ms,
       p99Ms: stats.p99Ms,
@@ -584,7 +622,45 @@ export class TurnTally {
       errors: this.#errors,
       errorSamples: [...this.#errorSamples],
       perSecond: this.#ok / seconds,
+      ...(taken && {
+        cpuPerUnit: { serverUs: taken.serverUs / this.#ok, postgresUs: taken.postgresUs / this.#ok },
+      }),
     };
+  }
+}
+
+/** CPU time, in microseconds: a server process's (all its threads), and every PostgreSQL process's. */
+export interface CpuTaken {
+  readonly serverUs: number;
+  readonly postgresUs: number;
+}
+
+// /proc reports CPU time in USER_HZ ticks, 100 a second on Linux whatever the kernel's own rate.
+const US_PER_TICK = 10_000;
+
+/** The CPU taken so far by `pid` and by the processes named postgres (Linux's /proc); undefined elsewhere. */
+export function cpuTaken(pid: number | undefined): CpuTaken | undefined {
+  const ticks = (stat: string) => {
+    // The fields after the command name (which may hold spaces), from the 3rd: utime is the 14th, stime 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  try {
+    if (pid === undefined) return undefined;
+    const serverUs = ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * US_PER_TICK;
+    let postgresUs = 0;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        if (stat.includes(' (postgres) ')) postgresUs += ticks(stat) * US_PER_TICK;
+      } catch {
+        // ended meanwhile
+      }
+    }
+    return { serverUs, postgresUs };
+  } catch {
+    return undefined;
   }
 }
 
