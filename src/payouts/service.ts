@@ -462,14 +462,17 @@ export class Payouts {
   async cancel(user: PayoutUser, id: string): Promise<PayoutBatch | 'not_found' | 'not_cancellable'> {
     const batch = await findBatch(this.#db, id);
     if (batch?.customerId !== user.customerId) return 'not_found';
+    const cancellable: BatchStatus[] = ['awaiting_approval', 'approved'];
+    if (!cancellable.includes(batch.status)) return 'not_cancellable';
     const now = this.#now();
     // Before it has started, every item is pending and none moves: the ones read now are the ones to end.
     const pending = await this.#allItems(id, 'pending');
     const cancelled = await this.#db.transaction(async (tx) => {
+      // Only if it still is: an executor may have claimed it since it was read.
       const moved = await transitionBatch(
         tx,
         id,
-        ['awaiting_approval', 'approved'],
+        cancellable,
         'cancelled',
         now,
         this.#batchEvent(batch, 'cancelled', { cancelledBy: user.loginId }),
