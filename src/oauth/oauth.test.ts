@@ -9,6 +9,7 @@ import {
   generateKeyPair,
   importJWK,
   type JWK,
+  type KeyInput,
   SignJWT,
   UnsecuredJWT,
 } from 'jose';
@@ -83,6 +84,23 @@ for (const database of testDatabases()) {
     };
     const whoami = (token: string, scheme = 'Bearer', extra: Record<string, string> = {}) =>
       fetch(`${issuer}/v1/test/whoami`, { headers: { authorization: `${scheme} ${token}`, ...extra } });
+    /** The hash of an access token a DPoP proof names (`ath`, RFC 9449 §4.2). */
+    const athOf = (token: string) => createHash('sha256').update(token).digest('base64url');
+    /** A DPoP proof for GET /v1/test/whoami, made now, signed by `signer`; `claims` add to or replace its own. */
+    const whoamiProof = (
+      signer: KeyInput,
+      header: { jwk: JWK; alg?: string; typ?: string },
+      claims: Record<string, unknown> = {},
+    ) =>
+      new SignJWT({
+        jti: crypto.randomUUID(),
+        iat: Math.floor(Date.now() / 1000),
+        htm: 'GET',
+        htu: `${issuer}/v1/test/whoami`,
+        ...claims,
+      })
+        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', ...header })
+        .sign(signer);
     const signAccessToken = async (
       claims: Record<string, unknown>,
       key: JWK = keys.signingKeys[0] as JWK,
@@ -201,16 +219,7 @@ for (const database of testDatabases()) {
 
       const proof = async (claims: Record<string, unknown>) => {
         const pair = await generateKeyPair('ES256', { extractable: true });
-        const jwk = await exportJWK(pair.publicKey);
-        return new SignJWT({
-          jti: crypto.randomUUID(),
-          iat: Math.floor(Date.now() / 1000),
-          htm: 'GET',
-          htu: `${issuer}/v1/test/whoami`,
-          ...claims,
-        })
-          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk })
-          .sign(pair.privateKey);
+        return whoamiProof(pair.privateKey, { jwk: await exportJWK(pair.publicKey) }, claims);
       };
       const failures = async (headers: Record<string, string>) => {
         const response = await whoami(tokens.access_token, 'DPoP', headers);
@@ -254,23 +263,12 @@ for (const database of testDatabases()) {
       const tokens = await client.clientCredentialsGrant(config, { scope: 'accounts' }, { DPoP });
       const privateJwk = await exportJWK(keys.privateKey);
       const { d: _d, ...publicJwk } = privateJwk;
-      const ath = createHash('sha256').update(tokens.access_token).digest('base64url');
       const stranger = await generateKeyPair('ES256');
       const proof = (
         claims: Record<string, unknown> = {},
         header: { jwk?: JWK; typ?: string } = {},
-        signer: typeof keys.privateKey = keys.privateKey,
-      ) =>
-        new SignJWT({
-          jti: crypto.randomUUID(),
-          iat: Math.floor(Date.now() / 1000),
-          htm: 'GET',
-          htu: `${issuer}/v1/test/whoami`,
-          ath,
-          ...claims,
-        })
-          .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: publicJwk, ...header })
-          .sign(signer);
+        signer: KeyInput = keys.privateKey,
+      ) => whoamiProof(signer, { jwk: publicJwk, ...header }, { ath: athOf(tokens.access_token), ...claims });
       const call = async (dpop: string) => (await whoami(tokens.access_token, 'DPoP', { dpop })).status;
       assert.equal(await call(await proof()), 200, 'a proof signed by the bound key passes');
       const refused: [string, string][] = [
@@ -280,7 +278,7 @@ for (const database of testDatabases()) {
         ['issued five minutes ago', await proof({ iat: Math.floor(Date.now() / 1000) - 300 })],
         ['its time as text', await proof({ iat: String(Math.floor(Date.now() / 1000)) })],
         ['for another method', await proof({ htm: 'POST' })],
-        ['for another token', await proof({ ath: createHash('sha256').update('x').digest('base64url') })],
+        ['for another token', await proof({ ath: athOf('x') })],
       ];
       for (const [name, dpop] of refused) assert.equal(await call(dpop), 401, name);
 
@@ -318,17 +316,9 @@ for (const database of testDatabases()) {
         exp: nowS + 60,
         cnf: { jkt: await calculateJwkThumbprint(edJwk) },
       });
-      const edProof = (signer: typeof ed.privateKey) =>
-        new SignJWT({
-          jti: crypto.randomUUID(),
-          iat: nowS,
-          htm: 'GET',
-          htu: `${issuer}/v1/test/whoami`,
-          ath: createHash('sha256').update(edToken).digest('base64url'),
-        })
-          .setProtectedHeader({ alg: 'EdDSA', typ: 'dpop+jwt', jwk: edJwk })
-          .sign(signer);
-      const edCall = async (signer: typeof ed.privateKey) =>
+      const edProof = (signer: KeyInput) =>
+        whoamiProof(signer, { jwk: edJwk, alg: 'EdDSA' }, { iat: nowS, ath: athOf(edToken) });
+      const edCall = async (signer: KeyInput) =>
         (await whoami(edToken, 'DPoP', { dpop: await edProof(signer) })).status;
       assert.equal(await edCall(ed.privateKey), 200);
       assert.equal(await edCall((await generateKeyPair('EdDSA', { crv: 'Ed25519' })).privateKey), 401);
