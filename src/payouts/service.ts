@@ -464,29 +464,10 @@ export class Payouts {
     if (batch?.customerId !== user.customerId) return 'not_found';
     const cancellable: BatchStatus[] = ['awaiting_approval', 'approved'];
     if (!cancellable.includes(batch.status)) return 'not_cancellable';
-    const now = this.#now();
-    // Before it has started, every item is pending and none moves: the ones read now are the ones to end.
-    const pending = await this.#allItems(id, 'pending');
-    const cancelled = await this.#db.transaction(async (tx) => {
-      // Only if it still is: an executor may have claimed it since it was read.
-      const moved = await transitionBatch(
-        tx,
-        id,
-        cancellable,
-        'cancelled',
-        now,
-        this.#batchEvent(batch, 'cancelled', { cancelledBy: user.loginId }),
-        { cancelledBy: user.loginId },
-      );
-      if (moved) {
-        const changes = pending.map((item) => ({
-          id: item.id,
-          status: 'cancelled' as const,
-          failureCode: null,
-        }));
-        await moveItems(tx, id, 'pending', changes, now);
-      }
-      return moved;
+    const cancelled = await this.#endBeforeMoving(batch, cancellable, 'cancelled', {
+      event: { cancelledBy: user.loginId },
+      set: { cancelledBy: user.loginId },
+      itemCode: null,
     });
     return cancelled ? this.#view(cancelled) : 'not_cancellable';
   }
@@ -709,27 +690,46 @@ export class Payouts {
 
   /** The batch fails before anything moved: every item with it. */
   async #fail(batch: StoredBatch, code: string): Promise<boolean> {
+    const failed = await this.#endBeforeMoving(batch, ['executing'], 'failed', {
+      event: { code },
+      set: { failureCode: code },
+      itemCode: code,
+    });
+    return failed !== undefined;
+  }
+
+  /**
+   * The batch ends (`to`) before any of its money moved, and every item with it (all still pending), in one
+   * transaction: only if the batch is still in one of `from` (an executor may have claimed it, or a user
+   * cancelled it, since it was read); undefined otherwise.
+   */
+  async #endBeforeMoving(
+    batch: StoredBatch,
+    from: readonly BatchStatus[],
+    to: 'failed' | 'cancelled',
+    end: {
+      readonly event: Record<string, unknown>;
+      readonly set: Parameters<typeof transitionBatch>[6];
+      readonly itemCode: string | null;
+    },
+  ): Promise<StoredBatch | undefined> {
     const now = this.#now();
     const pending = await this.#allItems(batch.id, 'pending');
     return this.#db.transaction(async (tx) => {
-      const failed = await transitionBatch(
+      const ended = await transitionBatch(
         tx,
         batch.id,
-        ['executing'],
-        'failed',
+        from,
+        to,
         now,
-        this.#batchEvent(batch, 'failed', { code }),
-        { failureCode: code },
+        this.#batchEvent(batch, to, end.event),
+        end.set,
       );
-      if (!failed) return false;
-      await moveItems(
-        tx,
-        batch.id,
-        'pending',
-        pending.map((item) => ({ id: item.id, status: 'failed', failureCode: code })),
-        now,
-      );
-      return true;
+      if (ended) {
+        const changes = pending.map((item) => ({ id: item.id, status: to, failureCode: end.itemCode }));
+        await moveItems(tx, batch.id, 'pending', changes, now);
+      }
+      return ended;
     });
   }
 
