@@ -4,6 +4,7 @@
 // may fail, a key raced from two processes moves money once, and the ledger must verify afterwards.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { alone } from '../db/group-commit.ts';
 import type { Minor } from '../money.ts';
 import { POSTGRES_URL, postgresDatabase, type TestDb } from '../testing/databases.ts';
 import type { Account } from './model.ts';
@@ -31,30 +32,31 @@ describe('ledger under concurrency on postgres', {
     await dbs[0]?.close();
   });
 
+  const open = async (allowOverdraft: boolean) =>
+    (
+      await (ledgers[0] as Ledger).createAccount({
+        currency: 'EUR',
+        exponent: 2,
+        normalBalance: 'credit',
+        allowOverdraft,
+        code: null,
+        metadata: {},
+      })
+    ).account;
+  const cents = (n: number) => ({ minor: BigInt(n) as Minor, scale: 2 });
+  const single = (debit: Account, credit: Account, amount: number, pending = false) => ({
+    postings: [{ debitAccountId: debit.id, creditAccountId: credit.id, amount: cents(amount) }],
+    pending,
+    expiresAt: null,
+    metadata: {},
+  });
+
   it('keeps every invariant with 32 clients and a hot account', async () => {
     const ledger = ledgers[0] as Ledger;
-    const open = async (allowOverdraft: boolean) =>
-      (
-        await ledger.createAccount({
-          currency: 'EUR',
-          exponent: 2,
-          normalBalance: 'credit',
-          allowOverdraft,
-          code: null,
-          metadata: {},
-        })
-      ).account;
     const bank = await open(true);
     const hot = await open(false);
     const customers: Account[] = [];
     for (let i = 0; i < 6; i++) customers.push(await open(false));
-    const cents = (n: number) => ({ minor: BigInt(n) as Minor, scale: 2 });
-    const single = (debit: Account, credit: Account, amount: number, pending = false) => ({
-      postings: [{ debitAccountId: debit.id, creditAccountId: credit.id, amount: cents(amount) }],
-      pending,
-      expiresAt: null,
-      metadata: {},
-    });
     // Customers hold enough that no transfer of this test can run them dry.
     for (const c of customers)
       assert.ok((await ledger.transfer(`fund-${c.id}`, single(bank, c, 10_000_000))).ok);
@@ -114,4 +116,38 @@ describe('ledger under concurrency on postgres', {
     assert.deepEqual(report.discrepancies, []);
     assert.equal(report.ok, true);
   });
+
+  it('answers as a replay a key another process committed while its call waited, moving the money once', async () => {
+    const [here, there] = ledgers as [Ledger, Ledger];
+    const bank = await open(true);
+    const payee = await open(false);
+    const request = single(bank, payee, 5);
+    const held = await (dbs[0] as TestDb).transaction(async (tx) => {
+      const first = await here.transferIn(alone(tx), 'held-key', request);
+      // The other process's call, under the same key: it finds no transfer with the key yet, then waits on
+      // the accounts this transaction has locked; once it commits, the key is taken.
+      const second = there.transfer('held-key', request);
+      await waitForLockWait(dbs[2] as TestDb);
+      return { first, second };
+    });
+    const second = await held.second;
+    assert.ok(held.first.ok && second.ok);
+    assert.equal(second.replayed, true);
+    assert.equal(second.transfer.id, held.first.transfer.id);
+    assert.equal((await here.getAccount(payee.id))?.creditsPosted, 5n);
+  });
 });
+
+/** Until some connection of the test's database waits on a lock. */
+async function waitForLockWait(db: TestDb): Promise<void> {
+  for (let tries = 0; tries < 500; tries++) {
+    const [row] = await db.query<{ waiting: boolean }>(
+      `select exists (select 1 from pg_stat_activity
+                       where datname = current_database() and wait_event_type = 'Lock'
+                         and query like '%ledger_execute%') as waiting`,
+    );
+    if (row?.waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('no connection waited on a lock');
+}

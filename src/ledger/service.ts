@@ -69,8 +69,9 @@ export interface LedgerOptions {
 
 /**
  * The ledger's operations. Transfers, posts and voids from concurrent requests are merged into calls of
- * one SQL function (see 0002_ledger_execute.sql), so a burst of single transfers costs a few round trips
- * and commits rather than one each, and a hot account's row lock is taken once per call, not per transfer.
+ * one SQL function (see 0002_ledger_execute.sql; its current text: 0029), so a burst of single transfers
+ * costs a few round trips and commits rather than one each, and a hot account's row lock is taken once per
+ * call, not per transfer.
  */
 export class Ledger {
   readonly #db: Db;
