@@ -20,7 +20,13 @@ import {
   type ScreeningInput,
 } from './rules.ts';
 import { FraudScreening } from './service.ts';
-import { recordScreenings, type StoredScreening } from './store.ts';
+import {
+  type HistoryQuery,
+  READ_HISTORIES,
+  readHistories,
+  recordScreenings,
+  type StoredScreening,
+} from './store.ts';
 
 const TOKEN = 'fraud-test-operator-token-0123456789abcdef';
 const admin: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
@@ -28,6 +34,15 @@ const PROBLEM_JSON = /^application\/problem\+json\b/;
 const T0 = new Date('2026-01-14T12:00:00Z'); // noon in London: outside the default night hours
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
+
+/** A node of PostgreSQL's JSON plan, as far as the tests read it. */
+interface PlanNode {
+  readonly 'Node Type': string;
+  readonly 'Relation Name'?: string;
+  readonly 'Index Name'?: string;
+  readonly 'Index Cond'?: string;
+  readonly Plans?: readonly PlanNode[];
+}
 const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
 const PAYEE = 'DE89370400440532013000';
 const OTHER_PAYEE = 'GB82WEST12345698765432';
@@ -566,6 +581,89 @@ for (const database of testDatabases()) {
           [heldScreening.id, 'step_up', opened.getTime()],
         ],
       );
+    });
+
+    it('reads the histories of one joint call, each its own customer’s, in order', async () => {
+      // A group's payments read their customers' histories in one statement (src/db/group-commit.ts).
+      const [busy, quiet] = [randomUUID(), randomUUID()];
+      await history(busy, [
+        { at: at(-20 * MINUTE_MS), amountMinor: 700n },
+        { at: at(-5 * MINUTE_MS), amountMinor: 300n },
+        { at: at(-2 * MINUTE_MS), amountMinor: 200n, currency: 'GBP' },
+      ]);
+      const plan = { windowMinutes: [60, 10], amountLookbackDays: 30, amountsMax: 10 };
+      const query = (customerId: string, overrides: Partial<HistoryQuery> = {}): HistoryQuery => ({
+        customerId,
+        currency: 'EUR',
+        creditorIban: PAYEE,
+        deviceKey: null,
+        at: T0,
+        plan,
+        ...overrides,
+      });
+      const narrow = { windowMinutes: [10], amountLookbackDays: 0, amountsMax: 0 };
+      const read = await readHistories(db, [
+        query(busy),
+        query(quiet),
+        query(busy, { creditorIban: OTHER_PAYEE, plan: narrow }),
+      ]);
+      assert.deepEqual(
+        read.map(({ history: h }) => [h.windows, h.amounts.map((a) => a.amountMinor), h.payeeKnown]),
+        [
+          [
+            [
+              { count: 3, amountMinor: 1000n },
+              { count: 2, amountMinor: 300n },
+            ],
+            [300n, 700n],
+            true,
+          ],
+          [
+            [
+              { count: 0, amountMinor: 0n },
+              { count: 0, amountMinor: 0n },
+            ],
+            [],
+            false,
+          ],
+          [[{ count: 2, amountMinor: 300n }], [], false],
+        ],
+      );
+      // Every part an index lookup on the customer, never a read of every screening.
+      // Scans made as dear as they go: the planner takes an index wherever one can answer.
+      const explained = await db.session(async (session) => {
+        await session.query('set enable_seqscan = off');
+        try {
+          const [row] = await session.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+            `explain (format json) ${READ_HISTORIES}`,
+            [JSON.stringify([])],
+          );
+          return row?.['QUERY PLAN'][0].Plan;
+        } finally {
+          await session.query('reset enable_seqscan');
+        }
+      });
+      assert.ok(explained);
+      // Each read of a table, with what its index is searched by (a bitmap's heap scan reads what its
+      // index scan found).
+      const reads: string[] = [];
+      const walk = (node: PlanNode) => {
+        const table = node['Index Name']?.replace(/_[a-z]+$/, '') ?? node['Relation Name'];
+        if (
+          table?.startsWith('fraud_') &&
+          table !== 'fraud_rule_set' &&
+          node['Node Type'] !== 'Bitmap Heap Scan'
+        )
+          reads.push(`${table} ${node['Node Type']} by ${node['Index Cond'] ?? 'nothing'}`);
+        for (const child of node.Plans ?? []) walk(child);
+      };
+      walk(explained);
+      assert.equal(reads.length, 6, reads.join('; '));
+      for (const read of reads)
+        assert.match(
+          read,
+          /^(fraud_screenings .*Index.* by \(+customer_id = q\.customer_id|fraud_blocklist .*Index.* by \(iban = q\.creditor_iban\))/,
+        );
     });
 
     it('answers a payment screened again with its first verdict, and opens one case', async () => {

@@ -37,8 +37,8 @@ import {
   listBlocklist,
   listCases,
   loadRules,
-  lockCustomerHistory,
-  readHistory,
+  lockCustomerHistories,
+  readHistories,
   recordScreenings,
   removeFromBlocklist,
   resolveCase,
@@ -152,8 +152,10 @@ export class FraudScreening {
     // payments would each read a history without the others, and slip under the velocity limits together.
     // (PGlite is one connection: its transactions already run one at a time.)
     // The lock and the history read leave together (one round trip); the connection runs them in order, so
-    // the read sees every screening committed before the lock was granted.
-    const locked = this.#db.kind === 'postgres' ? lockCustomerHistory(on, input.customerId) : undefined;
+    // the read sees every screening committed before the lock was granted. In a group, each is one
+    // statement for the group's screenings (joint calls).
+    const locked =
+      this.#db.kind === 'postgres' ? jointly(lockCustomerHistories, input.customerId) : undefined;
     locked?.catch(() => {}); // awaited below; a failure then, not an unhandled rejection meanwhile
     const creditorIban = normaliseIban(input.creditorIban);
     const deviceKey = deviceKeyOf(input.context);
@@ -167,13 +169,13 @@ export class FraudScreening {
     });
     let rules = this.#cached ?? (await this.#reload(on));
     let plan = planHistory(rules.rules, input);
-    let [read] = await Promise.all([readHistory(on, query(plan)), locked]);
+    let [read] = await Promise.all([jointly(readHistories, query(plan)), locked]);
     // The rule set changed since it was cached: take the new one, and read again only if it needs other
     // history. Evaluated with `rules`, recorded with `rules.version`, whatever changes meanwhile.
     if (read.rulesVersion !== rules.version) {
       rules = await this.#reload(on);
       const replanned = planHistory(rules.rules, input);
-      if (!samePlan(plan, replanned)) read = await readHistory(on, query(replanned));
+      if (!samePlan(plan, replanned)) read = await alone(on)(readHistories, query(replanned));
       plan = replanned;
     }
     const { verdict, reasons } = evaluate(rules.rules, { ...input, creditorIban }, read.history, plan);

@@ -215,40 +215,69 @@ export interface HistoryQuery {
 const MINUTE_MS = 60 * 1000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
 // Each velocity window's count and total in the payment's currency, from one scan of the widest window
-// (the first). A fixed number of them keeps the statement's text constant, so it is planned once. Their
-// starts are parameters $8 onwards.
+// (the first). A fixed number of them keeps the statement's text constant, so it is planned once.
 const VELOCITY_WINDOW_AGGREGATES = Array.from({ length: VELOCITY_WINDOWS_MAX }, (_, index) => {
-  const since = `$${8 + index}::timestamptz`;
+  const since = `q.since[${index + 1}]`;
   return `count(*) filter (where s.at > ${since}),
-          coalesce(sum(s.amount) filter (where s.currency = $2 and s.at > ${since}), 0)::text`;
+          coalesce(sum(s.amount) filter (where s.currency = q.currency and s.at > ${since}), 0)::text`;
 }).join(',\n          ');
 // The first key of the two-key advisory locks on a customer's screening history (the second: the customer).
 const CUSTOMER_HISTORY_LOCK_CLASS = 7_140_418;
 
 /**
- * Holds the customer's screening history until the transaction ends. A statement of its own, before the
- * read: a statement's snapshot is taken when it starts, so a lock inside the read would not show it what
- * the previous holder committed.
+ * Holds each customer's screening history until the transaction ends, in one statement for many customers
+ * (a group's payments go as one joint call, src/db/group-commit.ts), in the customers' order, so two
+ * transactions that lock some of the same customers never wait on each other in a circle. A statement of
+ * its own, before the read: a statement's snapshot is taken when it starts, so a lock inside the read would
+ * not show it what the previous holder committed.
  */
-export async function lockCustomerHistory(sql: Sql, customerId: string): Promise<void> {
-  await sql.query('select pg_advisory_xact_lock($1, hashtext($2))', [
+export async function lockCustomerHistories(sql: Sql, customerIds: readonly string[]): Promise<undefined[]> {
+  await sql.query('select pg_advisory_xact_lock($1, hashtext(c)) from unnest($2::text[]) as c', [
     CUSTOMER_HISTORY_LOCK_CLASS,
-    customerId,
+    [...customerIds].sort(),
   ]);
+  return customerIds.map(() => undefined);
 }
 
+/** The statement `readHistories` sends: its queries are its one parameter, as JSON. */
+export const READ_HISTORIES = `select
+       (select version from fraud_rule_set) as rules_version,
+       (select json_build_array(${VELOCITY_WINDOW_AGGREGATES})
+          from fraud_screenings s
+         where s.customer_id = q.customer_id and s.in_history and s.at > q.since[1] and s.at <= q.at
+       ) as windows,
+       (select coalesce(json_agg(json_build_array(a.amount::text, a.at)), '[]'::json)
+          from (select s.amount, s.at from fraud_screenings s
+                 where s.customer_id = q.customer_id and s.in_history and s.currency = q.currency
+                   and s.at > q.amounts_since and s.at <= q.at
+                 order by s.at desc limit q.amounts_max) a) as amounts,
+       coalesce((select true from fraud_screenings s
+                  where s.customer_id = q.customer_id and s.creditor_iban = q.creditor_iban and s.in_history
+                  limit 1), false) as payee_known,
+       coalesce((select true from fraud_blocklist b where b.iban = q.creditor_iban), false) as payee_blocklisted,
+       (select max(s.at) from fraud_screenings s
+         where s.customer_id = q.customer_id and s.device_key = q.device_key and s.in_history
+           and s.device_key is not null and s.at <= q.at) as device_last_seen,
+       (select max(s.at) from fraud_screenings s
+         where s.customer_id = q.customer_id and s.in_history and s.device_key is not null
+           and s.at <= q.at) as any_device_last_seen
+     from jsonb_to_recordset($1::text::jsonb) as q(o int, customer_id uuid, currency text, creditor_iban text,
+       device_key text, at timestamptz, amounts_since timestamptz, amounts_max int, since timestamptz[])
+     order by q.o`;
+
 /**
- * Everything one screening reads, in one statement: the rule set's version (so a change is noticed at
- * once) and the customer's history as `plan` needs it. Each part is an index lookup on the customer (see
- * the migration's indexes), bounded by time or by a limit. Amounts come back as text, so no driver turns
- * a bigint into a float.
+ * Everything screenings read, in one statement for many (a group's payments go as one joint call): per
+ * query, the rule set's version (so a change is noticed at once) and the customer's history as its `plan`
+ * needs it. Each part is an index lookup on the customer (see the migration's indexes), bounded by time
+ * or by a limit, and made per query: the payee checks are scalar subqueries, not `exists`, which PostgreSQL
+ * may turn into one read of every screening, hashed. Amounts come back as text, so no driver turns a bigint
+ * into a float.
  */
-export async function readHistory(
+export async function readHistories(
   sql: Sql,
-  query: HistoryQuery,
-): Promise<{ rulesVersion: bigint; history: History }> {
-  const amountsSince = new Date(query.at.getTime() - query.plan.amountLookbackDays * DAY_MS);
-  const [row] = await sql.query<{
+  queries: readonly HistoryQuery[],
+): Promise<{ rulesVersion: bigint; history: History }[]> {
+  const rows = await sql.query<{
     rules_version: bigint;
     windows: (number | string)[];
     amounts: [string, string][];
@@ -256,49 +285,33 @@ export async function readHistory(
     payee_blocklisted: boolean;
     device_last_seen: Date | null;
     any_device_last_seen: Date | null;
-  }>(
-    `select
-       (select version from fraud_rule_set) as rules_version,
-       (select json_build_array(${VELOCITY_WINDOW_AGGREGATES})
-          from fraud_screenings s
-         where s.customer_id = $1 and s.in_history and s.at > $8::timestamptz and s.at <= $4::timestamptz
-       ) as windows,
-       (select coalesce(json_agg(json_build_array(a.amount::text, a.at)), '[]'::json)
-          from (select s.amount, s.at from fraud_screenings s
-                 where s.customer_id = $1 and s.in_history and s.currency = $2
-                   and s.at > $5::timestamptz and s.at <= $4::timestamptz
-                 order by s.at desc limit $6) a) as amounts,
-       exists (select 1 from fraud_screenings s
-                where s.customer_id = $1 and s.creditor_iban = $3 and s.in_history) as payee_known,
-       exists (select 1 from fraud_blocklist b where b.iban = $3) as payee_blocklisted,
-       (select max(s.at) from fraud_screenings s
-         where s.customer_id = $1 and s.device_key = $7 and s.in_history and s.device_key is not null
-           and s.at <= $4::timestamptz) as device_last_seen,
-       (select max(s.at) from fraud_screenings s
-         where s.customer_id = $1 and s.in_history and s.device_key is not null
-           and s.at <= $4::timestamptz) as any_device_last_seen`,
-    [
-      query.customerId,
-      query.currency,
-      query.creditorIban,
-      query.at,
-      amountsSince,
-      query.plan.amountsMax,
-      query.deviceKey,
-      // Padded with the narrowest window, whose figures are then read and ignored; none: an empty range.
-      ...Array.from({ length: VELOCITY_WINDOWS_MAX }, (_, index) => {
-        const minutes = query.plan.windowMinutes[index] ?? query.plan.windowMinutes.at(-1) ?? 0;
-        return new Date(query.at.getTime() - minutes * MINUTE_MS);
-      }),
-    ],
-  );
-  if (!row) throw new Error('the history query returned no row');
-  return {
+  }>(READ_HISTORIES, [
+    JSON.stringify(
+      queries.map((query, o) => ({
+        o,
+        customer_id: query.customerId,
+        currency: query.currency,
+        creditor_iban: query.creditorIban,
+        device_key: query.deviceKey,
+        at: query.at,
+        amounts_since: new Date(query.at.getTime() - query.plan.amountLookbackDays * DAY_MS),
+        amounts_max: query.plan.amountsMax,
+        // Padded with the narrowest window, whose figures are then read and ignored; none: an empty range.
+        since: Array.from({ length: VELOCITY_WINDOWS_MAX }, (_, index) => {
+          const minutes = query.plan.windowMinutes[index] ?? query.plan.windowMinutes.at(-1) ?? 0;
+          return new Date(query.at.getTime() - minutes * MINUTE_MS);
+        }),
+      })),
+    ),
+  ]);
+  if (rows.length !== queries.length)
+    throw new Error(`the history query returned ${rows.length} rows for ${queries.length} queries`);
+  return rows.map((row, index) => ({
     rulesVersion: BigInt(row.rules_version),
     history: {
-      windows: query.plan.windowMinutes.map((_, index) => ({
-        count: Number(row.windows[2 * index]),
-        amountMinor: BigInt(row.windows[2 * index + 1] ?? 0),
+      windows: (queries[index] as HistoryQuery).plan.windowMinutes.map((_, window) => ({
+        count: Number(row.windows[2 * window]),
+        amountMinor: BigInt(row.windows[2 * window + 1] ?? 0),
       })),
       amounts: row.amounts.map(([amount, at]) => ({ amountMinor: BigInt(amount), at: new Date(at) })),
       payeeKnown: row.payee_known,
@@ -306,7 +319,7 @@ export async function readHistory(
       deviceLastSeen: row.device_last_seen ?? undefined,
       anyDeviceLastSeen: row.any_device_last_seen ?? undefined,
     },
-  };
+  }));
 }
 
 export async function findScreeningByPayment(
