@@ -63,6 +63,7 @@ const PAYERS = Array.from({ length: 20 }, (_, i) => `s1-customer${String(i + 1).
 const CREDITOR = { name: 'Other Bank Customer', iban: 'DE89370400440532013000' };
 // BENCH_COMPARE=<another checkout, its dependencies installed>: the app's payments are also paid to a
 // server run from there, on the same database, in COMPARE_ROUNDS turns with this checkout's (`inTurns`).
+// The database is one, so a migration of either checkout applies to both servers.
 // Two runs of one code, one after the other, differ by up to a quarter on a busy machine; in turns, the
 // same code against itself gave 0.95 and 1.08 (rounds 0.84 to 1.28): it shows a change of 15% or more.
 const COMPARE = process.env.BENCH_COMPARE ? resolve(process.env.BENCH_COMPARE) : undefined;
