@@ -1,7 +1,8 @@
 // Concurrency on PostgreSQL: 32 clients spread over four Ledger instances (four pools, as four server
 // processes would be), a handful of customer accounts and one hot merchant account credited by most
 // transfers. No deadlock or serialisation failure may reach a client, no transfer into the hot account
-// may fail, a key raced from two processes moves money once, and the ledger must verify afterwards.
+// may fail, a key raced from two processes moves money once (also when one call finds the key taken only
+// after waiting on the other's locks), and the ledger must verify afterwards.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { alone } from '../db/group-commit.ts';
