@@ -17,6 +17,7 @@ import {
   bankAccountsByLedgerIds,
   findBankAccount,
   findBankAccountByIban,
+  findBankAccountByIdAndIban,
   findBankAccountsByIban,
   insertBankAccount,
   listBankAccounts,
@@ -123,6 +124,23 @@ export class Accounts {
   /** An account of this bank by its IBAN (electronic format: no spaces, upper case). */
   findByIban(iban: string, sql: Sql = this.#db): Promise<BankAccount | undefined> {
     return findBankAccountByIban(sql, iban);
+  }
+
+  /**
+   * A payment's two sides in one query: the customer's account by id (undefined when it is somebody
+   * else's, as `findForCustomer`) and this bank's account with the IBAN, if any.
+   */
+  async findForPayment(
+    customerId: string,
+    debtorId: string | undefined,
+    creditorIban: string | undefined,
+    sql: Sql = this.#db,
+  ): Promise<{ debtor: BankAccount | undefined; creditor: BankAccount | undefined }> {
+    const found = await findBankAccountByIdAndIban(sql, debtorId, creditorIban);
+    return {
+      debtor: found.byId?.customerId === customerId ? found.byId : undefined,
+      creditor: found.byIban,
+    };
   }
 
   /** Many accounts of this bank by IBAN (electronic format) in one query: a payout file's payees. */

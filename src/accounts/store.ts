@@ -94,6 +94,23 @@ export async function findBankAccountByIban(sql: Sql, iban: string): Promise<Ban
   return row && fromRow(row);
 }
 
+/** An account by id and another by IBAN, in one statement (a payment's two sides); either may be absent. */
+export async function findBankAccountByIdAndIban(
+  sql: Sql,
+  id: string | undefined,
+  iban: string | undefined,
+): Promise<{ byId: BankAccount | undefined; byIban: BankAccount | undefined }> {
+  const rows = await sql.query<Row>('select * from bank_accounts where id = $1::uuid or iban = $2', [
+    id ?? null,
+    iban ?? null,
+  ]);
+  const accounts = rows.map(fromRow);
+  return {
+    byId: id === undefined ? undefined : accounts.find((account) => account.id === id),
+    byIban: iban === undefined ? undefined : accounts.find((account) => account.iban === iban),
+  };
+}
+
 export async function findBankAccountsByIban(sql: Sql, ibans: readonly string[]): Promise<BankAccount[]> {
   if (ibans.length === 0) return [];
   const rows = await sql.query<Row>('select * from bank_accounts where iban = any($1::text::text[])', [

@@ -898,6 +898,13 @@ for (const database of testDatabases()) {
           404,
           'not_found',
         ],
+        ["somebody else's account", { ...base, debtorAccountId: bobCurrent }, 404, 'not_found'],
+        [
+          "somebody else's account, paid to itself",
+          { ...base, debtorAccountId: bobCurrent, creditor: { name: 'Bob', iban: ibanOf.get(bobCurrent) } },
+          404,
+          'not_found',
+        ],
         [
           'same account',
           { ...base, creditor: { name: 'Alice Able', iban: ibanOf.get(aliceCurrent) } },

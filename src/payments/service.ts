@@ -476,10 +476,12 @@ export class Payments {
     const creditorIban = normaliseIban(instruction.creditor.iban);
     const ibanValid = isValidIBAN(creditorIban);
     // Both accounts are looked up at once; the answers are judged in the order the checks are documented.
-    const [debtor, creditor] = await Promise.all([
-      debtorAccountId && this.#accounts.findForCustomer(initiator.customerId, debtorAccountId, sql),
-      ibanValid ? this.#accounts.findByIban(creditorIban, sql) : undefined,
-    ]);
+    const { debtor, creditor } = await this.#accounts.findForPayment(
+      initiator.customerId,
+      debtorAccountId,
+      ibanValid ? creditorIban : undefined,
+      sql,
+    );
     if (!debtor) return { ok: false, code: 'not_found', detail: 'no debtor account with this id' };
     const quoteId = instruction.quoteId;
     if (quoteId === undefined && debtor.currency !== currency)
