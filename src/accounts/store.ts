@@ -105,8 +105,10 @@ export async function findBankAccountByIdAndIban(
     iban ?? null,
   ]);
   const accounts = rows.map(fromRow);
+  // PostgreSQL reads a UUID in either case and writes it in lower case.
+  const lowerId = id?.toLowerCase();
   return {
-    byId: id === undefined ? undefined : accounts.find((account) => account.id === id),
+    byId: lowerId === undefined ? undefined : accounts.find((account) => account.id === lowerId),
     byIban: iban === undefined ? undefined : accounts.find((account) => account.iban === iban),
   };
 }
