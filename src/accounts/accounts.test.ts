@@ -480,6 +480,20 @@ for (const database of testDatabases()) {
       assert.equal((await browser.get('/v1/me/accounts')).status, 401, 'signing out ends the session');
     });
 
+    it("reads a payment's two sides at once: the payer's own account, in either case of its id, and the payee's by IBAN", async () => {
+      const accounts = built.accounts;
+      assert.ok(accounts);
+      const sides = async (debtorId: string | undefined, creditorIban: string | undefined) => {
+        const found = await accounts.findForPayment(alice.customerId, debtorId, creditorIban);
+        return [found.debtor?.id, found.creditor?.id];
+      };
+      assert.deepEqual(await sides(aliceCurrent, ibanOf.get(bobCurrent)), [aliceCurrent, bobCurrent]);
+      assert.deepEqual(await sides(aliceCurrent.toUpperCase(), undefined), [aliceCurrent, undefined]);
+      assert.deepEqual(await sides(aliceCurrent, ibanOf.get(aliceCurrent)), [aliceCurrent, aliceCurrent]);
+      assert.deepEqual(await sides(bobCurrent, ibanOf.get(bobCurrent)), [undefined, bobCurrent]);
+      assert.deepEqual(await sides(undefined, 'DE89370400440532013000'), [undefined, undefined]);
+    });
+
     it('lets a third party see only the accounts and permissions the customer granted', async () => {
       const app = await newApp();
       const consentId = await app.createConsent(accountInformation(['details', 'balances']));
