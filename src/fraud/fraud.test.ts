@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import { type App, createHttpServer } from '../http/app.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { type PlanNode, planPreferringIndexes } from '../testing/plans.ts';
 import { registerFraudRoutes } from './routes.ts';
 import {
   compileRule,
@@ -34,15 +35,6 @@ const PROBLEM_JSON = /^application\/problem\+json\b/;
 const T0 = new Date('2026-01-14T12:00:00Z'); // noon in London: outside the default night hours
 const MINUTE_MS = 60_000;
 const DAY_MS = 24 * 60 * MINUTE_MS;
-
-/** A node of PostgreSQL's JSON plan, as far as the tests read it. */
-interface PlanNode {
-  readonly 'Node Type': string;
-  readonly 'Relation Name'?: string;
-  readonly 'Index Name'?: string;
-  readonly 'Index Cond'?: string;
-  readonly Plans?: readonly PlanNode[];
-}
 const at = (offsetMs: number) => new Date(T0.getTime() + offsetMs);
 const PAYEE = 'DE89370400440532013000';
 const OTHER_PAYEE = 'GB82WEST12345698765432';
@@ -630,20 +622,7 @@ for (const database of testDatabases()) {
         ],
       );
       // Every part an index lookup on the customer, never a read of every screening.
-      // Scans made as dear as they go: the planner takes an index wherever one can answer.
-      const explained = await db.session(async (session) => {
-        await session.query('set enable_seqscan = off');
-        try {
-          const [row] = await session.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-            `explain (format json) ${READ_HISTORIES}`,
-            [JSON.stringify([])],
-          );
-          return row?.['QUERY PLAN'][0].Plan;
-        } finally {
-          await session.query('reset enable_seqscan');
-        }
-      });
-      assert.ok(explained);
+      const explained = await planPreferringIndexes(db, READ_HISTORIES, [JSON.stringify([])]);
       // Each read of a table, with what its index is searched by (a bitmap's heap scan reads what its
       // index scan found).
       const reads: string[] = [];
