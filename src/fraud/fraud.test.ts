@@ -20,12 +20,13 @@ import {
   type RuleType,
   type ScreeningInput,
 } from './rules.ts';
-import { FraudScreening } from './service.ts';
+import { FraudScreening, type ScreeningResult } from './service.ts';
 import {
   type HistoryQuery,
   READ_HISTORIES,
   readHistories,
   recordScreenings,
+  type ScreeningRecord,
   type StoredScreening,
 } from './store.ts';
 
@@ -578,13 +579,15 @@ for (const database of testDatabases()) {
     it('reads the histories of one joint call, each its own customer’s, in order', async () => {
       // A group's payments read their customers' histories in one statement (src/db/group-commit.ts).
       const [busy, quiet] = [randomUUID(), randomUUID()];
+      const screenedBefore = uuidv7();
       await history(busy, [
-        { at: at(-20 * MINUTE_MS), amountMinor: 700n },
+        { at: at(-20 * MINUTE_MS), amountMinor: 700n, paymentId: screenedBefore },
         { at: at(-5 * MINUTE_MS), amountMinor: 300n },
         { at: at(-2 * MINUTE_MS), amountMinor: 200n, currency: 'GBP' },
       ]);
       const plan = { windowMinutes: [60, 10], amountLookbackDays: 30, amountsMax: 10 };
       const query = (customerId: string, overrides: Partial<HistoryQuery> = {}): HistoryQuery => ({
+        paymentId: uuidv7(),
         customerId,
         currency: 'EUR',
         creditorIban: PAYEE,
@@ -597,8 +600,14 @@ for (const database of testDatabases()) {
       const read = await readHistories(db, [
         query(busy),
         query(quiet),
-        query(busy, { creditorIban: OTHER_PAYEE, plan: narrow }),
+        query(busy, { creditorIban: OTHER_PAYEE, plan: narrow, paymentId: screenedBefore }),
       ]);
+      assert.deepEqual(
+        read.map(
+          ({ screened }) => screened && [screened.paymentId, screened.customerId, screened.amountMinor],
+        ),
+        [undefined, undefined, [screenedBefore, busy, 700n]],
+      );
       assert.deepEqual(
         read.map(({ history: h }) => [h.windows, h.amounts.map((a) => a.amountMinor), h.payeeKnown]),
         [
@@ -621,13 +630,13 @@ for (const database of testDatabases()) {
           [[{ count: 2, amountMinor: 300n }], [], false],
         ],
       );
-      // Every part an index lookup on the customer, never a read of every screening.
+      // Every part an index lookup on the customer (or the payment), never a read of every screening.
       const explained = await planPreferringIndexes(db, READ_HISTORIES, [JSON.stringify([])]);
       // Each read of a table, with what its index is searched by (a bitmap's heap scan reads what its
-      // index scan found).
+      // index scan found, and the index scan names no table).
       const reads: string[] = [];
       const walk = (node: PlanNode) => {
-        const table = node['Index Name']?.replace(/_[a-z]+$/, '') ?? node['Relation Name'];
+        const table = node['Relation Name'] ?? node['Index Name']?.match(/^fraud_[a-z]+/)?.[0];
         if (
           table?.startsWith('fraud_') &&
           table !== 'fraud_rule_set' &&
@@ -637,12 +646,18 @@ for (const database of testDatabases()) {
         for (const child of node.Plans ?? []) walk(child);
       };
       walk(explained);
-      assert.equal(reads.length, 6, reads.join('; '));
+      assert.equal(reads.length, 7, reads.join('; '));
       for (const read of reads)
         assert.match(
           read,
-          /^(fraud_screenings .*Index.* by \(+customer_id = q\.customer_id|fraud_blocklist .*Index.* by \(iban = q\.creditor_iban\))/,
+          /^(fraud_screenings .*Index.* by \(+(customer_id = q\.customer_id|payment_id = q\.payment_id\))|fraud_blocklist .*Index.* by \(iban = q\.creditor_iban\))/,
         );
+    });
+
+    const answer = ({ verdict, reasons, screeningId }: ScreeningResult) => ({
+      verdict,
+      reasons,
+      screeningId,
     });
 
     it('answers a payment screened again with its first verdict, and opens one case', async () => {
@@ -650,12 +665,77 @@ for (const database of testDatabases()) {
       const payment = input(randomUUID());
       const first = await fraud.screen(payment);
       await fraud.updateRule('new_payee', { enabled: false, changedBy: 'test' });
-      assert.deepEqual(await fraud.screen(payment), first);
+      assert.deepEqual(answer(await fraud.screen(payment)), answer(first));
       assert.equal(await count('fraud_cases', 'payment_id = $1', [payment.paymentId]), 1);
       await assert.rejects(
         fraud.screen({ ...payment, amountMinor: 1n }),
         /screened before with other details/,
       );
+    });
+
+    it('answers a twin screening, waiting on the first, with the first’s verdict once it commits', async () => {
+      await only('new_payee', { parameters: {} });
+      const payment = input(randomUUID());
+      let twin: Promise<ScreeningResult> | undefined;
+      const first = await db.transaction(async (tx) => {
+        const result = await fraud.screen(payment, tx);
+        await result.recorded;
+        // The twin waits for the customer's lock (on PGlite, for the one connection) until this commits;
+        // by then the payee is no longer new, so only the first verdict can make it step_up.
+        twin = db.transaction((other) => fraud.screen(payment, other));
+        return result;
+      });
+      assert.equal(first.verdict, 'step_up');
+      assert.ok(twin);
+      assert.deepEqual(answer(await twin), answer(first));
+      assert.equal(await count('fraud_screenings', 'payment_id = $1', [payment.paymentId]), 1);
+      assert.equal(await count('fraud_cases', 'payment_id = $1', [payment.paymentId]), 1);
+    });
+
+    it('answers before its record is written, and a record that fails rejects `recorded`', {
+      skip: database.name === 'pglite' && 'PGlite runs one transaction at a time',
+      timeout: 30_000,
+    }, async () => {
+      await only('new_payee', { parameters: {} });
+      const payment = input(randomUUID());
+      // Another transaction writes a screening of the payment without the customer's lock (no code of
+      // the bank does), and holds it uncommitted: the record waits on it, the verdict does not.
+      const stray: ScreeningRecord = {
+        screening: {
+          ...payment,
+          id: uuidv7(),
+          deviceKey: null,
+          verdict: 'allow',
+          reasons: [],
+          ruleVersions: {},
+          rulesVersion: 1n,
+          latencyUs: 1,
+        },
+        openCase: undefined,
+      };
+      let release: () => void = () => {};
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let written: () => void = () => {};
+      const strayWritten = new Promise<void>((resolve) => {
+        written = resolve;
+      });
+      const strayTx = db.transaction(async (tx) => {
+        assert.deepEqual(await recordScreenings(tx, [stray]), [true]);
+        written();
+        await held;
+      });
+      await strayWritten;
+      const outcome = db.transaction(async (tx) => {
+        const result = await fraud.screen(payment, tx);
+        assert.equal(result.verdict, 'step_up');
+        release();
+        await result.recorded;
+      });
+      await strayTx;
+      await assert.rejects(outcome, /screened meanwhile/);
+      assert.equal(await count('fraud_cases', 'payment_id = $1', [payment.paymentId]), 0);
     });
 
     it('opens a case for step_up and block, which operators claim and resolve', async () => {

@@ -2,8 +2,10 @@
 // step-up payments open a case operators work. Rules are data (fraud_rules): the service caches them and
 // notices a change on the next screening, through the rule set's version read with the history.
 //
-// One screening is one read (the rule set's version and the customer's history, src/fraud/store.ts) and
-// one write (the screening, and its case when there is one), with the rules evaluated in memory between.
+// One screening is one read (the rule set's version, the payment's earlier screening and the customer's
+// history, src/fraud/store.ts) and one write (the screening, and its case when there is one), with the
+// rules evaluated in memory between. The verdict does not wait for the write: the payment's next statements
+// follow it on the connection, so the record costs the payment no round trip of its own.
 
 import { createHash } from 'node:crypto';
 import { isValidIBAN } from 'ibantools';
@@ -33,7 +35,6 @@ import {
   claimCase,
   findCase,
   findRule,
-  findScreeningByPayment,
   listBlocklist,
   listCases,
   loadRules,
@@ -58,6 +59,8 @@ export interface ScreeningResult {
   readonly verdict: Verdict;
   readonly reasons: readonly Reason[];
   readonly screeningId: string;
+  /** Settles when the verdict is written (at once for one screened before); rejects if it could not be. */
+  readonly recorded: Promise<void>;
 }
 
 export type CaseProblem =
@@ -108,6 +111,23 @@ function assertInput(input: ScreeningInput): void {
   if (Number.isNaN(input.at.getTime())) throw new Error('screen: at is not a valid date');
 }
 
+/** A payment screened before answers with its first verdict, if it is still the same payment. */
+function firstVerdict(first: StoredScreening, input: ScreeningInput): ScreeningResult {
+  if (
+    first.customerId !== input.customerId ||
+    first.amountMinor !== input.amountMinor ||
+    first.currency !== input.currency
+  ) {
+    throw new Error(`payment ${input.paymentId} was screened before with other details`);
+  }
+  return {
+    verdict: first.verdict,
+    reasons: first.reasons,
+    screeningId: first.id,
+    recorded: Promise.resolve(),
+  };
+}
+
 function compileAll(rules: readonly StoredRule[]): Rule[] {
   return rules.map((stored) => {
     const compiled = compileRule(stored);
@@ -133,18 +153,25 @@ export class FraudScreening {
 
   /**
    * Screens one outgoing payment before its money moves, records the verdict and, for block or step_up,
-   * opens a case. With `sql`, everything runs in the caller's transaction (and only there: on PGlite a
-   * query through the Db would wait for that transaction forever), and the customer's next screening waits
-   * for its commit; without, in a transaction of its own. With `jointly` too, the record goes in one
-   * statement with the other screenings of the caller's group (src/db/group-commit.ts). Screening a payment
-   * again returns its first verdict.
+   * opens a case. Screening a payment again returns its first verdict, and records nothing.
+   *
+   * Without `sql`, in a transaction of its own, recorded when it returns. With `sql`, in the caller's
+   * transaction (and only there: on PGlite a query through the Db would wait for that transaction forever),
+   * and the customer's next screening waits for its commit; with `jointly` too, the read and the record each
+   * go in one statement with the other screenings of the caller's group (src/db/group-commit.ts). The
+   * verdict comes back as soon as it is known: its record is on its way behind it, and `recorded` settles
+   * when it is written. The caller sends its next statements meanwhile (they follow the record on the
+   * connection) and awaits `recorded` before it commits; a failed record has aborted the transaction.
    */
   async screen(input: ScreeningInput, sql?: Sql, jointly?: Jointly): Promise<ScreeningResult> {
     const started = process.hrtime.bigint();
     assertInput(input);
-    return sql
-      ? this.#screen(input, sql, jointly ?? alone(sql), started)
-      : this.#db.transaction((tx) => this.#screen(input, tx, alone(tx), started));
+    if (sql) return this.#screen(input, sql, jointly ?? alone(sql), started);
+    return this.#db.transaction(async (tx) => {
+      const result = await this.#screen(input, tx, alone(tx), started);
+      await result.recorded;
+      return result;
+    });
   }
 
   async #screen(input: ScreeningInput, on: Sql, jointly: Jointly, started: bigint): Promise<ScreeningResult> {
@@ -152,14 +179,15 @@ export class FraudScreening {
     // payments would each read a history without the others, and slip under the velocity limits together.
     // (PGlite is one connection: its transactions already run one at a time.)
     // The lock and the history read leave together (one round trip); the connection runs them in order, so
-    // the read sees every screening committed before the lock was granted. In a group, each is one
-    // statement for the group's screenings (joint calls).
+    // the read sees every screening committed before the lock was granted, this payment's own among them if
+    // it was screened before. In a group, each is one statement for the group's screenings (joint calls).
     const locked =
       this.#db.kind === 'postgres' ? jointly(lockCustomerHistories, input.customerId) : undefined;
     locked?.catch(() => {}); // awaited below; a failure then, not an unhandled rejection meanwhile
     const creditorIban = normaliseIban(input.creditorIban);
     const deviceKey = deviceKeyOf(input.context);
     const query = (plan: HistoryPlan) => ({
+      paymentId: input.paymentId,
       customerId: input.customerId,
       currency: input.currency,
       creditorIban,
@@ -170,6 +198,8 @@ export class FraudScreening {
     let rules = this.#cached ?? (await this.#reload(on));
     let plan = planHistory(rules.rules, input);
     let [read] = await Promise.all([jointly(readHistories, query(plan)), locked]);
+    // Screened before (a retry): its first verdict stands.
+    if (read.screened) return firstVerdict(read.screened, input);
     // The rule set changed since it was cached: take the new one, and read again only if it needs other
     // history. Evaluated with `rules`, recorded with `rules.version`, whatever changes meanwhile.
     if (read.rulesVersion !== rules.version) {
@@ -198,20 +228,13 @@ export class FraudScreening {
       latencyUs,
     };
     const openCase = verdict === 'allow' ? undefined : { id: uuidv7(), at: this.#now() };
-    if (await jointly(recordScreenings, { screening, openCase })) {
-      return { verdict, reasons, screeningId: screening.id };
-    }
-    // Screened before (a retry, or a twin call that won the race): its first verdict stands.
-    const first = await findScreeningByPayment(on, input.paymentId);
-    if (
-      !first ||
-      first.customerId !== input.customerId ||
-      first.amountMinor !== input.amountMinor ||
-      first.currency !== input.currency
-    ) {
-      throw new Error(`payment ${input.paymentId} was screened before with other details`);
-    }
-    return { verdict: first.verdict, reasons: first.reasons, screeningId: first.id };
+    // Under the customer's lock nobody else screens this payment; a screening of it found already recorded
+    // is one written without the lock, and the transaction that wrote it is the one to answer.
+    const recorded = jointly(recordScreenings, { screening, openCase }).then((inserted) => {
+      if (!inserted) throw new Error(`payment ${input.paymentId} was screened meanwhile`);
+    });
+    recorded.catch(() => {}); // the caller awaits it; a failure then, not an unhandled rejection meanwhile
+    return { verdict, reasons, screeningId: screening.id, recorded };
   }
 
   async #reload(sql: Sql): Promise<CachedRules> {

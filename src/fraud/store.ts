@@ -204,6 +204,8 @@ const SCREENING_JSON = `json_build_object('id', s.id, 'payment_id', s.payment_id
   'latency_us', s.latency_us)`;
 
 export interface HistoryQuery {
+  /** The payment being screened: its earlier screening, if any, comes back with the history. */
+  readonly paymentId: string;
   readonly customerId: string;
   readonly currency: string;
   readonly creditorIban: string;
@@ -260,15 +262,17 @@ export const READ_HISTORIES = `select
            and s.device_key is not null and s.at <= q.at) as device_last_seen,
        (select max(s.at) from fraud_screenings s
          where s.customer_id = q.customer_id and s.in_history and s.device_key is not null
-           and s.at <= q.at) as any_device_last_seen
-     from jsonb_to_recordset($1::text::jsonb) as q(o int, customer_id uuid, currency text, creditor_iban text,
+           and s.at <= q.at) as any_device_last_seen,
+       (select ${SCREENING_JSON} from fraud_screenings s where s.payment_id = q.payment_id) as screened
+     from jsonb_to_recordset($1::text::jsonb) as q(o int, payment_id uuid, customer_id uuid, currency text,
+       creditor_iban text,
        device_key text, at timestamptz, amounts_since timestamptz, amounts_max int, since timestamptz[])
      order by q.o`;
 
 /**
  * Everything screenings read, in one statement for many (a group's payments go as one joint call): per
- * query, the rule set's version (so a change is noticed at once) and the customer's history as its `plan`
- * needs it. Each part is an index lookup on the customer (see the migration's indexes), bounded by time
+ * query, the rule set's version (so a change is noticed at once), the payment's own screening if it was
+ * screened before, and the customer's history as its `plan` needs it. Each part is an index lookup on the customer (see the migration's indexes), bounded by time
  * or by a limit, and made per query: the payee checks are scalar subqueries, not `exists`, which PostgreSQL
  * may turn into one read of every screening, hashed. Amounts come back as text, so no driver turns a bigint
  * into a float.
@@ -276,7 +280,7 @@ export const READ_HISTORIES = `select
 export async function readHistories(
   sql: Sql,
   queries: readonly HistoryQuery[],
-): Promise<{ rulesVersion: bigint; history: History }[]> {
+): Promise<{ rulesVersion: bigint; history: History; screened: StoredScreening | undefined }[]> {
   const rows = await sql.query<{
     rules_version: bigint;
     windows: (number | string)[];
@@ -285,10 +289,12 @@ export async function readHistories(
     payee_blocklisted: boolean;
     device_last_seen: Date | null;
     any_device_last_seen: Date | null;
+    screened: ScreeningRow | null;
   }>(READ_HISTORIES, [
     JSON.stringify(
       queries.map((query, o) => ({
         o,
+        payment_id: query.paymentId,
         customer_id: query.customerId,
         currency: query.currency,
         creditor_iban: query.creditorIban,
@@ -319,17 +325,8 @@ export async function readHistories(
       deviceLastSeen: row.device_last_seen ?? undefined,
       anyDeviceLastSeen: row.any_device_last_seen ?? undefined,
     },
+    screened: row.screened ? screeningFromRow(row.screened) : undefined,
   }));
-}
-
-export async function findScreeningByPayment(
-  sql: Sql,
-  paymentId: string,
-): Promise<StoredScreening | undefined> {
-  const [row] = await sql.query<ScreeningRow>('select * from fraud_screenings where payment_id = $1', [
-    paymentId,
-  ]);
-  return row && screeningFromRow(row);
 }
 
 /** A screening to record and, for a verdict other than allow, the case it opens. */

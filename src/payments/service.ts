@@ -352,7 +352,8 @@ export class Payments {
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
         // The consent's use (one statement for the group's, once every payment has asked) and the
-        // screening: its reads, then its record (one statement for the group's).
+        // screening's reads; its verdict comes back with its record on the way (one statement for the group's),
+        // ahead of the money's move on the connection.
         const [consumed, screening] = await Promise.all([
           initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx, jointly),
           this.#fraud.screen(
@@ -392,7 +393,12 @@ export class Payments {
           this.#event(recorded, 'received', null),
           ...(outcome ? [this.#event(recorded, outcome.to, outcome.code)] : []),
         ];
-        if (!(await jointly(insertPayments, { payment, events }))) throw new TwinRequest();
+        // The screening's record, sent before the money moved, is written by now or with the payment.
+        const [inserted] = await Promise.all([
+          jointly(insertPayments, { payment, events }),
+          screening.recorded,
+        ]);
+        if (!inserted) throw new TwinRequest();
         // The points moved with the money, or never will (src/loyalty/); a held payment's wait for it.
         if (points.debit && outcome && outcome.to !== 'awaiting_sca')
           await this.#loyalty?.settleDebit(tx, id, outcome.to !== 'rejected');
