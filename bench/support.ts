@@ -524,8 +524,9 @@ export async function runLoad(load: Load): Promise<LoadResult> {
   };
   const { window } = load;
   const timers = window && [
-    setTimeout(() => window.opened(), windowStart - performance.now()),
-    setTimeout(() => window.closed(), windowEnd - performance.now()),
+    // A turn without warm-up opens its window now: a delay a hair below zero would only draw a warning.
+    setTimeout(() => window.opened(), Math.max(0, windowStart - performance.now())),
+    setTimeout(() => window.closed(), Math.max(0, windowEnd - performance.now())),
   ];
   await Promise.all(Array.from({ length: load.clients }, (_, client) => loop(client)));
   for (const timer of timers ?? []) clearTimeout(timer);
