@@ -1,16 +1,15 @@
-// Fraud screening latency: `node bench/fraud.ts` (BENCH_SCREENINGS=2000 by default).
+// Fraud screening latency: `node bench/fraud.ts` (BENCH_SCREENINGS=5000 by default).
 //
-// What screening adds to a payment: `FraudScreening.screen()` called as the payment path will call it,
-// against a realistic history (10,000 screened payments: 500 customers with 20 payments each over the last
-// 90 days, a few payees and devices each) with the default rules, on the embedded PGlite and on PostgreSQL
-// when one answers. Each screening is timed whole: the read, the evaluation and the write of the verdict
-// (and of the case, for the step-ups the default rules give). Inside the payment's transaction, as the
-// payment path calls it: the verdict comes back before its record is written, and the payment's next
-// statement (a `select 1` stands for it) goes out behind the record; the time runs until both are back,
-// so it includes a round trip the payment makes anyway, and is an upper bound on what screening adds. On
-// its own: with a commit of its own. One more row for a heavy customer (2,000 payments in 90 days), whose
-// history is the most the queries read. Figures only, no assertions.
-import { randomBytes } from 'node:crypto';
+// What screening adds to a payment: `FraudScreening.screen()` called as the payment path calls it, against
+// a realistic history (10,000 screened payments: 500 customers with 20 payments each over the last 90 days,
+// a few payees and devices each) with the default rules, on the embedded PGlite and on PostgreSQL when one
+// answers. The target (issue 6: at most 2 ms at p99) is read as it is written: a payment's transaction
+// with the screening against the same transaction without it, in turns, the payment's own statements sent
+// where the payment path sends them (see `measure`). Beside it, stricter figures: screen() alone in a
+// transaction, until its record is back; and with a commit of its own. One more pair for a heavy customer
+// (2,000 payments in 90 days), whose history is the most the queries read. The target's verdict is
+// printed; no assertions.
+import { randomBytes, randomUUID } from 'node:crypto';
 import { arrayLiteral, type Db, openDb, type Sql } from '../src/db/db.ts';
 import { migrate } from '../src/db/migrate.ts';
 import type { ScreeningInput } from '../src/fraud/rules.ts';
@@ -23,10 +22,13 @@ const HEAVY_CUSTOMER_PAYMENTS = 2000;
 const PAYEES_PER_CUSTOMER = 5;
 const DEVICES_PER_CUSTOMER = 2;
 const HISTORY_DAYS = 90;
-const SCREENINGS = Number(process.env.BENCH_SCREENINGS ?? 2000);
+const SCREENINGS = Number(process.env.BENCH_SCREENINGS ?? 5000);
 const WARMUP_SCREENINGS = 200;
 const INSERT_BATCH_ROWS = 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
+// A payment every 10 s among the 500 customers: each pays about every 80 minutes, under the velocity limits.
+const SCREENING_SPACING_MS = 10_000;
+const SCENARIO_SPACING_MS = 2 * DAY_MS;
 const PG_SCHEMA = 'apibank_bench_fraud';
 
 // A seeded generator (mulberry32): the same history every run, so runs compare.
@@ -108,8 +110,14 @@ async function seedHistory(
       [column(0), column(1), column(2), column(3), column(4), column(5), column(6), column(7), column(8)],
     );
   }
-  // As autovacuum leaves a table that has had 90 days of traffic: statistics and a visibility map.
+  // As autovacuum leaves a table that has had 90 days of traffic: statistics and a visibility map; and, as
+  // old history is, on disk, not in dirty buffers the checkpointer writes out while the screenings are timed.
   await db.query('vacuum analyze fraud_screenings');
+  if (db.kind === 'postgres') {
+    await db.query('checkpoint').catch((error: unknown) => {
+      console.log(`checkpoint refused (${String(error)}): the seeded pages may be written out while timed`);
+    });
+  }
 }
 
 /** A payment as customers make them: mostly known payees and devices, sometimes a new one of either. */
@@ -137,10 +145,27 @@ function payment(next: () => number, customer: Customer, at: Date): ScreeningInp
 const percentile = (sorted: readonly number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 
+type Scenario = 'payment' | 'alone' | 'own commit';
+
+interface Measured {
+  /** Each screening whole: a payment's transaction with it, the call until recorded, or with its commit. */
+  readonly totalMs: number[];
+  /** Until screen() answered with the verdict. */
+  readonly verdictMs: number[];
+  /** 'payment' only: the same transaction without the screening, run in turns with the one with it. */
+  readonly withoutMs: number[];
+  readonly verdicts: Record<string, number>;
+}
+
+const since = (began: bigint) => Number(process.hrtime.bigint() - began) / 1e6;
+
 /**
- * `inTransaction`: as the payment path calls it, inside the payment's own transaction, until its verdict
- * and, sent behind it, its record and the payment's next statement are back; the commit is the payment's
- * anyway. Otherwise on its own, its commit included.
+ * - `payment`: a payment's transaction as the payment path runs it, with the screening and without, in
+ *   turns. The payment's own statements stand in as the path sends them: one beside the screening's read
+ *   (the consent's use: a `select 1`) and one behind its record (the ledger's call: an insert, so both
+ *   transactions commit a write). Timed whole, from its first statement to its commit.
+ * - `alone`: screen() in a transaction of its own, until its record is back; the commit is not timed.
+ * - `own commit`: screen() without a transaction, its commit included.
  */
 async function measure(
   db: Db,
@@ -149,28 +174,70 @@ async function measure(
   pick: () => Customer,
   start: Date,
   count: number,
-  inTransaction: boolean,
-): Promise<{ totalMs: number[]; verdictMs: number[]; verdicts: Record<string, number> }> {
-  const totalMs: number[] = [];
-  const verdictMs: number[] = [];
-  const verdicts: Record<string, number> = { allow: 0, step_up: 0, block: 0 };
-  const since = (began: bigint) => Number(process.hrtime.bigint() - began) / 1e6;
+  scenario: Scenario,
+): Promise<Measured> {
+  const measured: Measured = { totalMs: [], verdictMs: [], withoutMs: [], verdicts: {} };
+  const screened = ({ verdict }: { verdict: string }, began: bigint) => {
+    measured.verdictMs.push(since(began));
+    measured.verdicts[verdict] = (measured.verdicts[verdict] ?? 0) + 1;
+  };
+  const write = (sql: Sql, id: string, at: Date) =>
+    sql.query('insert into bench_payment_writes (id, at) values ($1, $2)', [id, at]);
   for (let i = 0; i < count; i++) {
-    const input = payment(next, pick(), new Date(start.getTime() + i * 1000));
-    const timed = async (sql?: Sql) => {
+    const input = payment(next, pick(), new Date(start.getTime() + i * SCREENING_SPACING_MS));
+    if (scenario === 'own commit') {
       const began = process.hrtime.bigint();
-      const { verdict, recorded } = await fraud.screen(input, sql);
-      verdictMs.push(since(began));
-      if (sql) await Promise.all([recorded, sql.query('select 1')]);
-      totalMs.push(since(began));
-      verdicts[verdict] = (verdicts[verdict] ?? 0) + 1;
+      screened(await fraud.screen(input), began);
+      measured.totalMs.push(since(began));
+      continue;
+    }
+    if (scenario === 'alone') {
+      await db.transaction(async (tx) => {
+        const began = process.hrtime.bigint();
+        const screening = await fraud.screen(input, tx);
+        screened(screening, began);
+        await screening.recorded;
+        measured.totalMs.push(since(began));
+      });
+      continue;
+    }
+    const without = async () => {
+      const began = process.hrtime.bigint();
+      await db.transaction(async (tx) => {
+        await tx.query('select 1');
+        await write(tx, randomUUID(), input.at);
+      });
+      measured.withoutMs.push(since(began));
     };
-    await (inTransaction ? db.transaction(timed) : timed());
+    const withScreening = async () => {
+      const began = process.hrtime.bigint();
+      await db.transaction(async (tx) => {
+        const [, screening] = await Promise.all([tx.query('select 1'), fraud.screen(input, tx)]);
+        screened(screening, began);
+        await Promise.all([screening.recorded, write(tx, input.paymentId, input.at)]);
+      });
+      measured.totalMs.push(since(began));
+    };
+    // In turns, the first of each pair alternating: both see the machine as it is at that moment.
+    if (i % 2 === 0) {
+      await without();
+      await withScreening();
+    } else {
+      await withScreening();
+      await without();
+    }
   }
-  return { totalMs, verdictMs, verdicts };
+  return measured;
 }
 
-async function bench(name: string, db: Db): Promise<string[][]> {
+const sortedCopy = (values: readonly number[]) => [...values].sort((a, b) => a - b);
+const p50p99 = (sorted: readonly number[]) =>
+  `${ms(percentile(sorted, 0.5))} / ${ms(percentile(sorted, 0.99))}`;
+
+/** What the screening adds to a payment's transaction at p99 (PostgreSQL, typical customers): at most 2 ms. */
+const TARGET_ADDED_P99_MS = 2;
+
+async function bench(name: string, db: Db): Promise<{ rows: string[][]; addedP99Ms: number }> {
   const next = random(42);
   const now = new Date();
   const people = customers(next, CUSTOMERS);
@@ -178,73 +245,77 @@ async function bench(name: string, db: Db): Promise<string[][]> {
   if (!heavy) throw new Error('no heavy customer');
   await seedHistory(db, next, people, PAYMENTS_PER_CUSTOMER, now);
   await seedHistory(db, next, [heavy], HEAVY_CUSTOMER_PAYMENTS, now);
+  await db.query('create table bench_payment_writes (id uuid primary key, at timestamptz not null)');
   const fraud = new FraudScreening({ db });
   const anyone = () => people[Math.floor(next() * people.length)] as Customer;
-  await measure(db, fraud, next, anyone, now, WARMUP_SCREENINGS, false);
+  await measure(db, fraud, next, anyone, now, WARMUP_SCREENINGS, 'payment');
 
   // The floor under every figure: the database's cheapest round trip, on this machine, now.
   const floor: number[] = [];
   for (let i = 0; i < SCREENINGS; i++) {
     const began = process.hrtime.bigint();
     await db.query('select 1');
-    floor.push(Number(process.hrtime.bigint() - began) / 1e6);
+    floor.push(since(began));
   }
-  floor.sort((a, b) => a - b);
-  const rows: string[][] = [
-    [
-      name,
-      'floor: `select 1`',
-      '',
-      String(SCREENINGS),
-      ms(percentile(floor, 0.5)),
-      ms(percentile(floor, 0.99)),
-      ms(floor.at(-1) ?? Number.NaN),
-      '',
-      '',
-      '',
-    ],
+  const row = (label: string, count: number, sorted: readonly number[], extra: string[] = []) => [
+    name,
+    label,
+    String(count),
+    ms(percentile(sorted, 0.5)),
+    ms(percentile(sorted, 0.99)),
+    ms(sorted.at(-1) ?? Number.NaN),
+    ...extra,
   ];
-  let hours = 0;
-  for (const [label, pick, count, inTransaction] of [
-    ['typical, in the payment tx', anyone, SCREENINGS, true],
-    ['typical, own commit', anyone, SCREENINGS, false],
-    ['heavy, in the payment tx', () => heavy, Math.min(SCREENINGS, 500), true],
+  const rows: string[][] = [row('floor: `select 1`', SCREENINGS, sortedCopy(floor), ['', '', '', '', ''])];
+  let addedP99Ms = Number.NaN;
+  let scenarios = 0;
+  for (const [label, pick, count, scenario] of [
+    ['typical', anyone, SCREENINGS, 'payment'],
+    ['typical', anyone, SCREENINGS, 'alone'],
+    ['typical', anyone, SCREENINGS, 'own commit'],
+    ['heavy', () => heavy, Math.min(SCREENINGS, 1000), 'payment'],
   ] as const) {
-    // Each scenario an hour after the last, so the recorded latencies below are its own.
-    const startedAt = new Date(now.getTime() + ++hours * 3600_000);
-    const [counted] = await db.query<{ n: bigint }>('select count(*) as n from fraud_screenings');
-    const { totalMs, verdictMs, verdicts } = await measure(
+    // Each scenario days after the last, so its customers' recent payments and the recorded latencies
+    // below are its own.
+    const startedAt = new Date(now.getTime() + ++scenarios * SCENARIO_SPACING_MS);
+    const { totalMs, verdictMs, withoutMs, verdicts } = await measure(
       db,
       fraud,
       next,
       pick,
       startedAt,
       count,
-      inTransaction,
+      scenario,
     );
     // The verdict's own latency, as recorded with it: read and evaluation, without the write.
     const recorded = (
       await db.query<{ latency_us: number }>(
         'select latency_us from fraud_screenings where at >= $1 and at < $2 order by latency_us',
-        [startedAt, new Date(startedAt.getTime() + 3600_000)],
+        [startedAt, new Date(startedAt.getTime() + count * SCREENING_SPACING_MS)],
       )
-    ).map((row) => row.latency_us / 1000);
-    const sorted = [...totalMs].sort((a, b) => a - b);
-    const toVerdict = [...verdictMs].sort((a, b) => a - b);
-    rows.push([
-      name,
-      label,
-      String(counted?.n),
-      String(count),
-      ms(percentile(sorted, 0.5)),
-      ms(percentile(sorted, 0.99)),
-      ms(sorted.at(-1) ?? Number.NaN),
-      `${ms(percentile(toVerdict, 0.5))} / ${ms(percentile(toVerdict, 0.99))}`,
-      `${ms(percentile(recorded, 0.5))} / ${ms(percentile(recorded, 0.99))}`,
-      `${verdicts.allow} / ${verdicts.step_up} / ${verdicts.block}`,
-    ]);
+    ).map((stored) => stored.latency_us / 1000);
+    const total = sortedCopy(totalMs);
+    const screening = [
+      p50p99(sortedCopy(verdictMs)),
+      p50p99(recorded),
+      `${verdicts.allow ?? 0} / ${verdicts.step_up ?? 0} / ${verdicts.block ?? 0}`,
+    ];
+    if (scenario !== 'payment') {
+      rows.push(row(`${label}, screen() ${scenario}`, count, total, ['', ...screening]));
+      continue;
+    }
+    const without = sortedCopy(withoutMs);
+    const added = (q: number) => percentile(total, q) - percentile(without, q);
+    if (label === 'typical') addedP99Ms = added(0.99);
+    rows.push(row(`${label}, payment tx without screening`, count, without, ['', '', '', '']));
+    rows.push(
+      row(`${label}, payment tx with screening`, count, total, [
+        `${ms(added(0.5))} / ${ms(added(0.99))}`,
+        ...screening,
+      ]),
+    );
   }
-  return rows;
+  return { rows, addedP99Ms };
 }
 
 async function main() {
@@ -253,7 +324,7 @@ async function main() {
   const pglite = await openDb({});
   try {
     await migrate(pglite);
-    rows.push(...(await bench('PGlite', pglite)));
+    rows.push(...(await bench('PGlite', pglite)).rows);
   } finally {
     await pglite.close();
   }
@@ -263,10 +334,13 @@ async function main() {
   } catch (error) {
     console.log(`PostgreSQL not reachable at ${redact(PG_URL)} (${String(error)}); skipped`);
   }
+  let addedP99Ms: number | undefined;
   if (postgres) {
     try {
       await migrate(postgres);
-      rows.push(...(await bench('PostgreSQL', postgres)));
+      const measured = await bench('PostgreSQL', postgres);
+      rows.push(...measured.rows);
+      addedP99Ms = measured.addedP99Ms;
     } finally {
       const [schema] = await postgres.query<{ s: string }>('select current_schema() as s');
       if (schema?.s.startsWith(PG_SCHEMA)) await postgres.query(`drop schema ${schema.s} cascade`);
@@ -278,11 +352,11 @@ async function main() {
     [
       'database',
       'scenario',
-      'rows before',
       'screenings',
       'p50 ms',
       'p99 ms',
       'max ms',
+      'adds p50/p99 ms',
       'to verdict p50/p99 ms',
       'recorded p50/p99 ms',
       'allow / step_up / block',
@@ -290,12 +364,20 @@ async function main() {
     rows,
   );
   console.log(
-    '\nThe screen() call: one read, the evaluation, one write (the screening, and the case for a step-up).\n' +
-      '"in the payment tx": until the verdict and, sent behind it, the write and the payment\'s next statement\n' +
-      '(a `select 1`, whose round trip is counted) are back; the commit is the payment\'s. "own commit": the\n' +
-      'call with a commit of its own. "to verdict": until screen() answers. "recorded" is the latency\n' +
-      'stored with each verdict: the read and the evaluation only. Calls one after another.',
+    "\nA payment tx: its first statement (a `select 1` for the consent's use) with the screening's read, then\n" +
+      "its write (an insert for the ledger's call) behind the screening's record, then its commit; without\n" +
+      'screening, the same in turns. "adds": with less without, at p50 and at p99. "screen() alone": the call in\n' +
+      'a transaction, until its record is back, nothing beside it. "own commit": the call with a commit of its\n' +
+      'own. "to verdict": until screen() answers. "recorded": the latency stored with each verdict (the read\n' +
+      'and the evaluation). Calls one after another.',
   );
+  if (addedP99Ms !== undefined) {
+    const met = addedP99Ms <= TARGET_ADDED_P99_MS;
+    console.log(
+      `\nPostgreSQL, typical: screening adds ${ms(addedP99Ms)} ms at p99 to a payment's transaction; ` +
+        `target ≤ ${TARGET_ADDED_P99_MS} ms ${met ? 'met' : 'MISSED'}`,
+    );
+  }
 }
 
 await main();
