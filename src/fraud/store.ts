@@ -265,17 +265,17 @@ export const READ_HISTORIES = `select
            and s.at <= q.at) as any_device_last_seen,
        (select ${SCREENING_JSON} from fraud_screenings s where s.payment_id = q.payment_id) as screened
      from jsonb_to_recordset($1::text::jsonb) as q(o int, payment_id uuid, customer_id uuid, currency text,
-       creditor_iban text,
-       device_key text, at timestamptz, amounts_since timestamptz, amounts_max int, since timestamptz[])
+       creditor_iban text, device_key text, at timestamptz, amounts_since timestamptz, amounts_max int,
+       since timestamptz[])
      order by q.o`;
 
 /**
  * Everything screenings read, in one statement for many (a group's payments go as one joint call): per
  * query, the rule set's version (so a change is noticed at once), the payment's own screening if it was
- * screened before, and the customer's history as its `plan` needs it. Each part is an index lookup on the customer (see the migration's indexes), bounded by time
- * or by a limit, and made per query: the payee checks are scalar subqueries, not `exists`, which PostgreSQL
- * may turn into one read of every screening, hashed. Amounts come back as text, so no driver turns a bigint
- * into a float.
+ * screened before, and the customer's history as its `plan` needs it. Each part is an index lookup on the
+ * customer (see the migration's indexes), bounded by time or by a limit, or on the payment, and made per
+ * query: the payee checks are scalar subqueries, not `exists`, which PostgreSQL may turn into one read of
+ * every screening, hashed. Amounts come back as text, so no driver turns a bigint into a float.
  */
 export async function readHistories(
   sql: Sql,

@@ -352,8 +352,8 @@ export class Payments {
         // payments racing for one quote, the second waits for the first and finds it used.
         if (quote) await this.#fx.useIn(tx, quote, `payment:${id}`, now);
         // The consent's use (one statement for the group's, once every payment has asked) and the
-        // screening's reads; its verdict comes back with its record on the way (one statement for the group's),
-        // ahead of the money's move on the connection.
+        // screening's reads; its verdict comes back with its record on the way (one statement for the
+        // group's), ahead of the money's move on the connection.
         const [consumed, screening] = await Promise.all([
           initiator.kind !== 'app' || this.#consents.consume(initiator.consent, tx, jointly),
           this.#fraud.screen(
