@@ -10,9 +10,19 @@ export interface PlanNode {
   readonly Plans?: readonly PlanNode[];
 }
 
+/** A test's parameter as an SQL literal, of no type yet: the prepared statement gives it one. */
+function literal(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  const text = value instanceof Date ? value.toISOString() : String(value);
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
 /**
  * The plan of `text` with `params`, with scans made as dear as they go: the planner takes an index wherever
  * one can answer, so a plan that still reads a whole table (or a whole index) has no index to answer with.
+ * The generic plan, made without the parameters' values: the bank's statements are prepared, and after a
+ * few runs PostgreSQL may keep one plan for every value (a custom plan for the values given could use an
+ * index the generic one cannot, a partial index on a status given as a parameter, say).
  */
 export async function planPreferringIndexes(
   db: Db,
@@ -21,14 +31,19 @@ export async function planPreferringIndexes(
 ): Promise<PlanNode> {
   return db.session(async (session) => {
     await session.query('set enable_seqscan = off');
+    await session.query('set plan_cache_mode = force_generic_plan');
+    await session.script(`prepare planned as ${text}`);
     try {
+      // EXECUTE's arguments are not parameters of the EXPLAIN around it: they go as literals.
+      const values = params.map(literal).join(', ');
       const [row] = await session.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
-        `explain (format json) ${text}`,
-        params,
+        `explain (format json) execute planned${params.length > 0 ? `(${values})` : ''}`,
       );
       if (!row) throw new Error('explain returned no plan');
       return row['QUERY PLAN'][0].Plan;
     } finally {
+      await session.script('deallocate planned');
+      await session.query('reset plan_cache_mode');
       await session.query('reset enable_seqscan');
     }
   });
