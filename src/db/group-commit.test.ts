@@ -214,6 +214,40 @@ for (const database of testDatabases()) {
         );
       });
 
+      it('a work may go on past a call it asked, to statements of its own and the next call: each made once, whole', async () => {
+        // A payment's screening answers before its record is written, and the payment goes on to its ledger
+        // call: neither the group's records nor its ledger call may be split.
+        const group = new GroupCommit(db);
+        const events: string[] = [];
+        const logged = (name: string) => async (tx: Sql, items: number[]) => {
+          events.push(`${name} ${items.join(',')} made`);
+          await txid(tx);
+          events.push(`${name} answered`);
+          return items.map((item) => item * 10);
+        };
+        const [first, second] = [logged('first'), logged('second')];
+        const later = new Promise((done) => setTimeout(done, 30));
+        const work = (item: number) => async (tx: Sql, jointly: Jointly) => {
+          const early = jointly(first, item);
+          if (item === 2) await insert('m2')(tx); // its own statement while its first call is unmade
+          if (item === 3) await later;
+          const late = await jointly(second, item);
+          return [await early, late];
+        };
+        const results = await Promise.all([1, 2, 3].map((item) => group.run(`m${item}`, work(item))));
+        assert.deepEqual(results, [
+          [10, 10],
+          [20, 20],
+          [30, 30],
+        ]);
+        assert.deepEqual(events, [
+          'first 1,2,3 made',
+          'first answered',
+          'second 1,2,3 made',
+          'second answered',
+        ]);
+      });
+
       it('a lone work calls with its one item', async () => {
         const group = new GroupCommit(db);
         const { calls, call } = recording();
