@@ -60,7 +60,9 @@ interface Asked {
  * one order, though some skip some (an app's payment consumes its consent first, a customer's has none):
  * so a work that skipped ahead waits for the others to catch up, and each call is made once, with every
  * work that asks it (one ledger call a group, which locks its accounts once and in one order). A work never
- * waits on another (the group's rule), so each is bound to get there.
+ * waits on another (the group's rule), so each is bound to get there. A work with a call unmade counts as
+ * waiting even while it goes on (a payment past its screening's record, to its ledger call): the call made
+ * then is the first asked, so its own or one before it in the order, never one it has still to ask.
  */
 class Rendezvous {
   readonly #tx: Sql;
