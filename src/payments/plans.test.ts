@@ -3,37 +3,55 @@ import { after, before, describe, it } from 'node:test';
 import type { Sql } from '../db/db.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
 import { planPreferringIndexes } from '../testing/plans.ts';
-import { listPayments, type PassingStatus } from './store.ts';
+import { claimForSettlement, listPayments, type PassingStatus } from './store.ts';
 
-// The recovery sweep runs every few seconds in every server, for as long as the bank runs: each of its
-// statements must be an index lookup, never a scan of every payment ever made.
+/** The statement a store function sends, with its parameters, sent nowhere. */
+async function statementOf(
+  send: (sql: Sql) => Promise<unknown>,
+): Promise<{ text: string; params: unknown[] }> {
+  let sent: { text: string; params: unknown[] } | undefined;
+  await send({
+    query: async (text, params = []) => {
+      sent = { text, params: [...params] };
+      return [];
+    },
+    script: async () => {},
+  });
+  if (!sent) throw new Error('no statement sent');
+  return sent;
+}
+
+// The recovery sweep and the settlement cycle run every few seconds in every server, for as long as the bank
+// runs: each of their statements must be an index lookup, never a scan of every payment ever made.
 for (const database of testDatabases()) {
-  describe(`the recovery sweep's statements on ${database.name}`, () => {
+  describe(`the payment sweeps' statements on ${database.name}`, () => {
     let db: TestDb;
     before(async () => {
       db = await database.open();
     });
     after(() => db.close());
 
+    const planOf = async (send: (sql: Sql) => Promise<unknown>) => {
+      const { text, params } = await statementOf(send);
+      const plan = JSON.stringify(await planPreferringIndexes(db, text, params));
+      assert.doesNotMatch(plan, /Seq Scan/, plan);
+      return plan;
+    };
+
     for (const status of ['received', 'awaiting_sca', 'returning'] as const satisfies PassingStatus[]) {
       it(`finds payments stuck in ${status} through an index`, async () => {
-        // The statement as the sweep sends it, with its parameters.
-        let sent: { text: string; params: readonly unknown[] } | undefined;
-        const capture: Sql = {
-          query: async (text, params = []) => {
-            sent = { text, params };
-            return [];
-          },
-          script: async () => {},
-        };
-        await listPayments(capture, status, new Date(), 100);
-        assert.ok(sent);
-        const text = JSON.stringify(await planPreferringIndexes(db, sent.text, sent.params));
-        assert.doesNotMatch(text, /Seq Scan/, text);
+        const plan = await planOf((sql) => listPayments(sql, status, new Date(), 100));
         // The status's own partial index (0012, 0025), which holds only the payments in it: any other index
         // would be read whole, every payment ever made, filtered.
-        assert.match(text, new RegExp(`"Index Name":"payments_${status}"`), text);
+        assert.match(plan, new RegExp(`"Index Name":"payments_${status}"`), plan);
       });
     }
+
+    it('claims payments to settle, and those a dead cycle left settling, through one index', async () => {
+      const now = new Date();
+      const plan = await planOf((sql) => claimForSettlement(sql, now, new Date(now.getTime() - 60_000), 500));
+      // The outbound payments accepted or settling (0030), in the order the cycle takes them.
+      assert.match(plan, /"Index Name":"payments_to_settle"/, plan);
+    });
   });
 }
