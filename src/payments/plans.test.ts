@@ -2,24 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Sql } from '../db/db.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { planPreferringIndexes } from '../testing/plans.ts';
+import { planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
 import { claimForSettlement, listPayments, type PassingStatus } from './store.ts';
-
-/** The statement a store function sends, with its parameters, sent nowhere. */
-async function statementOf(
-  send: (sql: Sql) => Promise<unknown>,
-): Promise<{ text: string; params: unknown[] }> {
-  let sent: { text: string; params: unknown[] } | undefined;
-  await send({
-    query: async (text, params = []) => {
-      sent = { text, params: [...params] };
-      return [];
-    },
-    script: async () => {},
-  });
-  if (!sent) throw new Error('no statement sent');
-  return sent;
-}
 
 // The recovery sweep and the settlement cycle run every few seconds in every server, for as long as the bank
 // runs: each of their statements must be an index lookup, never a scan of every payment ever made.
@@ -32,7 +16,7 @@ for (const database of testDatabases()) {
     after(() => db.close());
 
     const planOf = async (send: (sql: Sql) => Promise<unknown>) => {
-      const { text, params } = await statementOf(send);
+      const { text, params } = await statementSentBy(send);
       const plan = JSON.stringify(await planPreferringIndexes(db, text, params));
       assert.doesNotMatch(plan, /Seq Scan/, plan);
       return plan;

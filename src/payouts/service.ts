@@ -47,6 +47,7 @@ import {
   listItems,
   markFunded,
   moveItems,
+  pendingItems,
   renewLease,
   type StoredBatch,
   type StoredItem,
@@ -535,7 +536,7 @@ export class Payouts {
       await nextTurn();
       if (!(await renewLease(this.#db, id, new Date(this.#now().getTime() + EXECUTION_LEASE_MS))))
         return false;
-      const pending = await listItems(this.#db, id, 0, this.#creditsPerCall, 'pending');
+      const pending = await pendingItems(this.#db, id, this.#creditsPerCall);
       if (pending.length === 0) break;
       const payees = await this.#payeeLedgerAccounts(pending);
       const outcomes = await this.#ledger.transferBatch(

@@ -295,6 +295,19 @@ export async function listItems(
   return rows.map(itemFromRow);
 }
 
+/**
+ * The batch's next pending items, in line order: the status written in the statement, so its partial index
+ * (0016) serves it. Through `listItems`, with the status a parameter, each call of the credit loop read the
+ * batch's finished lines again to pass them.
+ */
+export async function pendingItems(sql: Sql, batchId: string, limit: number): Promise<StoredItem[]> {
+  const rows = await sql.query<ItemRow>(
+    `select * from payout_items where batch_id = $1 and status = 'pending' order by line limit $2`,
+    [batchId, limit],
+  );
+  return rows.map(itemFromRow);
+}
+
 /** The total of the batch's items in these statuses. */
 export async function itemsTotal(
   sql: Sql,

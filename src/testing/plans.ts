@@ -1,5 +1,5 @@
 // The plan PostgreSQL makes for a statement, for tests that a statement reads through an index.
-import type { Db } from '../db/db.ts';
+import type { Db, Sql } from '../db/db.ts';
 
 /** A node of PostgreSQL's JSON plan, as far as the tests read it. */
 export interface PlanNode {
@@ -47,4 +47,20 @@ export async function planPreferringIndexes(
       await session.query('reset enable_seqscan');
     }
   });
+}
+
+/** The statement a store function sends, with its parameters, sent nowhere: to plan it as it is sent. */
+export async function statementSentBy(
+  send: (sql: Sql) => Promise<unknown>,
+): Promise<{ text: string; params: unknown[] }> {
+  let sent: { text: string; params: unknown[] } | undefined;
+  await send({
+    query: async (text, params = []) => {
+      sent = { text, params: [...params] };
+      return [];
+    },
+    script: async () => {},
+  });
+  if (!sent) throw new Error('no statement sent');
+  return sent;
 }
