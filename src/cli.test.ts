@@ -51,14 +51,20 @@ describe('apibank command', () => {
     assert.doesNotMatch(badKeys.output(), /\n {4}at /, 'no stack trace');
   });
 
-  it('serves, moves money, shuts down on SIGTERM, and verifies the ledger it left', async () => {
+  it('serves, moves money, shuts down on SIGTERM, and verifies the ledger it left', async (t) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'apibank-cli-'));
     const port = await freePort();
     const server = apibank(['serve'], { APIBANK_DATA_DIR: dataDir, PORT: String(port) });
+    // A failed assertion must not leave the server running: the test run would wait for it forever.
+    t.after(() => {
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    });
     const base = `http://127.0.0.1:${port}`;
     for (let attempt = 0; ; attempt++) {
       const ready = await fetch(`${base}/health/ready`).catch(() => undefined);
-      if (ready?.ok) break;
+      // Ready, and its start-up lines through the pipe (the last says where the operator token is): the
+      // server answers as soon as it listens, before it logs them.
+      if (ready?.ok && /operator token: /.test(server.output())) break;
       assert.ok(attempt < 300 && server.child.exitCode === null, `server did not start: ${server.output()}`);
       await new Promise((done) => setTimeout(done, 100));
     }
