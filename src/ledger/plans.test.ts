@@ -3,8 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import type { Minor } from '../money.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
+import { planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
 import { Ledger } from './service.ts';
-import { executeItems, type LedgerItem } from './store.ts';
+import { executeItems, findExpiredPending, type LedgerItem } from './store.ts';
 
 // ledger_execute on a long-lived connection, as the server's pool keeps them: the tables it looks keys and
 // accounts up in grow from nothing to many rows, and every lookup must stay an index lookup.
@@ -32,7 +33,8 @@ for (const database of testDatabases()) {
     });
     after(() => db.close());
 
-    const transfer = (key: string): LedgerItem => ({
+    const soon = () => new Date(Date.now() + 60_000);
+    const transfer = (key: string, expiresAt: Date | null = null): LedgerItem => ({
       op: 'transfer',
       key,
       hash: key,
@@ -41,19 +43,28 @@ for (const database of testDatabases()) {
         postings: [
           { debitAccountId: debit, creditAccountId: credit, amount: { minor: 1n as Minor, scale: 2 } },
         ],
-        pending: false,
-        expiresAt: null,
+        pending: expiresAt !== null,
+        expiresAt,
         metadata: {},
       },
     });
+    // The expiry sweep's call for a pending transfer, at a time past its expiry.
+    const expire = (item: LedgerItem): LedgerItem => ({ op: 'expire', id: item.id });
+    const later = () => new Date(Date.now() + 3_600_000);
 
-    it('looks keys and accounts up by index after the tables have grown, whatever it planned when they were small', async () => {
+    it('looks keys, accounts and expiring transfers up by index after the tables have grown, whatever it planned when they were small', async () => {
       await db.session(async (session) => {
-        // Enough calls for PL/pgSQL to settle on a plan, while the table holds a few rows.
+        // Enough calls for PL/pgSQL to settle on a plan, while the table holds a few rows: transfers, and
+        // expiries of pending ones.
         for (let i = 0; i < 8; i++) {
           const [result] = await executeItems(session, [transfer(`small-${i}`)], false, new Date());
           assert.equal(result?.ok, true);
+          const pending = transfer(`small-pending-${i}`, soon());
+          assert.equal((await executeItems(session, [pending], false, new Date()))[0]?.ok, true);
+          assert.equal((await executeItems(session, [expire(pending)], false, later()))[0]?.ok, true);
         }
+        const expiring = transfer('pending-before-growth', soon());
+        assert.equal((await executeItems(session, [expiring], false, new Date()))[0]?.ok, true);
         await session.query(
           `insert into ledger_transfers (id, status, idempotency_key, debit_account_ids, credit_account_ids, amounts,
                                          exponents, created_at)
@@ -74,24 +85,37 @@ for (const database of testDatabases()) {
                     pg_stat_get_xact_tuples_fetched(t::regclass) as fetched
                from unnest(array['ledger_transfers', 'ledger_accounts']) t`,
           );
-        await session.query('begin');
-        try {
-          const before = await reads();
-          const [result] = await executeItems(session, [transfer('after-growth')], false, new Date());
-          assert.equal(result?.ok, true);
-          // One transfer reads a few rows: none by a sequential scan, and no more than a few through an index
-          // (a whole index read in order, to join against, is as slow as a sequential scan).
-          for (const read of await reads()) {
-            const start = before.find((row) => row.table === read.table);
-            const scanned = Number(read.scanned) - Number(start?.scanned);
-            const fetched = Number(read.fetched) - Number(start?.fetched);
-            assert.equal(scanned, 0, `no row of ${read.table} read by a sequential scan`);
-            assert.ok(fetched < 10, `${fetched} rows of ${read.table} fetched through an index`);
+        for (const [what, item, now] of [
+          ['a transfer', transfer('after-growth'), new Date()],
+          ['an expiry', expire(expiring), later()],
+        ] as const) {
+          await session.query('begin');
+          try {
+            const before = await reads();
+            const [result] = await executeItems(session, [item], false, now);
+            assert.equal(result?.ok, true, `${what}: ${result?.ok === false ? result.code : 'ok'}`);
+            // One call reads a few rows: none by a sequential scan, and no more than a few through an index
+            // (a whole index read in order, to join against, is as slow as a sequential scan).
+            for (const read of await reads()) {
+              const start = before.find((row) => row.table === read.table);
+              const scanned = Number(read.scanned) - Number(start?.scanned);
+              const fetched = Number(read.fetched) - Number(start?.fetched);
+              assert.equal(scanned, 0, `${what}: no row of ${read.table} read by a sequential scan`);
+              assert.ok(fetched < 10, `${what}: ${fetched} rows of ${read.table} fetched through an index`);
+            }
+          } finally {
+            await session.query('rollback');
           }
-        } finally {
-          await session.query('rollback');
         }
       });
+    });
+
+    it('finds the transfers to expire through the pending ones’ own index', async () => {
+      // The sweep runs every few seconds for as long as the bank runs.
+      const { text, params } = await statementSentBy((sql) => findExpiredPending(sql, new Date(), 100));
+      const plan = JSON.stringify(await planPreferringIndexes(db, text, params));
+      assert.doesNotMatch(plan, /Seq Scan/, plan);
+      assert.match(plan, /"Index Name":"ledger_transfers_expiring"/, plan);
     });
   });
 }
