@@ -30,10 +30,13 @@ export async function planPreferringIndexes(
   params: readonly unknown[],
 ): Promise<PlanNode> {
   return db.session(async (session) => {
-    await session.query('set enable_seqscan = off');
-    await session.query('set plan_cache_mode = force_generic_plan');
-    await session.script(`prepare planned as ${text}`);
+    // The connection goes back to the pool: whatever fails, it leaves with its settings as they were.
+    let prepared = false;
     try {
+      await session.query('set enable_seqscan = off');
+      await session.query('set plan_cache_mode = force_generic_plan');
+      await session.script(`prepare planned as ${text}`);
+      prepared = true;
       // EXECUTE's arguments are not parameters of the EXPLAIN around it: they go as literals.
       const values = params.map(literal).join(', ');
       const [row] = await session.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
@@ -42,7 +45,7 @@ export async function planPreferringIndexes(
       if (!row) throw new Error('explain returned no plan');
       return row['QUERY PLAN'][0].Plan;
     } finally {
-      await session.script('deallocate planned');
+      if (prepared) await session.script('deallocate planned');
       await session.query('reset plan_cache_mode');
       await session.query('reset enable_seqscan');
     }
