@@ -12,7 +12,7 @@ import {
   destroyGrant,
   findConsent,
   insertConsent,
-  listConsents,
+  listCustomerConsents,
   lockAuthorisedConsent,
   transitionConsent,
 } from './store.ts';
@@ -111,9 +111,10 @@ export class Consents {
     limit: number,
     type?: ConsentType,
   ): Promise<Consent[]> {
-    const listed = await listConsents(
+    const listed = await listCustomerConsents(
       this.#db,
-      { customerId, ...(type && { type }) },
+      customerId,
+      type,
       afterId,
       Math.min(limit, CONSENTS_PAGE_MAX),
       this.#now(),

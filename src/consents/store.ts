@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MIN } from '../db/db.ts';
 import type { OutboxEvent } from '../events/outbox.ts';
 
 export type ConsentType = 'account_information' | 'payment_initiation' | 'funds_confirmation' | 'mandate';
@@ -157,22 +157,24 @@ export async function consumeConsents(
 }
 
 /** Consents in creation order, filtered by app or by customer, and optionally by type. */
-export async function listConsents(
+export async function listCustomerConsents(
   sql: Sql,
-  filter: { clientId?: string; customerId?: string; type?: ConsentType },
+  customerId: string,
+  type: ConsentType | undefined,
   afterId: string | undefined,
   limit: number,
   now: Date,
 ): Promise<Consent[]> {
+  // The customer's consents through their index, from the cursor on (see UUID_MIN): filtered on the
+  // customer, and not the other way round, every page read the consents of every customer before it.
   const rows = await sql.query<Row>(
     `select id, client_id, customer_id, type,
             case when status in ('awaiting_authorisation', 'authorised') and expires_at <= $5 then 'expired' else status end as status,
             details, details_enc, grant_id, account_ids, expires_at, created_at, status_updated_at
        from consents
-      where ($1::uuid is null or client_id = $1) and ($2::uuid is null or customer_id = $2) and ($3::uuid is null or id > $3)
-        and ($6::text is null or type = $6)
+      where customer_id = $1 and id > coalesce($2::uuid, '${UUID_MIN}') and ($3::text is null or type = $3)
       order by id limit $4`,
-    [filter.clientId ?? null, filter.customerId ?? null, afterId ?? null, limit, now, filter.type ?? null],
+    [customerId, afterId ?? null, type ?? null, limit, now],
   );
   return rows.map(fromRow);
 }

@@ -199,6 +199,14 @@ function activityCounter() {
   });
 }
 
+/**
+ * The least and the greatest UUID, for a page's cursor that may be absent: `id > coalesce($n, UUID_MIN)` is
+ * an index condition in the plan a prepared statement keeps, where `($n is null or id > $n)` is not, and
+ * every page would read all the rows before it.
+ */
+export const UUID_MIN = '00000000-0000-0000-0000-000000000000';
+export const UUID_MAX = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
 export function quoteIdent(name: string): string {
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain SQL identifier: ${name}`);
   return `"${name}"`;

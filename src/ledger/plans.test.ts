@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import type { Minor } from '../money.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
+import { type PlanNode, planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
 import { Ledger } from './service.ts';
-import { executeItems, findExpiredPending, type LedgerItem } from './store.ts';
+import { executeItems, findExpiredPending, type LedgerItem, listEntryDetails } from './store.ts';
 
 // ledger_execute on a long-lived connection, as the server's pool keeps them: the tables it looks keys and
 // accounts up in grow from nothing to many rows, and every lookup must stay an index lookup.
@@ -116,6 +117,27 @@ for (const database of testDatabases()) {
       const plan = JSON.stringify(await planPreferringIndexes(db, text, params));
       assert.doesNotMatch(plan, /Seq Scan/, plan);
       assert.match(plan, /"Index Name":"ledger_transfers_expiring"/, plan);
+    });
+
+    it("pages an account's entries newest first through its key, the cursor an index condition", async () => {
+      // Statements and the apps' transaction lists read them on every call: a page must not read the
+      // account's every entry (and its transfer) to sort them, as it did with the cursor as `$2 is null or …`.
+      for (const beforeSeq of [undefined, 100n]) {
+        const { text, params } = await statementSentBy((sql) =>
+          listEntryDetails(sql, randomUUID(), {}, beforeSeq, 50),
+        );
+        const plan = await planPreferringIndexes(db, text, params);
+        const json = JSON.stringify(plan);
+        assert.doesNotMatch(json, /Seq Scan|"Node Type":"Sort"/, json);
+        const entries: PlanNode[] = [];
+        const walk = (node: PlanNode) => {
+          if (node['Relation Name'] === 'ledger_entries') entries.push(node);
+          for (const child of node.Plans ?? []) walk(child);
+        };
+        walk(plan);
+        assert.equal(entries.length, 1, json);
+        assert.match(entries[0]?.['Index Cond'] ?? '', /account_id = .*seq < /, json);
+      }
     });
   });
 }

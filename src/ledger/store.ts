@@ -108,7 +108,10 @@ export async function listEntryDetails(
   beforeSeq: bigint | undefined,
   limit: number,
 ): Promise<EntryDetail[]> {
-  // The account's entries are read through the primary key (account_id, seq); the filters apply on top.
+  // The account's entries are read through the primary key (account_id, seq), newest first from the cursor,
+  // the filters on top. The cursor is an index condition even when absent (the greatest seq): as
+  // `($2 is null or e.seq < $2)`, the plan a prepared statement keeps read the account's every entry, and
+  // its transfer, to sort them for each page.
   const rows = await sql.query<{
     seq: bigint;
     transfer_id: string;
@@ -124,7 +127,7 @@ export async function listEntryDetails(
                     from unnest(t.debit_account_ids, t.credit_account_ids) as p(d, c)
                    where (e.side = 'debit' and d = e.account_id) or (e.side = 'credit' and c = e.account_id)) as counterparts
        from ledger_entries e join ledger_transfers t on t.id = e.transfer_id
-      where e.account_id = $1 and ($2::bigint is null or e.seq < $2)
+      where e.account_id = $1 and e.seq < coalesce($2::bigint, 9223372036854775807)
         and ($3::timestamptz is null or e.created_at >= $3) and ($4::timestamptz is null or e.created_at < $4)
         and ($5::bigint is null or e.amount >= $5) and ($6::bigint is null or e.amount <= $6)
         and ($7::text is null or e.side = $7)
