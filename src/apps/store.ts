@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MIN } from '../db/db.ts';
 
 export type AppStatus = 'active' | 'suspended';
 export type TokenEndpointAuthMethod =
@@ -103,10 +103,18 @@ export async function listApps(
   afterId: string | undefined,
   limit: number,
 ): Promise<StoredApp[]> {
-  const rows = await sql.query<AppRow>(
-    `${SELECT} where ($1::uuid is null or developer_id = $1) and ($2::uuid is null or id > $2) order by id limit $3`,
-    [developerId ?? null, afterId ?? null, limit],
-  );
+  // One statement for each case, the cursor an index condition even when absent: a developer's apps
+  // through their index, every app through the key.
+  const rows =
+    developerId === undefined
+      ? await sql.query<AppRow>(
+          `${SELECT} where id > coalesce($1::uuid, '${UUID_MIN}') order by id limit $2`,
+          [afterId ?? null, limit],
+        )
+      : await sql.query<AppRow>(
+          `${SELECT} where developer_id = $1 and id > coalesce($2::uuid, '${UUID_MIN}') order by id limit $3`,
+          [developerId, afterId ?? null, limit],
+        );
   return rows.map(appFromRow);
 }
 

@@ -1,5 +1,5 @@
 // Fraud screening's SQL: rules, block list, screenings (the history the rules read) and cases.
-import type { Sql } from '../db/db.ts';
+import { type Sql, UUID_MIN } from '../db/db.ts';
 import {
   type History,
   type HistoryPlan,
@@ -112,7 +112,8 @@ export async function listBlocklist(
   limit: number,
 ): Promise<BlocklistEntry[]> {
   const rows = await sql.query<BlocklistRow>(
-    'select * from fraud_blocklist where ($1::text is null or iban > $1) order by iban limit $2',
+    // From the cursor on, an index condition even when absent (every IBAN sorts after '').
+    "select * from fraud_blocklist where iban > coalesce($1::text, '') order by iban limit $2",
     [after ?? null, limit],
   );
   return rows.map(blocklistFromRow);
@@ -449,12 +450,19 @@ export async function listCases(
   after: string | undefined,
   limit: number,
 ): Promise<StoredCase[]> {
-  const rows = await sql.query<CaseRow>(
-    `select * from fraud_cases
-      where ($1::text is null or status = $1) and ($2::uuid is null or id > $2)
-      order by id limit $3`,
-    [status ?? null, after ?? null, limit],
-  );
+  // One statement for each case, the cursor an index condition even when absent: by status through
+  // (status, id), else through the key.
+  const rows =
+    status === undefined
+      ? await sql.query<CaseRow>(
+          `select * from fraud_cases where id > coalesce($1::uuid, '${UUID_MIN}') order by id limit $2`,
+          [after ?? null, limit],
+        )
+      : await sql.query<CaseRow>(
+          `select * from fraud_cases where status = $1 and id > coalesce($2::uuid, '${UUID_MIN}')
+            order by id limit $3`,
+          [status, after ?? null, limit],
+        );
   return rows.map(caseFromRow);
 }
 

@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MAX } from '../db/db.ts';
 import type { Period } from './periods.ts';
 
 export interface StoredMandate {
@@ -257,7 +257,7 @@ export async function listCharges(
   limit: number,
 ): Promise<StoredCharge[]> {
   const rows = await sql.query<ChargeRow>(
-    `select * from mandate_charges where mandate_id = $1 and ($2::uuid is null or id < $2)
+    `select * from mandate_charges where mandate_id = $1 and id < coalesce($2::uuid, '${UUID_MAX}')
       order by id desc limit $3`,
     [mandateId, beforeId ?? null, limit],
   );

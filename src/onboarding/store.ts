@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MIN } from '../db/db.ts';
 import type { CheckRecord, Outcome } from './checks.ts';
 import type { CheckedDocument } from './documents.ts';
 
@@ -162,7 +162,7 @@ export async function listInReview(
   limit: number,
 ): Promise<StoredApplication[]> {
   const rows = await sql.query<Row>(
-    `select * from onboarding_applications where status = 'in_review' and ($1::uuid is null or id > $1)
+    `select * from onboarding_applications where status = 'in_review' and id > coalesce($1::uuid, '${UUID_MIN}')
       order by id limit $2`,
     [afterId ?? null, limit],
   );

@@ -1,4 +1,4 @@
-import type { Sql } from '../db/db.ts';
+import { type Sql, UUID_MIN } from '../db/db.ts';
 import type { Frequency } from './schedule.ts';
 
 export type OrderStatus = 'active' | 'completed' | 'cancelled';
@@ -158,7 +158,8 @@ export async function listOrders(
   limit: number,
 ): Promise<StoredOrder[]> {
   const rows = await sql.query<Row>(
-    `select ${COLUMNS} from payment_orders where customer_id = $1 and ($2::uuid is null or id > $2) order by id limit $3`,
+    `select ${COLUMNS} from payment_orders where customer_id = $1 and id > coalesce($2::uuid, '${UUID_MIN}')
+      order by id limit $3`,
     [customerId, afterId ?? null, limit],
   );
   return rows.map(fromRow);

@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MAX } from '../db/db.ts';
 import type { PayoutFormat } from './files.ts';
 import type { LineError } from './lines.ts';
 
@@ -256,7 +256,7 @@ export async function listBatches(
   limit: number,
 ): Promise<StoredBatch[]> {
   const rows = await sql.query<BatchRow>(
-    `select * from payout_batches where customer_id = $1 and ($2::uuid is null or id < $2)
+    `select * from payout_batches where customer_id = $1 and id < coalesce($2::uuid, '${UUID_MAX}')
       order by id desc limit $3`,
     [customerId, beforeId ?? null, limit],
   );

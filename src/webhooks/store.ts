@@ -1,5 +1,5 @@
 // SQL for webhook endpoints and deliveries, and the dispatcher's reads of the transactional outbox.
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MAX } from '../db/db.ts';
 
 export type DisabledReason = 'developer' | 'failing' | 'gone';
 export type DeliveryStatus = 'pending' | 'sending' | 'delivered' | 'failed';
@@ -248,7 +248,7 @@ export async function listDeliveries(
   // Newest first: the log is read to see what just happened.
   const rows = await sql.query<DeliveryRow>(
     `select ${DELIVERY_COLUMNS} from webhook_deliveries
-     where endpoint_id = $1 and ($2::uuid is null or id < $2::uuid) and ($3::text is null or status = $3)
+     where endpoint_id = $1 and id < coalesce($2::uuid, '${UUID_MAX}') and ($3::text is null or status = $3)
      order by id desc limit $4`,
     [endpointId, beforeId ?? null, status ?? null, limit],
   );
