@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { listApps } from './apps/store.ts';
 import type { Sql } from './db/db.ts';
 import { listBlocklist, listCases } from './fraud/store.ts';
+import { listAccounts } from './ledger/store.ts';
 import { listCharges } from './mandates/store.ts';
 import { listInReview } from './onboarding/store.ts';
 import { listOrders } from './payments/orders-store.ts';
@@ -64,6 +65,16 @@ const PAGES: {
     page: (sql, c) => listCases(sql, 'open', c, 50),
   },
   { list: 'every fraud case', index: 'fraud_cases_pkey', page: (sql, c) => listCases(sql, undefined, c, 50) },
+  {
+    list: 'the ledger accounts with a code',
+    index: 'ledger_accounts_code',
+    page: (sql, c) => listAccounts(sql, { code: 'bank:clearing-eur' }, c, 50),
+  },
+  {
+    list: 'every ledger account',
+    index: 'ledger_accounts_pkey',
+    page: (sql, c) => listAccounts(sql, {}, c, 50),
+  },
   {
     list: 'the applications in review',
     index: 'onboarding_applications_in_review',

@@ -128,7 +128,7 @@ export class Ledger {
   }
 
   listAccounts(
-    filter: { code?: string | undefined; codePrefix?: string | undefined },
+    filter: { code?: string | undefined },
     afterId: string | undefined,
     limit: number,
   ): Promise<Account[]> {

@@ -1,4 +1,4 @@
-import { arrayLiteral, type Sql } from '../db/db.ts';
+import { arrayLiteral, type Sql, UUID_MIN } from '../db/db.ts';
 import type { Minor, ParsedAmount } from '../money.ts';
 import type {
   Account,
@@ -86,17 +86,23 @@ export async function findAccount(sql: Sql, id: string): Promise<Account | undef
 /** Accounts in creation order (ids are UUIDv7), after `afterId` when given, optionally with one code. */
 export async function listAccounts(
   sql: Sql,
-  filter: { code?: string | undefined; codePrefix?: string | undefined },
+  filter: { code?: string | undefined },
   afterId: string | undefined,
   limit: number,
 ): Promise<Account[]> {
-  const rows = await sql.query<AccountRow>(
-    `select * from ledger_accounts
-      where ($1::text is null or code = $1) and ($2::text is null or starts_with(code, $2))
-        and ($3::uuid is null or id > $3)
-      order by id limit $4`,
-    [filter.code ?? null, filter.codePrefix ?? null, afterId ?? null, limit],
-  );
+  // One statement for each case, the cursor an index condition even when absent: by code through
+  // (code, id) (migration 0032), else through the key.
+  const rows =
+    filter.code === undefined
+      ? await sql.query<AccountRow>(
+          `select * from ledger_accounts where id > coalesce($1::uuid, '${UUID_MIN}') order by id limit $2`,
+          [afterId ?? null, limit],
+        )
+      : await sql.query<AccountRow>(
+          `select * from ledger_accounts where code = $1 and id > coalesce($2::uuid, '${UUID_MIN}')
+            order by id limit $3`,
+          [filter.code, afterId ?? null, limit],
+        );
   return rows.map(accountFromRow);
 }
 

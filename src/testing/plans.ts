@@ -1,5 +1,5 @@
 // The plan PostgreSQL makes for a statement, for tests that a statement reads through an index.
-import type { Db, Sql } from '../db/db.ts';
+import { arrayLiteral, type Db, type Sql } from '../db/db.ts';
 
 /** A node of PostgreSQL's JSON plan, as far as the tests read it. */
 export interface PlanNode {
@@ -13,7 +13,12 @@ export interface PlanNode {
 /** A test's parameter as an SQL literal, of no type yet: the prepared statement gives it one. */
 function literal(value: unknown): string {
   if (value === null || value === undefined) return 'null';
-  const text = value instanceof Date ? value.toISOString() : String(value);
+  const text =
+    value instanceof Date
+      ? value.toISOString()
+      : Array.isArray(value)
+        ? arrayLiteral(value as (string | number | bigint | boolean | null)[])
+        : String(value);
   return `'${text.replaceAll("'", "''")}'`;
 }
 
