@@ -45,7 +45,7 @@ const PAGES: {
   },
   {
     list: "an endpoint's pending deliveries",
-    index: 'webhook_deliveries_log',
+    index: 'webhook_deliveries_log_status',
     page: (sql, c) => listDeliveries(sql, randomUUID(), c, 'pending', 50),
   },
   {

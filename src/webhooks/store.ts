@@ -245,13 +245,22 @@ export async function listDeliveries(
   status: DeliveryStatus | undefined,
   limit: number,
 ): Promise<Delivery[]> {
-  // Newest first: the log is read to see what just happened.
-  const rows = await sql.query<DeliveryRow>(
-    `select ${DELIVERY_COLUMNS} from webhook_deliveries
-     where endpoint_id = $1 and id < coalesce($2::uuid, '${UUID_MAX}') and ($3::text is null or status = $3)
-     order by id desc limit $4`,
-    [endpointId, beforeId ?? null, status ?? null, limit],
-  );
+  // Newest first: the log is read to see what just happened. One statement for each case, the cursor an
+  // index condition even when absent: by status through (endpoint_id, status, id) (migration 0033).
+  const rows =
+    status === undefined
+      ? await sql.query<DeliveryRow>(
+          `select ${DELIVERY_COLUMNS} from webhook_deliveries
+            where endpoint_id = $1 and id < coalesce($2::uuid, '${UUID_MAX}')
+            order by id desc limit $3`,
+          [endpointId, beforeId ?? null, limit],
+        )
+      : await sql.query<DeliveryRow>(
+          `select ${DELIVERY_COLUMNS} from webhook_deliveries
+            where endpoint_id = $1 and status = $3 and id < coalesce($2::uuid, '${UUID_MAX}')
+            order by id desc limit $4`,
+          [endpointId, beforeId ?? null, status, limit],
+        );
   return rows.map(deliveryOf);
 }
 
