@@ -14,7 +14,7 @@ import { arrayLiteral, type Db, openDb, type Sql } from '../src/db/db.ts';
 import { migrate } from '../src/db/migrate.ts';
 import type { ScreeningInput } from '../src/fraud/rules.ts';
 import { deviceKeyOf, FraudScreening } from '../src/fraud/service.ts';
-import { machine, ms, PG_URL, printTable, redact } from './support.ts';
+import { machine, ms, PG_URL, percentile, printTable, redact } from './support.ts';
 
 const CUSTOMERS = 500;
 const PAYMENTS_PER_CUSTOMER = 20;
@@ -141,9 +141,6 @@ function payment(next: () => number, customer: Customer, at: Date): ScreeningInp
     },
   };
 }
-
-const percentile = (sorted: readonly number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 
 type Scenario = 'payment' | 'alone' | 'own commit';
 

@@ -684,7 +684,7 @@ export function summarize(latencies: readonly number[]): Stats {
 }
 
 /** The nearest-rank percentile: a latency some request really had, never an interpolation. */
-function percentile(sorted: Float64Array, q: number): number {
+export function percentile(sorted: ArrayLike<number>, q: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 }

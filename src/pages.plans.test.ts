@@ -14,7 +14,7 @@ import { listInReview } from './onboarding/store.ts';
 import { listOrders } from './payments/orders-store.ts';
 import { listBatches } from './payouts/store.ts';
 import { type TestDb, testDatabases } from './testing/databases.ts';
-import { type PlanNode, planPreferringIndexes, statementSentBy } from './testing/plans.ts';
+import { planNodes, planPreferringIndexes, statementSentBy } from './testing/plans.ts';
 import { listDeliveries } from './webhooks/store.ts';
 
 /** A list's page, given a cursor or none, and the index that must serve it. */
@@ -97,12 +97,7 @@ for (const database of testDatabases()) {
           const plan = await planPreferringIndexes(db, text, params);
           const json = JSON.stringify(plan);
           assert.doesNotMatch(json, /Seq Scan|"Node Type":"Sort"/, json);
-          const scans: PlanNode[] = [];
-          const walk = (node: PlanNode) => {
-            if (node['Index Name'] === index) scans.push(node);
-            for (const child of node.Plans ?? []) walk(child);
-          };
-          walk(plan);
+          const scans = planNodes(plan).filter((node) => node['Index Name'] === index);
           assert.equal(scans.length, 1, json);
           assert.match(scans[0]?.['Index Cond'] ?? '', /COALESCE/, json);
         }

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import type { Minor } from '../money.ts';
 import { type TestDb, testDatabases } from '../testing/databases.ts';
-import { type PlanNode, planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
+import { planNodes, planPreferringIndexes, statementSentBy } from '../testing/plans.ts';
 import { Ledger } from './service.ts';
 import { executeItems, findExpiredPending, type LedgerItem, listEntryDetails } from './store.ts';
 
@@ -129,12 +129,7 @@ for (const database of testDatabases()) {
         const plan = await planPreferringIndexes(db, text, params);
         const json = JSON.stringify(plan);
         assert.doesNotMatch(json, /Seq Scan|"Node Type":"Sort"/, json);
-        const entries: PlanNode[] = [];
-        const walk = (node: PlanNode) => {
-          if (node['Relation Name'] === 'ledger_entries') entries.push(node);
-          for (const child of node.Plans ?? []) walk(child);
-        };
-        walk(plan);
+        const entries = planNodes(plan).filter((node) => node['Relation Name'] === 'ledger_entries');
         assert.equal(entries.length, 1, json);
         assert.match(entries[0]?.['Index Cond'] ?? '', /account_id = .*seq < /, json);
       }

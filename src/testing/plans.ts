@@ -10,6 +10,11 @@ export interface PlanNode {
   readonly Plans?: readonly PlanNode[];
 }
 
+/** Every node of a plan, the root first, then each subtree in order. */
+export function planNodes(node: PlanNode): PlanNode[] {
+  return [node, ...(node.Plans ?? []).flatMap(planNodes)];
+}
+
 /** A test's parameter as an SQL literal, of no type yet: the prepared statement gives it one. */
 function literal(value: unknown): string {
   if (value === null || value === undefined) return 'null';
